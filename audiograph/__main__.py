@@ -1,0 +1,5 @@
+import sys
+
+from audiograph.cli import main
+
+sys.exit(main())

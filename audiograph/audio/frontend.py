@@ -1,0 +1,130 @@
+"""The log-mel front-end (`torch.stft` + librosa's Slaney filterbank) and the fixed-length chunking of tracks."""
+
+from __future__ import annotations
+
+import math
+
+import librosa
+import torch
+from torch import nn
+
+from audiograph.audio.decode import SAMPLE_RATE
+
+
+class LogMel(nn.Module):
+    """Waveform [..., samples] -> log-mel power in dB [..., n_mels, frames].
+
+    Equal to `librosa.power_to_db(librosa.feature.melspectrogram(...), top_db=top_db)` with the
+    same settings (centred frames, zero padding, periodic Hann window, Slaney mel scale). As in
+    librosa, `top_db` floors each input at its own peak minus `top_db`: for a whole track that keeps
+    the model out of the range where float32 FFT rounding (about 1e-7 of a frame's peak) dominates.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        n_fft: int = 2048,
+        hop_length: int = 1024,
+        n_mels: int = 128,
+        fmin: float = 0.0,
+        fmax: float | None = None,
+        amin: float = 1e-10,
+        top_db: float | None = 80.0,
+    ):
+        super().__init__()
+        self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
+        self.amin, self.top_db = amin, top_db
+        filters = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+        self.register_buffer("mel_filters", torch.from_numpy(filters), persistent=False)
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True, dtype=torch.float64), persistent=False)
+
+    def power_spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
+        """|STFT|^2 as [..., n_fft // 2 + 1, frames]."""
+        shape = waveform.shape
+        spec = torch.stft(
+            waveform.reshape(-1, shape[-1]),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            window=self.window.to(waveform.dtype),
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()
+        return power.reshape(*shape[:-1], *power.shape[-2:])
+
+    def mel_db(self, power: torch.Tensor) -> torch.Tensor:
+        """Power spectrogram -> log-mel in dB."""
+        mel = torch.matmul(self.mel_filters.to(power.dtype), power)
+        db = 10.0 * torch.log10(torch.clamp(mel, min=self.amin))
+        if self.top_db is not None:
+            peak = db.amax(dim=(-2, -1), keepdim=True)
+            db = torch.maximum(db, peak - self.top_db)
+        return db
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.mel_db(self.power_spectrogram(waveform))
+
+    def frames_for(self, seconds: float) -> int:
+        """How many frames cover `seconds` of audio."""
+        return max(1, round(seconds * self.sample_rate / self.hop_length))
+
+
+def chunk_spans(n_frames: int, chunk_frames: int, max_chunks: int | None) -> list[tuple[int, int]]:
+    """The (start, stop) frame spans of the chunks that represent a track.
+
+    A track shorter than one chunk is one chunk of its own length. A longer one is covered by
+    ceil(n_frames / chunk_frames) chunks, capped at `max_chunks`, spread evenly from start to end
+    (so a capped long track is sampled across its whole length, not just its opening).
+    """
+    if n_frames <= chunk_frames:
+        return [(0, n_frames)]
+    count = math.ceil(n_frames / chunk_frames)
+    if max_chunks is not None:
+        count = min(count, max_chunks)
+    if count == 1:
+        start = (n_frames - chunk_frames) // 2
+        return [(start, start + chunk_frames)]
+    last_start = n_frames - chunk_frames
+    starts = [round(i * last_start / (count - 1)) for i in range(count)]
+    return [(s, s + chunk_frames) for s in starts]
+
+
+class AudioFrontend(nn.Module):
+    """The log-mel front-end plus the chunking that turns a track into fixed-length encoder inputs.
+
+    A track's acoustic vector is the normalised mean of its chunk vectors; the log-mel cache
+    holds exactly these chunks, so a vector can be recomputed from the cache without decoding.
+    """
+
+    def __init__(self, chunk_seconds: float = 30.0, max_chunks: int | None = 4, **logmel_options):
+        super().__init__()
+        self.logmel = LogMel(**logmel_options)
+        self.chunk_seconds, self.max_chunks = chunk_seconds, max_chunks
+        self.chunk_frames = self.logmel.frames_for(chunk_seconds)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.logmel.sample_rate
+
+    def config(self) -> dict:
+        """Every setting, as JSON-able keyword arguments that rebuild this front-end."""
+        lm = self.logmel
+        return {
+            "sample_rate": lm.sample_rate,
+            "n_fft": lm.n_fft,
+            "hop_length": lm.hop_length,
+            "n_mels": lm.n_mels,
+            "top_db": lm.top_db,
+            "chunk_seconds": self.chunk_seconds,
+            "max_chunks": self.max_chunks,
+        }
+
+    def signature(self) -> str:
+        """A stable string naming these settings; cached chunks are reused only under the same one."""
+        return ",".join(f"{k}={v}" for k, v in self.config().items())
+
+    def chunks(self, mel_db: torch.Tensor) -> list[torch.Tensor]:
+        """The chunks [n_mels, frames] that represent a track's log-mel [n_mels, frames]."""
+        spans = chunk_spans(mel_db.shape[-1], self.chunk_frames, self.max_chunks)
+        return [mel_db[..., a:b] for a, b in spans]

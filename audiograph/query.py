@@ -1,0 +1,131 @@
+"""`query_file`: embed an audio file with the model behind a space and find its nearest stored tracks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from audiograph.audio.decode import content_hash
+from audiograph.errors import ConfigError, StoreError
+from audiograph.store import Store
+from audiograph.tables import format_table
+
+# Preferred search space when none is named: the richest one the store has.
+SPACE_PREFERENCE = ("musig", "acoustic", "descriptors")
+
+# model kind -> function(store, model row, file path, file bytes) -> query vector
+QUERY_EMBEDDERS: dict[str, Callable[[Store, dict, Path, bytes], np.ndarray]] = {}
+
+
+def query_embedder(kind: str):
+    """Register how a file is embedded for search in spaces made by models of `kind`."""
+
+    def register(fn):
+        QUERY_EMBEDDERS[kind] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class QueryResult:
+    """The hits for one query file, and how they were found."""
+
+    space: str
+    model_id: str
+    hits: list[dict]
+    query_track: str | None = None  # the stored track the file is, if any (excluded from hits)
+    stale_vectors: int = 0  # vectors of older models in the space, left out of the search
+    notes: list[str] = field(default_factory=list)
+
+
+def default_space(store: Store) -> str:
+    """The richest space the store holds vectors in."""
+    spaces = store.spaces()
+    for space in SPACE_PREFERENCE:
+        if space in spaces:
+            return space
+    if spaces:
+        return next(iter(spaces))
+    raise StoreError(f"{store.path}: the store holds no vectors yet (run `audiograph embed-audio DIR`)")
+
+
+def query_file(store: Store, path: str | os.PathLike, *, space: str | None = None, k: int = 10) -> QueryResult:
+    """The k stored tracks nearest to the audio file `path` in `space` (default: `default_space`).
+
+    The file is embedded with the same model that made the space's vectors. A file that is
+    already in the store (same path or same content) is excluded from its own results.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1 (got {k})")
+    space = space or default_space(store)
+    if space not in store.spaces():
+        have = ", ".join(store.spaces()) or "none"
+        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
+    model_id, stale = store.search_model(space)
+    data = path.read_bytes()
+    known = {t["id"] for t in store.tracks_by_hash(content_hash(data))}
+    by_path = store.track_by_path(path)
+    if by_path is not None and by_path["status"] == "ok":
+        known.add(by_path["id"])
+    index = store.index(space, model_id)
+    stored = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
+    if stored is not None:
+        vector = stored
+    else:
+        model = store.model(model_id)
+        embed = QUERY_EMBEDDERS.get(model["kind"]) if model else None
+        if embed is None:
+            raise StoreError(f"space '{space}': model '{model_id}' cannot embed new audio files")
+        vector = embed(store, model, path, data)
+    result = QueryResult(space, model_id, store.similar(space, vector, k=k, exclude=known, model_id=model_id))
+    result.query_track = min(known) if known else None
+    result.stale_vectors = stale
+    if stale:
+        result.notes.append(
+            f"{stale} vectors in '{space}' come from older models and were left out; "
+            "re-run `audiograph embed-audio` to refresh them"
+        )
+    return result
+
+
+def track_label(hit: dict) -> str:
+    """"Artist – Title" from tags, else the file name."""
+    if hit.get("title"):
+        return f"{hit.get('artist') or 'Unknown'} – {hit['title']}"
+    return Path(hit.get("path") or hit["track_id"]).stem
+
+
+def format_hits(hits: list[dict], extra: tuple[str, ...] = ()) -> str:
+    """Hits as a table: rank, score, artist – title, any `extra` track columns, path."""
+    rows = [
+        [h["rank"], f"{h['score']:.3f}", track_label(h), *(h.get(c) for c in extra), h.get("path") or h["track_id"]]
+        for h in hits
+    ]
+    return format_table(["rank", "score", "artist – title", *extra, "path"], rows, right={0, 1})
+
+
+@query_embedder("descriptors")
+def _embed_descriptors(store: Store, model: dict, path: Path, data: bytes) -> np.ndarray:
+    from audiograph.audio.analysis import analyse
+    from audiograph.audio.frontend import AudioFrontend
+
+    frontend = AudioFrontend(**model["config"]["frontend"])
+    return analyse(path, frontend, data=data).descriptors
+
+
+@query_embedder("audio-encoder")
+def _embed_acoustic(store: Store, model: dict, path: Path, data: bytes) -> np.ndarray:
+    from audiograph.audio.analysis import analyse, chunks_as_tensors
+    from audiograph.audio.encoder import embed_tracks, resolve_encoder
+
+    encoder, frontend, _ = resolve_encoder(store, model["id"])
+    analysis = analyse(path, frontend, data=data, descriptors=False)
+    return embed_tracks(encoder, [chunks_as_tensors(analysis.mel_chunks)])[0].numpy()

@@ -1,0 +1,76 @@
+"""Exact cosine nearest-neighbour search over one in-memory float32 matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def vector_to_blob(vector: np.ndarray) -> bytes:
+    """Little-endian float32 bytes, the store's vector format."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def blobs_to_matrix(blobs: list[bytes], dim: int) -> np.ndarray:
+    """Stack stored vectors into one [len(blobs), dim] float32 matrix without per-row copies."""
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+@dataclass
+class Hit:
+    """One search result."""
+
+    index: int
+    id: str
+    score: float
+
+
+class VectorIndex:
+    """Rows L2-normalised once at load; a query is one matrix-vector product plus a partial sort.
+
+    With `standardize`, columns are z-scored first (for feature spaces whose dimensions have
+    unrelated units, such as tempo in BPM next to spectral flatness).
+    """
+
+    def __init__(self, ids: list[str], matrix: np.ndarray, standardize: bool = False):
+        self.ids = list(ids)
+        self._position = {track_id: i for i, track_id in enumerate(self.ids)}
+        matrix = np.asarray(matrix, dtype=np.float32)
+        self.mean = self.scale = None
+        if standardize and len(matrix):
+            self.mean = matrix.mean(axis=0)
+            std = matrix.std(axis=0)
+            self.scale = np.where(std > 1e-12, std, 1.0).astype(np.float32)
+        self.matrix = self._normalise(matrix)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _normalise(self, x: np.ndarray) -> np.ndarray:
+        if self.mean is not None:
+            x = (x - self.mean) / self.scale
+        norms = np.linalg.norm(x, axis=-1, keepdims=True)
+        return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+
+    def vector(self, track_id: str) -> np.ndarray | None:
+        """The normalised stored vector of `track_id`, or None."""
+        i = self._position.get(track_id)
+        return None if i is None else self.matrix[i]
+
+    def search(self, query: np.ndarray, k: int = 10, exclude: tuple[str, ...] | set[str] = (), normalised=False) -> list[Hit]:
+        """The k rows most cosine-similar to `query`, best first, skipping ids in `exclude`."""
+        q = np.asarray(query, dtype=np.float32) if normalised else self._normalise(np.asarray(query, np.float32))
+        scores = self.matrix @ q
+        for track_id in exclude:
+            i = self._position.get(track_id)
+            if i is not None:
+                scores[i] = -np.inf
+        k = min(k, len(self.ids) - sum(1 for t in set(exclude) if t in self._position))
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")][:k]
+        return [Hit(int(i), self.ids[i], float(scores[i])) for i in top]

@@ -1,0 +1,123 @@
+"""Versioned schema migrations, applied in order and recorded in `_migrations`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+import sqlite_utils
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+
+
+def migration(fn: Callable[[sqlite_utils.Database], None]):
+    """Register `fn` as the next migration; its name is its identity, so never rename one."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply every migration not yet recorded in `db`, each in its own transaction; returns their names."""
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied": str}, pk="name")
+    applied = {row["name"] for row in db["_migrations"].rows}
+    done = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in applied:
+            continue
+        with db.atomic():
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied) VALUES (?, ?)",
+                [fn.__name__, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")],
+            )
+        done.append(fn.__name__)
+    return done
+
+
+@migration
+def m001_tracks_vectors_models(db: sqlite_utils.Database) -> None:
+    db["collections"].create({"name": str, "root": str, "created": str}, pk="name")
+    db["tracks"].create(
+        {
+            "id": str,
+            "collection": str,
+            "path": str,
+            "size": int,
+            "mtime_ns": int,
+            "content_hash": str,
+            "duration": float,
+            "sample_rate": int,
+            "channels": int,
+            "format": str,
+            "title": str,
+            "artist": str,
+            "album": str,
+            "genre": str,
+            "status": str,
+            "error": str,
+            "updated": str,
+        },
+        pk="id",
+    )
+    db["tracks"].create_index(["path"])
+    db["tracks"].create_index(["content_hash"])
+    db["models"].create(
+        {
+            "id": str,
+            "kind": str,
+            "space": str,
+            "checkpoint": str,
+            "config": str,
+            "metrics": str,
+            "created": str,
+        },
+        pk="id",
+    )
+    db["vectors"].create(
+        {
+            "space": str,
+            "track_id": str,
+            "model_id": str,
+            "content_hash": str,
+            "vector": bytes,
+            "updated": str,
+        },
+        pk=("space", "track_id"),
+    )
+    db["vectors"].create_index(["space", "model_id"])
+    db["mels"].create(
+        {
+            "track_id": str,
+            "content_hash": str,
+            "frontend": str,
+            "n_mels": int,
+            "chunk_frames": str,
+            "data": bytes,
+            "updated": str,
+        },
+        pk="track_id",
+    )
+
+
+@migration
+def m002_playlists_graph(db: sqlite_utils.Database) -> None:
+    db["playlists"].create(
+        {"id": str, "name": str, "source": str, "entries": int, "matched": int}, pk="id"
+    )
+    db["playlist_tracks"].create(
+        {"playlist_id": str, "position": int, "track_id": str}, pk=("playlist_id", "position")
+    )
+    db["playlist_tracks"].create_index(["track_id"])
+    # The co-occurrence graph: one row per undirected edge, src < dst.
+    db["edges"].create({"src": str, "dst": str, "weight": float}, pk=("src", "dst"))
+    db["edges"].create_index(["dst"])
+    # Store-wide facts, e.g. how the current graph was built.
+    db["meta"].create({"key": str, "value": str}, pk="key")
+
+
+@migration
+def m003_genre_votes(db: sqlite_utils.Database) -> None:
+    # Where a track's genre label came from (e.g. the genre of each playlist listing it), so that an
+    # evaluation can derive labels from training playlists only.
+    db["genre_votes"].create({"track_id": str, "source": str, "genre": str}, pk=("track_id", "source"))

@@ -1,0 +1,122 @@
+"""The console script: outputs (table and --json), exit codes, and one-line errors without tracebacks."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import read_csv
+
+
+def run(*args, env_db=None, check=True, cwd=None):
+    """Run the CLI in a subprocess, in `cwd` (default: a fresh temporary folder, so no ./audiograph.db)."""
+    env = {k: v for k, v in os.environ.items() if k != "AUDIOGRAPH_DB"}
+    if env_db:
+        env["AUDIOGRAPH_DB"] = str(env_db)
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = subprocess.run([sys.executable, "-m", "audiograph", *map(str, args)], capture_output=True, text=True,
+                              env=env, cwd=cwd or scratch)  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def test_synth_embed_query_info(synth_collection, tmp_path):
+    db = tmp_path / "cli.db"
+    audio = tmp_path / "audio"
+    shutil.copytree(synth_collection / "audio", audio)
+    truth = {r["path"]: r for r in read_csv(synth_collection / "tracks.csv")}
+
+    out = run("embed-audio", audio, "--db", db, "--json")
+    summary = json.loads(out.stdout)
+    assert summary["embedded"] == len(truth) and summary["skipped"] == 0
+    assert {Path(f["path"]).name for f in summary["failed"]} == {
+        Path(r["path"]).name for r in read_csv(synth_collection / "faults.csv")
+        if r["kind"] not in ("duplicate", "missing_file", "url")
+    }  # fmt: skip
+    assert all(f["error"] for f in summary["failed"])
+    # One line per bad file on stderr, naming it; no traceback.
+    failure_lines = [l for l in out.stderr.splitlines() if l.startswith("failed: ")]
+    assert len(failure_lines) == len(summary["failed"]) and "Traceback" not in out.stderr
+
+    again = run("embed-audio", audio, env_db=db)  # the store from the environment
+    assert f"embedded 0, skipped {len(truth)} unchanged" in again.stdout
+    assert "acoustic vectors appear after" in again.stdout
+
+    query_path = audio / sorted(truth)[0]
+    hits = json.loads(run("query", query_path, "--db", db, "--json", "-k", "5").stdout)
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert set(hits[0]) == {"rank", "track_id", "path", "title", "artist", "score"}
+    assert all(h["track_id"] != f"audio/{sorted(truth)[0]}" for h in hits)  # the query itself is excluded
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert hits[0]["title"] == truth[Path(hits[0]["path"]).relative_to(audio).as_posix()]["title"]
+
+    m3u = tmp_path / "out" / "similar.m3u8"
+    table = run("query", query_path, "--db", db, "-k", "3", "--m3u", m3u).stdout.splitlines()
+    assert table[0].startswith("space 'descriptors'")
+    assert table[1].split()[:3] == ["rank", "score", "artist"]
+    rows = table[2:5]
+    assert [r.split()[0] for r in rows] == ["1", "2", "3"]
+    for row in rows:
+        path = row.split("  ")[-1].strip()
+        meta = truth[Path(path).relative_to(audio).as_posix()]
+        assert f"{meta['artist']} – {meta['title']}" in row
+    entries = [l for l in m3u.read_text(encoding="utf-8").splitlines() if l and not l.startswith("#")]
+    assert len(entries) == 3 and all((m3u.parent / e).resolve().is_file() for e in entries)
+
+    info = json.loads(run("info", "--db", db, "--json").stdout)
+    assert info["tracks"]["ok"] == len(truth) and "descriptors" in info["spaces"]
+
+
+def test_query_with_a_file_outside_the_collection(embedded_db, shared_data, tmp_path):
+    outside = shared_data / "audio" / "admiralbob77_-_Choice_-_Drum-bass.ogg"
+    hits = json.loads(run("query", outside, "--db", embedded_db, "--json", "-k", "4").stdout)
+    assert len(hits) == 4 and all(h["track_id"].startswith("synth/") for h in hits)
+    # Same answer as searching the store with the file's own descriptors (an independent path).
+    from audiograph.audio.analysis import analyse
+    from audiograph.audio.frontend import AudioFrontend
+    from audiograph.store import Store
+
+    store = Store(embedded_db)
+    ids, matrix = store.vectors("descriptors")
+    q = analyse(outside, AudioFrontend()).descriptors
+    mean, std = matrix.mean(0), matrix.std(0)
+    z = (matrix - mean) / std
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    qz = (q - mean) / std
+    expected = [ids[i] for i in np.argsort(-(z @ (qz / np.linalg.norm(qz))))[:4]]
+    assert [h["track_id"] for h in hits] == expected
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["embed-audio", "{tmp}/nowhere"], "nowhere: no such folder"),
+        (["query", "{tmp}/missing.mp3"], "no store here"),
+        (["query", "{shared}/audio/sorohanro_-_solo-trumpet-06.ogg", "--space", "acoustic", "--db", "{db}"],
+         "no vectors in space 'acoustic'"),
+        (["query", "{tmp}/notes.mp3", "--db", "{db}"], "notes.mp3: not an audio file"),
+        (["synth", "{tmp}/s", "--tracks", "2", "--genres", "3"], "error:"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(args, message, tmp_path, embedded_db, shared_data):
+    (tmp_path / "notes.mp3").write_text("not audio at all\n" * 20)
+    fill = {"tmp": tmp_path, "db": embedded_db, "shared": shared_data}
+    proc = run(*[a.format(**fill) for a in args], check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("audiograph: error:") and message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_errors_exit_2():
+    proc = run("query", check=False)
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+    assert run("--version").stdout.startswith("audiograph ")

@@ -1,0 +1,123 @@
+"""Decoding: every format and rate decodes to the right samples; every kind of broken file gets its reason."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from audiograph.audio.decode import SAMPLE_RATE, content_hash, decode
+from audiograph.errors import DecodeError
+
+
+def _tone(seconds, rate, channels=1, freq=440.0):
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.4 * np.sin(2 * np.pi * freq * t)
+    if channels == 2:
+        return np.stack([x, 0.5 * x], axis=1).astype(np.float32)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "ext,fmt,rate,channels",
+    [
+        ("wav", "WAV", 16000, 1),
+        ("wav", "WAV", 48000, 2),
+        ("flac", "FLAC", 44100, 2),
+        ("ogg", "OGG", 22050, 1),
+        ("mp3", "MP3", 32000, 1),
+        ("mp3", "MP3", 44100, 2),
+    ],
+)
+def test_formats_decode_to_mono_at_model_rate(tmp_path, ext, fmt, rate, channels):
+    path = tmp_path / f"tone.{ext}"
+    x = _tone(3.0, rate, channels)
+    with sf.SoundFile(path, "w", samplerate=rate, channels=channels, format=fmt) as f:
+        f.title, f.artist, f.genre = "Tone", "Tester", "Test"
+        f.write(x)
+    audio = decode(path)
+    assert audio.sample_rate == SAMPLE_RATE and audio.source_rate == rate and audio.channels == channels
+    assert audio.tags["title"] == "Tone" and audio.tags["artist"] == "Tester"
+    mono = x.mean(axis=1) if channels == 2 else x
+    expected = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    # Lossless formats decode exactly (up to 16-bit quantisation); lossy ones keep the tone's energy.
+    if fmt in ("WAV", "FLAC"):
+        assert len(audio.samples) == len(expected)
+        np.testing.assert_allclose(audio.samples, expected, atol=2e-4)
+    else:
+        assert abs(audio.duration - 3.0) < 0.1
+        spectrum = np.abs(np.fft.rfft(audio.samples))
+        peak_hz = np.argmax(spectrum) * SAMPLE_RATE / len(audio.samples)
+        assert abs(peak_hz - 440) < 3
+
+
+def test_decode_from_bytes_equals_decode_from_path(tmp_path):
+    path = tmp_path / "a.mp3"
+    sf.write(path, _tone(2.0, 22050), 22050, format="MP3")
+    a = decode(path)
+    b = decode(path, data=path.read_bytes())
+    np.testing.assert_array_equal(a.samples, b.samples)
+
+
+def _reason(path, **kwargs) -> str:
+    with pytest.raises(DecodeError) as info:
+        decode(path, **kwargs)
+    assert info.value.path == str(path)
+    return info.value.reason
+
+
+def test_faulty_files_raise_with_a_reason(tmp_path):
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    assert _reason(empty) == "empty file (0 bytes)"
+
+    text = tmp_path / "notes.mp3"
+    text.write_text("this is a text file that someone renamed\n" * 10)
+    assert "not an audio file" in _reason(text)
+
+    full = tmp_path / "full.mp3"
+    sf.write(full, _tone(10.0, 22050), 22050, format="MP3")
+    truncated = tmp_path / "truncated.mp3"
+    truncated.write_bytes(full.read_bytes()[: len(full.read_bytes()) // 3])
+    assert _reason(truncated).startswith("truncated: decoded")
+
+    short = tmp_path / "short.mp3"
+    sf.write(short, _tone(0.2, 22050), 22050, format="MP3")
+    assert _reason(short).startswith("too short")
+
+    silent = tmp_path / "silent.flac"
+    sf.write(silent, np.zeros(22050 * 3, np.float32), 22050, format="FLAC")
+    assert _reason(silent) == "silent (digital silence)"
+
+    m4a = tmp_path / "song.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200)
+    assert _reason(m4a).startswith("unsupported format '.m4a'")
+
+    garbage = tmp_path / "noise.ogg"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    assert _reason(garbage) == "unrecognised or corrupt audio data"
+
+    assert "No such file" in _reason(tmp_path / "missing.mp3")
+
+
+def test_min_seconds_is_configurable(tmp_path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, _tone(0.5, 16000), 16000)
+    assert decode(path, min_seconds=0.25).duration == pytest.approx(0.5)
+
+
+def test_content_hash_follows_bytes():
+    assert content_hash(b"abc") == content_hash(b"abc") != content_hash(b"abd")
+
+
+def test_real_recordings_decode(shared_data):
+    paths = sorted((shared_data / "audio").glob("*.[om][gp][g3]"))
+    assert len(paths) == 9
+    rates = set()
+    for path in paths:
+        audio = decode(path)
+        info = sf.info(path)
+        rates.add(info.samplerate)
+        assert audio.duration == pytest.approx(info.frames / info.samplerate, rel=0.02)
+        assert len(audio.samples) == pytest.approx(audio.duration * SAMPLE_RATE, rel=0.02)
+        assert np.isfinite(audio.samples).all() and np.abs(audio.samples).max() > 0.01
+    assert rates == {16000, 22050}

@@ -1,0 +1,151 @@
+"""embed-audio: what gets embedded, skipped and reported; incremental runs; a killed run resumed."""
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiograph.audio.embed import embed_audio
+from audiograph.audio.descriptors import DESCRIPTOR_NAMES
+from audiograph.store import Store
+from conftest import read_csv
+
+FAILING_KINDS = {"empty", "truncated", "not_audio", "too_short", "silent", "unsupported"}
+
+
+def _expected(collection: Path):
+    good = {r["path"] for r in read_csv(collection / "tracks.csv")}
+    faults = {r["path"]: r["kind"] for r in read_csv(collection / "faults.csv")}
+    failing = {p for p, kind in faults.items() if kind in FAILING_KINDS}
+    return good, failing, faults
+
+
+def _ids(store, status="ok"):
+    return {t["id"] for t in store.tracks(status=status)}
+
+
+def test_embed_reports_faults_and_skips_unchanged(synth_collection, tmp_path):
+    good, failing, faults = _expected(synth_collection)
+    store = Store(tmp_path / "s.db")
+    reported = []
+    summary = embed_audio(synth_collection / "audio", store, collection="c", num_workers=2, quiet=True,
+                          on_failure=lambda p, r: reported.append((p, r)))  # fmt: skip
+    assert summary.embedded == len(good)
+    failed = {Path(f["path"]).relative_to(synth_collection / "audio").as_posix(): f["error"] for f in summary.failed}
+    assert set(failed) == failing
+    assert len(reported) == len(failing)
+    reasons = {faults[p]: r for p, r in failed.items()}
+    assert reasons["empty"] == "empty file (0 bytes)"
+    assert reasons["truncated"].startswith("truncated")
+    assert reasons["not_audio"].startswith("not an audio file")
+    assert reasons["too_short"].startswith("too short")
+    assert reasons["silent"].startswith("silent")
+    assert reasons["unsupported"].startswith("unsupported format")
+    duplicate = next(p for p, kind in faults.items() if kind == "duplicate")
+    assert any(any(p.endswith(duplicate) for p in d["paths"]) and len(d["paths"]) == 2 for d in summary.duplicates)
+
+    assert _ids(store) == {f"c/{p}" for p in good}
+    assert {t["id"] for t in store.tracks("failed")} == {f"c/{p}" for p in failing}
+    ids, matrix = store.vectors("descriptors")
+    assert set(ids) == _ids(store) and matrix.shape == (len(good), len(DESCRIPTOR_NAMES))
+    assert np.isfinite(matrix).all()
+    assert set(store.mel_chunks()) == _ids(store)
+    row = store.track(f"c/{sorted(good)[0]}")
+    truth = next(r for r in read_csv(synth_collection / "tracks.csv") if r["path"] == sorted(good)[0])
+    assert (row["title"], row["artist"], row["genre"]) == (truth["title"], truth["artist"], truth["genre"])
+    assert row["sample_rate"] == int(truth["sample_rate"]) and row["duration"] == pytest.approx(float(truth["duration"]), abs=0.05)
+
+    again = embed_audio(synth_collection / "audio", store, collection="c", num_workers=0, quiet=True)
+    assert again.embedded == 0 and again.skipped == len(good)
+    assert {f["path"] for f in again.failed} == {f["path"] for f in summary.failed}  # still broken, still said
+
+
+def test_changed_and_touched_files(synth_collection, tmp_path):
+    root = tmp_path / "audio"
+    shutil.copytree(synth_collection / "audio", root)
+    good, _, _ = _expected(synth_collection)
+    store = Store(tmp_path / "s.db")
+    embed_audio(root, store, num_workers=0, quiet=True)
+    first, second = sorted(good)[:2]
+    old_vector = store.index("descriptors").vector(f"audio/{first}").copy()
+
+    # Same content, new mtime: hashed again, recognised as unchanged, not re-decoded.
+    os.utime(root / second, ns=(1, 1))
+    # New content: re-embedded.
+    target = root / first
+    info = sf.info(target)
+    rng = np.random.default_rng(0)
+    noise = (0.3 * rng.standard_normal((int(info.samplerate * 4), info.channels))).astype(np.float32)
+    sf.write(target, noise, info.samplerate, format=info.format)
+
+    summary = embed_audio(root, store, num_workers=0, quiet=True)
+    assert summary.embedded == 1 and summary.skipped == len(good) - 1
+    assert store.track(f"audio/{second}")["mtime_ns"] == 1
+    assert not np.allclose(store.index("descriptors").vector(f"audio/{first}"), old_vector)
+    assert embed_audio(root, store, num_workers=0, quiet=True).embedded == 0
+
+
+def test_missing_folder_and_folder_without_audio(tmp_path):
+    from audiograph.errors import ConfigError
+
+    store = Store(tmp_path / "s.db")
+    with pytest.raises(ConfigError, match="no such folder"):
+        embed_audio(tmp_path / "nope", store, quiet=True)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("hi")
+    with pytest.raises(ConfigError, match="no audio files"):
+        embed_audio(tmp_path / "docs", store, quiet=True)
+
+
+def test_real_recordings_embed(shared_data, tmp_path):
+    store = Store(tmp_path / "s.db")
+    summary = embed_audio(shared_data / "audio", store, num_workers=2, quiet=True)
+    assert summary.embedded == 9 and summary.failed == []
+    rates = {t["sample_rate"] for t in store.tracks()}
+    assert rates == {16000, 22050}
+    assert {t["format"] for t in store.tracks()} == {"ogg", "mp3"}
+
+
+def _count(db: Path, sql: str) -> int:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def test_a_killed_run_resumes_without_loss_or_duplicates(synth_collection, tmp_path):
+    good, failing, _ = _expected(synth_collection)
+    root = tmp_path / "audio"
+    shutil.copytree(synth_collection / "audio", root)
+    db = tmp_path / "s.db"
+    cmd = [sys.executable, "-m", "audiograph", "embed-audio", str(root), "--db", str(db),
+           "--batch-size", "2", "--workers", "1", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and _count(db, "SELECT count(*) FROM tracks") < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _count(db, "SELECT count(*) FROM tracks WHERE status = 'ok'")
+    total = len(good) + len(failing)
+    assert 0 < _count(db, "SELECT count(*) FROM tracks") < total, "the run was not killed midway"
+
+    store = Store(db)
+    summary = embed_audio(root, store, num_workers=0, quiet=True)
+    assert summary.embedded == len(good) - done
+    assert summary.skipped == done
+    assert _ids(store) == {f"audio/{p}" for p in good}
+    assert _count(db, "SELECT count(*) FROM vectors") == len(good)
+    assert _count(db, "SELECT count(*) FROM (SELECT track_id FROM vectors GROUP BY space, track_id HAVING count(*) > 1)") == 0
+    assert _count(db, "SELECT count(*) FROM mels") == len(good)

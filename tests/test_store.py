@@ -1,0 +1,165 @@
+"""The store: migrations, round-trips of tracks, vectors, models and mel chunks, and exact search."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from audiograph.errors import ConfigError, StoreError
+from audiograph.store import Store, TrackRecord, default_db_path
+from audiograph.store import migrations as migrations_module
+from audiograph.store.index import VectorIndex
+
+
+def _record(i, vectors=None, status="ok", **kw):
+    return TrackRecord(
+        id=f"c/{i:03d}.mp3", collection="c", path=f"/music/{i:03d}.mp3", content_hash=f"h{i}",
+        size=100 + i, mtime_ns=i, status=status, duration=20.0, sample_rate=44100, channels=2, format="mp3",
+        tags={"title": f"Song {i}", "artist": "A", "genre": "rock"}, vectors=vectors or {}, **kw,
+    )  # fmt: skip
+
+
+def test_fresh_store_applies_every_migration_once(tmp_path):
+    path = tmp_path / "s.db"
+    store = Store(path)
+    names = [r["name"] for r in store.db["_migrations"].rows]
+    assert names == [m.__name__ for m in migrations_module.MIGRATIONS]
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    assert migrations_module.migrate(Store(path).db) == []
+
+
+def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    first = migrations_module.MIGRATIONS[:1]
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", first)
+    old = Store(path)
+    old.write_tracks([_record(1)])
+    old.close()
+    monkeypatch.undo()
+    store = Store(path)
+    assert [r["name"] for r in store.db["_migrations"].rows] == [m.__name__ for m in migrations_module.MIGRATIONS]
+    assert store.track("c/001.mp3")["title"] == "Song 1"  # data survives the upgrade
+
+
+def test_must_exist_and_corrupt_files(tmp_path):
+    with pytest.raises(StoreError, match="no store here"):
+        Store(tmp_path / "none.db", must_exist=True)
+    bad = tmp_path / "bad.db"
+    bad.write_text("not a database" * 100)
+    with pytest.raises(StoreError, match="not a usable audiograph store"):
+        Store(bad)
+
+
+def test_default_path_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("AUDIOGRAPH_DB", raising=False)
+    assert str(default_db_path()) == "audiograph.db"
+    monkeypatch.setenv("AUDIOGRAPH_DB", str(tmp_path / "x.db"))
+    assert default_db_path() == tmp_path / "x.db"
+
+
+def test_tracks_vectors_and_mels_round_trip(tmp_path):
+    store = Store(tmp_path / "s.db")
+    rng = np.random.default_rng(0)
+    vec = rng.standard_normal(16).astype(np.float32)
+    chunks = [rng.standard_normal((8, 5)).astype(np.float16), rng.standard_normal((8, 3)).astype(np.float16)]
+    store.write_tracks([_record(1, {"acoustic": ("m1", vec)}, mel_chunks=chunks, frontend="fe1")])
+    row = store.track("c/001.mp3")
+    assert (row["title"], row["status"], row["content_hash"], row["sample_rate"]) == ("Song 1", "ok", "h1", 44100)
+    ids, matrix = store.vectors("acoustic")
+    assert ids == ["c/001.mp3"]
+    np.testing.assert_array_equal(matrix[0], vec)
+    blob = store.db.execute("SELECT vector FROM vectors").fetchone()[0]
+    assert blob == vec.astype("<f4").tobytes()  # little-endian float32
+    cached = store.mel_chunks(["c/001.mp3"])["c/001.mp3"]
+    assert [c.shape for c in cached] == [(8, 5), (8, 3)]
+    np.testing.assert_array_equal(cached[1], chunks[1])
+    assert store.mel_states() == {"c/001.mp3": ("h1", "fe1")}
+    assert store.mel_chunks(frontend="other") == {}
+
+    # Rewriting is an upsert: one row per (space, track), never duplicates.
+    store.write_tracks([_record(1, {"acoustic": ("m1", vec * 2)})])
+    assert store.db.execute("SELECT count(*) FROM vectors").fetchone()[0] == 1
+    np.testing.assert_array_equal(store.vectors("acoustic")[1][0], vec * 2)
+
+    # A file that stops decoding loses its stale vectors and mel chunks.
+    store.write_tracks([_record(1, status="failed", error="truncated")])
+    assert store.track("c/001.mp3")["error"] == "truncated"
+    assert store.spaces() == {} and store.mel_chunks() == {}
+
+
+def test_models_registry_and_search_model(tmp_path):
+    store = Store(tmp_path / "s.db")
+    ckpt = store.models_dir / "enc1" / "last.ckpt"
+    store.register_model("enc1", "audio-encoder", "acoustic", checkpoint=ckpt, config={"lr": 0.005})
+    row = store.model("enc1")
+    assert row["config"] == {"lr": 0.005} and row["checkpoint"] == str(ckpt.resolve())
+    raw = store.db.execute("SELECT checkpoint FROM models").fetchone()[0]
+    assert not raw.startswith("/")  # kept relative to the store's folder
+    store.register_model("enc2", "audio-encoder", "acoustic")
+    assert store.latest_model("audio-encoder")["id"] == "enc2"
+
+    v = np.ones(4, np.float32)
+    store.write_tracks([_record(i, {"acoustic": ("enc1", v)}) for i in range(3)])
+    assert store.search_model("acoustic") == ("enc1", 0)
+    store.write_tracks([_record(0, {"acoustic": ("enc2", v)})])
+    # The newest model with vectors is searched; the older model's vectors are counted, not mixed in.
+    assert store.search_model("acoustic") == ("enc2", 2)
+    assert store.vectors("acoustic")[0] == ["c/000.mp3"]
+    with pytest.raises(StoreError, match="no vectors in space 'musig'"):
+        store.search_model("musig")
+
+
+def test_collections_never_collide(tmp_path):
+    store = Store(tmp_path / "s.db")
+    (tmp_path / "a" / "music").mkdir(parents=True)
+    (tmp_path / "b" / "music").mkdir(parents=True)
+    assert store.collection_name(tmp_path / "a" / "music") == "music"
+    assert store.collection_name(tmp_path / "a" / "music") == "music"
+    with pytest.raises(ConfigError, match="already refers to"):
+        store.collection_name(tmp_path / "b" / "music")
+    assert store.collection_name(tmp_path / "b" / "music", "music-b") == "music-b"
+    assert store.collection_name(tmp_path / "b" / "music") == "music-b"  # remembered by root
+
+
+def test_similar_matches_brute_force_and_excludes_the_query(tmp_path):
+    store = Store(tmp_path / "s.db")
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((50, 8)).astype(np.float32)
+    store.write_tracks([_record(i, {"acoustic": ("m", vectors[i])}) for i in range(50)])
+    query = vectors[7]
+    hits = store.similar("acoustic", query, k=5, exclude={"c/007.mp3"})
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = unit @ (query / np.linalg.norm(query))
+    scores[7] = -np.inf
+    expected = np.argsort(-scores)[:5]
+    assert [h["track_id"] for h in hits] == [f"c/{i:03d}.mp3" for i in expected]
+    np.testing.assert_allclose([h["score"] for h in hits], scores[expected], rtol=1e-5)
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert hits[0]["title"] == f"Song {expected[0]}"
+
+
+def test_index_edge_cases_and_standardisation():
+    rng = np.random.default_rng(2)
+    index = VectorIndex(["a", "b", "c"], rng.standard_normal((3, 4)))
+    assert [h.id for h in index.search(index.matrix[0], k=10, normalised=True)][0] == "a"
+    assert len(index.search(index.matrix[0], k=10, exclude={"a", "zzz"})) == 2
+    assert index.search(index.matrix[0], k=3, exclude={"a", "b", "c"}) == []
+    # Standardised: columns are z-scored before the cosine, so units no longer matter.
+    m = rng.standard_normal((20, 3)).astype(np.float32) * np.array([1000.0, 1.0, 0.01], np.float32) + 50
+    z = VectorIndex([str(i) for i in range(20)], m, standardize=True)
+    expected = (m - m.mean(0)) / m.std(0)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(z.matrix, expected, atol=1e-5)
+    query = m[3] + np.array([300.0, 0, 0], np.float32)
+    q = (query - m.mean(0)) / m.std(0)
+    assert [h.id for h in z.search(query, k=3)] == [str(i) for i in np.argsort(-(expected @ (q / np.linalg.norm(q))))[:3]]
+
+
+def test_a_batch_is_written_atomically(tmp_path):
+    store = Store(tmp_path / "s.db")
+    bad = _record(2, {"acoustic": ("m", np.ones(4, np.float32))})
+    bad.tags = {"title": object()}  # sqlite cannot bind this: the whole batch must roll back
+    with pytest.raises((sqlite3.InterfaceError, sqlite3.ProgrammingError)):
+        store.write_tracks([_record(1, {"acoustic": ("m", np.ones(4, np.float32))}), bad])
+    assert store.tracks(status=None) == [] and store.spaces() == {}

@@ -1,0 +1,146 @@
+"""embed-audio throughput on a synthetic collection, next to the decode-only throughput of the same files.
+
+    python tools/bench_embed.py [--collection DIR | --tracks 200 --seconds 20] [--workers N]
+
+Per file, on one thread (what each DataLoader worker does):
+- decode only: libsndfile reading the file's bytes (the reference);
+- acoustic path: decode + mono + resample + log-mel + chunking + encoder forward;
+- descriptors: the 42 descriptors from the spectrogram the front-end already made (reported apart).
+Then the whole `embed_audio` pipeline with `--workers` processes, next to decoding the same files
+with the same number of processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from audiograph.audio.analysis import chunks_as_tensors
+from audiograph.audio.decode import DecodeError, decode
+from audiograph.audio.descriptors import compute_descriptors
+from audiograph.audio.embed import embed_audio, scan
+from audiograph.audio.encoder import AudioEncoder, embed_tracks
+from audiograph.audio.frontend import AudioFrontend
+from audiograph.store import Store
+from audiograph.synth import synthesize
+
+
+def decode_only(data: bytes) -> int:
+    """The reference: libsndfile decoding the bytes, nothing else. Returns the frames."""
+    samples, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return len(samples)
+
+
+def stage_times(files: list[Path], frontend: AudioFrontend, encoder: AudioEncoder) -> dict[str, float]:
+    """Seconds spent per stage over all files, single-threaded."""
+    totals = dict.fromkeys(("libsndfile decode", "decode to 22.05k mono", "acoustic path", "descriptors"), 0.0)
+    totals["audio seconds"] = 0.0
+    lm = frontend.logmel
+    for path in files:
+        data = path.read_bytes()
+        start = time.perf_counter()
+        decode_only(data)
+        totals["libsndfile decode"] += time.perf_counter() - start
+
+        start = time.perf_counter()
+        audio = decode(path, frontend.sample_rate, data=data)
+        totals["decode to 22.05k mono"] += time.perf_counter() - start
+        with torch.no_grad():
+            power = lm.power_spectrogram(torch.from_numpy(audio.samples))
+            mel = lm.mel_db(power)
+            chunks = [c.numpy().astype(np.float16) for c in frontend.chunks(mel)]
+        embed_tracks(encoder, [chunks_as_tensors(chunks)])
+        totals["acoustic path"] += time.perf_counter() - start
+
+        start = time.perf_counter()
+        compute_descriptors(audio.samples, power.numpy(), mel.numpy(), lm.sample_rate, lm.n_fft, lm.hop_length)
+        totals["descriptors"] += time.perf_counter() - start
+        totals["audio seconds"] += audio.duration
+    return totals
+
+
+def median_stage_times(files, frontend, encoder, passes: int) -> dict[str, float]:
+    """Per-stage medians over `passes` passes, after one warm-up pass (numba JIT, caches)."""
+    stage_times(files[:5], frontend, encoder)
+    runs = [stage_times(files, frontend, encoder) for _ in range(passes)]
+    return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+
+
+def _decodes(path: Path) -> bool:
+    try:
+        decode(path)
+        return True
+    except DecodeError:
+        return False
+
+
+class _DecodeOnly(Dataset):
+    def __init__(self, files):
+        self.files = files
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        return decode_only(self.files[i].read_bytes())
+
+
+def parallel_decode_only(files: list[Path], workers: int) -> float:
+    start = time.perf_counter()
+    for _ in DataLoader(_DecodeOnly(files), batch_size=8, num_workers=workers, collate_fn=list):
+        pass
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--collection", type=Path, help="an existing folder of audio (default: synthesize one)")
+    parser.add_argument("--tracks", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--passes", type=int, default=3, help="timed single-thread passes (median)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.collection
+        if root is None:
+            start = time.perf_counter()
+            synthesize(Path(tmp) / "synth", tracks=args.tracks, seconds=args.seconds, seed=0)
+            root = Path(tmp) / "synth" / "audio"
+            print(f"synthesized {args.tracks} tracks of ~{args.seconds:g} s in {time.perf_counter() - start:.1f} s")
+        files = [f for f in scan(root)[0] if _decodes(f)]
+
+        torch.set_num_threads(1)
+        frontend, encoder = AudioFrontend(), AudioEncoder().eval()
+        t = median_stage_times(files, frontend, encoder, args.passes)
+        audio_seconds = t.pop("audio seconds")
+        print(f"\none thread, {len(files)} files, {audio_seconds / 60:.1f} min of audio, median of {args.passes} passes")
+        print(f"{'stage':<22} {'tracks/s':>9} {'x realtime':>11} {'rate vs libsndfile':>19} {'vs decode to 22.05k':>20}")
+        for stage, seconds in t.items():
+            print(f"{stage:<22} {len(files) / seconds:>9.1f} {audio_seconds / seconds:>11.0f}"
+                  f" {t['libsndfile decode'] / seconds:>19.2f} {t['decode to 22.05k mono'] / seconds:>20.2f}")  # fmt: skip
+        print(f"(descriptors: {1e3 * t['descriptors'] / audio_seconds * 30:.0f} ms per 30 s of audio,"
+              f" on the spectrogram the acoustic path already computed)")  # fmt: skip
+
+        torch.set_num_threads(os.cpu_count())
+        reference = parallel_decode_only(files, args.workers)
+        start = time.perf_counter()
+        embed_audio(root, Store(Path(tmp) / "bench.db"), num_workers=args.workers, quiet=True)
+        pipeline = time.perf_counter() - start
+        print(f"\nembed-audio, {args.workers} workers (decode, log-mel, descriptors, cache, store writes)")
+        print(f"{'':<22} {'tracks/s':>9} {'x realtime':>11}")
+        print(f"{'libsndfile decode':<22} {len(files) / reference:>9.1f} {audio_seconds / reference:>11.0f}")
+        print(f"{'embed-audio':<22} {len(files) / pipeline:>9.1f} {audio_seconds / pipeline:>11.0f}")
+
+
+if __name__ == "__main__":
+    main()
