@@ -101,7 +101,7 @@ def cmd_query(args) -> int:
     from audiograph.query import query_file
 
     store = _open_store(args)
-    result = query_file(store, args.file, space=args.space, k=args.k)
+    result = query_file(store, args.file, space=args.space, k=args.k, model=args.model)
     if args.m3u:
         _write_m3u(args.m3u, result.hits)
     if args.json:
@@ -140,6 +140,112 @@ def _write_m3u(out: str, hits: list[dict]) -> None:
     out_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def cmd_build_graph(args) -> int:
+    from audiograph.graph.build import build_graph, export_graphml
+
+    store = _open_store(args)
+    csv_options = {k: getattr(args, k) for k in CSV_COLUMN_OPTIONS if getattr(args, k) is not None}
+    report = build_graph(store, args.sources, min_weight=args.min_weight, add_missing=args.add_missing, **csv_options)
+    if args.graphml:
+        export_graphml(store, args.graphml)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    from audiograph.tables import format_table
+
+    s = report.summary
+    _say(f"read {report.playlists} playlists with {report.entries} entries: {report.matched} matched stored tracks,"
+         f" {report.unmatched} did not" + (f", {report.urls_skipped} URLs skipped" if report.urls_skipped else ""))  # fmt: skip
+    for example in report.unmatched_examples:
+        _say(f"  unmatched: {example}")
+    for line in report.malformed:
+        _say(f"  malformed: {line}")
+    if report.added_tracks:
+        _say(f"added {report.added_tracks} tracks without audio")
+    _say(report.min_weight_reason)
+    _say(f"graph: {s['nodes']} nodes, {s['edges']} edges, {s['components']} connected components"
+         f" (largest {s['largest_component']}), {s['isolated_nodes']} isolated tracks")  # fmt: skip
+    _say(format_table(["weight", "edges"], list(s["weight_histogram"].items()), right={1}))
+    if args.graphml:
+        _say(f"wrote {args.graphml}")
+    return 0
+
+
+def cmd_train_audio(args) -> int:
+    from audiograph.audio.training import train_audio
+
+    store = _open_store(args)
+    options = {k: getattr(args, k) for k in TRAIN_AUDIO_OPTIONS}
+    report = train_audio(store, max_epochs=args.max_epochs, patience=args.patience, accelerator=args.accelerator,
+                         devices=args.devices, quiet=args.quiet or args.json, num_workers=args.num_workers, **options)  # fmt: skip
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2))
+        return 0
+    m = report.metrics
+    _say(f"trained {report.model_id} for {report.epochs} epochs: val triplet accuracy"
+         f" {m.get('val_triplet_accuracy', float('nan')):.3f}, graph-neighbour recall@10"
+         f" {m.get('val_recall_at_10', float('nan')):.3f}")  # fmt: skip
+    _say(f"checkpoint {report.checkpoint}")
+    _say(f"re-embedded {report.embedded} tracks into the acoustic space from the log-mel cache")
+    return 0
+
+
+def cmd_import_tracks(args) -> int:
+    from audiograph.importer import import_tracks, parse_feature_groups
+
+    store = _open_store(args, must_exist=False)
+    report = import_tracks(store, args.csv, id_col=args.id_col, features=parse_feature_groups(args.features or []),
+                           genre_col=args.genre_col, popularity_col=args.popularity_col, title_col=args.title_col,
+                           artist_col=args.artist_col, playlist_col=args.playlist_col)  # fmt: skip
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    groups = ", ".join(f"{g} ({n} columns)" for g, n in report.feature_groups.items()) or "none"
+    _say(f"imported {report.tracks} tracks from {report.rows} rows; feature groups: {groups}; {report.genres} genres", args.quiet)
+    for line in report.skipped[:10]:
+        _say(f"  skipped: {line}", args.quiet)
+    if len(report.skipped) > 10:
+        _say(f"  ... and {len(report.skipped) - 10} more skipped rows", args.quiet)
+    return 0
+
+
+def cmd_train_musig(args) -> int:
+    from audiograph.musig.model import parse_task_weights
+    from audiograph.musig.training import train_musig
+
+    store = _open_store(args)
+    options = {k: getattr(args, k) for k in TRAIN_MUSIG_OPTIONS}
+    report = train_musig(
+        store, features=args.features, similarity=None if args.similarity == "none" else args.similarity,
+        task_weights=parse_task_weights(args.task_weights), fanouts=tuple(args.fanouts), max_epochs=args.max_epochs,
+        patience=args.patience, batches_per_epoch=args.batches_per_epoch, num_workers=args.num_workers,
+        accelerator=args.accelerator, devices=args.devices, quiet=args.quiet or args.json, **options,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2))
+        return 0
+    m = report.metrics
+    _say(f"trained {report.model_id} on features {', '.join(report.features)} with task weights"
+         f" {report.task_weights} (similarity task on {report.similarity_group or 'none'})")  # fmt: skip
+    _say(f"best epoch {int(m.get('epoch', 0))}: held-out link AUC {m.get('val_auc', float('nan')):.3f};"
+         f" {report.seeds_per_second:.0f} seeds/s")  # fmt: skip
+    _say(f"checkpoint {report.checkpoint}")
+    _say(f"wrote {report.embedded} vectors to the musig space; `audiograph query` now searches it by default")
+    return 0
+
+
+def cmd_embed_musig(args) -> int:
+    from audiograph.musig.training import embed_musig
+
+    store = _open_store(args)
+    count = embed_musig(store, args.model, accelerator=args.accelerator)
+    if args.json:
+        print(json.dumps({"embedded": count}))
+    else:
+        _say(f"wrote {count} vectors to the musig space", args.quiet)
+    return 0
+
+
 def cmd_info(args) -> int:
     store = _open_store(args)
     counts = dict(store.db.execute("SELECT status, count(*) FROM tracks GROUP BY status").fetchall())
@@ -168,6 +274,15 @@ def cmd_demo(args) -> int:
 
     run_demo(args.out, quiet=args.quiet)
     return 0
+
+
+def _min_weight(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
 def _option(p, flag: str, defaults: dict, help: str, key: str | None = None, type=None) -> None:
@@ -212,8 +327,117 @@ def _args_query(p) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--space", help="vector space to search (default: musig, else acoustic, else descriptors)")
+    p.add_argument("--model", help="search the vectors of this registered model (default: the space's newest)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--m3u", metavar="OUT", help="also write the results as an M3U8 playlist")
+
+
+CSV_COLUMN_OPTIONS = {
+    "playlist_col": "membership CSV: playlist id column (default playlist_id)",
+    "track_col": "membership CSV: track id column (default track_id)",
+    "name_col": "membership CSV: playlist name column",
+    "title_col": "membership CSV: track title column",
+    "artist_col": "membership CSV: artist column",
+    "src_col": "edge-list CSV: source column (default src)",
+    "dst_col": "edge-list CSV: destination column (default dst)",
+    "weight_col": "edge-list CSV: weight column (default weight)",
+}
+
+
+def _args_build_graph(p) -> None:
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="M3U/M3U8 files or folders, MPD JSON slices, CSVs")
+    p.add_argument("--min-weight", default="auto", type=_min_weight,
+                   help="drop edges shared by fewer playlists (default: auto, chosen from the data and reported)")  # fmt: skip
+    p.add_argument("--add-missing", action="store_true", help="add id-based entries that match no track as tracks without audio")
+    p.add_argument("--graphml", metavar="OUT", help="also export the graph as GraphML")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    for key, help_text in CSV_COLUMN_OPTIONS.items():
+        p.add_argument("--" + key.replace("_", "-"), dest=key, help=help_text)
+
+
+TRAIN_AUDIO_OPTIONS = {
+    "batch_size": "triplets per batch",
+    "lr": "Adam learning rate",
+    "margin": "triplet margin",
+    "crop_seconds": "random crop length in seconds",
+    "per_anchor": "triplets per anchor per epoch",
+    "d_pos": "positives within this many hops",
+    "d_neg": "negatives at least this many hops away",
+    "d_max": "BFS depth bound",
+    "hard_share": "share of harder, intermediate-distance negatives",
+    "weight_power": "positives drawn in proportion to edge weight to this power",
+    "val_fraction": "share of tracks held out for validation",
+    "seed": "random seed",
+}
+
+
+def _args_train_audio(p) -> None:
+    from audiograph.audio.training import AudioEncoderModule, TripletDataModule, train_audio
+
+    d = {**_defaults(AudioEncoderModule), **_defaults(TripletDataModule), **_defaults(train_audio)}
+    _option(p, "--epochs", d, "maximum epochs", key="max_epochs")
+    _option(p, "--patience", d, "early-stopping patience in epochs")
+    for key, help_text in TRAIN_AUDIO_OPTIONS.items():
+        _option(p, "--" + key.replace("_", "-"), d, help_text, key=key)
+    _option(p, "--workers", d, "DataLoader workers", key="num_workers")
+    _option(p, "--accelerator", d, "Lightning accelerator")
+    _option(p, "--devices", d, "Lightning devices")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _args_import_tracks(p) -> None:
+    p.add_argument("csv", metavar="CSV", help="one row per track (or per track and playlist)")
+    p.add_argument("--id-col", default="track_id", help="track id column (default track_id)")
+    p.add_argument("--features", action="append", metavar="GROUP=COL,COL,...",
+                   help="a feature group and its numeric columns, e.g. audio=danceability,energy (repeatable)")  # fmt: skip
+    p.add_argument("--genre-col", help="genre column (majority over a track's rows)")
+    p.add_argument("--popularity-col", help="numeric popularity column")
+    p.add_argument("--title-col", help="title column")
+    p.add_argument("--artist-col", help="artist column")
+    p.add_argument("--playlist-col", help="playlist column: keeps each row's genre as that playlist's vote")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+TRAIN_MUSIG_OPTIONS = {
+    "batch_size": "positive pairs per batch (as many negatives are added)",
+    "lr": "Adam learning rate",
+    "hidden_channels": "hidden layer size",
+    "out_channels": "output vector size",
+    "num_layers": "aggregation layers K",
+    "dropout": "dropout between layers",
+    "cold_start_rate": "share of seeds trained without their neighbourhood (the new-track case)",
+    "val_fraction": "share of edges held out for validation",
+    "seed": "random seed",
+}
+
+
+def _args_train_musig(p) -> None:
+    from audiograph.musig.training import MusigModule, train_musig
+
+    d = {**_defaults(MusigModule), **_defaults(train_musig)}
+    p.add_argument("--features", help="feature groups, e.g. acoustic,audio,genre,popularity (default: all the store has)")
+    p.add_argument("--similarity", default="auto",
+                   help="feature group the similarity task regresses on: acoustic, audio or none (default: acoustic, else audio)")  # fmt: skip
+    p.add_argument("--task-weights", default="multi",
+                   help="c1,c2,c3 for the playlist, genre and similarity tasks, or a preset: multi=1,1,1,"
+                        " graphsage=1,0,0, playlist-heavy=0.7,0.1,0.2, content-heavy=0.4,0.2,0.4 (default multi)")  # fmt: skip
+    p.add_argument("--fanouts", type=lambda t: [int(x) for x in t.split(",")], default=list(d["fanouts"]),
+                   help=f"neighbours sampled per layer (default {','.join(map(str, d['fanouts']))})")  # fmt: skip
+    _option(p, "--epochs", d, "maximum epochs", key="max_epochs")
+    _option(p, "--patience", d, "early-stopping patience in epochs")
+    p.add_argument("--batches-per-epoch", type=int, help="cap on batches per epoch (default: all training edges)")
+    for key, help_text in TRAIN_MUSIG_OPTIONS.items():
+        _option(p, "--" + key.replace("_", "-"), d, help_text, key=key)
+    _option(p, "--workers", d, "DataLoader workers", key="num_workers")
+    _option(p, "--accelerator", d, "Lightning accelerator")
+    _option(p, "--devices", d, "Lightning devices")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _args_embed_musig(p) -> None:
+    p.add_argument("--model", help="MUSIG model id (default: the newest)")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator (default auto)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
 def _args_info(p) -> None:
@@ -229,6 +453,11 @@ COMMANDS = {
     "synth": ("write a synthetic music collection (audio, playlists, ground truth)", _args_synth, cmd_synth),
     "embed-audio": ("embed every audio file under DIR into the store", _args_embed_audio, cmd_embed_audio),
     "query": ("find the stored tracks most similar to an audio file", _args_query, cmd_query),
+    "build-graph": ("build the playlist co-occurrence graph from playlist sources", _args_build_graph, cmd_build_graph),
+    "train-audio": ("train the audio encoder on playlist-graph triplets", _args_train_audio, cmd_train_audio),
+    "import-tracks": ("import tracks without audio (features, genre, popularity) from a CSV", _args_import_tracks, cmd_import_tracks),
+    "train-musig": ("train MUSIG on the graph and every feature group; vectors for all tracks", _args_train_musig, cmd_train_musig),
+    "embed-musig": ("write MUSIG vectors for every track, new ones included, without retraining", _args_embed_musig, cmd_embed_musig),
     "info": ("summarise the store: tracks, spaces, models", _args_info, cmd_info),
     "demo": ("run every capability on a freshly synthesized collection", _args_demo, cmd_demo),
 }

@@ -54,22 +54,37 @@ def default_space(store: Store) -> str:
     raise StoreError(f"{store.path}: the store holds no vectors yet (run `audiograph embed-audio DIR`)")
 
 
-def query_file(store: Store, path: str | os.PathLike, *, space: str | None = None, k: int = 10) -> QueryResult:
+def query_file(
+    store: Store, path: str | os.PathLike, *, space: str | None = None, k: int = 10, model: str | None = None
+) -> QueryResult:
     """The k stored tracks nearest to the audio file `path` in `space` (default: `default_space`).
 
-    The file is embedded with the same model that made the space's vectors. A file that is
-    already in the store (same path or same content) is excluded from its own results.
+    The file is embedded with the model that made the searched vectors: `model` when given,
+    else the newest model with vectors in the space. A file that is already in the store (same
+    path or same content) is excluded from its own results.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     if k < 1:
         raise ConfigError(f"-k must be at least 1 (got {k})")
+    if model is not None:
+        row = store.model(model)
+        if row is None:
+            raise ConfigError(f"{store.path}: no model '{model}' in the registry")
+        space = space or row["space"]
+        if row["space"] != space:
+            raise ConfigError(f"model '{model}' fills space '{row['space']}', not '{space}'")
     space = space or default_space(store)
-    if space not in store.spaces():
+    counts = store.spaces().get(space, {})
+    if not counts:
         have = ", ".join(store.spaces()) or "none"
         raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
-    model_id, stale = store.search_model(space)
+    if model is not None and model not in counts:
+        raise StoreError(
+            f"{store.path}: no '{space}' vectors by model '{model}' (re-embed with `audiograph embed-audio DIR --model {model}`)"
+        )
+    model_id, stale = (model, sum(n for m, n in counts.items() if m != model)) if model else store.search_model(space)
     data = path.read_bytes()
     known = {t["id"] for t in store.tracks_by_hash(content_hash(data))}
     by_path = store.track_by_path(path)
@@ -129,3 +144,10 @@ def _embed_acoustic(store: Store, model: dict, path: Path, data: bytes) -> np.nd
     encoder, frontend, _ = resolve_encoder(store, model["id"])
     analysis = analyse(path, frontend, data=data, descriptors=False)
     return embed_tracks(encoder, [chunks_as_tensors(analysis.mel_chunks)])[0].numpy()
+
+
+@query_embedder("musig")
+def _embed_musig(store: Store, model: dict, path: Path, data: bytes) -> np.ndarray:
+    from audiograph.musig.inductive import embed_new_file
+
+    return embed_new_file(store, model, path, data)

@@ -35,13 +35,15 @@ def read_csv(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def embedded_db(tmp_path_factory, synth_collection) -> Path:
-    """A store of the synthetic collection, embedded. Copy before writing."""
+    """A store of the synthetic collection, embedded and with its graph built. Copy before writing."""
     from audiograph.audio.embed import embed_audio
+    from audiograph.graph.build import build_graph
     from audiograph.store import Store
 
     db = tmp_path_factory.mktemp("store") / "base.db"
     store = Store(db)
     embed_audio(synth_collection / "audio", store, collection="synth", num_workers=2, quiet=True)
+    build_graph(store, [synth_collection / "playlists"])
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     return db

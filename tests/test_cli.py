@@ -103,6 +103,7 @@ def test_query_with_a_file_outside_the_collection(embedded_db, shared_data, tmp_
         (["query", "{shared}/audio/sorohanro_-_solo-trumpet-06.ogg", "--space", "acoustic", "--db", "{db}"],
          "no vectors in space 'acoustic'"),
         (["query", "{tmp}/notes.mp3", "--db", "{db}"], "notes.mp3: not an audio file"),
+        (["build-graph", "{tmp}/nowhere.m3u8", "--db", "{db}"], "nowhere.m3u8: no such file"),
         (["synth", "{tmp}/s", "--tracks", "2", "--genres", "3"], "error:"),
     ],
 )

@@ -1,0 +1,155 @@
+"""`build_graph`: playlist sources -> matched memberships -> the weighted co-occurrence graph in the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import asdict, dataclass, field
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from audiograph.errors import ConfigError
+from audiograph.graph.cooccurrence import choose_min_weight, cooccurrence_matrix, graph_summary, threshold
+from audiograph.graph.csr import CSRGraph
+from audiograph.graph.readers import Playlist, read_sources
+from audiograph.store import Store, TrackRecord
+
+UNMATCHED_EXAMPLES = 5
+
+
+@dataclass
+class GraphReport:
+    """What `build_graph` read, matched and built."""
+
+    playlists: int = 0
+    entries: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    unmatched_examples: list[str] = field(default_factory=list)
+    urls_skipped: int = 0
+    malformed: list[str] = field(default_factory=list)
+    duplicates_dropped: int = 0
+    edge_list_edges: int = 0
+    added_tracks: int = 0
+    min_weight: float = 1.0
+    min_weight_reason: str = ""
+    summary: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def build_graph(
+    store: Store,
+    sources: list[str | os.PathLike],
+    *,
+    min_weight: float | str = "auto",
+    add_missing: bool = False,
+    **csv_options,
+) -> GraphReport:
+    """Read playlists and edge lists, match their entries to stored tracks, and store the playlists
+    and the co-occurrence graph (replacing the previous ones).
+
+    An edge's weight is the number of distinct playlists holding both tracks, plus the weights of
+    edge-list rows between them; edges below `min_weight` are dropped ("auto": chosen from the data,
+    see `choose_min_weight`). Entries that match no stored track are counted and reported; with
+    `add_missing`, id-based entries (MPD, CSV, edge lists) become tracks without audio instead.
+    """
+    if not sources:
+        raise ConfigError("build-graph needs at least one playlist source")
+    playlists, edge_lists, reports = read_sources(sources, **csv_options)
+    report = GraphReport(
+        playlists=len(playlists),
+        entries=sum(len(p.entries) for p in playlists),
+        urls_skipped=sum(r.urls_skipped for r in reports),
+        malformed=[m for r in reports for m in r.malformed],
+        duplicates_dropped=sum(r.duplicates_dropped for r in reports),
+        edge_list_edges=sum(len(e.src) for e in edge_lists),
+    )
+    if add_missing:
+        report.added_tracks = _add_missing_tracks(store, playlists, edge_lists)
+
+    by_path = {t["path"]: t["id"] for t in store.tracks(status="ok") if t["path"]}
+    node_ids = store.node_ids()
+    position = {t: i for i, t in enumerate(node_ids)}
+    stored_playlists, playlist_index, track_index = [], [], []
+    for p, playlist in enumerate(playlists):
+        matched = []
+        for entry in playlist.entries:
+            track_id = by_path.get(entry.path) if entry.path else entry.track_id if entry.track_id in position else None
+            if track_id is None:
+                report.unmatched += 1
+                if len(report.unmatched_examples) < UNMATCHED_EXAMPLES:
+                    report.unmatched_examples.append(f"{entry.path or entry.track_id} (in '{playlist.name}')")
+                continue
+            matched.append(track_id)
+            playlist_index.append(p)
+            track_index.append(position[track_id])
+        report.matched += len(matched)
+        stored_playlists.append((playlist.id, playlist.name, playlist.source, len(playlist.entries), matched))
+
+    weights = cooccurrence_matrix(playlist_index, track_index, len(node_ids))
+    for edges in edge_lists:
+        pairs = [(position[a], position[b], w) for a, b, w in zip(edges.src, edges.dst, edges.weight)
+                 if a in position and b in position and a != b]  # fmt: skip
+        report.unmatched += len(edges.src) - len(pairs)
+        if pairs:
+            rows, cols, w = map(np.asarray, zip(*pairs))
+            extra = sp.coo_matrix((w.astype(np.float32), (rows, cols)), shape=weights.shape).tocsr()
+            weights = weights + extra + extra.T
+
+    if min_weight == "auto":
+        report.min_weight, report.min_weight_reason = choose_min_weight(weights)
+    else:
+        report.min_weight = float(min_weight)
+        report.min_weight_reason = f"min weight {report.min_weight:g}: set with --min-weight"
+    graph = CSRGraph.from_scipy(threshold(weights, report.min_weight))
+    report.summary = graph_summary(graph)
+
+    upper = (graph.row < graph.col).numpy()
+    src = [node_ids[i] for i in graph.row.numpy()[upper]]
+    dst = [node_ids[i] for i in graph.col.numpy()[upper]]
+    info = {
+        "sources": [os.path.abspath(s) for s in sources],
+        "min_weight": report.min_weight,
+        "min_weight_reason": report.min_weight_reason,
+        "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "summary": report.summary,
+    }
+    store.replace_graph(stored_playlists, (src, dst, graph.weight.numpy()[upper].tolist()), info)
+    return report
+
+
+def _add_missing_tracks(store: Store, playlists: list[Playlist], edge_lists) -> int:
+    """Create audio-less tracks for id-based entries that match nothing; returns how many."""
+    known = set(store.node_ids())
+    new: dict[str, TrackRecord] = {}
+    for playlist in playlists:
+        for e in playlist.entries:
+            if e.track_id and e.track_id not in known and e.track_id not in new:
+                new[e.track_id] = TrackRecord(
+                    id=e.track_id, collection=None, path=None, status="imported", duration=e.duration,
+                    tags={"title": e.title, "artist": e.artist},
+                )  # fmt: skip
+    for edges in edge_lists:
+        for track_id in (*edges.src, *edges.dst):
+            if track_id not in known and track_id not in new:
+                new[track_id] = TrackRecord(id=track_id, collection=None, path=None, status="imported")
+    store.write_tracks(list(new.values()))
+    return len(new)
+
+
+def export_graphml(store: Store, path: str | os.PathLike) -> None:
+    """Write the stored graph, with track titles, artists and genres, as GraphML (via networkx)."""
+    node_ids, graph = store.graph()
+    g = nx.Graph()
+    tracks = {t["id"]: t for t in store.tracks(status=None)}
+    for track_id in node_ids:
+        t = tracks[track_id]
+        g.add_node(track_id, **{k: t[k] for k in ("title", "artist", "genre") if t.get(k)})
+    upper = (graph.row < graph.col).numpy()
+    for i, j, w in zip(graph.row.numpy()[upper], graph.col.numpy()[upper], graph.weight.numpy()[upper]):
+        g.add_edge(node_ids[i], node_ids[j], weight=float(w))
+    nx.write_graphml(g, path)

@@ -1,0 +1,152 @@
+"""`import_tracks`: tracks without audio (ids, tags, feature groups, genre, popularity) from a CSV."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audiograph.errors import ConfigError
+from audiograph.store import Store, TrackRecord
+
+IMPORT_KIND = "import"
+POPULARITY_SPACE = "popularity"
+
+
+@dataclass
+class ImportReport:
+    """What `import_tracks` read and stored."""
+
+    rows: int = 0
+    tracks: int = 0
+    feature_groups: dict[str, int] = field(default_factory=dict)  # group -> dimensions
+    genres: int = 0
+    skipped: list[str] = field(default_factory=list)  # "file:line: reason"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def parse_feature_groups(specs: list[str]) -> dict[str, list[str]]:
+    """["audio=a,b,c", ...] -> {"audio": ["a", "b", "c"]}."""
+    groups = {}
+    for spec in specs:
+        name, _, columns = spec.partition("=")
+        cols = [c.strip() for c in columns.split(",") if c.strip()]
+        if not name.strip() or not cols:
+            raise ConfigError(f"--features expects GROUP=col1,col2,... (got {spec!r})")
+        groups[name.strip()] = cols
+    return groups
+
+
+def import_tracks(
+    store: Store,
+    csv_path: str | os.PathLike,
+    *,
+    id_col: str = "track_id",
+    features: dict[str, list[str]] | None = None,
+    genre_col: str | None = None,
+    popularity_col: str | None = None,
+    title_col: str | None = None,
+    artist_col: str | None = None,
+    playlist_col: str | None = None,
+) -> ImportReport:
+    """Add (or update) one audio-less track per distinct id in the CSV.
+
+    Each feature group becomes a vector space of that name; `popularity_col` becomes the
+    one-dimensional `popularity` space. A track listed on several rows takes its genre by
+    majority; with `playlist_col`, each row's genre is kept as a vote from that playlist, so that
+    labels can later be derived from chosen playlists only. Tracks already in the store with
+    audio keep their audio-derived data and status.
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    features = features or {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        wanted = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
+        wanted += [c for cols in features.values() for c in cols]
+        missing = [c for c in wanted if c and c not in header]
+        if missing:
+            raise ConfigError(f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})")
+        rows = list(enumerate(reader, start=2))
+
+    report = ImportReport(rows=len(rows))
+    first: dict[str, dict] = {}
+    votes: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    values: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    for line, row in rows:
+        track_id = (row.get(id_col) or "").strip()
+        if not track_id:
+            report.skipped.append(f"{path}:{line}: empty {id_col}")
+            continue
+        if track_id not in first:
+            vectors = {}
+            for group, cols in features.items():
+                vector = [_number(row[c]) for c in cols]
+                if any(v is None for v in vector):
+                    report.skipped.append(f"{path}:{line}: non-numeric {group} feature")
+                    vectors = None
+                    break
+                vectors[group] = np.asarray(vector, np.float32)
+            if popularity_col:
+                popularity = _number(row[popularity_col])
+                if popularity is not None:
+                    vectors = {**(vectors or {}), POPULARITY_SPACE: np.asarray([popularity], np.float32)}
+            if vectors is None:
+                continue
+            first[track_id] = row
+            values[track_id] = vectors
+        if genre_col and (row.get(genre_col) or "").strip():
+            source = (row.get(playlist_col) or "").strip() if playlist_col else f"row {line}"
+            votes[track_id].append((source or f"row {line}", row[genre_col].strip()))
+
+    models = {}
+    for group, cols in [*features.items(), *([(POPULARITY_SPACE, [popularity_col])] if popularity_col else [])]:
+        digest = hashlib.blake2b(f"{path.name}:{','.join(cols)}".encode(), digest_size=4).hexdigest()
+        models[group] = f"{IMPORT_KIND}:{group}@{digest}"
+        store.register_model(models[group], IMPORT_KIND, group, config={"csv": str(path.resolve()), "columns": cols})
+        report.feature_groups[group] = len(cols)
+
+    existing = {t["id"]: t for t in store.tracks(status=None)}
+    records = []
+    for track_id, row in first.items():
+        genre = Counter(g for _, g in votes.get(track_id, [])).most_common(1)
+        old = existing.get(track_id)
+        if old and old["status"] == "ok":  # keep what the audio said; only add vectors
+            record = TrackRecord(id=track_id, collection=old["collection"], path=old["path"], content_hash=old["content_hash"],
+                                 size=old["size"], mtime_ns=old["mtime_ns"], duration=old["duration"],
+                                 sample_rate=old["sample_rate"], channels=old["channels"], format=old["format"],
+                                 tags={k: old[k] for k in ("title", "artist", "album", "genre")})  # fmt: skip
+        else:
+            record = TrackRecord(id=track_id, collection=None, path=None, status="imported", tags={
+                "title": _cell(row, title_col), "artist": _cell(row, artist_col),
+                "genre": genre[0][0] if genre else None,
+            })  # fmt: skip
+        record.vectors = {group: (models[group], vector) for group, vector in values[track_id].items()}
+        records.append(record)
+    store.write_tracks(records)
+    store.put_genre_votes({t: v for t, v in votes.items() if t in first})
+    report.tracks = len(records)
+    report.genres = len({g for vs in votes.values() for _, g in vs})
+    return report
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _cell(row: dict, column: str | None) -> str | None:
+    return (row.get(column) or "").strip() or None if column else None

@@ -1,0 +1,134 @@
+"""MUSIG's aggregator (the paper's Eq. 1-3), its pairwise task heads and the multi-task loss (Eq. 4-6)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import SAGEConv
+
+# torch.sparse CSR matmul with reduce="mean" is stable for what MUSIG uses; the notice is noise.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+TASKS = ("playlist", "genre", "audio")
+# The paper's grid of task weights (c1, c2, c3); (1, 0, 0) is single-task GraphSAGE.
+TASK_WEIGHT_PRESETS = {
+    "multi": (1.0, 1.0, 1.0),
+    "graphsage": (1.0, 0.0, 0.0),
+    "playlist-heavy": (0.7, 0.1, 0.2),
+    "content-heavy": (0.4, 0.2, 0.4),
+}
+
+
+def parse_task_weights(text: str | tuple) -> tuple[float, float, float]:
+    """A preset name or "c1,c2,c3" -> the three task weights."""
+    if isinstance(text, (tuple, list)):
+        weights = tuple(float(w) for w in text)
+    elif text in TASK_WEIGHT_PRESETS:
+        weights = TASK_WEIGHT_PRESETS[text]
+    else:
+        try:
+            weights = tuple(float(w) for w in text.split(","))
+        except ValueError:
+            weights = ()
+    if len(weights) != 3 or min(weights) < 0 or sum(weights) == 0:
+        from audiograph.errors import ConfigError
+
+        presets = ", ".join(f"{k}={','.join(f'{w:g}' for w in v)}" for k, v in TASK_WEIGHT_PRESETS.items())
+        raise ConfigError(f"task weights must be three non-negative numbers, not all 0, or a preset ({presets}); got {text!r}")
+    return weights
+
+
+def layer_adjacencies(edge_index: torch.Tensor, num_sampled_nodes: list[int], num_sampled_edges: list[int],
+                      num_layers: int) -> list[torch.Tensor]:  # fmt: skip
+    """Per-layer mean-aggregation adjacencies [targets, sources] (torch.sparse CSR) of a sampled subgraph.
+
+    Needs PyG's sampler layout: nodes grouped by hop, seeds first, and edges grouped by hop and sorted
+    by target (as `UniformNeighborSampler` emits them). Layer l updates the nodes of hops
+    0..K-1-l from the edges of hops 1..K-l, so no layer computes a vector nobody reads.
+    """
+    src, dst = edge_index
+    node_ends = torch.tensor(num_sampled_nodes).cumsum(0).tolist()
+    edge_ends = torch.tensor(num_sampled_edges).cumsum(0).tolist()
+    adjacencies = []
+    for layer in range(num_layers):
+        hops = num_layers - layer
+        targets, sources, edges = node_ends[hops - 1], node_ends[hops], edge_ends[hops - 1]
+        crow = torch.zeros(targets + 1, dtype=torch.int64)
+        crow[1:] = torch.bincount(dst[:edges], minlength=targets).cumsum(0)
+        adjacencies.append(torch.sparse_csr_tensor(crow, src[:edges], torch.ones(edges), size=(targets, sources)))
+    return adjacencies
+
+
+def full_adjacency(rowptr: torch.Tensor, col: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """The whole graph's adjacency as torch.sparse CSR, for exact full-neighbourhood passes."""
+    return torch.sparse_csr_tensor(rowptr, col, torch.ones(col.numel()), size=(num_nodes, num_nodes))
+
+
+class MUSIG(nn.Module):
+    """K GraphSAGE mean layers: h_v^k = W^k [h_v^(k-1) || mean(h_u^(k-1), u in N(v))], ReLU between
+    layers, L2-normalised output (PyG's `SAGEConv`; its two linear maps are W^k split in two)."""
+
+    def __init__(self, in_channels: int, hidden_channels: int = 256, out_channels: int = 128,
+                 num_layers: int = 2, dropout: float = 0.0):  # fmt: skip
+        super().__init__()
+        sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.convs = nn.ModuleList(SAGEConv(a, b, aggr="mean") for a, b in zip(sizes[:-1], sizes[1:]))
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, adjacencies: list[torch.Tensor]) -> torch.Tensor:
+        """Vectors of the first `adjacencies[-1].shape[0]` nodes; one adjacency per layer, either per-layer
+        bipartite blocks from `layer_adjacencies` or the same full-graph adjacency K times."""
+        for layer, (conv, adj) in enumerate(zip(self.convs, adjacencies)):
+            x = conv((x[: adj.shape[1]], x[: adj.shape[0]]), adj)
+            if layer < len(self.convs) - 1:
+                x = F.dropout(F.relu(x), self.dropout, self.training)
+        return F.normalize(x, dim=-1)
+
+
+class PairHeads(nn.Module):
+    """One head per task on a pair of vectors: f_t(s_i, s_j) = w_t . (s_i * s_j) + b_t.
+
+    A weighted inner product: every task reads the shared space through the geometry that
+    retrieval uses (cosine), with its own weighting of dimensions.
+    """
+
+    def __init__(self, dim: int, tasks: int = len(TASKS), init_scale: float = 5.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((tasks, dim), init_scale))
+        self.bias = nn.Parameter(torch.zeros(tasks))
+
+    def forward(self, zi: torch.Tensor, zj: torch.Tensor) -> torch.Tensor:
+        return (zi * zj) @ self.weight.T + self.bias
+
+
+def multitask_loss(outputs: torch.Tensor, playlist: torch.Tensor, genre: torch.Tensor, similarity: torch.Tensor,
+                   weights: tuple[float, float, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """c1 * BCE(playlist) + c2 * BCE(same genre) + c3 * RMSE(similarity), the paper's Eq. 6.
+
+    `outputs` [B, 3] are the heads' outputs (logits, logits, regression); `genre` and
+    `similarity` hold NaN for pairs without a label (a track without genre or features), which
+    are left out of that task's mean.
+    """
+    parts = {"playlist": F.binary_cross_entropy_with_logits(outputs[:, 0], playlist.float())}
+    known = ~torch.isnan(genre)
+    parts["genre"] = (
+        F.binary_cross_entropy_with_logits(outputs[known, 1], genre[known]) if known.any() else outputs.sum() * 0
+    )
+    known = ~torch.isnan(similarity)
+    parts["audio"] = (
+        torch.sqrt(F.mse_loss(outputs[known, 2], similarity[known]) + 1e-12) if known.any() else outputs.sum() * 0
+    )
+    total = sum(w * parts[t] for w, t in zip(weights, TASKS))
+    return total, parts
+
+
+def load_musig_checkpoint(path) -> tuple[MUSIG, dict]:
+    """The aggregator and its hyperparameters from a Lightning checkpoint of `MusigModule`, without Lightning."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    h = checkpoint["hyper_parameters"]
+    model = MUSIG(h["in_channels"], h["hidden_channels"], h["out_channels"], h["num_layers"], h["dropout"])
+    model.load_state_dict({k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")})
+    return model.eval(), h
