@@ -246,6 +246,31 @@ def cmd_embed_musig(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from audiograph.eval.evaluate import evaluate, format_results, held_out_playlists
+
+    store = _open_store(args)
+    held_out = None
+    if args.playlists:
+        held_out, unmatched = held_out_playlists(store, args.playlists)
+        _say(f"read {len(held_out)} held-out playlists; {unmatched} entries matched no stored track", args.quiet or args.json)
+    options = {k: getattr(args, k) for k in ("min_length", "seed_fraction", "holdout", "max_playlists")}
+    evaluation = evaluate(store, methods=args.methods, held_out=held_out, seeds=tuple(range(args.seed, args.seed + args.repeats)),
+                          task_weights=args.task_weights, accelerator=args.accelerator,
+                          progress=None if args.quiet or args.json else _say, **options)  # fmt: skip
+    if args.json:
+        print(json.dumps(evaluation.to_json(), indent=2))
+        return 0
+    info = evaluation.info
+    _say(f"\n{info['eval_playlists']} evaluation playlists (at least {info['min_length']} tracks, first"
+         f" {info['seed_fraction']:.0%} as seeds) and {info['train_playlists']} training playlists;"
+         f" mean ± std over seeds {', '.join(map(str, evaluation.seeds))}")  # fmt: skip
+    _say(format_results(evaluation))
+    for note in evaluation.notes:
+        _say(f"note: {note}")
+    return 0
+
+
 def cmd_info(args) -> int:
     store = _open_store(args)
     counts = dict(store.db.execute("SELECT status, count(*) FROM tracks GROUP BY status").fetchall())
@@ -440,6 +465,28 @@ def _args_embed_musig(p) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
+def _args_evaluate(p) -> None:
+    from audiograph.eval.evaluate import evaluate
+    from audiograph.eval.protocol import make_split
+
+    d = {**_defaults(make_split), **_defaults(evaluate)}
+    p.add_argument("--playlists", nargs="+", metavar="FILE",
+                   help="evaluate on these playlists (M3U8, MPD JSON, CSV), kept out of build-graph; default: hold out"
+                        " a share of the stored playlists")  # fmt: skip
+    p.add_argument("--methods", nargs="+", metavar="METHOD",
+                   help="e.g. cf track2vec node2vec track2vec:genre graphsage:audio musig:popularity features:acoustic"
+                        " (default: the paper's Table 2 for every feature group the store has)")  # fmt: skip
+    _option(p, "--min-length", d, "evaluate playlists with at least this many tracks")
+    _option(p, "--seed-fraction", d, "share of each playlist given as seeds")
+    _option(p, "--holdout", d, "share of the stored playlists held out (without --playlists)")
+    _option(p, "--max-playlists", d, "at most this many evaluation playlists")
+    p.add_argument("--repeats", type=int, default=len(d["seeds"]), help=f"seeds to average over (default {len(d['seeds'])})")
+    p.add_argument("--seed", type=int, default=d["seeds"][0], help=f"first seed (default {d['seeds'][0]})")
+    _option(p, "--task-weights", d, "MUSIG task weights: c1,c2,c3 or a preset")
+    _option(p, "--accelerator", d, "Lightning accelerator")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
 def _args_info(p) -> None:
     p.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -458,6 +505,7 @@ COMMANDS = {
     "import-tracks": ("import tracks without audio (features, genre, popularity) from a CSV", _args_import_tracks, cmd_import_tracks),
     "train-musig": ("train MUSIG on the graph and every feature group; vectors for all tracks", _args_train_musig, cmd_train_musig),
     "embed-musig": ("write MUSIG vectors for every track, new ones included, without retraining", _args_embed_musig, cmd_embed_musig),
+    "evaluate": ("playlist-completion evaluation of MUSIG and the baselines (the paper's Table 2)", _args_evaluate, cmd_evaluate),
     "info": ("summarise the store: tracks, spaces, models", _args_info, cmd_info),
     "demo": ("run every capability on a freshly synthesized collection", _args_demo, cmd_demo),
 }

@@ -9,18 +9,26 @@ from pathlib import Path
 
 from audiograph.audio.embed import embed_audio
 from audiograph.audio.training import train_audio
+from audiograph.eval.evaluate import evaluate, format_results, held_out_playlists
+from audiograph.eval.protocol import split_playlist_files
 from audiograph.graph.build import build_graph
+from audiograph.musig.training import train_musig
 from audiograph.query import format_hits, query_file
 from audiograph.store import Store
 from audiograph.synth import synthesize
 
 
-DEMO_TRAIN_EPOCHS = 8
+DEMO_AUDIO_EPOCHS = 8
+DEMO_MUSIG_EPOCHS = 10
+DEMO_MIN_LENGTH = 20  # the synthetic playlists hold 10-50 tracks; the paper evaluates those of 40+
+DEMO_METHODS = ["cf", "track2vec", "node2vec", "graphsage:acoustic", "musig:acoustic", "musig:audio",
+                "features:acoustic", "features:audio"]  # fmt: skip
 
 
 def run_demo(out: str | Path = "audiograph-demo", quiet: bool = False) -> None:
-    """Synthesize a collection with faulty files, embed it, build its playlist graph, train the audio
-    encoder briefly, and query with a stored and a brand-new track."""
+    """Every capability on a fresh synthetic collection: embed it (faulty files included), build the
+    graph of its training playlists, train the audio encoder and MUSIG briefly, query each space with
+    a stored and a brand-new track, and evaluate playlist completion on the held-out playlists."""
     out = Path(out)
     started = time.perf_counter()
 
@@ -29,7 +37,9 @@ def run_demo(out: str | Path = "audiograph-demo", quiet: bool = False) -> None:
 
     step("1. synthesize a music collection with the faults real collections have")
     collection = synthesize(out / "collection", with_faults=True, progress=not quiet)
-    print(f"{collection.tracks} tracks, {collection.playlists} playlists, {len(collection.faults)} faulty files in {out / 'collection'}")
+    train_dir, holdout_dir = split_playlist_files(out / "collection" / "playlists", min_length=DEMO_MIN_LENGTH)
+    print(f"{collection.tracks} tracks, {collection.playlists} playlists, {len(collection.faults)} faulty files in"
+          f" {out / 'collection'}; {sum(1 for _ in holdout_dir.iterdir())} playlists held out for evaluation")  # fmt: skip
 
     step("2. embed-audio: decode, log-mel, descriptors, log-mel cache")
     store = Store(out / "audiograph.db")
@@ -44,32 +54,45 @@ def run_demo(out: str | Path = "audiograph-demo", quiet: bool = False) -> None:
     for dup in summary.duplicates:
         print(f"same audio content: {' = '.join(Path(p).name for p in dup['paths'])}")
 
-    step("3. build-graph: the playlist co-occurrence graph")
-    graph = build_graph(store, [out / "collection" / "playlists"])
+    step("3. build-graph: the co-occurrence graph of the training playlists")
+    graph = build_graph(store, [train_dir])
     g = graph.summary
     print(f"{graph.matched} playlist entries matched, {graph.unmatched} unmatched, {graph.urls_skipped} URLs skipped")
     print(f"{graph.min_weight_reason}")
     print(f"{g['nodes']} tracks, {g['edges']} edges, {g['components']} components, {g['isolated_nodes']} isolated")
 
-    step(f"4. train-audio: triplets by graph distance, {DEMO_TRAIN_EPOCHS} epochs (a short schedule)")
-    report = train_audio(store, max_epochs=DEMO_TRAIN_EPOCHS, quiet=True)
+    step(f"4. train-audio: triplets by graph distance, {DEMO_AUDIO_EPOCHS} epochs (a short schedule)")
+    report = train_audio(store, max_epochs=DEMO_AUDIO_EPOCHS, quiet=True)
     print(f"{report.model_id}: validation triplet accuracy {report.metrics.get('val_triplet_accuracy', 0):.3f},"
           f" graph-neighbour recall@10 {report.metrics.get('val_recall_at_10', 0):.3f}")  # fmt: skip
     print(f"re-embedded {report.embedded} tracks into the acoustic space from the log-mel cache")
 
+    step(f"5. train-musig: playlist, genre and audio-similarity tasks, {DEMO_MUSIG_EPOCHS} epochs")
+    musig = train_musig(store, max_epochs=DEMO_MUSIG_EPOCHS, quiet=True)
+    print(f"{musig.model_id} on {', '.join(musig.features)} (similarity task on {musig.similarity_group}):"
+          f" held-out link AUC {musig.metrics.get('val_auc', 0):.3f}; {musig.embedded} tracks in the musig space")  # fmt: skip
+
     with open(out / "collection" / "tracks.csv", newline="", encoding="utf-8") as f:
         first = next(csv.DictReader(f))
     query_path = out / "collection" / "audio" / first["path"]
-    for space in ("descriptors", "acoustic"):
-        step(f"5. query the {space} space with a track of the collection ({first['genre']}: {first['artist']} – {first['title']})")
+    for space in ("descriptors", "acoustic", "musig"):
+        step(f"6. query the {space} space with a track of the collection ({first['genre']}: {first['artist']} – {first['title']})")
         _show(query_file(store, query_path, space=space, k=8))
 
-    step("6. query with a brand-new track that is in no collection")
+    step("7. query with a brand-new track that is in no collection and no playlist (musig, inductive)")
     newcomer = synthesize(out / "newcomer", tracks=1, genres=1, playlists=1, seed=12345, progress=False)
     with open(newcomer.out_dir / "tracks.csv", newline="", encoding="utf-8") as f:
         new_track = next(csv.DictReader(f))
     print(f"new track: {new_track['genre']} – {new_track['title']}")
     _show(query_file(store, newcomer.out_dir / "audio" / new_track["path"], k=8))
+
+    step("8. evaluate: playlist completion on the held-out playlists (the paper's Table 2, 3 seeds)")
+    held_out, _ = held_out_playlists(store, [holdout_dir])
+    evaluation = evaluate(store, methods=DEMO_METHODS, held_out=held_out, min_length=DEMO_MIN_LENGTH,
+                          musig_options={"max_epochs": DEMO_MUSIG_EPOCHS})  # fmt: skip
+    info = evaluation.info
+    print(f"{info['eval_playlists']} held-out playlists (first half as seeds), {info['train_playlists']} training playlists")
+    print(format_results(evaluation))
     step("done")
 
 

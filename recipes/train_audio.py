@@ -32,7 +32,7 @@ from audiograph.synth import synthesize
 def bare_triplets_per_second(batch_size: int, frames: int, steps: int = 20) -> float:
     """The encoder alone: forward, triplet loss, backward and Adam step on random crops."""
     module = AudioEncoderModule()
-    optimiser = module.configure_optimizers()
+    optimiser = module.configure_optimizers()["optimizer"]
     batch = [torch.randn(batch_size, 128, frames) for _ in range(3)]
     for step in range(steps + 3):
         if step == 3:  # after warm-up
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--playlists", type=int, default=120)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weight-power", type=float, default=1.0, help="positives in proportion to weight ** this")
+    parser.add_argument("--weight-power", type=float, help="positives in proportion to weight ** this (default: train_audio's)")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -70,7 +70,8 @@ def main() -> None:
     graph = build_graph(store, [collection / "playlists"])
     print(f"graph: {graph.summary['nodes']} tracks, {graph.summary['edges']} edges ({graph.min_weight_reason})")
 
-    report = train_audio(store, max_epochs=args.epochs, seed=args.seed, weight_power=args.weight_power)
+    options = {} if args.weight_power is None else {"weight_power": args.weight_power}
+    report = train_audio(store, max_epochs=args.epochs, seed=args.seed, **options)
     genre = {t["id"]: t["genre"] for t in store.tracks()}
 
     ids, trained = store.vectors(ACOUSTIC_SPACE, report.model_id)

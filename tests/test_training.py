@@ -85,3 +85,23 @@ def test_training_learns_genre(store_copy):
     ids, vectors = store.vectors("acoustic")
     trained = label_precision_at_k(vectors, [genre[i] for i in ids], k=5)
     assert trained > 0.7
+
+
+@pytest.mark.slow
+def test_query_finds_same_genre_neighbours_for_tracks_held_out_of_training(store_copy):
+    """Validation tracks never appear in a training triplet; their acoustic neighbours share their genre."""
+    from audiograph.audio.training import TripletDataModule
+    from audiograph.query import query_file
+
+    store = store_copy
+    train_audio(store, max_epochs=15, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=0, val_fraction=0.2)
+    data = TripletDataModule(str(store.path), seed=0, val_fraction=0.2)
+    data.setup()
+    held_out = [data.node_ids[i] for i in data.val_nodes.tolist()]
+    genre = {t["id"]: t["genre"] for t in store.tracks()}
+    shares = []
+    for track_id in held_out:
+        result = query_file(store, store.track(track_id)["path"], space="acoustic", k=5)
+        assert track_id not in [h["track_id"] for h in result.hits]
+        shares.append(np.mean([genre[h["track_id"]] == genre[track_id] for h in result.hits]))
+    assert len(held_out) >= 4 and np.mean(shares) > 0.6

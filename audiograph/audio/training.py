@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -176,7 +175,7 @@ class TripletDataModule(L.LightningDataModule):
         d_neg: int = 3,
         d_max: int = 4,
         hard_share: float = 0.2,
-        weight_power: float = 1.0,
+        weight_power: float = 2.0,
         val_fraction: float = 0.1,
         num_workers: int = 0,
         seed: int = 0,
@@ -314,7 +313,7 @@ def train_audio(
     datamodule = TripletDataModule(str(store.path), **data_options)
     module = AudioEncoderModule(frontend=datamodule.frontend.config(), **module_options)
 
-    model_id = f"{ENCODER_KIND}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    model_id = store.new_model_id(ENCODER_KIND)
     run_dir = store.models_dir / model_id
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val_loss", mode="min", save_last=True)
     throughput = TrainingThroughput()

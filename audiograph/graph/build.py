@@ -71,24 +71,13 @@ def build_graph(
     if add_missing:
         report.added_tracks = _add_missing_tracks(store, playlists, edge_lists)
 
-    by_path = {t["path"]: t["id"] for t in store.tracks(status="ok") if t["path"]}
     node_ids = store.node_ids()
     position = {t: i for i, t in enumerate(node_ids)}
-    stored_playlists, playlist_index, track_index = [], [], []
-    for p, playlist in enumerate(playlists):
-        matched = []
-        for entry in playlist.entries:
-            track_id = by_path.get(entry.path) if entry.path else entry.track_id if entry.track_id in position else None
-            if track_id is None:
-                report.unmatched += 1
-                if len(report.unmatched_examples) < UNMATCHED_EXAMPLES:
-                    report.unmatched_examples.append(f"{entry.path or entry.track_id} (in '{playlist.name}')")
-                continue
-            matched.append(track_id)
-            playlist_index.append(p)
-            track_index.append(position[track_id])
-        report.matched += len(matched)
-        stored_playlists.append((playlist.id, playlist.name, playlist.source, len(playlist.entries), matched))
+    stored_playlists, unmatched = match_playlists(store, playlists, node_ids)
+    report.matched = sum(len(p[4]) for p in stored_playlists)
+    report.unmatched, report.unmatched_examples = len(unmatched), unmatched[:UNMATCHED_EXAMPLES]
+    playlist_index = [p for p, playlist in enumerate(stored_playlists) for _ in playlist[4]]
+    track_index = [position[t] for playlist in stored_playlists for t in playlist[4]]
 
     weights = cooccurrence_matrix(playlist_index, track_index, len(node_ids))
     for edges in edge_lists:
@@ -120,6 +109,29 @@ def build_graph(
     }
     store.replace_graph(stored_playlists, (src, dst, graph.weight.numpy()[upper].tolist()), info)
     return report
+
+
+def match_playlists(
+    store: Store, playlists: list[Playlist], node_ids: list[str] | None = None
+) -> tuple[list[tuple[str, str, str, int, list[str]]], list[str]]:
+    """Match playlist entries to stored tracks, by path for file entries and by id otherwise.
+
+    Returns the playlists as (id, name, source, entries listed, matched track ids in order),
+    and one "entry (in 'playlist')" line per unmatched entry.
+    """
+    by_path = {t["path"]: t["id"] for t in store.tracks(status="ok") if t["path"]}
+    known = set(store.node_ids() if node_ids is None else node_ids)
+    matched_playlists, unmatched = [], []
+    for playlist in playlists:
+        matched = []
+        for entry in playlist.entries:
+            track_id = by_path.get(entry.path) if entry.path else entry.track_id if entry.track_id in known else None
+            if track_id is None:
+                unmatched.append(f"{entry.path or entry.track_id} (in '{playlist.name}')")
+            else:
+                matched.append(track_id)
+        matched_playlists.append((playlist.id, playlist.name, playlist.source, len(playlist.entries), matched))
+    return matched_playlists, unmatched
 
 
 def _add_missing_tracks(store: Store, playlists: list[Playlist], edge_lists) -> int:

@@ -297,6 +297,16 @@ class Store:
         rows = list(self.db.query("SELECT * FROM models WHERE id = ?", [model_id]))
         return self._model_row(rows[0]) if rows else None
 
+    def new_model_id(self, kind: str, models_dir: str | os.PathLike | None = None) -> str:
+        """A fresh model id, `<kind>-<UTC time>`, suffixed when a model or run folder already has it."""
+        base = f"{kind}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+        folder = Path(models_dir) if models_dir is not None else self.models_dir
+        model_id, n = base, 1
+        while self.model(model_id) is not None or (folder / model_id).exists():
+            n += 1
+            model_id = f"{base}-{n}"
+        return model_id
+
     def latest_model(self, kind: str) -> dict | None:
         rows = list(self.db.query("SELECT * FROM models WHERE kind = ? ORDER BY created DESC, rowid DESC LIMIT 1", [kind]))
         return self._model_row(rows[0]) if rows else None

@@ -1,0 +1,115 @@
+"""Evaluation reports for the recipes: a Markdown table, a bar chart, and the paper's claims checked."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from audiograph.eval.evaluate import Evaluation, MethodResult, format_results
+from audiograph.eval.metrics import paired_test
+
+CONTENT_GROUPS = ("audio", "acoustic")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the libraries that shape the results."""
+    import gensim
+    import lightning
+    import torch
+    import torch_geometric
+
+    from audiograph import __version__
+
+    return {"audiograph": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "lightning": lightning.__version__, "torch_geometric": torch_geometric.__version__,
+            "gensim": gensim.__version__, "numpy": np.__version__}  # fmt: skip
+
+
+def _best(results: list[MethodResult], keep) -> MethodResult | None:
+    chosen = [r for r in results if keep(r)]
+    return max(chosen, key=lambda r: r.mean["HR"]) if chosen else None
+
+
+def _compare(claim: str, a: MethodResult | None, b: MethodResult | None) -> str:
+    """One line: does `a` beat `b` on HR, by how much, and how significant (paired Wilcoxon)."""
+    if a is None or b is None:
+        return f"- {claim}: not testable here (a method is missing)."
+    p = paired_test(np.array([c["HR"] for c in a.per_case]), np.array([c["HR"] for c in b.per_case]))
+    verdict = "agrees" if a.mean["HR"] > b.mean["HR"] else "disagrees"
+    significance = "significant" if p < 0.01 else "not significant"
+    return (f"- {claim}: **{verdict}**: {_name(a)} HR {a.mean['HR']:.4f} vs {_name(b)} HR {b.mean['HR']:.4f}"
+            f" (paired Wilcoxon p = {p:.2g}, {significance} at 0.01).")  # fmt: skip
+
+
+def _name(r: MethodResult) -> str:
+    method, features = r.spec.display
+    return method if features == "-" else f"{method}-{features}"
+
+
+def check_claims(evaluation: Evaluation) -> list[str]:
+    """The paper's claims, each stated as agreeing or disagreeing with these results."""
+    rs = evaluation.results
+    lines = []
+    for group in sorted({g for r in rs for g in r.spec.groups}):
+        musig = _best(rs, lambda r: r.spec.kind == "musig" and r.spec.groups == (group,) and r.spec.similarity is None)
+        sage = _best(rs, lambda r: r.spec.kind == "graphsage" and r.spec.groups == (group,))
+        lines.append(_compare(f"multi-task beats single-task ({group} features)", musig, sage))
+    with_content = _best(rs, lambda r: r.spec.kind in ("graphsage", "musig", "track2vec")
+                         and any(g in CONTENT_GROUPS for g in r.spec.groups))  # fmt: skip
+    without = _best(rs, lambda r: not any(g in CONTENT_GROUPS for g in r.spec.groups) and r.spec.kind != "features")
+    lines.append(_compare("content features help (best method with audio/acoustic features vs best without)",
+                          with_content, without))  # fmt: skip
+    musig = _best(rs, lambda r: r.spec.kind == "musig")
+    sage = _best(rs, lambda r: r.spec.kind == "graphsage")
+    shallow = _best(rs, lambda r: r.spec.kind in ("track2vec", "node2vec", "cf"))
+    lines.append(_compare("on HR, MUSIG beats GraphSAGE", musig, sage))
+    lines.append(_compare("on HR, GraphSAGE beats Track2Vec, Node2Vec and CF", sage, shallow))
+    return lines
+
+
+def write_chart(evaluation: Evaluation, path: Path, title: str) -> None:
+    """A bar chart of HR and NDCG@10 per method, with the std over seeds as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [_name(r) for r in evaluation.results]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2), 4.5))
+    for offset, metric in ((-0.2, "HR"), (0.2, "NDCG@10")):
+        ax.bar(x + offset, [r.mean[metric] for r in evaluation.results], 0.4, label=metric,
+               yerr=[r.std[metric] for r in evaluation.results], capsize=2)  # fmt: skip
+    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"mean ± std over {len(evaluation.seeds)} seeds")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(evaluation: Evaluation, out: Path, *, title: str, about_data: str, extra: str = "",
+                 settings: dict | None = None, wall_seconds: float | None = None) -> Path:  # fmt: skip
+    """results.md (table, claims, data notes, versions), results.json and chart.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_chart(evaluation, out / "chart.png", title)
+    meta = {"seeds": evaluation.seeds, "split": evaluation.info, "settings": settings or {}, "versions": versions(),
+            "wall_seconds": wall_seconds}  # fmt: skip
+    md = [f"# {title}", "", format_results(evaluation, markdown=True), "",
+          f"Mean ± std over seeds {', '.join(map(str, evaluation.seeds))}; 'p vs best' is a paired Wilcoxon test"
+          " on per-playlist HR against the best method.", "", "![HR and NDCG@10](chart.png)", ""]  # fmt: skip
+    if extra:
+        md += [extra, ""]
+    md += ["## The paper's claims on these data", "", *check_claims(evaluation), "", "## What is different about the data",
+           "", about_data, ""]  # fmt: skip
+    md += ["## Run", "", "```json", json.dumps(meta, indent=2), "```", ""]
+    for note in evaluation.notes:
+        md.append(f"Note: {note}")
+    (out / "results.md").write_text("\n".join(md), encoding="utf-8")
+    (out / "results.json").write_text(json.dumps({"results": evaluation.to_json(), **meta}, indent=2))
+    return out / "results.md"

@@ -1,0 +1,182 @@
+"""The playlist-completion protocol's splits (no leakage), method parsing, and `evaluate` end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from audiograph.cli import main
+from audiograph.errors import ConfigError
+from audiograph.eval.evaluate import evaluate, parse_methods
+from audiograph.eval.protocol import make_split, split_playlist_files
+from audiograph.graph.build import build_graph
+from audiograph.importer import import_tracks
+from audiograph.store import Store
+
+GENRES = ("rock", "jazz", "techno")
+
+
+def write_catalogue(path, tracks=90, playlists=30, length=(12, 24), seed=0):
+    """A CSV of (playlist, track) rows: playlists drawn within a genre, features that depend on it."""
+    rng = np.random.default_rng(seed)
+    genre_of = {f"t{i:03d}": GENRES[i % len(GENRES)] for i in range(tracks)}
+    rows = []
+    for p in range(playlists):
+        genre = GENRES[p % len(GENRES)]
+        pool = [t for t, g in genre_of.items() if g == genre and not t.startswith("only")]
+        exclusive = f"only-p{p:02d}"  # a track no other playlist lists
+        genre_of[exclusive] = genre
+        for t in [*rng.choice(pool, size=rng.integers(*length), replace=False), exclusive]:
+            g = GENRES.index(genre_of[t])
+            # Each genre is high on one feature: directions that cosine similarity can tell apart.
+            rows.append({"playlist_id": f"p{p:02d}", "track_id": t, "genre": genre_of[t],
+                         "energy": f"{(g == 0) + rng.normal(0, 0.2):.3f}", "tempo": f"{100 + 40 * (g == 1) + rng.normal(0, 8):.1f}",
+                         "acousticness": f"{(g == 2) + rng.normal(0, 0.2):.3f}", "popularity": str(int(rng.integers(0, 100)))})  # fmt: skip
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("catalogue")
+    rows = write_catalogue(folder / "memberships.csv")
+    store = Store(folder / "eval.db")
+    import_tracks(store, folder / "memberships.csv", features={"audio": ["energy", "tempo", "acousticness"]}, genre_col="genre",
+                  popularity_col="popularity", playlist_col="playlist_id")  # fmt: skip
+    build_graph(store, [folder / "memberships.csv"])
+    store.close()
+    return folder, rows
+
+
+def playlists_of(rows):
+    out = {}
+    for r in rows:
+        out.setdefault(r["playlist_id"], []).append(r["track_id"])
+    return out
+
+
+def test_split_keeps_held_out_playlists_out_of_everything(catalogue):
+    folder, rows = catalogue
+    store = Store(folder / "eval.db")
+    split = make_split(store, min_length=14, holdout=0.3, seed=3)
+    members = playlists_of(rows)
+    held = {c.playlist_id for c in split.cases}
+    assert len(held) == round(0.3 * len(members))
+    assert all(len(members[p]) >= 14 for p in held)
+
+    position = {t: i for i, t in enumerate(split.node_ids)}
+    training = [p for p in members if p not in held]
+    assert sorted(map(tuple, split.train_playlists)) == sorted(tuple(position[t] for t in members[p]) for p in training)
+    # The graph's edges are exactly the pairs that share enough training playlists (brute force).
+    shared = Counter(frozenset((position[a], position[b])) for p in training for a, b in combinations(members[p], 2))
+    expected = {pair for pair, n in shared.items() if n >= split.info["min_weight"]}
+    assert any(n < split.info["min_weight"] for n in shared.values()) or split.info["min_weight"] == 1
+    got = {frozenset((int(i), int(j))) for i, j in zip(split.graph.row, split.graph.col)}
+    assert got == expected
+
+    for case in split.cases:
+        tracks = [position[t] for t in members[case.playlist_id]]
+        n_seeds = round(0.5 * len(tracks))
+        assert case.seeds.tolist() == tracks[:n_seeds]
+        assert case.targets.tolist() == tracks[n_seeds:]
+        decoys = set(case.candidates.tolist()) - set(case.targets.tolist())
+        assert len(case.candidates) == 2 * len(case.targets) and len(decoys) == len(case.targets)
+        assert not decoys & set(tracks)
+
+    # A track whose only genre votes come from held-out playlists has no genre, in labels or features.
+    votes = {}
+    for r in rows:
+        votes.setdefault(r["track_id"], set()).add(r["playlist_id"])
+    only_held = [t for t, ps in votes.items() if ps <= held]
+    assert only_held, "the fixture should have tracks listed only in held-out playlists"
+    for t in only_held:
+        assert split.genres[t] is None
+        assert not split.features["genre"][position[t]].any()
+        assert split.features["popularity"][position[t]][0] == 0  # no training playlist
+    kept = [t for t, ps in votes.items() if not ps <= held]
+    assert all(split.genres[t] is not None for t in kept)
+
+
+def test_split_with_given_playlists_trains_on_every_stored_one(catalogue):
+    folder, rows = catalogue
+    store = Store(folder / "eval.db")
+    members = playlists_of(rows)
+    held_out = [{"id": "x1", "tracks": members["p00"]}, {"id": "x2", "tracks": members["p01"][:3]}]
+    split = make_split(store, held_out=held_out, min_length=5)
+    assert [c.playlist_id for c in split.cases] == ["x1"]
+    assert len(split.train_playlists) == len(members)
+    with pytest.raises(ConfigError, match="no playlist has at least 500 tracks"):
+        make_split(store, min_length=500)
+
+
+def test_splits_are_seeded(catalogue):
+    store = Store(catalogue[0] / "eval.db")
+    a, b, c = (make_split(store, min_length=12, seed=s) for s in (1, 1, 2))
+    assert [x.candidates.tolist() for x in a.cases] == [x.candidates.tolist() for x in b.cases]
+    assert [x.candidates.tolist() for x in a.cases] != [x.candidates.tolist() for x in c.cases]
+
+
+def test_split_playlist_files(tmp_path):
+    folder = tmp_path / "playlists"
+    folder.mkdir()
+    for i in range(20):
+        lines = ["#EXTM3U"] + [f"#EXTINF:1,t{j}\n../audio/t{j}.mp3" for j in range(5 + i)]
+        (folder / f"{i:02d}.m3u8").write_text("\n".join(lines))
+    train, held = split_playlist_files(folder, holdout=0.25, min_length=15, seed=0)
+    held_names = {p.name for p in held.iterdir()}
+    train_names = {p.name for p in train.iterdir()}
+    assert len(held_names) == 5 and not held_names & train_names
+    assert held_names | train_names == {p.name for p in folder.iterdir()}
+    assert all(int(name[:2]) + 5 >= 15 for name in held_names)
+    assert train.parent == folder.parent  # so that ../audio paths still resolve
+
+
+def test_parse_methods():
+    available = ["audio", "genre", "popularity"]
+    specs = parse_methods(["cf,track2vec:genre", "musig:audio+genre@audio"], available)
+    assert [s.label for s in specs] == ["cf", "track2vec:genre", "musig:audio+genre@audio"]
+    assert specs[2].display == ("MUSIG (AUDIO task)", "AUDIO+GENRE")
+    for bad, message in [("nope", "unknown method"), ("musig", "needs feature groups"), ("cf:audio", "takes no"),
+                         ("musig:acoustic", "no acoustic features"), ("graphsage:audio@audio", "only musig"),
+                         ("musig:colour", "unknown feature group")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            parse_methods(bad, available)
+
+
+def test_evaluate_scores_content_above_chance_and_reports_every_metric(catalogue):
+    store = Store(catalogue[0] / "eval.db")
+    evaluation = evaluate(store, methods=["features:audio", "features:popularity", "musig:audio"], seeds=(0, 1),
+                          min_length=12, musig_options={"max_epochs": 2})  # fmt: skip
+    rows = {r.spec.label: r for r in evaluation.results}
+    # Audio features separate the genres that playlists are drawn from; popularity is noise.
+    assert rows["features:audio"].mean["HR"] > 0.8
+    assert 0.3 < rows["features:popularity"].mean["HR"] < 0.75
+    assert len(rows["features:audio"].per_case) == 2 * rows["features:audio"].n_playlists
+    best = max(evaluation.results, key=lambda r: r.mean["HR"])
+    assert best.p_value is None and all(r.p_value is not None for r in evaluation.results if r is not best)
+    assert rows["musig:audio"].mean["HR"] > 0.6
+
+
+def test_evaluate_cli_json(catalogue, tmp_path, capsys):
+    folder, _ = catalogue
+    db = tmp_path / "copy.db"
+    db.write_bytes((folder / "eval.db").read_bytes())
+    code = main(["evaluate", "--db", str(db), "--methods", "cf", "features:genre", "--min-length", "12",
+                 "--repeats", "2", "--json"])  # fmt: skip
+    assert code == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["method"], r["features"]) for r in results] == [("CF", "-"), ("Features only", "GENRE")]
+    for r in results:
+        assert set(r) >= {"method", "features", "HR", "MRR", "P@1", "P@5", "P@10", "NDCG@1", "NDCG@5", "NDCG@10",
+                          "n_playlists"}  # fmt: skip
+        assert all(0 <= r[m] <= 1 for m in ("HR", "P@10", "NDCG@10"))
+    code = main(["evaluate", "--db", str(db), "--methods", "musig:acoustic"])
+    assert code == 1
