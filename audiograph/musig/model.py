@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -33,7 +34,7 @@ def parse_task_weights(text: str | tuple) -> tuple[float, float, float]:
             weights = tuple(float(w) for w in text.split(","))
         except ValueError:
             weights = ()
-    if len(weights) != 3 or min(weights) < 0 or sum(weights) == 0:
+    if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) == 0:
         from audiograph.errors import ConfigError
 
         presets = ", ".join(f"{k}={','.join(f'{w:g}' for w in v)}" for k, v in TASK_WEIGHT_PRESETS.items())

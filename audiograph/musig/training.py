@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -141,20 +141,39 @@ def prepare_musig_data(
     node_ids, csr = graph or store.graph()
     genres = genres if genres is not None else {t["id"]: t["genre"] for t in store.tracks(status=None)}
     x, spec, _ = build_features(store, node_ids, csr, groups, genres=genres, playlists=playlists, spec=spec)
-    names = sorted({g for g in genres.values() if g})
-    index = {g: i for i, g in enumerate(names)}
-    genre = torch.tensor([index.get(genres.get(t), -1) for t in node_ids])
+    sim = has_sim = None
     if similarity_group is not None:
         # Scaled like the input features when the group is one of them, else fitted on its own.
         sim_spec = _only(spec, similarity_group) if similarity_group in spec.groups else None
-        values, _, mask = build_features(store, node_ids, csr, [similarity_group], genres=genres,
-                                         playlists=playlists, spec=sim_spec)  # fmt: skip
-        sim = F.normalize(torch.from_numpy(values), dim=-1)
-        has_sim = torch.from_numpy(mask[:, 0])
+        sim, _, mask = build_features(store, node_ids, csr, [similarity_group], genres=genres,
+                                      playlists=playlists, spec=sim_spec)  # fmt: skip
+        has_sim = mask[:, 0]
+    return assemble_musig_data(node_ids, csr, x, genres, spec, similarity_group, sim, has_sim)
+
+
+def assemble_musig_data(
+    node_ids: list[str],
+    graph: CSRGraph,
+    x: np.ndarray,
+    genres: dict[str, str | None],
+    spec: FeatureSpec,
+    similarity_group: str | None = None,
+    sim: np.ndarray | None = None,
+    has_sim: np.ndarray | None = None,
+) -> MusigData:
+    """`MusigData` from node features [N, F], genre labels by track id, and the similarity task's
+    feature rows [N, d] with a mask of the tracks that have them (both None: no similarity task)."""
+    names = sorted({g for g in genres.values() if g})
+    index = {g: i for i, g in enumerate(names)}
+    genre = torch.tensor([index.get(genres.get(t), -1) for t in node_ids])
+    if sim is None:
+        sim_t, has_sim_t = torch.zeros(len(node_ids), 1), torch.zeros(len(node_ids), dtype=torch.bool)
     else:
-        sim, has_sim = torch.zeros(len(node_ids), 1), torch.zeros(len(node_ids), dtype=torch.bool)
-    data = Data(x=torch.from_numpy(x), genre=genre, sim=sim, has_sim=has_sim, num_nodes=len(node_ids))
-    return MusigData(node_ids, csr, data, spec, similarity_group)
+        sim_t = F.normalize(torch.from_numpy(np.asarray(sim, np.float32)), dim=-1)
+        has_sim_t = torch.from_numpy(np.asarray(has_sim, bool))
+    data = Data(x=torch.from_numpy(np.asarray(x, np.float32)), genre=genre, sim=sim_t, has_sim=has_sim_t,
+                num_nodes=len(node_ids))  # fmt: skip
+    return MusigData(node_ids, graph, data, spec, similarity_group)
 
 
 def _only(spec: FeatureSpec, group: str) -> FeatureSpec:
@@ -228,6 +247,7 @@ def train_musig(
     quiet: bool = False,
     musig_data: MusigData | None = None,
     register: bool = True,
+    models_dir: str | Path | None = None,
     **options,
 ) -> TrainMusigReport:
     """Train MUSIG on the store's graph, register it, and write every track's vector into the `musig` space.
@@ -235,14 +255,17 @@ def train_musig(
     `features`: feature groups (default: every group the store has); `similarity`: the group the
     similarity task regresses on ("auto": acoustic, else audio; None: no similarity labels);
     `options`: keyword arguments of `MusigModule` (task_weights, lr, hidden_channels, fanouts, ...).
-    `musig_data` and `register=False` are for evaluations that train on a held-out split.
+    `musig_data`, `register=False` and `models_dir` (checkpoints and logs; default beside the store)
+    are for evaluations that train on a held-out split.
     """
     quiet_lightning()
     (module_options,) = split_options(options, MusigModule)
     L.seed_everything(seed, workers=True, verbose=False)
-    groups = parse_groups(features) if features else available_groups(store)
-    similarity_group = default_similarity_group(store) if similarity == "auto" else similarity
-    data = musig_data or prepare_musig_data(store, groups, similarity_group=similarity_group)
+    if musig_data is None:
+        groups = parse_groups(features) if features else available_groups(store)
+        similarity_group = default_similarity_group(store) if similarity == "auto" else similarity
+        musig_data = prepare_musig_data(store, groups, similarity_group=similarity_group)
+    data = musig_data
     if data.graph.num_edges == 0:
         raise ConfigError(f"{store.path}: the graph has no edges to train on (run `audiograph build-graph`)")
 
@@ -267,16 +290,16 @@ def train_musig(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
     )
-    model_id = f"{MUSIG_KIND}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = store.models_dir / model_id
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val_auc", mode="max", save_last=True)
+    models_dir = Path(models_dir) if models_dir is not None else store.models_dir
+    model_id = store.new_model_id(MUSIG_KIND, models_dir)
+    checkpoint = ModelCheckpoint(dirpath=models_dir / model_id / "checkpoints", monitor="val_auc", mode="max", save_last=True)
     throughput = TrainingThroughput(count=lambda batch: batch.num_sampled_nodes[0])  # seed nodes
     trainer = L.Trainer(
         max_epochs=max_epochs,
         limit_train_batches=batches_per_epoch or 1.0,
         accelerator=accelerator,
         devices=devices,
-        logger=CSVLogger(store.models_dir, name=model_id, version=""),
+        logger=CSVLogger(models_dir, name=model_id, version=""),
         callbacks=[checkpoint, throughput, EarlyStopping(monitor="val_auc", mode="max", patience=patience)],
         enable_progress_bar=show_progress(quiet),
         enable_model_summary=False,
