@@ -59,13 +59,14 @@ def layer_adjacencies(edge_index: torch.Tensor, num_sampled_nodes: list[int], nu
         targets, sources, edges = node_ends[hops - 1], node_ends[hops], edge_ends[hops - 1]
         crow = torch.zeros(targets + 1, dtype=torch.int64)
         crow[1:] = torch.bincount(dst[:edges], minlength=targets).cumsum(0)
-        adjacencies.append(torch.sparse_csr_tensor(crow, src[:edges], torch.ones(edges), size=(targets, sources)))
+        adjacencies.append(torch.sparse_csr_tensor(crow, src[:edges], torch.ones(edges), size=(targets, sources),
+                                                   check_invariants=False))
     return adjacencies
 
 
 def full_adjacency(rowptr: torch.Tensor, col: torch.Tensor, num_nodes: int) -> torch.Tensor:
     """The whole graph's adjacency as torch.sparse CSR, for exact full-neighbourhood passes."""
-    return torch.sparse_csr_tensor(rowptr, col, torch.ones(col.numel()), size=(num_nodes, num_nodes))
+    return torch.sparse_csr_tensor(rowptr, col, torch.ones(col.numel()), size=(num_nodes, num_nodes), check_invariants=False)
 
 
 class MUSIG(nn.Module):

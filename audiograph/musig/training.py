@@ -198,20 +198,27 @@ def default_similarity_group(store: Store) -> str | None:
     return None
 
 
+# Enough for a stable AUC; a share of a large graph's edges would make validation outlast training.
+MAX_VAL_EDGES = 10_000
+
+
 def split_edges(graph: CSRGraph, val_fraction: float, generator: torch.Generator) -> tuple[CSRGraph, torch.Tensor, torch.Tensor]:
     """(the graph without the held-out edges, train edges [2, E_train], validation pairs [2, 2V] with
-    labels [2V]: V held-out edges followed by V random non-edges). Each undirected edge counts once."""
+    labels [2V]: V held-out edges (at most `MAX_VAL_EDGES`) and V random pairs, shuffled together).
+    Each undirected edge counts once."""
     upper = graph.row < graph.col
     edges = torch.stack([graph.row[upper], graph.col[upper]])
     weight = graph.weight[upper] if graph.weight is not None else None
     order = torch.randperm(edges.shape[1], generator=generator)
-    n_val = max(1, round(val_fraction * edges.shape[1])) if edges.shape[1] > 1 else 0
+    n_val = min(MAX_VAL_EDGES, max(1, round(val_fraction * edges.shape[1]))) if edges.shape[1] > 1 else 0
     val, train = order[:n_val], order[n_val:]
     train_graph = CSRGraph.from_edges(edges[0, train], edges[1, train], graph.num_nodes,
                                       None if weight is None else weight[train])  # fmt: skip
     negatives = torch.randint(graph.num_nodes, (2, n_val), generator=generator)
-    pairs = torch.cat([edges[:, val], negatives], dim=1)
-    labels = torch.cat([torch.ones(n_val), torch.zeros(n_val)])
+    # Shuffled, so that every validation batch (the sanity check's included) holds both classes.
+    mix = torch.randperm(2 * n_val, generator=generator)
+    pairs = torch.cat([edges[:, val], negatives], dim=1)[:, mix]
+    labels = torch.cat([torch.ones(n_val), torch.zeros(n_val)])[mix]
     return train_graph, edges[:, train], (pairs, labels)
 
 

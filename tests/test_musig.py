@@ -1,0 +1,497 @@
+"""MUSIG: sampled and full-graph passes against a dense brute force, the multi-task loss by hand,
+inductive vectors, and train-musig end to end (on the synthetic store and on imported tracks)."""
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.sampler import NodeSamplerInput
+
+from audiograph.cli import main
+from audiograph.errors import ConfigError
+from audiograph.graph.csr import CSRGraph
+from audiograph.graph.random_graph import powerlaw_graph
+from audiograph.graph.sampler import UniformNeighborSampler
+from audiograph.musig.features import FeatureSpec
+from audiograph.musig.inductive import embed_isolated, file_features
+from audiograph.musig.model import (
+    MUSIG,
+    TASK_WEIGHT_PRESETS,
+    PairHeads,
+    full_adjacency,
+    layer_adjacencies,
+    load_musig_checkpoint,
+    multitask_loss,
+    parse_task_weights,
+)
+from audiograph.musig.training import (
+    _drop_seed_neighbourhoods,
+    pair_labels,
+    pair_similarity,
+    prepare_musig_data,
+    train_musig,
+)
+from audiograph.store import MUSIG_SPACE, Store
+
+NUM_ISOLATED = 3
+# Small and short: the point is the plumbing, not the quality.
+SMOKE = dict(max_epochs=2, batches_per_epoch=2, batch_size=16, hidden_channels=32, out_channels=16,
+             accelerator="cpu", quiet=True, seed=0)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def graph() -> CSRGraph:
+    """A 200-node power-law graph plus NUM_ISOLATED isolated nodes at the end."""
+    g = powerlaw_graph(200, 1500, seed=2)
+    return CSRGraph(torch.cat([g.rowptr, g.rowptr[-1:].repeat(NUM_ISOLATED)]), g.col, g.weight)
+
+
+def features(num_nodes: int, dim: int = 10) -> torch.Tensor:
+    return torch.randn(num_nodes, dim, generator=torch.Generator().manual_seed(1))
+
+
+def seeded_musig(in_channels: int, num_layers: int = 2) -> MUSIG:
+    torch.manual_seed(0)
+    return MUSIG(in_channels, 16, 8, num_layers=num_layers).eval()
+
+
+def dense(graph: CSRGraph) -> torch.Tensor:
+    """The 0/1 adjacency matrix; row v lists the nodes v aggregates from."""
+    return torch.from_numpy(graph.to_scipy().toarray() > 0)
+
+
+@torch.no_grad()
+def dense_musig(model: MUSIG, x: torch.Tensor, graph: CSRGraph | torch.Tensor) -> torch.Tensor:
+    """The forward pass written out on a dense adjacency: h_v = W_l mean(h_u, u in N(v)) + b + W_r h_v,
+    ReLU between layers, L2 norm at the end; a node without neighbours aggregates zeros."""
+
+    def affine(linear, h):
+        return h @ linear.weight.T + (0 if linear.bias is None else linear.bias)
+
+    adjacency = (dense(graph) if isinstance(graph, CSRGraph) else graph).float()
+    mean = adjacency / adjacency.sum(1, keepdim=True).clamp(min=1)
+    h = x
+    for k, conv in enumerate(model.convs):
+        h = affine(conv.lin_l, mean @ h) + affine(conv.lin_r, h)
+        if k < len(model.convs) - 1:
+            h = h.relu()
+    return F.normalize(h, dim=-1)
+
+
+def full_pass(model: MUSIG, x: torch.Tensor, graph: CSRGraph) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x, [full_adjacency(graph.rowptr, graph.col, graph.num_nodes)] * len(model.convs))
+
+
+def sampled_pass(model: MUSIG, x: torch.Tensor, out) -> torch.Tensor:
+    adjacencies = layer_adjacencies(torch.stack([out.row, out.col]), out.num_sampled_nodes, out.num_sampled_edges,
+                                    len(model.convs))  # fmt: skip
+    with torch.no_grad():
+        return model(x[out.node], adjacencies)
+
+
+def sample(graph: CSRGraph, seeds: torch.Tensor, fanouts: list[int]):
+    sampler = UniformNeighborSampler(graph, fanouts, generator=torch.Generator().manual_seed(0))
+    return sampler.sample_from_nodes(NodeSamplerInput(None, seeds))
+
+
+# -- the aggregator: sampled per-layer blocks, full graph, dense brute force ----------------------
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_sampled_layers_match_full_graph_and_dense_mean(graph, num_layers):
+    # test_sampler.py checks PyG's SAGEConv on sampled edge_index; this checks MUSIG's own path:
+    # per-layer torch.sparse CSR blocks from layer_adjacencies, and the full-graph CSR adjacency.
+    x = features(graph.num_nodes)
+    model = seeded_musig(10, num_layers)
+    dense = dense_musig(model, x, graph)
+    torch.testing.assert_close(full_pass(model, x, graph), dense, atol=1e-5, rtol=0)
+
+    max_degree = int(graph.degree.max())
+    hubs = graph.degree.argsort(descending=True)[:3]
+    seeds = torch.cat([hubs, torch.tensor([11, 57, graph.num_nodes - 1])])  # the last is isolated
+    out = sample(graph, seeds, [max_degree] * num_layers)
+    adjacencies = layer_adjacencies(torch.stack([out.row, out.col]), out.num_sampled_nodes, out.num_sampled_edges, num_layers)
+    assert adjacencies[0].shape[1] == out.node.numel() and adjacencies[-1].shape[0] == seeds.numel()
+    torch.testing.assert_close(sampled_pass(model, x, out), dense[seeds], atol=1e-5, rtol=0)
+
+    # Guard: a capped fanout does change the hubs' vectors, so the equalities above can fail.
+    capped = sampled_pass(model, x, sample(graph, seeds, [2] * num_layers))
+    assert not torch.allclose(capped[:3], dense[hubs], atol=1e-3)
+
+
+def test_dropped_seeds_get_their_isolated_vector(graph):
+    # Cold-start training drops every edge into some seeds: those must get exactly the vector that
+    # inference gives a track in no playlist. Edges out of them stay, so the other seeds get the
+    # full pass over the graph less the dropped seeds' rows (their neighbours' own hidden vectors
+    # are the isolated ones).
+    x = features(graph.num_nodes)
+    model = seeded_musig(10)
+    seeds = torch.arange(0, 200, 9)
+    max_degree = int(graph.degree.max())
+    out = sample(graph, seeds, [max_degree, max_degree])
+    torch.manual_seed(5)
+    edge_index, counts = _drop_seed_neighbourhoods(torch.stack([out.row, out.col]), out.num_sampled_edges,
+                                                   seeds.numel(), 0.5)  # fmt: skip
+    dropped = torch.ones(seeds.numel(), dtype=torch.bool)
+    dropped[edge_index[1][edge_index[1] < seeds.numel()]] = False
+    assert 0 < int(dropped.sum()) < seeds.numel()
+    assert sum(counts) == edge_index.shape[1] and counts[1] == out.num_sampled_edges[1]  # hop 2 untouched
+
+    adjacencies = layer_adjacencies(edge_index, out.num_sampled_nodes, counts, 2)
+    with torch.no_grad():
+        z = model(x[out.node], adjacencies)
+    torch.testing.assert_close(z[dropped], embed_isolated(model, x[seeds[dropped]]), atol=1e-5, rtol=0)
+    adjacency = dense(graph)
+    adjacency[seeds[dropped]] = False
+    torch.testing.assert_close(z, dense_musig(model, x, adjacency)[seeds], atol=1e-5, rtol=0)
+
+
+# -- inductive vectors -----------------------------------------------------------------------------
+
+
+def test_isolated_vector_equals_full_pass_without_the_nodes_edges(graph):
+    x = features(graph.num_nodes)
+    model = seeded_musig(10)
+    nodes = torch.tensor([0, 3, 50])
+    assert bool((graph.degree[nodes] > 0).all())
+    keep = torch.ones(graph.num_nodes, dtype=torch.bool)
+    keep[nodes] = False
+    without = graph.subgraph(keep)
+    assert int(without.degree[nodes].sum()) == 0
+    isolated = embed_isolated(model, x[nodes])
+    torch.testing.assert_close(isolated, full_pass(model, x, without)[nodes], atol=1e-5, rtol=0)
+    torch.testing.assert_close(isolated, dense_musig(model, x, without)[nodes], atol=1e-5, rtol=0)
+    assert not torch.allclose(isolated, full_pass(model, x, graph)[nodes], atol=1e-3)  # edges matter
+
+
+def test_node_added_with_neighbours_gets_the_full_pass_vector(graph):
+    # No retraining: a new node joined to known tracks gets the full-graph vector of the grown graph,
+    # and only nodes within K hops of it change.
+    x = features(graph.num_nodes + 1)
+    model = seeded_musig(10)
+    new = graph.num_nodes
+    neighbours = torch.tensor([4, 9, 120])
+    grown = CSRGraph.from_edges(torch.cat([graph.row, torch.full((3,), new)]), torch.cat([graph.col, neighbours]), new + 1)
+    before, after = full_pass(model, x[:new], graph), full_pass(model, x, grown)
+    torch.testing.assert_close(after, dense_musig(model, x, grown), atol=1e-5, rtol=0)
+    out = sample(grown, torch.tensor([new]), [-1, -1])
+    torch.testing.assert_close(sampled_pass(model, x, out), after[[new]], atol=1e-5, rtol=0)
+
+    adjacency = dense(grown)
+    near = adjacency[new] | (adjacency.float() @ adjacency[new].float() > 0)  # within 2 hops
+    far = ~near[:new]
+    assert int(far.sum()) > 0
+    torch.testing.assert_close(after[:new][far], before[far], atol=1e-6, rtol=0)
+    assert not torch.allclose(after[neighbours], before[neighbours], atol=1e-3)
+
+
+# -- the multi-task loss ---------------------------------------------------------------------------
+
+
+def labelled_batch(size: int = 40, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    outputs = torch.randn(size, 3, generator=g) * 2
+    playlist = (torch.rand(size, generator=g) < 0.5).long()
+    genre = (torch.rand(size, generator=g) < 0.5).float()
+    similarity = torch.rand(size, generator=g)
+    genre[torch.rand(size, generator=g) < 0.3] = torch.nan
+    similarity[torch.rand(size, generator=g) < 0.3] = torch.nan
+    return outputs, playlist, genre, similarity
+
+
+def bce_by_hand(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    p = torch.sigmoid(logits.double())
+    y = labels.double()
+    return float(-(y * p.log() + (1 - y) * (1 - p).log()).mean())
+
+
+def test_multitask_loss_matches_hand_computation():
+    outputs, playlist, genre, similarity = labelled_batch()
+    g, s = ~genre.isnan(), ~similarity.isnan()
+    assert 0 < int(g.sum()) < len(genre) and 0 < int(s.sum()) < len(similarity)
+    want = {
+        "playlist": bce_by_hand(outputs[:, 0], playlist),
+        "genre": bce_by_hand(outputs[g, 1], genre[g]),
+        "audio": math.sqrt(float(((outputs[s, 2].double() - similarity[s].double()) ** 2).mean())),
+    }
+    weights = (0.3, 0.5, 0.2)
+    total, parts = multitask_loss(outputs, playlist, genre, similarity, weights)
+    for task, value in want.items():
+        assert float(parts[task]) == pytest.approx(value, rel=1e-5)
+    assert float(total) == pytest.approx(0.3 * want["playlist"] + 0.5 * want["genre"] + 0.2 * want["audio"], rel=1e-5)
+
+    # Pairs without a label are left out: their outputs can be anything.
+    changed = outputs.clone()
+    changed[~g, 1] = 100.0
+    changed[~s, 2] = -100.0
+    torch.testing.assert_close(multitask_loss(changed, playlist, genre, similarity, weights)[0], total)
+
+
+def test_tasks_without_any_label_add_nothing():
+    outputs, playlist, genre, similarity = labelled_batch()
+    outputs.requires_grad_(True)
+    nan = torch.full_like(genre, torch.nan)
+    total, parts = multitask_loss(outputs, playlist, nan, nan, (1.0, 1.0, 1.0))
+    assert parts["genre"].item() == 0.0 and parts["audio"].item() == 0.0
+    assert float(total) == pytest.approx(bce_by_hand(outputs[:, 0].detach(), playlist), rel=1e-5)
+    total.backward()
+    assert torch.isfinite(outputs.grad).all() and bool((outputs.grad[:, 1:] == 0).all())
+
+    # A perfect regression: the RMSE is ~0 and its gradient stays finite.
+    exact = similarity.nan_to_num(0.5)
+    outputs = torch.stack([torch.zeros(len(exact)), torch.zeros(len(exact)), exact], 1).requires_grad_(True)
+    _, parts = multitask_loss(outputs, playlist, nan, exact, (0.0, 0.0, 1.0))
+    parts["audio"].backward()
+    assert float(parts["audio"]) < 1e-5 and torch.isfinite(outputs.grad).all()
+
+
+def test_graphsage_weights_ignore_genre_and_similarity():
+    _, playlist, genre, similarity = labelled_batch()
+    zi, zj = (F.normalize(torch.randn(len(genre), 8, generator=torch.Generator().manual_seed(s)), dim=-1) for s in (1, 2))
+
+    def gradients(weights, genre=genre, similarity=similarity):
+        torch.manual_seed(0)
+        heads = PairHeads(8)
+        with torch.no_grad():  # distinct rows, so that a mix-up between tasks would show
+            heads.weight.add_(torch.randn_like(heads.weight))
+        a, b = zi.clone().requires_grad_(True), zj.clone().requires_grad_(True)
+        total, _ = multitask_loss(heads(a, b), playlist, genre, similarity, weights)
+        total.backward()
+        return total.detach(), heads.weight.grad, heads.bias.grad, a.grad
+
+    total, weight_grad, bias_grad, z_grad = gradients(TASK_WEIGHT_PRESETS["graphsage"])
+    assert bool((weight_grad[1:] == 0).all()) and bool((bias_grad[1:] == 0).all())
+    assert float(weight_grad[0].abs().sum()) > 0
+    # Other genre and similarity labels change nothing at all, gradients included.
+    other = gradients((1.0, 0.0, 0.0), genre=1 - genre.nan_to_num(0), similarity=torch.rand(len(genre)))
+    torch.testing.assert_close(other[0], total)
+    torch.testing.assert_close(other[3], z_grad)
+    # Guard: with the genre task on, its row does get a gradient.
+    _, weight_grad, _, _ = gradients((0.0, 1.0, 0.0))
+    assert float(weight_grad[1].abs().sum()) > 0 and bool((weight_grad[[0, 2]] == 0).all())
+
+
+def test_parse_task_weights():
+    for name, weights in TASK_WEIGHT_PRESETS.items():
+        assert parse_task_weights(name) == weights
+    assert parse_task_weights("graphsage") == (1.0, 0.0, 0.0)
+    assert parse_task_weights("0.5, 0.25,0") == (0.5, 0.25, 0.0)
+    assert parse_task_weights([1, 0, 2]) == (1.0, 0.0, 2.0)
+    for bad in ["1,2", "1,2,3,4", "a,b,c", "-1,1,1", "0,0,0", "graph-sage", "", "nan,1,1", "inf,0,0"]:
+        with pytest.raises(ConfigError, match="preset"):
+            parse_task_weights(bad)
+
+
+def test_pair_labels_and_similarity_against_brute_force():
+    g = torch.Generator().manual_seed(0)
+    genre = torch.tensor([0, 1, -1, 1, 2, 0, -1])
+    sim = F.normalize(torch.rand(7, 4, generator=g), dim=-1)
+    has_sim = torch.tensor([True, True, False, True, True, False, True])
+    i, j = torch.randint(7, (2, 60), generator=g)
+    labels, similarity = pair_labels(genre, i, j), pair_similarity(sim, has_sim, i, j)
+    for n, (a, b) in enumerate(zip(i.tolist(), j.tolist())):
+        if genre[a] < 0 or genre[b] < 0:
+            assert math.isnan(labels[n])
+        else:
+            assert labels[n] == float(genre[a] == genre[b])
+        if has_sim[a] and has_sim[b]:
+            assert float(similarity[n]) == pytest.approx(sum(float(sim[a, d] * sim[b, d]) for d in range(4)), abs=1e-6)
+        else:
+            assert math.isnan(similarity[n])
+
+
+# -- train-musig end to end ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, embedded_db):
+    """(store path, report): a copy of `embedded_db` with a briefly trained MUSIG model. Copy before writing."""
+    db = tmp_path_factory.mktemp("musig") / "store.db"
+    shutil.copy(embedded_db, db)
+    store = Store(db)
+    report = train_musig(store, **SMOKE)
+    store.close()
+    return db, report
+
+
+@pytest.fixture(scope="module")
+def new_audio_file(tmp_path_factory):
+    """One synthetic track that is in no store."""
+    from audiograph.synth import synthesize
+
+    out = synthesize(tmp_path_factory.mktemp("newcomer") / "c", tracks=1, genres=1, playlists=1, seconds=4.0,
+                     seed=12345, workers=1).out_dir  # fmt: skip
+    with open(out / "tracks.csv", newline="", encoding="utf-8") as f:
+        return out / "audio" / next(csv.DictReader(f))["path"]
+
+
+def stored_features(store: Store, hparams: dict):
+    """Node ids, node features built with the model's recorded spec, and the store's graph."""
+    spec = FeatureSpec.from_dict(hparams["features"])
+    data = prepare_musig_data(store, spec.groups, spec=spec)
+    return data.node_ids, data.data.x, data.graph
+
+
+def test_train_musig_registers_and_fills_the_space(trained):
+    db, report = trained
+    store = Store(db)
+    row = store.model(report.model_id)
+    assert row["kind"] == "musig" and row["space"] == MUSIG_SPACE
+    assert row["config"]["task_weights"] == [1.0, 1.0, 1.0] and row["config"]["hidden_channels"] == 32
+    assert "val_auc" in row["metrics"] and report.epochs == 2
+    run_dir = store.models_dir / report.model_id
+    assert (run_dir / "hparams.yaml").exists() and (run_dir / "metrics.csv").exists()
+    assert row["checkpoint"].endswith(".ckpt") and Path(row["checkpoint"]).exists()
+
+    ids, vectors = store.vectors(MUSIG_SPACE, report.model_id)
+    assert sorted(ids) == sorted(store.node_ids()) and report.embedded == len(ids)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # The stored vectors are the full-graph pass of the checkpoint's weights.
+    model, hparams = load_musig_checkpoint(row["checkpoint"])
+    node_ids, x, graph = stored_features(store, hparams)
+    dense = dense_musig(model, x, graph).numpy()
+    position = {t: n for n, t in enumerate(node_ids)}
+    np.testing.assert_allclose(vectors, dense[[position[t] for t in ids]], atol=1e-5)
+    store.close()
+
+
+def test_query_with_a_new_file_searches_musig(trained, new_audio_file, capsys):
+    db, report = trained
+    assert main(["query", str(new_audio_file), "--db", str(db), "--json", "-k", "4"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4]
+
+    # The query vector is the file's features through the aggregators with an empty neighbourhood.
+    store = Store(db)
+    row = store.model(report.model_id)
+    model, hparams = load_musig_checkpoint(row["checkpoint"])
+    x = torch.from_numpy(file_features(store, FeatureSpec.from_dict(hparams["features"]), new_audio_file,
+                                       new_audio_file.read_bytes()))  # fmt: skip
+    vector = dense_musig(model, x, CSRGraph(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)))[0]
+    expected = store.similar(MUSIG_SPACE, vector.numpy(), k=4, model_id=report.model_id)
+    assert [h["track_id"] for h in hits] == [h["track_id"] for h in expected]
+    np.testing.assert_allclose([h["score"] for h in hits], [h["score"] for h in expected], atol=1e-5)
+    store.close()
+
+
+def test_embed_musig_covers_a_track_added_later(trained, new_audio_file, synth_collection, tmp_path):
+    # A new track in playlists gets the full-graph vector of the grown graph, without retraining.
+    from audiograph.audio.embed import embed_audio
+    from audiograph.graph.build import build_graph
+
+    _, report = trained
+    shutil.copytree(trained[0].parent, tmp_path / "copy")
+    store = Store(tmp_path / "copy" / "store.db")
+    old = set(store.node_ids())
+    embed_audio(new_audio_file.parent, store, collection="newcomer", num_workers=1, quiet=True)
+    (new,) = set(store.node_ids()) - old
+    neighbours = [store.track(t)["path"] for t in sorted(old)[:3]]
+    playlists = tmp_path / "added"
+    playlists.mkdir()
+    for n in range(3):  # three shared playlists: weight 3, above the automatic min weight
+        (playlists / f"p{n}.m3u").write_text("\n".join([str(new_audio_file), *neighbours]) + "\n")
+    build_graph(store, [synth_collection / "playlists", playlists])
+
+    assert main(["embed-musig", "--db", str(store.path), "--json", "--accelerator", "cpu"]) == 0
+    model, hparams = load_musig_checkpoint(store.model(report.model_id)["checkpoint"])
+    node_ids, x, graph = stored_features(store, hparams)
+    assert int(graph.degree[node_ids.index(new)]) == 3
+    ids, vectors = store.vectors(MUSIG_SPACE, report.model_id)
+    assert new in ids and len(ids) == len(node_ids)
+    dense = dense_musig(model, x, graph)[node_ids.index(new)].numpy()
+    np.testing.assert_allclose(vectors[ids.index(new)], dense, atol=1e-5)
+    store.close()
+
+
+# -- train-musig on imported tracks (no audio) -------------------------------------------------------
+
+SPOTIFY_COLUMNS = ["track_id", "track_name", "track_artist", "track_popularity", "track_album_id", "track_album_name",
+                   "track_album_release_date", "playlist_name", "playlist_id", "playlist_genre", "playlist_subgenre",
+                   "danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness",
+                   "instrumentalness", "liveness", "valence", "tempo", "duration_ms"]  # fmt: skip
+AUDIO_COLUMNS = "danceability,energy,loudness,speechiness,acousticness,instrumentalness,liveness,valence,tempo"
+
+
+def write_spotify_csv(path, tracks: int = 40, playlists: int = 16, per_playlist: int = 8, seed: int = 0) -> None:
+    """Rows shaped like spotify_songs_dev.csv: one per (playlist, track), each playlist mostly of one genre."""
+    rng = np.random.default_rng(seed)
+    genres = ["pop", "rock", "rap", "latin"]
+    genre_of = [genres[t % len(genres)] for t in range(tracks)]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, SPOTIFY_COLUMNS)
+        writer.writeheader()
+        features = {t: rng.random(len(SPOTIFY_COLUMNS)) for t in range(tracks)}
+        for p in range(playlists):
+            genre = genres[p % len(genres)]
+            same = [t for t in range(tracks) if genre_of[t] == genre]
+            members = rng.choice(same, per_playlist - 2, replace=False).tolist() + rng.choice(tracks, 2).tolist()
+            for t in dict.fromkeys(members):
+                row = {c: f"{v:.3f}" for c, v in zip(SPOTIFY_COLUMNS, features[t])}
+                row.update(track_id=f"trk{t:03d}", track_name=f"Song {t}", track_artist=f"Artist {t % 7}",
+                           track_popularity=str(t * 2), playlist_name=f"{genre} mix {p}", playlist_id=f"pl{p:02d}",
+                           playlist_genre=genre, tempo=f"{80 + 100 * features[t][0]:.1f}")  # fmt: skip
+                writer.writerow(row)
+
+
+def run_json(capsys, *argv) -> dict:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def import_and_train(capsys, csv_path, db, *train_options) -> dict:
+    """import-tracks, build-graph and train-musig through the CLI, on one Spotify-style CSV."""
+    imported = run_json(capsys, "import-tracks", str(csv_path), "--db", str(db), "--json",
+                        "--features", f"audio={AUDIO_COLUMNS}", "--genre-col", "playlist_genre",
+                        "--popularity-col", "track_popularity", "--title-col", "track_name",
+                        "--artist-col", "track_artist", "--playlist-col", "playlist_id")  # fmt: skip
+    assert imported["feature_groups"] == {"audio": 9, "popularity": 1}
+    graph = run_json(capsys, "build-graph", str(csv_path), "--db", str(db), "--json", "--name-col", "playlist_name")
+    assert graph["summary"]["edges"] > 0
+    return run_json(capsys, "train-musig", "--db", str(db), "--json", "--features", "audio,genre,popularity",
+                    "--accelerator", "cpu", *train_options)  # fmt: skip
+
+
+def test_train_musig_on_imported_tracks(tmp_path, capsys, new_audio_file):
+    csv_path, db = tmp_path / "songs.csv", tmp_path / "imported.db"
+    write_spotify_csv(csv_path)
+    report = import_and_train(capsys, csv_path, db, "--epochs", "2", "--batches-per-epoch", "2", "--batch-size", "16",
+                              "--hidden-channels", "32", "--out-channels", "16",
+                              "--task-weights", "content-heavy")  # fmt: skip
+    assert report["features"] == ["audio", "genre", "popularity"] and report["similarity_group"] == "audio"
+    assert report["task_weights"] == [0.4, 0.2, 0.4] and report["embedded"] == 40
+    store = Store(db)
+    ids, vectors = store.vectors(MUSIG_SPACE, report["model_id"])
+    assert sorted(ids) == [f"trk{t:03d}" for t in range(40)]
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # The 9 imported audio columns and the imported popularity are inputs, scaled to 0-1.
+    spec = FeatureSpec.from_dict(store.model(report["model_id"])["config"]["features"])
+    assert spec.dims == {"audio": 9, "genre": 4, "popularity": 3}
+    store.close()
+
+    # An audio file has no imported features: a clear error, not a crash.
+    assert main(["query", str(new_audio_file), "--db", str(db)]) == 1
+    assert "imported 'audio' features" in capsys.readouterr().err
+    assert main(["train-musig", "--db", str(db), "--task-weights", "1,2"]) == 1
+    assert "task weights must be three" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_musig_on_the_spotify_csv(shared_data, tmp_path, capsys):
+    csv_path = shared_data / "spotify_playlists" / "spotify_songs_dev.csv"
+    if not csv_path.exists():
+        pytest.skip(f"{csv_path} is not present")
+    db = tmp_path / "spotify.db"
+    report = import_and_train(capsys, csv_path, db, "--epochs", "2", "--batches-per-epoch", "40", "--val-fraction", "0.01")
+    store = Store(db)
+    ids, vectors = store.vectors(MUSIG_SPACE, report["model_id"])
+    assert report["embedded"] == len(ids) == len(store.node_ids())
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert report["metrics"]["val_auc"] > 0.6  # held-out playlist edges: well above chance after a short run
+    store.close()
