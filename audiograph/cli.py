@@ -546,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audiograph: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        # Lightning rejects accelerator/devices settings the machine cannot honour: a user error too.
+        if type(e).__name__ != "MisconfigurationException" or args.debug:
+            raise
+        print(f"audiograph: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -69,15 +69,18 @@ def import_tracks(
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     features = features or {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        wanted = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
-        wanted += [c for cols in features.values() for c in cols]
-        missing = [c for c in wanted if c and c not in header]
-        if missing:
-            raise ConfigError(f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})")
-        rows = list(enumerate(reader, start=2))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            wanted = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
+            wanted += [c for cols in features.values() for c in cols]
+            missing = [c for c in wanted if c and c not in header]
+            if missing:
+                raise ConfigError(f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})")
+            rows = list(enumerate(reader, start=2))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{path}: not a readable UTF-8 CSV ({e})") from None
 
     report = ImportReport(rows=len(rows))
     first: dict[str, dict] = {}

@@ -59,7 +59,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weight-power", type=float, help="positives in proportion to weight ** this (default: train_audio's)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: a small collection, 3 epochs")
     args = parser.parse_args()
+    if args.quick:
+        args.tracks, args.playlists, args.epochs = 60, 30, 3
     started = time.perf_counter()
 
     collection = args.out / "collection"

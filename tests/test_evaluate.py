@@ -91,6 +91,13 @@ def test_split_keeps_held_out_playlists_out_of_everything(catalogue):
         assert len(case.candidates) == 2 * len(case.targets) and len(decoys) == len(case.targets)
         assert not decoys & set(tracks)
 
+    # Decoys match the targets in how many never appear in a training playlist.
+    seen = set(np.concatenate(split.train_playlists).tolist())
+    for case in split.cases:
+        decoys = np.setdiff1d(case.candidates, case.targets)
+        assert sum(t not in seen for t in decoys.tolist()) == sum(t not in seen for t in case.targets.tolist())
+    assert 0 < split.info["unseen_targets"] < 1
+
     # A track whose only genre votes come from held-out playlists has no genre, in labels or features.
     votes = {}
     for r in rows:
@@ -115,6 +122,8 @@ def test_split_with_given_playlists_trains_on_every_stored_one(catalogue):
     assert len(split.train_playlists) == len(members)
     with pytest.raises(ConfigError, match="no playlist has at least 500 tracks"):
         make_split(store, min_length=500)
+    with pytest.raises(ConfigError, match="p03 are also in the store's graph"):
+        make_split(store, held_out=[{"id": "p03", "tracks": members["p03"]}], min_length=5)
 
 
 def test_splits_are_seeded(catalogue):

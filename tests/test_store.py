@@ -42,6 +42,23 @@ def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):
     assert store.track("c/001.mp3")["title"] == "Song 1"  # data survives the upgrade
 
 
+def test_edges_survive_the_move_to_a_table_without_rowid(tmp_path, monkeypatch):
+    path = tmp_path / "graph.db"
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:3])
+    old = Store(path)
+    old.write_tracks([_record(i) for i in range(3)])
+    old.replace_graph([("p", "p", "src", 3, ["c/000.mp3", "c/001.mp3", "c/002.mp3"])],
+                      (["c/001.mp3", "c/000.mp3"], ["c/002.mp3", "c/001.mp3"], [2.0, 1.0]), {"min_weight": 1})  # fmt: skip
+    old.close()
+    monkeypatch.undo()
+    store = Store(path)
+    assert "WITHOUT ROWID" in store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'edges'").fetchone()[0]
+    assert sorted(store.db.execute("SELECT src, dst, weight FROM edges").fetchall()) == [
+        ("c/000.mp3", "c/001.mp3", 1.0), ("c/001.mp3", "c/002.mp3", 2.0)]  # fmt: skip
+    node_ids, graph = store.graph()
+    assert graph.num_edges == 4
+
+
 def test_must_exist_and_corrupt_files(tmp_path):
     with pytest.raises(StoreError, match="no store here"):
         Store(tmp_path / "none.db", must_exist=True)

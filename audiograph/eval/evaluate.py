@@ -130,6 +130,8 @@ def default_methods(groups: list[str]) -> list[MethodSpec]:
     specs = [MethodSpec("cf"), MethodSpec("track2vec"), MethodSpec("node2vec")]
     for kind in ("track2vec", "graphsage", "musig", "features"):
         specs += [MethodSpec(kind, (g,)) for g in groups]
+        if len(groups) > 1 and kind != "features":
+            specs.append(MethodSpec(kind, tuple(groups)))  # all of Table 1 at once
     return specs
 
 
@@ -183,6 +185,7 @@ class MethodResult:
     mean: dict[str, float]
     std: dict[str, float]
     per_case: list[dict[str, float]]  # over all seeds, in (seed, playlist) order
+    playlists: list[str]  # the playlist of each entry of per_case
     n_playlists: int
     seconds: float
     p_value: float | None = None  # paired Wilcoxon on per-playlist HR against the best method
@@ -192,6 +195,20 @@ class MethodResult:
         return {"method": method, "features": features, **{m: self.mean[m] for m in METRICS},
                 "n_playlists": self.n_playlists, "std": self.std, "p_value_vs_best": self.p_value,
                 "seconds": round(self.seconds, 2), "label": self.spec.label}  # fmt: skip
+
+    def per_playlist(self, metric: str = "HR") -> dict[str, float]:
+        """playlist id -> its score averaged over the seeds that evaluated it (for paired tests)."""
+        sums: dict[str, list[float]] = {}
+        for playlist, scores in zip(self.playlists, self.per_case):
+            sums.setdefault(playlist, []).append(scores[metric])
+        return {p: float(np.mean(v)) for p, v in sums.items()}
+
+
+def compare(a: MethodResult, b: MethodResult, metric: str = "HR") -> float:
+    """p-value of a paired Wilcoxon test between two methods' per-playlist scores (seeds averaged)."""
+    x, y = a.per_playlist(metric), b.per_playlist(metric)
+    common = sorted(set(x) & set(y))
+    return paired_test(np.array([x[p] for p in common]), np.array([y[p] for p in common]))
 
 
 @dataclass
@@ -230,21 +247,33 @@ def evaluate(
     """
     if not seeds:
         raise ConfigError("evaluate needs at least one seed")
+    parse_task_weights(task_weights)  # fail now, not after the first methods have trained
     first = make_split(store, held_out=held_out, min_length=min_length, seed_fraction=seed_fraction,
                        holdout=holdout, max_playlists=max_playlists, seed=seeds[0])  # fmt: skip
     groups = list(first.features)
-    specs = default_methods(groups) if methods is None else parse_methods(methods, groups)
     notes = []
+    if methods is None:
+        if held_out is None and "acoustic" in groups:
+            # The encoder learnt from every stored playlist, held-out ones included.
+            groups.remove("acoustic")
+            notes.append("acoustic methods left out: the audio encoder was trained on the stored graph, held-out"
+                          " playlists included; keep evaluation playlists out of build-graph and pass them with"
+                          " --playlists to compare them")  # fmt: skip
+        specs = default_methods(groups)
+    else:
+        specs = parse_methods(methods, groups)
     if held_out is None and any("acoustic" in s.groups for s in specs):
         notes.append("the acoustic encoder was trained on the stored graph, held-out playlists included; for a"
                      " leak-free acoustic comparison, keep evaluation playlists out of build-graph and pass them"
                      " with --playlists")  # fmt: skip
     per_seed: dict[MethodSpec, list[list[dict]]] = {s: [] for s in specs}
+    case_playlists: list[str] = []
     seconds = {s: 0.0 for s in specs}
     for seed in seeds:
         split = first if seed == seeds[0] else make_split(
             store, held_out=held_out, min_length=min_length, seed_fraction=seed_fraction, holdout=holdout,
             max_playlists=max_playlists, seed=seed)  # fmt: skip
+        case_playlists += [c.playlist_id for c in split.cases]
         for spec in specs:
             started = time.perf_counter()
             method = build_method(spec, store, task_weights, accelerator, musig_options)
@@ -260,11 +289,11 @@ def evaluate(
         stats = mean_std([summarise(cases) for cases in per_seed[spec]])
         flat = [c for cases in per_seed[spec] for c in cases]
         results.append(MethodResult(spec, {m: stats[m][0] for m in METRICS}, {m: stats[m][1] for m in METRICS},
-                                    flat, len(per_seed[spec][0]), seconds[spec]))  # fmt: skip
+                                    flat, case_playlists, len(per_seed[spec][0]), seconds[spec]))  # fmt: skip
     best = max(results, key=lambda r: r.mean["HR"])
     for r in results:
         if r is not best:
-            r.p_value = paired_test(np.array([c["HR"] for c in best.per_case]), np.array([c["HR"] for c in r.per_case]))
+            r.p_value = compare(best, r)
     info = {**first.info, "seeds": list(seeds), "best": best.spec.label}
     return Evaluation(results, list(seeds), info, notes)
 

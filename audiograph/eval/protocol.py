@@ -130,7 +130,11 @@ def make_split(
         evaluated = [stored[i] for i in sorted(chosen)]
         training = [p for i, p in enumerate(stored) if i not in chosen]
     else:
-        evaluated = [p for p in held_out if len(indices(p)) >= min_length]
+        overlap = sorted({p["id"] for p in held_out} & {p["id"] for p in stored})
+        if overlap:
+            raise ConfigError(f"evaluation playlist(s) {', '.join(overlap[:3])} are also in the store's graph;"
+                              " evaluate playlists that were kept out of build-graph")  # fmt: skip
+        evaluated = [p for p in held_out if len(indices(p)) >= min_length][:max_playlists]
         training = stored
     if not evaluated:
         longest = max((len(indices(p)) for p in (held_out if held_out is not None else stored)), default=0)
@@ -139,21 +143,22 @@ def make_split(
             " lower --min-length"
         )
 
+    train_playlists = [indices(p) for p in training]
+    seen = np.zeros(len(node_ids), bool)
+    if train_playlists:
+        seen[np.concatenate(train_playlists)] = True
     cases = []
     for playlist in evaluated:
         tracks = indices(playlist)
         n_seeds = min(len(tracks) - 1, max(1, round(seed_fraction * len(tracks))))
         seeds, targets = tracks[:n_seeds], tracks[n_seeds:]
-        outside = np.setdiff1d(np.arange(len(node_ids)), tracks, assume_unique=False)
-        decoys = rng.choice(outside, size=min(len(targets), len(outside)), replace=False)
+        decoys = _matched_decoys(targets, tracks, seen, rng)
         # Shuffled, so that methods which tie (e.g. zero vectors) gain nothing from the order.
         cases.append(EvalCase(playlist["id"], seeds, targets, rng.permutation(np.concatenate([targets, decoys]))))
 
-    train_playlists = [indices(p) for p in training]
     graph_info = store.get_meta("graph") or {}
     graph = playlist_graph(train_playlists, len(node_ids), graph_info.get("min_weight", 1.0))
-    held = {p["id"] for p in evaluated} if held_out is None else set()
-    genres = training_genres(store, held)
+    genres = training_genres(store, {p["id"] for p in evaluated})
     groups = groups or available_groups(store)
     train_dicts = [{"tracks": [node_ids[i] for i in p]} for p in train_playlists]
     x, spec, mask = build_features(store, node_ids, graph, groups, genres=genres, playlists=train_dicts)
@@ -167,9 +172,28 @@ def make_split(
         "min_length": min_length,
         "seed_fraction": seed_fraction,
         "graph_edges": graph.num_edges // 2,
+        "unseen_targets": float(np.mean([not seen[t] for c in cases for t in c.targets])),
         "min_weight": graph_info.get("min_weight", 1.0),
     }
     return EvalSplit(node_ids, train_playlists, graph, features, genres, cases, seed=seed, present=present, info=info)
+
+
+def _matched_decoys(targets: np.ndarray, playlist: np.ndarray, seen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """As many random tracks outside the playlist as there are targets, with as many of them absent
+    from every training playlist as there are such targets: otherwise "never seen in training"
+    alone would tell the targets of held-out playlists from catalogue tracks."""
+    outside = np.ones(len(seen), bool)
+    outside[playlist] = False
+    decoys = []
+    for pool_mask, wanted in ((outside & ~seen, int((~seen[targets]).sum())), (outside & seen, int(seen[targets].sum()))):
+        pool = np.flatnonzero(pool_mask)
+        decoys.append(rng.choice(pool, size=min(wanted, len(pool)), replace=False))
+    decoys = np.concatenate(decoys)
+    short = len(targets) - len(decoys)
+    if short > 0:  # one pool ran out: fill from the rest of the catalogue
+        rest = np.setdiff1d(np.flatnonzero(outside), decoys)
+        decoys = np.concatenate([decoys, rng.choice(rest, size=min(short, len(rest)), replace=False)])
+    return decoys.astype(np.int64)
 
 
 def split_playlist_files(

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiograph.eval.evaluate import Evaluation, MethodResult, format_results
-from audiograph.eval.metrics import paired_test
+from audiograph.eval.evaluate import Evaluation, MethodResult, compare, format_results
 
 CONTENT_GROUPS = ("audio", "acoustic")
 
@@ -37,7 +36,7 @@ def _compare(claim: str, a: MethodResult | None, b: MethodResult | None) -> str:
     """One line: does `a` beat `b` on HR, by how much, and how significant (paired Wilcoxon)."""
     if a is None or b is None:
         return f"- {claim}: not testable here (a method is missing)."
-    p = paired_test(np.array([c["HR"] for c in a.per_case]), np.array([c["HR"] for c in b.per_case]))
+    p = compare(a, b)
     verdict = "agrees" if a.mean["HR"] > b.mean["HR"] else "disagrees"
     significance = "significant" if p < 0.01 else "not significant"
     return (f"- {claim}: **{verdict}**: {_name(a)} HR {a.mean['HR']:.4f} vs {_name(b)} HR {b.mean['HR']:.4f}"
@@ -111,5 +110,7 @@ def write_report(evaluation: Evaluation, out: Path, *, title: str, about_data: s
     for note in evaluation.notes:
         md.append(f"Note: {note}")
     (out / "results.md").write_text("\n".join(md), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"results": evaluation.to_json(), **meta}, indent=2))
+    per_playlist = {r.spec.label: r.per_playlist() for r in evaluation.results}
+    (out / "results.json").write_text(json.dumps({"results": evaluation.to_json(), "per_playlist_hr": per_playlist, **meta},
+                                                 indent=2))  # fmt: skip
     return out / "results.md"

@@ -147,7 +147,7 @@ def build_features(
                 spec.popularity_model = store.search_model(IMPORTED_POPULARITY_SPACE)[0]
             if spec.popularity_model:
                 imported, _ = _vectors_for(store, IMPORTED_POPULARITY_SPACE, spec.popularity_model, node_ids)
-                values = np.concatenate([values, imported], axis=1)
+                values = np.concatenate([values, np.nan_to_num(imported, nan=0.0)], axis=1)  # none imported: 0
             has = np.ones(len(node_ids), bool)
             if fitting:
                 _fit_range(spec, group, values)

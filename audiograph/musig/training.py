@@ -57,7 +57,7 @@ class MusigModule(L.LightningModule):
         return self.model(x, adjacencies)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        edge_index = batch.edge_index
+        edge_index = batch.edge_index.cpu()  # the adjacencies are built on the CPU, then moved
         if stage == "train" and self.hparams.cold_start_rate > 0:
             edge_index, batch.num_sampled_edges = _drop_seed_neighbourhoods(
                 edge_index, batch.num_sampled_edges, batch.num_sampled_nodes[0], self.hparams.cold_start_rate
@@ -270,6 +270,8 @@ def train_musig(
     L.seed_everything(seed, workers=True, verbose=False)
     if musig_data is None:
         groups = parse_groups(features) if features else available_groups(store)
+        if similarity not in ("auto", None, *GROUP_SPACES):
+            raise ConfigError(f"--similarity must be auto, none, {' or '.join(GROUP_SPACES)}; got {similarity!r}")
         similarity_group = default_similarity_group(store) if similarity == "auto" else similarity
         musig_data = prepare_musig_data(store, groups, similarity_group=similarity_group)
     data = musig_data
