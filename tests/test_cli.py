@@ -121,3 +121,28 @@ def test_usage_errors_exit_2():
     proc = run("query", check=False)
     assert proc.returncode == 2 and "usage:" in proc.stderr
     assert run("--version").stdout.startswith("audiograph ")
+
+
+def test_graph_training_and_musig_commands(embedded_db, synth_collection, tmp_path):
+    """build-graph, train-audio, train-musig on all four feature groups, then query: the musig space by default."""
+    db = tmp_path / "cli.db"
+    shutil.copy(embedded_db, db)
+    graph = json.loads(run("build-graph", synth_collection / "playlists", "--db", db, "--json",
+                           "--graphml", tmp_path / "g.graphml").stdout)  # fmt: skip
+    assert graph["matched"] > 0 and graph["summary"]["edges"] > 0 and (tmp_path / "g.graphml").exists()
+
+    audio = json.loads(run("train-audio", "--db", db, "--epochs", "1", "--crop-seconds", "3", "--json").stdout)
+    assert audio["embedded"] > 0 and Path(audio["checkpoint"]).exists()
+
+    musig = json.loads(run("train-musig", "--db", db, "--features", "acoustic,audio,genre,popularity", "--epochs", "1",
+                           "--batches-per-epoch", "2", "--json").stdout)  # fmt: skip
+    assert musig["features"] == ["acoustic", "audio", "genre", "popularity"] and musig["similarity_group"] == "acoustic"
+    assert musig["embedded"] == graph["summary"]["nodes"]
+
+    info = json.loads(run("info", "--db", db, "--json").stdout)
+    assert {"descriptors", "acoustic", "musig"} <= set(info["spaces"])
+    track = read_csv(synth_collection / "tracks.csv")[0]
+    hits = json.loads(run("query", synth_collection / "audio" / track["path"], "--db", db, "-k", "3", "--json").stdout)
+    assert len(hits) == 3 and all(0 < h["rank"] <= 3 for h in hits)
+    table = run("query", synth_collection / "audio" / track["path"], "--db", db, "-k", "3").stdout
+    assert table.startswith("space 'musig' (model musig-")
