@@ -400,9 +400,14 @@ def _args_train_audio(p) -> None:
     from audiograph.audio.training import AudioEncoderModule, TripletDataModule, train_audio
 
     d = {**_defaults(AudioEncoderModule), **_defaults(TripletDataModule), **_defaults(train_audio)}
+    _training_options(p, d, TRAIN_AUDIO_OPTIONS)
+
+
+def _training_options(p, d: dict, options: dict[str, str]) -> None:
+    """The options every training command shares, plus its own `options` (key -> help)."""
     _option(p, "--epochs", d, "maximum epochs", key="max_epochs")
     _option(p, "--patience", d, "early-stopping patience in epochs")
-    for key, help_text in TRAIN_AUDIO_OPTIONS.items():
+    for key, help_text in options.items():
         _option(p, "--" + key.replace("_", "-"), d, help_text, key=key)
     _option(p, "--workers", d, "DataLoader workers", key="num_workers")
     _option(p, "--accelerator", d, "Lightning accelerator")
@@ -448,15 +453,8 @@ def _args_train_musig(p) -> None:
                         " graphsage=1,0,0, playlist-heavy=0.7,0.1,0.2, content-heavy=0.4,0.2,0.4 (default multi)")  # fmt: skip
     p.add_argument("--fanouts", type=lambda t: [int(x) for x in t.split(",")], default=list(d["fanouts"]),
                    help=f"neighbours sampled per layer (default {','.join(map(str, d['fanouts']))})")  # fmt: skip
-    _option(p, "--epochs", d, "maximum epochs", key="max_epochs")
-    _option(p, "--patience", d, "early-stopping patience in epochs")
     p.add_argument("--batches-per-epoch", type=int, help="cap on batches per epoch (default: all training edges)")
-    for key, help_text in TRAIN_MUSIG_OPTIONS.items():
-        _option(p, "--" + key.replace("_", "-"), d, help_text, key=key)
-    _option(p, "--workers", d, "DataLoader workers", key="num_workers")
-    _option(p, "--accelerator", d, "Lightning accelerator")
-    _option(p, "--devices", d, "Lightning devices")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _training_options(p, d, TRAIN_MUSIG_OPTIONS)
 
 
 def _args_embed_musig(p) -> None:

@@ -266,6 +266,8 @@ def train_musig(
     are for evaluations that train on a held-out split.
     """
     quiet_lightning()
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     (module_options,) = split_options(options, MusigModule)
     L.seed_everything(seed, workers=True, verbose=False)
     if musig_data is None:
