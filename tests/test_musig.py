@@ -495,3 +495,19 @@ def test_train_musig_on_the_spotify_csv(shared_data, tmp_path, capsys):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert report["metrics"]["val_auc"] > 0.6  # held-out playlist edges: well above chance after a short run
     store.close()
+
+
+def test_validation_pairs_are_held_out_edges_and_true_non_edges():
+    from audiograph.musig.training import split_edges
+
+    graph = powerlaw_graph(120, 1500, seed=2)
+    edges = {(int(a), int(b)) for a, b in zip(graph.row, graph.col)}
+    train_graph, train_edges, (pairs, labels) = split_edges(graph, 0.2, torch.Generator().manual_seed(0))
+    kept = {(int(a), int(b)) for a, b in zip(train_graph.row, train_graph.col)}
+    for (a, b), label in zip(pairs.T.tolist(), labels.tolist()):
+        if label == 1:
+            assert (a, b) in edges and (a, b) not in kept  # held out of the training graph
+        else:
+            assert (a, b) not in edges and a != b
+    assert labels.sum() == len(labels) / 2 and 0 < labels[: len(labels) // 2].mean() < 1  # shuffled
+    assert len(kept) + 2 * int(labels.sum()) == len(edges)

@@ -214,12 +214,27 @@ def split_edges(graph: CSRGraph, val_fraction: float, generator: torch.Generator
     val, train = order[:n_val], order[n_val:]
     train_graph = CSRGraph.from_edges(edges[0, train], edges[1, train], graph.num_nodes,
                                       None if weight is None else weight[train])  # fmt: skip
-    negatives = torch.randint(graph.num_nodes, (2, n_val), generator=generator)
+    negatives = _non_edges(graph, n_val, generator)
     # Shuffled, so that every validation batch (the sanity check's included) holds both classes.
     mix = torch.randperm(2 * n_val, generator=generator)
     pairs = torch.cat([edges[:, val], negatives], dim=1)[:, mix]
     labels = torch.cat([torch.ones(n_val), torch.zeros(n_val)])[mix]
     return train_graph, edges[:, train], (pairs, labels)
+
+
+def _non_edges(graph: CSRGraph, count: int, generator: torch.Generator, tries: int = 10) -> torch.Tensor:
+    """[2, count] uniform random pairs that are neither edges nor self-pairs (redrawn up to `tries` times)."""
+    n = graph.num_nodes
+    keys = torch.sort(graph.row * n + graph.col).values
+    pairs = torch.randint(n, (2, count), generator=generator)
+    for _ in range(tries):
+        key = pairs[0] * n + pairs[1]
+        at = torch.searchsorted(keys, key).clamp(max=max(keys.numel() - 1, 0))
+        bad = (pairs[0] == pairs[1]) | (keys.numel() > 0) & (keys[at] == key)
+        if not bad.any():
+            break
+        pairs[:, bad] = torch.randint(n, (2, int(bad.sum())), generator=generator)
+    return pairs
 
 
 @dataclass
