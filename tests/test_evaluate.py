@@ -189,3 +189,28 @@ def test_evaluate_cli_json(catalogue, tmp_path, capsys):
         assert all(0 <= r[m] <= 1 for m in ("HR", "P@10", "NDCG@10"))
     code = main(["evaluate", "--db", str(db), "--methods", "musig:acoustic"])
     assert code == 1
+
+
+def test_without_given_playlists_no_method_reads_the_acoustic_vectors(catalogue, tmp_path, monkeypatch):
+    """An encoder trained on the stored graph has seen the held-out playlists: neither the default
+    methods nor MUSIG's similarity task may use its vectors unless a method asks for them."""
+    from audiograph.eval import evaluate as evaluate_module
+
+    db = tmp_path / "acoustic.db"
+    db.write_bytes((catalogue[0] / "eval.db").read_bytes())
+    store = Store(db)
+    ids = store.node_ids()
+    store.register_model("enc", "audio-encoder", "acoustic")
+    store.put_vectors("acoustic", "enc", {t: np.random.default_rng(0).normal(size=8) for t in ids})
+    seen = []
+    real_embed = evaluate_module.MusigMethod.embed
+
+    def spy(self, split):
+        seen.append(set(split.features))
+        return real_embed(self, split)
+
+    monkeypatch.setattr(evaluate_module.MusigMethod, "embed", spy)
+    evaluation = evaluate(store, methods=["musig:audio"], seeds=(0,), min_length=12, musig_options={"max_epochs": 1})
+    assert seen == [{"audio", "genre", "popularity"}] and evaluation.notes == []
+    defaults = evaluate_module.default_methods(["audio", "genre", "popularity"])
+    assert not any("acoustic" in s.groups for s in defaults)

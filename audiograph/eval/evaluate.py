@@ -262,17 +262,21 @@ def evaluate(
         specs = default_methods(groups)
     else:
         specs = parse_methods(methods, groups)
-    if held_out is None and any("acoustic" in s.groups for s in specs):
+    if held_out is None and any("acoustic" in (*s.groups, s.similarity) for s in specs):
         notes.append("the acoustic encoder was trained on the stored graph, held-out playlists included; for a"
                      " leak-free acoustic comparison, keep evaluation playlists out of build-graph and pass them"
                      " with --playlists")  # fmt: skip
+    elif held_out is None:
+        # Nor may MUSIG's similarity task fall back on the acoustic vectors.
+        first.features.pop("acoustic", None)
+        first.present.pop("acoustic", None)
     per_seed: dict[MethodSpec, list[list[dict]]] = {s: [] for s in specs}
     case_playlists: list[str] = []
     seconds = {s: 0.0 for s in specs}
     for seed in seeds:
         split = first if seed == seeds[0] else make_split(
-            store, held_out=held_out, min_length=min_length, seed_fraction=seed_fraction, holdout=holdout,
-            max_playlists=max_playlists, seed=seed)  # fmt: skip
+            store, groups=list(first.features), held_out=held_out, min_length=min_length, seed_fraction=seed_fraction,
+            holdout=holdout, max_playlists=max_playlists, seed=seed)  # fmt: skip
         case_playlists += [c.playlist_id for c in split.cases]
         for spec in specs:
             started = time.perf_counter()
