@@ -6,18 +6,15 @@ Library modules are imported inside each command so that `audiograph query` star
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
 from pathlib import Path
 
 from audiograph.errors import AudiographError
+from audiograph.runtime import keyword_defaults
 
 
-def _defaults(fn) -> dict:
-    """A function's keyword defaults: the CLI shows and uses these, so each default lives in one place."""
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def _say(message: str = "", quiet: bool = False) -> None:
@@ -324,7 +321,7 @@ def _option(p, flag: str, defaults: dict, help: str, key: str | None = None, typ
 def _args_synth(p) -> None:
     from audiograph.synth import synthesize
 
-    d = _defaults(synthesize)
+    d = keyword_defaults(synthesize)
     p.add_argument("out_dir", metavar="OUT_DIR")
     _option(p, "--tracks", d, "number of tracks")
     _option(p, "--genres", d, "number of genres")
@@ -337,7 +334,7 @@ def _args_synth(p) -> None:
 def _args_embed_audio(p) -> None:
     from audiograph.audio.embed import embed_audio
 
-    d = _defaults(embed_audio)
+    d = keyword_defaults(embed_audio)
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--collection", help="collection name, the prefix of its track ids (default: DIR's name)")
     _option(p, "--model", d, "acoustic encoder id from the registry", key="acoustic_model")
@@ -399,7 +396,7 @@ TRAIN_AUDIO_OPTIONS = {
 def _args_train_audio(p) -> None:
     from audiograph.audio.training import AudioEncoderModule, TripletDataModule, train_audio
 
-    d = {**_defaults(AudioEncoderModule), **_defaults(TripletDataModule), **_defaults(train_audio)}
+    d = {**keyword_defaults(AudioEncoderModule), **keyword_defaults(TripletDataModule), **keyword_defaults(train_audio)}
     _training_options(p, d, TRAIN_AUDIO_OPTIONS)
 
 
@@ -444,7 +441,7 @@ TRAIN_MUSIG_OPTIONS = {
 def _args_train_musig(p) -> None:
     from audiograph.musig.training import MusigModule, train_musig
 
-    d = {**_defaults(MusigModule), **_defaults(train_musig)}
+    d = {**keyword_defaults(MusigModule), **keyword_defaults(train_musig)}
     p.add_argument("--features", help="feature groups, e.g. acoustic,audio,genre,popularity (default: all the store has)")
     p.add_argument("--similarity", default="auto",
                    help="feature group the similarity task regresses on: acoustic, audio or none (default: acoustic, else audio)")  # fmt: skip
@@ -467,7 +464,7 @@ def _args_evaluate(p) -> None:
     from audiograph.eval.evaluate import evaluate
     from audiograph.eval.protocol import make_split
 
-    d = {**_defaults(make_split), **_defaults(evaluate)}
+    d = {**keyword_defaults(make_split), **keyword_defaults(evaluate)}
     p.add_argument("--playlists", nargs="+", metavar="FILE",
                    help="evaluate on these playlists (M3U8, MPD JSON, CSV), kept out of build-graph; default: hold out"
                         " a share of the stored playlists")  # fmt: skip

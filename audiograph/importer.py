@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from audiograph.errors import ConfigError
-from audiograph.store import Store, TrackRecord
+from audiograph.store import POPULARITY_SPACE, Store, TrackRecord
 
 IMPORT_KIND = "import"
-POPULARITY_SPACE = "popularity"
 
 
 @dataclass

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import warnings
 
 from tqdm.auto import tqdm
+
+
+def keyword_defaults(fn) -> dict:
+    """A callable's keyword defaults (the CLI shows and uses these, so each default lives in one place)."""
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def quiet_lightning() -> None:
@@ -16,6 +22,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*Trying to infer the `batch_size`.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*No negative samples in targets.*")  # a one-class sanity batch
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
 

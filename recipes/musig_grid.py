@@ -18,7 +18,6 @@ import json
 import platform
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 import lightning
@@ -34,11 +33,6 @@ from audiograph.musig.model import TASK_WEIGHT_PRESETS
 from audiograph.musig.training import default_similarity_group, prepare_musig_data, train_musig
 from audiograph.store import Store
 from audiograph.synth import synthesize
-
-# Noise in a table-printing script: torch's sparse-invariant note, the sanity check's one-class AUROC
-# batches, and Lightning's hint about epochs shorter than its logging interval.
-for message in ("Sparse invariant checks", "No negative samples", "The number of training batches"):
-    warnings.filterwarnings("ignore", message=f".*{message}")
 
 AUDIO_EPOCHS = 8  # a short encoder schedule, as the demo's
 METRICS = {"val_auc": "link AUC", "val_playlist_loss": "playlist BCE", "val_genre_loss": "genre BCE",

@@ -20,7 +20,6 @@ import argparse
 import os
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -39,10 +38,6 @@ from audiograph.tables import format_table
 FANOUTS = (25, 10)
 HIDDEN, OUT = 256, 128
 VAL_PAIRS = 2048  # held-out edges: enough for a val_auc, few enough that validation stays short
-
-# Noise here: torch's note on unchecked sparse invariants, and the sanity check's one-class AUROC batches.
-for message in ("Sparse invariant checks", "No negative samples", "The number of training batches"):
-    warnings.filterwarnings("ignore", message=f".*{message}")
 
 
 def synthetic_data(nodes: int, edges: int, dim: int, seed: int) -> MusigData:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +9,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-import time
 
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -24,7 +21,8 @@ from audiograph.audio.frontend import AudioFrontend
 from audiograph.errors import ConfigError
 from audiograph.eval.neighbours import neighbour_recall_at_k
 from audiograph.graph.triplets import sample_triplets
-from audiograph.runtime import inference_trainer, quiet_lightning, show_progress
+from audiograph.runtime import inference_trainer, keyword_defaults, quiet_lightning, show_progress
+from audiograph.trainer import TrainingThroughput, best_epoch_metrics, split_options
 from audiograph.store import ACOUSTIC_SPACE, Store
 
 # Keeps the gradient of sqrt finite where x == y; about 1e-4 in distance.
@@ -34,10 +32,6 @@ DISTANCE_EPS = 1e-8
 def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """d(x, y) = sqrt(2 (1 - x.y)) for unit vectors (the chord length), safe at x == y."""
     return torch.sqrt(torch.clamp(2.0 - 2.0 * (x * y).sum(dim=-1), min=DISTANCE_EPS))
-
-
-def _keyword_defaults(cls) -> dict:
-    return {k: p.default for k, p in inspect.signature(cls).parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 class AudioEncoderModule(L.LightningModule):
@@ -57,7 +51,7 @@ class AudioEncoderModule(L.LightningModule):
         lr_patience: int = 2,
     ):
         super().__init__()
-        encoder = {**_keyword_defaults(AudioEncoder), **(encoder or {})}
+        encoder = {**keyword_defaults(AudioEncoder), **(encoder or {})}
         frontend = {**AudioFrontend().config(), **(frontend or {})}
         self.save_hyperparameters()
         self.encoder = AudioEncoder(**encoder)
@@ -244,31 +238,6 @@ class TripletDataModule(L.LightningDataModule):
         return neighbour_recall_at_k(self.graph, nodes, vectors, self.val_nodes, k)
 
 
-class TrainingThroughput(Callback):
-    """Training samples per second, data loading included, validation excluded.
-
-    `count(batch)` says how many samples a batch holds (default: the length of its first element).
-    """
-
-    def __init__(self, count=lambda batch: len(batch[0])):
-        self.count = count
-        self.seconds, self.samples, self._start, self._last = 0.0, 0, None, None
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._start = self._last = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._last = time.perf_counter()
-        self.samples += self.count(batch)
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds += self._last - self._start
-
-    @property
-    def per_second(self) -> float:
-        return self.samples / self.seconds if self.seconds else 0.0
-
-
 @dataclass
 class TrainAudioReport:
     """The outcome of `train_audio`."""
@@ -279,15 +248,6 @@ class TrainAudioReport:
     metrics: dict = field(default_factory=dict)
     embedded: int = 0
     triplets_per_second: float = 0.0
-
-
-def split_options(options: dict, *targets) -> list[dict]:
-    """Split keyword options between callables by their parameter names; unknown names are an error."""
-    names = [set(inspect.signature(t).parameters) for t in targets]
-    unknown = set(options) - set().union(*names)
-    if unknown:
-        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    return [{k: v for k, v in options.items() if k in n} for n in names]
 
 
 def train_audio(
@@ -308,7 +268,7 @@ def train_audio(
     quiet_lightning()
     module_options, data_options = split_options(options, AudioEncoderModule, TripletDataModule)
     data_options.pop("db_path", None)
-    seed = data_options.get("seed", _keyword_defaults(TripletDataModule)["seed"])
+    seed = data_options.get("seed", keyword_defaults(TripletDataModule)["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = TripletDataModule(str(store.path), **data_options)
     module = AudioEncoderModule(frontend=datamodule.frontend.config(), **module_options)
@@ -341,16 +301,6 @@ def train_audio(
     store.register_model(model_id, ENCODER_KIND, ACOUSTIC_SPACE, checkpoint=best, config=config, metrics=metrics)
     embedded = embed_cached_tracks(store, module, datamodule.eligible_ids(), model_id, accelerator, devices)
     return TrainAudioReport(model_id, str(best), trainer.current_epoch, metrics, embedded, throughput.per_second)
-
-
-def best_epoch_metrics(metrics_csv: Path, monitor: str, mode: str = "min") -> dict:
-    """The logged validation metrics of the epoch with the best `monitor` value (the checkpoint kept)."""
-    with open(metrics_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get(monitor)]
-    if not rows:
-        return {}
-    best = (min if mode == "min" else max)(rows, key=lambda r: float(r[monitor]))
-    return {k: float(v) for k, v in best.items() if v and (k.startswith("val_") or k == "epoch")}
 
 
 def embed_cached_tracks(store: Store, module: AudioEncoderModule, track_ids: list[str], model_id: str,

@@ -21,12 +21,11 @@ import numpy as np
 
 from audiograph.errors import ConfigError
 from audiograph.graph.csr import CSRGraph
-from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store
+from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, POPULARITY_SPACE, Store
 
 FEATURE_GROUPS = ("acoustic", "audio", "genre", "popularity")
 # Vector groups read from the first of these spaces that holds vectors.
 GROUP_SPACES = {"acoustic": (ACOUSTIC_SPACE,), "audio": (DESCRIPTORS_SPACE, "audio")}
-IMPORTED_POPULARITY_SPACE = "popularity"
 TOP_GENRES = 50
 
 
@@ -143,10 +142,10 @@ def build_features(
             continue
         else:  # popularity
             values = np.stack([np.log1p(playlist_counts(store, node_ids, playlists)), np.log1p(graph.degree.numpy())], 1)
-            if fitting and IMPORTED_POPULARITY_SPACE in store.spaces():
-                spec.popularity_model = store.search_model(IMPORTED_POPULARITY_SPACE)[0]
+            if fitting and POPULARITY_SPACE in store.spaces():
+                spec.popularity_model = store.search_model(POPULARITY_SPACE)[0]
             if spec.popularity_model:
-                imported, _ = _vectors_for(store, IMPORTED_POPULARITY_SPACE, spec.popularity_model, node_ids)
+                imported, _ = _vectors_for(store, POPULARITY_SPACE, spec.popularity_model, node_ids)
                 values = np.concatenate([values, np.nan_to_num(imported, nan=0.0)], axis=1)  # none imported: 0
             has = np.ones(len(node_ids), bool)
             if fitting:

@@ -32,18 +32,16 @@ def musig_model_row(store: Store, model_id: str | None = None) -> dict:
 
 def file_features(store: Store, spec: FeatureSpec, path: Path, data: bytes) -> np.ndarray:
     """A new audio file's feature row [1, F], built the way the model's training features were."""
-    from audiograph.audio.analysis import analyse, chunks_as_tensors
-    from audiograph.audio.encoder import embed_tracks, resolve_encoder
+    from audiograph.audio.analysis import analyse
     from audiograph.audio.frontend import AudioFrontend
+    from audiograph.query import QUERY_EMBEDDERS
 
     parts, analysis = {}, None
     for group in spec.groups:
         if group in ("acoustic", "audio"):
             space, model = spec.spaces[group], spec.models[group]
             if space == "acoustic":
-                encoder, frontend, _ = resolve_encoder(store, model)
-                chunks = analyse(path, frontend, data=data, descriptors=False).mel_chunks
-                values = embed_tracks(encoder, [chunks_as_tensors(chunks)])[0].numpy()
+                values = QUERY_EMBEDDERS["audio-encoder"](store, store.model(model), path, data)
             elif space == "descriptors":
                 analysis = analysis or analyse(path, AudioFrontend(**store.model(model)["config"]["frontend"]), data=data)
                 values = analysis.descriptors

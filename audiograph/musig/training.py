@@ -17,7 +17,7 @@ from torch_geometric.data import Data
 from torch_geometric.data.lightning import LightningLinkData
 from torchmetrics.classification import BinaryAUROC
 
-from audiograph.audio.training import TrainingThroughput, best_epoch_metrics, split_options
+from audiograph.trainer import TrainingThroughput, best_epoch_metrics, split_options
 from audiograph.errors import ConfigError, StoreError
 from audiograph.graph.csr import CSRGraph
 from audiograph.graph.sampler import UniformNeighborSampler
@@ -338,7 +338,7 @@ def train_musig(
     report = TrainMusigReport(model_id, str(best), trainer.current_epoch, data.spec.groups, data.similarity_group,
                               tuple(module.hparams.task_weights), metrics, seeds_per_second=throughput.per_second)  # fmt: skip
     if register:
-        config = {**dict(MusigModule.load_from_checkpoint(best, map_location="cpu").hparams),
+        config = {**dict(module.hparams),
                   "batch_size": batch_size, "val_fraction": val_fraction, "seed": seed, "max_epochs": max_epochs}  # fmt: skip
         store.register_model(model_id, MUSIG_KIND, MUSIG_SPACE, checkpoint=best, config=config, metrics=metrics)
         report.embedded = embed_musig(store, model_id, accelerator=accelerator)

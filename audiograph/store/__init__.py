@@ -25,6 +25,7 @@ DEFAULT_DB = "audiograph.db"
 DESCRIPTORS_SPACE = "descriptors"
 ACOUSTIC_SPACE = "acoustic"
 MUSIG_SPACE = "musig"
+POPULARITY_SPACE = "popularity"  # popularity imported from a CSV
 
 __all__ = ["Store", "TrackRecord", "Hit", "VectorIndex", "default_db_path"]
 
