@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 import os
 from collections import Counter, defaultdict
@@ -27,6 +28,8 @@ class ImportReport:
     feature_groups: dict[str, int] = field(default_factory=dict)  # group -> dimensions
     genres: int = 0
     skipped: list[str] = field(default_factory=list)  # "file:line: reason"
+    extended: dict[str, str] = field(default_factory=dict)  # group -> the existing model this import added to
+    replaced: list[str] = field(default_factory=list)  # one sentence per feature space whose model changed
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -62,7 +65,12 @@ def import_tracks(
     one-dimensional `popularity` space. A track listed on several rows takes its genre by
     majority; with `playlist_col`, each row's genre is kept as a vote from that playlist, so that
     labels can later be derived from chosen playlists only. Tracks already in the store with
-    audio keep their audio-derived data and status.
+    audio keep their audio-derived data and status; imported tracks keep every column this import
+    does not give (a CSV without `genre_col` keeps their genres).
+
+    A feature group imported again with the same columns extends its existing space (the same
+    model id, whatever the CSV); other columns make a new model, which searches and MUSIG then use,
+    and the report says which model it replaced and how many tracks only the old one covers.
     """
     path = Path(csv_path)
     if not path.is_file():
@@ -108,14 +116,12 @@ def import_tracks(
             first[track_id] = row
             values[track_id] = vectors
         if genre_col and (row.get(genre_col) or "").strip():
-            source = (row.get(playlist_col) or "").strip() if playlist_col else f"row {line}"
-            votes[track_id].append((source or f"row {line}", row[genre_col].strip()))
+            source = (row.get(playlist_col) or "").strip() if playlist_col else ""
+            votes[track_id].append((source or f"{path.name}:{line}", row[genre_col].strip()))
 
     models = {}
     for group, cols in [*features.items(), *([(POPULARITY_SPACE, [popularity_col])] if popularity_col else [])]:
-        digest = hashlib.blake2b(f"{path.name}:{','.join(cols)}".encode(), digest_size=4).hexdigest()
-        models[group] = f"{IMPORT_KIND}:{group}@{digest}"
-        store.register_model(models[group], IMPORT_KIND, group, config={"csv": str(path.resolve()), "columns": cols})
+        models[group] = _feature_model(store, group, cols, path, set(first), report)
         report.feature_groups[group] = len(cols)
 
     existing = {t["id"]: t for t in store.tracks(status=None)}
@@ -129,10 +135,15 @@ def import_tracks(
                                  sample_rate=old["sample_rate"], channels=old["channels"], format=old["format"],
                                  tags={k: old[k] for k in ("title", "artist", "album", "genre")})  # fmt: skip
         else:
-            record = TrackRecord(id=track_id, collection=None, path=None, status="imported", tags={
-                "title": _cell(row, title_col), "artist": _cell(row, artist_col),
+            kept = {k: old[k] for k in ("title", "artist", "album", "genre")} if old else {}
+            given = {
+                "title": _cell(row, title_col),
+                "artist": _cell(row, artist_col),
                 "genre": genre[0][0] if genre else None,
-            })  # fmt: skip
+            }
+            # Only the columns this CSV gives replace what an earlier import stored.
+            tags = {**kept, **{k: v for k, v in given.items() if v is not None}}
+            record = TrackRecord(id=track_id, collection=None, path=None, status="imported", tags=tags)
         record.vectors = {group: (models[group], vector) for group, vector in values[track_id].items()}
         records.append(record)
     store.write_tracks(records)
@@ -140,6 +151,34 @@ def import_tracks(
     report.tracks = len(records)
     report.genres = len({g for vs in votes.values() for _, g in vs})
     return report
+
+
+def _feature_model(
+    store: Store, group: str, columns: list[str], csv_path: Path, tracks: set[str], report: ImportReport
+) -> str:
+    """The model id for `columns` of feature group `group`: the existing one with these columns, or a
+    new one. Either way it becomes the space's current model; a change of model is reported."""
+    registered = store.db.query("SELECT id, config FROM models WHERE kind = ? AND space = ?", [IMPORT_KIND, group])
+    same = next((r["id"] for r in registered if json.loads(r["config"] or "{}").get("columns") == columns), None)
+    digest = hashlib.blake2b(",".join(columns).encode(), digest_size=4).hexdigest()
+    model_id = same or f"{IMPORT_KIND}:{group}@{digest}"
+    current = store.search_model(group)[0] if group in store.spaces() else None
+    csvs = (store.model(model_id) or {}).get("config", {}).get("csv", [])
+    csvs = [csvs] if isinstance(csvs, str) else csvs
+    config = {"csv": sorted({*csvs, str(csv_path.resolve())}), "columns": columns}
+    store.register_model(model_id, IMPORT_KIND, group, config=config, current=True)
+    if same is not None:
+        report.extended[group] = model_id
+    if current is not None and current != model_id:
+        old = store.model(current) or {}
+        left = sum(1 for t, (m, _) in store.vector_states(group).items() if m == current and t not in tracks)
+        old_columns = ",".join(old.get("config", {}).get("columns", [])) or "unknown"
+        report.replaced.append(
+            f"feature group '{group}': model {model_id} (columns {','.join(columns)}) replaces {current} (columns"
+            f" {old_columns}) in searches and MUSIG; {left} tracks have '{group}' features only from {current}"
+            f" and are left out until imported with these columns"
+        )
+    return model_id
 
 
 def _number(text: str | None) -> float | None:

@@ -116,3 +116,28 @@ def test_shared_spotify_playlists_load(shared_data, tmp_path):
     assert report.min_weight == 1  # weights of 1-8 here: the paper's >= 10 would leave nothing
     assert report.summary["nodes"] == report.added_tracks
     assert len(store.playlists()) == 329
+
+
+def test_an_empty_new_graph_keeps_the_stored_one_and_a_replacement_is_reported(store_with_tracks, tmp_path):
+    from audiograph.errors import ConfigError
+
+    store, music = store_with_tracks
+    good = tmp_path / "good.m3u8"
+    _write_m3u(good, [str(music / f"t{i}.mp3") for i in range(4)])
+    first = build_graph(store, [good], min_weight=1)
+    assert first.replaced is None and first.summary["edges"] == 6
+    before = sorted(store.db.execute("SELECT src, dst, weight FROM edges").fetchall())
+
+    bad = tmp_path / "bad.m3u8"
+    _write_m3u(bad, [str(tmp_path / "elsewhere.mp3")])
+    expected = r"bad.m3u8: the new graph has no edges \(1 playlists, 0 of 1 .* kept the stored graph \(1 playlists, 6"
+    with pytest.raises(ConfigError, match=expected):
+        build_graph(store, [bad], min_weight=1)
+    assert sorted(store.db.execute("SELECT src, dst, weight FROM edges").fetchall()) == before
+    assert [p["name"] for p in store.playlists()] == ["good"]
+
+    other = tmp_path / "other.m3u8"
+    _write_m3u(other, [str(music / f"t{i}.mp3") for i in (4, 5)])
+    second = build_graph(store, [other], min_weight=1)
+    assert second.replaced["playlists"] == 1 and second.replaced["edges"] == 6
+    assert second.replaced["sources"] == [str(good)]

@@ -121,3 +121,84 @@ def test_real_recordings_decode(shared_data):
         assert len(audio.samples) == pytest.approx(audio.duration * SAMPLE_RATE, rel=0.02)
         assert np.isfinite(audio.samples).all() and np.abs(audio.samples).max() > 0.01
     assert rates == {16000, 22050}
+
+
+def _encode(x, rate, fmt, subtype=None) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    sf.write(buffer, x, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+TRUNCATION_CASES = [
+    ("WAV", "PCM_16", 22050),
+    ("AIFF", "PCM_16", 16000),
+    ("FLAC", "PCM_16", 44100),
+    ("OGG", "VORBIS", 22050),
+    ("OGG", "OPUS", 48000),
+    ("MP3", "MPEG_LAYER_III", 22050),
+    ("MP3", "MPEG_LAYER_III", 44100),
+]
+
+
+@pytest.mark.parametrize("fmt,subtype,rate", TRUNCATION_CASES)
+def test_truncation_is_found_in_every_format(fmt, subtype, rate):
+    """Cut at 60, 85 and 97 %: each is rejected as truncated; the whole file, at several lengths, never is."""
+    for seconds in (1.7, 6.3):
+        data = _encode(_tone(seconds, rate, channels=2), rate, fmt, subtype)
+        assert decode("whole", data=data).duration == pytest.approx(seconds, abs=0.01)
+        for share in (0.6, 0.85, 0.97):
+            with pytest.raises(DecodeError) as info:
+                decode("cut", data=data[: int(len(data) * share)])
+            assert info.value.reason.startswith("truncated"), (seconds, share, info.value.reason)
+
+
+def test_an_ogg_file_cut_at_a_page_boundary_lacks_its_end_of_stream_page():
+    data = _encode(_tone(6.0, 22050), 22050, "OGG", "VORBIS")
+    last_page = data.rfind(b"OggS")
+    cut = data[:last_page]  # whole pages only: it decodes cleanly, and libsndfile's length agrees
+    with sf.SoundFile(__import__("io").BytesIO(cut)) as f:
+        assert f.frames == len(f.read())
+    with pytest.raises(DecodeError, match="truncated: no end-of-stream page"):
+        decode("cut.ogg", data=cut)
+
+
+def test_absurd_declared_lengths_are_rejected_before_anything_is_allocated():
+    import tracemalloc
+
+    from test_faults import huge_flac, huge_mp3
+
+    tracemalloc.start()
+    for data, reason in ((huge_flac(), "corrupt header: declares 36 days"), (huge_mp3(), "corrupt header: declares")):
+        with pytest.raises(DecodeError, match=reason):
+            decode("huge", data=data)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 << 20
+
+
+def test_samples_that_are_not_finite_or_far_out_of_range_are_corrupt():
+    from test_faults import float_wav
+
+    with pytest.raises(DecodeError, match=r"corrupt: decoded samples up to 19,463\.0"):
+        decode("loud.wav", data=float_wav(19463.0))
+    with pytest.raises(DecodeError, match="corrupt: decoded samples not finite"):
+        decode("nan.wav", data=float_wav(float("nan")))
+    with pytest.raises(DecodeError, match="not finite"):
+        decode("inf.wav", data=float_wav(float("inf")))
+    assert decode("hot.wav", data=float_wav(1.5)).duration == pytest.approx(3.0)  # a hot master is still audio
+
+
+def test_long_files_decode_in_blocks_to_the_one_shot_result(monkeypatch):
+    """Block decoding (mixing and streaming resampling per block) equals decoding the whole file at once."""
+    import audiograph.audio.decode as decode_module
+
+    x = _tone(20.0, 44100, channels=2) + 0.01 * np.random.default_rng(0).standard_normal((882000, 2)).astype(np.float32)
+    data = _encode(x, 44100, "WAV", "FLOAT")
+    assert len(x) * 2 > 4 * decode_module.BLOCK_SAMPLES  # many blocks
+    expected = soxr.resample(x @ np.full(2, 0.5, np.float32), 44100, SAMPLE_RATE, quality="HQ")
+    np.testing.assert_array_equal(decode("long.wav", data=data).samples, expected)
+    monkeypatch.setattr(decode_module, "MAX_SECONDS", 10)
+    with pytest.raises(DecodeError, match="too long: 20.0 s declared"):
+        decode("long.wav", data=data)

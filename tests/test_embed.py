@@ -131,9 +131,12 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(synth_collection, tmp_p
     db = tmp_path / "s.db"
     cmd = [sys.executable, "-m", "audiograph", "embed-audio", str(root), "--db", str(db),
            "--batch-size", "2", "--workers", "1", "--quiet"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and _count(db, "SELECT count(*) FROM tracks") < 4:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Wait for the event (two batches committed), however long a loaded machine takes to get there.
+    deadline = time.monotonic() + 900
+    while _count(db, "SELECT count(*) FROM tracks") < 4:
+        assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "embed-audio wrote no two batches in 15 minutes"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -1,5 +1,6 @@
 """The store: migrations, round-trips of tracks, vectors, models and mel chunks, and exact search."""
 
+import os
 import sqlite3
 
 import numpy as np
@@ -180,3 +181,121 @@ def test_a_batch_is_written_atomically(tmp_path):
     with pytest.raises((sqlite3.InterfaceError, sqlite3.ProgrammingError)):
         store.write_tracks([_record(1, {"acoustic": ("m", np.ones(4, np.float32))}), bad])
     assert store.tracks(status=None) == [] and store.spaces() == {}
+
+
+def _open_and_write(path, results):
+    try:
+        store = Store(path)
+        store.collection_name(path.parent, "c")
+        store.register_model("m", "descriptors", "descriptors", config={"n": 1})
+        store.write_tracks([_record(1, {"descriptors": ("m", np.ones(4, np.float32))})])
+        results.put("ok")
+    except BaseException as e:  # noqa: BLE001 - the test reports whatever happened
+        results.put(f"{type(e).__name__}: {e}")
+
+
+def test_processes_creating_one_new_store_at_once_all_succeed(tmp_path):
+    """The schema is created under the busy timeout and the write lock: nobody sees 'database is locked'."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for attempt in range(8):
+        path = tmp_path / f"s{attempt}.db"
+        results = context.Queue()
+        procs = [context.Process(target=_open_and_write, args=(path, results)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        outcomes += [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join()
+        applied = [r["name"] for r in Store(path).db["_migrations"].rows]
+        assert applied == [m.__name__ for m in migrations_module.MIGRATIONS]
+    assert outcomes == ["ok"] * len(outcomes)
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path):
+    store = Store(tmp_path / "s.db")
+    with pytest.raises(KeyboardInterrupt):
+        with store.transaction():
+            store.db.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")
+            raise KeyboardInterrupt
+    assert store.get_meta("a") is None and not store.db.conn.in_transaction
+
+
+def test_a_damaged_vector_is_named_and_made_again(tmp_path):
+    store = Store(tmp_path / "s.db")
+    store.write_tracks([_record(i, {"descriptors": ("m", np.full(4, i, np.float32))}) for i in range(3)])
+    store.db.execute("UPDATE vectors SET vector = x'0011' WHERE track_id = 'c/001.mp3'")
+    store.db.conn.commit()
+    with pytest.raises(StoreError, match=r"1 'descriptors' vectors of model 'm' are damaged \(track c/001.mp3: 2 b"):
+        store.vectors("descriptors")
+    assert set(store.vector_states("descriptors", dim=4)) == {"c/000.mp3", "c/002.mp3"}  # the damaged one is redone
+    assert len(store.vector_states("descriptors")) == 3
+
+
+def test_file_names_that_are_not_utf8_are_stored_under_one_stable_name(tmp_path):
+    from audiograph.store import path_text
+
+    raw = b"/music/caf\xe9 \xff.mp3"
+    name = os.fsdecode(raw)  # what os.walk gives: the undecodable bytes as surrogates
+    assert path_text(name) == "/music/caf\\xe9 \\xff.mp3" == path_text(os.fsdecode(raw))
+    assert path_text("/music/café.mp3") == "/music/café.mp3"
+    store = Store(tmp_path / "s.db")
+    record = _record(1)
+    record.id, record.path = f"c/{os.fsdecode(b'caf' + bytes([0xE9]))}.mp3", name
+    store.write_tracks([record])
+    assert store.track("c/caf\\xe9.mp3")["path"] == "/music/caf\\xe9 \\xff.mp3"
+
+
+def test_abandoned_run_folders_are_removed_and_live_or_registered_ones_kept(tmp_path):
+    import fcntl
+    import subprocess
+    import sys
+
+    store = Store(tmp_path / "s.db")
+    models = store.models_dir
+    abandoned, registered = models / "musig-20250101-000000", models / "musig-20250101-000001"
+    unmarked = models / "musig-20250101-000003"  # made by no run of this code (or another store's): kept
+    for folder in (abandoned, registered, unmarked):
+        (folder / "checkpoints").mkdir(parents=True)
+    for folder in (abandoned, registered):
+        (models / f".{folder.name}.lock").write_bytes(b"")  # the marker a run leaves when it is killed
+    (registered / "checkpoints" / "last.ckpt").write_bytes(b"")
+    store.register_model(registered.name, "musig", "musig", checkpoint=registered / "checkpoints" / "last.ckpt")
+    live = models / "musig-20250101-000002"
+    (live / "checkpoints").mkdir(parents=True)
+    # Another process holds the live run's marker, as a training run in progress does.
+    hold = (
+        f"import fcntl, os, time\nfd = os.open({str(models / ('.' + live.name + '.lock'))!r}, os.O_CREAT | os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        model_id = store.new_model_id("musig")
+        assert not abandoned.exists() and not (models / f".{abandoned.name}.lock").exists()
+        assert registered.exists() and unmarked.exists() and live.exists()
+        # The new id's own marker is held: another store object (another process's view) leaves it alone.
+        (models / model_id).mkdir()
+        Store(store.path).new_model_id("musig")
+        assert (models / model_id).exists()
+        fd = os.open(models / f".{model_id}.lock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+    finally:
+        holder.kill()
+        holder.wait()
+    Store(store.path).new_model_id("musig")  # the holder died: its folder is abandoned now
+    assert not live.exists()
+
+
+def test_replacing_the_graph_returns_what_it_replaced(tmp_path):
+    store = Store(tmp_path / "s.db")
+    store.write_tracks([_record(i) for i in range(3)])
+    assert store.stored_graph() is None
+    edges = (["c/000.mp3"], ["c/001.mp3"], [1.0])
+    assert store.replace_graph([("p", "p", "a.m3u8", 2, ["c/000.mp3", "c/001.mp3"])], edges, {"sources": ["a"]}) is None
+    previous = store.replace_graph([], ([], [], []), {"sources": ["b"]})
+    assert previous["playlists"] == 1 and previous["edges"] == 1 and previous["sources"] == ["a"]

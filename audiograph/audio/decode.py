@@ -25,7 +25,20 @@ UNSUPPORTED_AUDIO_EXTENSIONS = frozenset(
 )
 TAG_NAMES = ("title", "artist", "album", "genre", "tracknumber", "date")
 SILENCE_PEAK = 10 ** (-80 / 20)  # -80 dBFS
-TRUNCATION_TOLERANCE = 0.9  # decoded/declared frames below this means a cut-off file
+# +12 dBFS: decoders of valid streams stay far below this; a larger sample is a corrupt stream.
+MAX_SAMPLE = 4.0
+# Longer files are rejected: the analysis holds a whole track's spectrogram in memory (about 0.4 MB/s).
+MAX_SECONDS = 3 * 3600
+# No codec packs more frames into a byte (FLAC's densest, constant 65,535-frame blocks: about 4,700):
+# a header declaring more is corrupt, and is rejected before anything is allocated for it.
+MAX_FRAMES_PER_BYTE = 8192
+MIN_RATE, MAX_RATE = 1_000, 384_000
+MAX_CHANNELS = 64
+# Decoded per read (all channels together), so that memory follows the audio, not the header. Reads
+# start small and double: a stream that fails early still says how far it got.
+BLOCK_SAMPLES, FIRST_BLOCK_SAMPLES = 1 << 18, 1 << 13
+LOSSY_LENGTH_TOLERANCE = 0.01  # share of the declared length an intact Ogg/MP3 may decode short
+_UNKNOWN_LENGTH = 2**63 - 1  # libsndfile's frame count for a stream of unknown length
 
 
 @dataclass
@@ -55,8 +68,11 @@ def decode(
 ) -> DecodedAudio:
     """Decode `path` (or its already-read bytes `data`) to mono float32 at `sample_rate`.
 
-    Raises `DecodeError` with a one-line reason for empty, non-audio, unsupported, corrupt,
-    truncated, too-short and silent files.
+    The file is decoded in blocks, so memory follows the audio it really holds. Raises
+    `DecodeError` with a one-line reason for empty, non-audio, unsupported, corrupt (an impossible
+    header, or samples that are not finite or beyond `MAX_SAMPLE`), truncated (fewer frames than
+    the container declares, or an incomplete last Ogg page or MP3 frame), too long, too short and
+    silent files.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -73,33 +89,35 @@ def decode(
     with _quiet_stderr():
         try:
             with sf.SoundFile(io.BytesIO(data)) as f:
-                declared = f.frames
-                source_rate, channels, fmt = f.samplerate, f.channels, f.format
+                declared, source_rate, channels, fmt = f.frames, f.samplerate, f.channels, f.format
+                _check_header(path, len(data), declared, source_rate, channels)
                 tags = {k: v for k, v in f.copy_metadata().items() if k in TAG_NAMES and v}
-                samples = f.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+                decoded, mono, peak, error = _read_mono(path, f, sample_rate)
+        except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError) as e:
             raise DecodeError(path, _describe_unreadable(data, e)) from None
 
-    decoded = len(samples)
+    expected, structure = _expected_frames(data, fmt, declared, source_rate)
+    seconds = f"{decoded / source_rate:.1f} s"
+    stop = f" ({_libsndfile_message(error) or 'decoder error'})" if error else ""
+    # Lossy decoders may stop a few codec frames short of the declared length of an intact file (real
+    # Ogg Vorbis/Opus soundtracks: up to 0.3 %); a cut file misses far more.
+    shortfall_allowed = LOSSY_LENGTH_TOLERANCE * expected if expected and fmt in ("OGG", "MP3") else 0
+    if decoded and expected is not None and decoded < expected - shortfall_allowed:
+        raise DecodeError(path, f"truncated: decoded {seconds} of {expected / source_rate:.1f} s declared{stop}")
+    if structure:
+        raise DecodeError(path, f"truncated: {structure} after {seconds} of audio")
     if decoded == 0:
-        raise DecodeError(path, "no audio frames")
-    if 0 < declared and decoded < TRUNCATION_TOLERANCE * declared:
-        raise DecodeError(
-            path, f"truncated: decoded {decoded / source_rate:.1f} s of {declared / source_rate:.1f} s declared"
-        )
+        raise DecodeError(path, _describe_unreadable(data, error) if error else "no audio frames")
+    if error:
+        raise DecodeError(path, f"corrupt: decoding stopped after {seconds}{stop}")
     duration = decoded / source_rate
     if duration < min_seconds:
         raise DecodeError(path, f"too short: {duration:.2f} s (minimum {min_seconds:g} s)")
-    # A matrix-vector product mixes channels several times faster than mean(axis=1) on (frames, channels).
-    mono = samples @ np.full(channels, 1 / channels, np.float32) if channels > 1 else samples[:, 0]
-    peak = max(float(mono.max()), -float(mono.min()))
     if peak < SILENCE_PEAK:
         level = "digital silence" if peak == 0 else f"peak {20 * np.log10(peak):.0f} dBFS"
         raise DecodeError(path, f"silent ({level})")
-    if source_rate != sample_rate:
-        mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ")
     return DecodedAudio(
-        samples=np.ascontiguousarray(mono, dtype=np.float32),
+        samples=mono,
         sample_rate=sample_rate,
         source_rate=source_rate,
         channels=channels,
@@ -109,8 +127,241 @@ def decode(
     )
 
 
+def _check_header(path: Path, size: int, declared: int, rate: int, channels: int) -> None:
+    """Reject a header whose rate, channels or length cannot be true, before decoding anything."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise DecodeError(path, f"corrupt header: sample rate {rate} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise DecodeError(path, f"corrupt header: {channels} channels")
+    if declared == _UNKNOWN_LENGTH:
+        return
+    if declared > MAX_FRAMES_PER_BYTE * size:
+        raise DecodeError(
+            path, f"corrupt header: declares {_duration_text(declared / rate)} of audio in {size:,} bytes"
+        )
+    if declared > MAX_SECONDS * rate:
+        limit = _duration_text(MAX_SECONDS)
+        raise DecodeError(path, f"too long: {_duration_text(declared / rate)} declared (at most {limit})")
+
+
+def _read_mono(path: Path, f: sf.SoundFile, sample_rate: int):
+    """Read `f` block by block, mixing to mono and resampling as it goes.
+
+    Returns (frames decoded, mono samples at `sample_rate`, peak of the mono signal, the error that
+    stopped decoding early or None).
+    """
+    channels, rate = f.channels, f.samplerate
+    block = np.empty((max(1, BLOCK_SAMPLES // channels), channels), np.float32)
+    size = max(1, FIRST_BLOCK_SAMPLES // channels)
+    mix = np.full(channels, 1 / channels, np.float32)
+    resampler = None
+    if rate != sample_rate:
+        resampler = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
+    parts, decoded, peak, error = [], 0, 0.0, None
+    while True:
+        try:
+            samples = f.read(out=block[:size])  # into one reused block: nothing is sized by the header
+        except (sf.LibsndfileError, RuntimeError) as e:
+            error = e
+            break
+        size = min(2 * size, len(block))
+        if not len(samples):
+            break
+        decoded += len(samples)
+        high, low = float(samples.max()), float(samples.min())
+        if not (high <= MAX_SAMPLE and low >= -MAX_SAMPLE):  # also catches NaN
+            value = "not finite" if not (np.isfinite(high) and np.isfinite(low)) else f"up to {max(high, -low):,.1f}"
+            raise DecodeError(path, f"corrupt: decoded samples {value} (valid audio stays within ±1)")
+        if decoded > MAX_SECONDS * rate:
+            raise DecodeError(path, f"too long: more than {_duration_text(MAX_SECONDS)} of audio")
+        # A matrix-vector product mixes channels several times faster than mean(axis=1) on (frames, channels).
+        mono = samples @ mix if channels > 1 else samples[:, 0].copy()
+        peak = max(peak, float(np.abs(mono).max()))
+        parts.append(resampler.resample_chunk(mono) if resampler else mono)
+    if resampler:
+        parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    mono = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return decoded, np.ascontiguousarray(mono, dtype=np.float32), peak, error
+
+
+def _expected_frames(data: bytes, fmt: str, declared: int, rate: int) -> tuple[int | None, str | None]:
+    """(the frames the container says it holds, or None when it does not say reliably; a sentence
+    naming a structural sign of truncation, or None)."""
+    known = declared if 0 < declared < _UNKNOWN_LENGTH else None
+    if fmt in ("WAV", "WAVEX"):
+        return _riff_frames(data), None
+    if fmt == "AIFF":
+        return _aiff_frames(data), None
+    if fmt == "OGG":
+        return _ogg_check(data, rate)
+    if fmt == "MP3":
+        return _mp3_check(data, known)
+    return known, None
+
+
+# -- container headers: what a file declares, read independently of the decoder ------------------
+
+
+def _riff_frames(data: bytes) -> int | None:
+    """Frames the 'data' chunk of a PCM or float WAV declares (None: other codings or unknown size)."""
+    if data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return None
+    order = "little" if data[:4] == b"RIFF" else "big"
+    pos, coding, block_align = 12, None, 0
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], order)
+        body = data[pos + 8 : pos + 8 + size]
+        if chunk == b"fmt " and len(body) >= 16:
+            coding, block_align = int.from_bytes(body[0:2], order), int.from_bytes(body[12:14], order)
+            if coding == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the coding opens the sub-format GUID
+                coding = int.from_bytes(body[24:26], order)
+        elif chunk == b"data":
+            if coding not in (1, 3) or not block_align or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _aiff_frames(data: bytes) -> int | None:
+    """numSampleFrames of the 'COMM' chunk of an AIFF or AIFF-C file."""
+    if data[:4] != b"FORM" or data[8:12] not in (b"AIFF", b"AIFC"):
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "big")
+        if chunk == b"COMM" and size >= 6 and pos + 14 <= len(data):
+            return int.from_bytes(data[pos + 10 : pos + 14], "big")
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _ogg_check(data: bytes, rate: int) -> tuple[int | None, str | None]:
+    """Walk the Ogg pages: the final page must be complete and end every logical stream, and the
+    audio stream's last granule position says how many frames it holds.
+
+    A file cut at a page boundary decodes cleanly to its last whole page, which is why its
+    libsndfile length agrees with what decodes: only the missing end-of-stream flag shows the cut.
+    """
+    pos, open_streams, ended = 0, set(), set()
+    codec, serial, preskip, granule, audio_streams = None, None, 0, None, 0
+    while pos < len(data):
+        if data[pos : pos + 4] != b"OggS":
+            found = data.find(b"OggS", pos + 1)  # resynchronise, as libogg does, past damaged bytes
+            if found < 0:
+                break
+            pos = found
+            continue
+        if pos + 27 > len(data):
+            return None, "incomplete last Ogg page"
+        flags, segments = data[pos + 5], data[pos + 26]
+        page_serial = int.from_bytes(data[pos + 14 : pos + 18], "little")
+        body = pos + 27 + segments
+        if body > len(data):
+            return None, "incomplete last Ogg page"
+        end = body + sum(data[pos + 27 : body])
+        if end > len(data):
+            return None, "incomplete last Ogg page"
+        page_granule = int.from_bytes(data[pos + 6 : pos + 14], "little", signed=True)
+        if flags & 0x02:
+            open_streams.add(page_serial)
+            packet = data[body : body + 19]
+            kind = "vorbis" if packet[:7] == b"\x01vorbis" else "opus" if packet[:8] == b"OpusHead" else None
+            if kind:
+                audio_streams += 1
+                codec, serial = kind, page_serial
+                preskip = int.from_bytes(packet[10:12], "little") if kind == "opus" else 0
+        if flags & 0x04:
+            ended.add(page_serial)
+        if page_serial == serial and page_granule >= 0:
+            granule = page_granule
+        pos = end
+    if open_streams - ended:
+        return None, "no end-of-stream page"
+    if audio_streams != 1 or granule is None:
+        return None, None  # chained or unknown streams: the page structure was all there was to check
+    frames = granule if codec == "vorbis" else round(max(granule - preskip, 0) * rate / 48_000)
+    return frames, None
+
+
+_MP3_BITRATES = {  # (MPEG-1, layer) -> kbit/s for bitrate indices 1..14
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_BITRATES[False, 3] = _MP3_BITRATES[False, 2]
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
+
+
+def _mp3_frame_size(header: bytes) -> int | None:
+    """Bytes of the MPEG audio frame this 4-byte header opens, or None if it is not a valid header."""
+    h = int.from_bytes(header, "big")
+    version, layer_bits, bitrate, rate_index = (h >> 19) & 3, (h >> 17) & 3, (h >> 12) & 15, (h >> 10) & 3
+    if (h >> 21) != 0x7FF or version == 1 or layer_bits == 0 or bitrate in (0, 15) or rate_index == 3:
+        return None  # bitrate index 0 is free format, whose frame size no header states
+    layer, mpeg1, padding = 4 - layer_bits, version == 3, (h >> 9) & 1
+    bits_per_second, rate = _MP3_BITRATES[mpeg1, layer][bitrate - 1] * 1000, _MP3_RATES[version][rate_index]
+    if layer == 1:
+        return (12 * bits_per_second // rate + padding) * 4
+    return (144 if mpeg1 or layer == 2 else 72) * bits_per_second // rate + padding
+
+
+def _mp3_check(data: bytes, declared: int | None) -> tuple[int | None, str | None]:
+    """Walk the MPEG frames from the first to the last: a last frame that runs past the end of the
+    file is a cut. The declared length counts only when a Xing, Info or VBRI header states it;
+    otherwise it is the decoder's estimate from the bitrate."""
+    pos = 0
+    while data[pos : pos + 3] == b"ID3" and pos + 10 <= len(data):
+        size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[pos + 6 : pos + 10]))
+        pos += 10 + size + (10 if data[pos + 5] & 0x10 else 0)
+    end = len(data)
+    if data[end - 128 : end - 125] == b"TAG":  # ID3v1
+        end -= 128
+    first = None
+    for start in range(pos, min(pos + 65_536, end - 4)):  # the first header that a second one follows
+        size = _mp3_frame_size(data[start : start + 4])
+        if size and (start + size + 4 > end or _mp3_frame_size(data[start + size : start + size + 4])):
+            first = start
+            break
+    if first is None:
+        return None, None
+    size = _mp3_frame_size(data[first : first + 4])
+    counted = declared if any(tag in data[first : first + size] for tag in (b"Xing", b"Info", b"VBRI")) else None
+    pos = first
+    while pos < end:
+        size = _mp3_frame_size(data[pos : pos + 4]) if pos + 4 <= end else None
+        if size is None:
+            # Trailing tags (APE, Lyrics3) or damage: the walk cannot say where audio ends. Fewer
+            # than 4 bytes that open a header are a header cut short.
+            cut = end - pos < 4 and data[pos] == 0xFF
+            return counted, "incomplete last MPEG frame" if cut else None
+        if pos + size > end:
+            return counted, "incomplete last MPEG frame"
+        pos += size
+    return counted, None
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds >= 48 * 3600:
+        return f"{seconds / 86400:,.0f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def _libsndfile_message(error: Exception) -> str:
+    """libsndfile's reason without the "Error opening ...:" prefix soundfile adds."""
+    return str(error).split(":", 1)[-1].strip().rstrip(".")
+
+
 def _describe_unreadable(data: bytes, error: Exception) -> str:
     head = data[:512]
+    if head[:4] == b"OggS":
+        _, structure = _ogg_check(data, 48_000)
+        if structure:
+            return f"truncated: {structure}"
     if head[4:8] == b"ftyp":
         return "MP4/AAC container, which libsndfile cannot read"
     printable = sum(32 <= b < 127 or b in b"\t\r\n" for b in head)
@@ -118,7 +369,7 @@ def _describe_unreadable(data: bytes, error: Exception) -> str:
         return "not an audio file (text content)"
     # libsndfile's own message for unknown data ("File does not exist or is not a regular
     # file") is misleading for a file that exists, so only pass on messages that say more.
-    message = str(error).split(":", 1)[-1].strip().rstrip(".")
+    message = _libsndfile_message(error)
     if not message or "does not exist" in message or "not recognised" in message:
         return "unrecognised or corrupt audio data"
     return f"cannot decode ({message})"

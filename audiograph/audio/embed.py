@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from audiograph.audio.encoder import AudioEncoder, embed_tracks, resolve_encoder
 from audiograph.audio.frontend import AudioFrontend
 from audiograph.errors import ConfigError
 from audiograph.runtime import inference_trainer, progress_bar
-from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord
+from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, path_text
 
 
 
@@ -47,14 +49,20 @@ class EmbedSummary:
         }
 
 
-def scan(root: Path) -> tuple[list[Path], int]:
-    """Recursively list the audio files under `root` (sorted), and count the other files.
+def scan(root: Path) -> tuple[list[Path], int, list[dict]]:
+    """Recursively list the audio files under `root` (sorted), count the other files, and list the
+    folders that could not be read as {"path", "error"}.
 
     Audio files in formats libsndfile cannot read are listed too, so that they are reported
-    rather than silently ignored. Hidden files and folders are skipped.
+    rather than silently ignored. Hidden files and folders are skipped; symbolic links to folders
+    are not followed (so a link loop cannot trap the scan), links to files are listed.
     """
-    audio, other = [], 0
-    for folder, dirs, files in os.walk(root):
+    audio, other, unreadable = [], 0, []
+
+    def skipped(error: OSError) -> None:
+        unreadable.append({"path": path_text(error.filename or root), "error": f"folder skipped: {_os_reason(error)}"})
+
+    for folder, dirs, files in os.walk(root, onerror=skipped):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith("."):
@@ -65,7 +73,17 @@ def scan(root: Path) -> tuple[list[Path], int]:
                 audio.append(path)
             else:
                 other += 1
-    return audio, other
+    return audio, other, unreadable
+
+
+def _os_reason(error: OSError, path: Path | None = None) -> str:
+    """Why a file or folder could not be read, in words (a broken or looping link named as such)."""
+    if path is not None and path.is_symlink():
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if error.errno == errno.ENOENT:
+            return f"broken symbolic link (to {path_text(os.readlink(path))}, which does not exist)"
+    return error.strerror or str(error)
 
 
 def descriptors_model_id(frontend: AudioFrontend) -> str:
@@ -101,12 +119,12 @@ class _FileDataset(Dataset):
 
     def __getitem__(self, i: int) -> _Outcome:
         job = self.jobs[i]
-        record = TrackRecord(id=job.track_id, collection=self.collection, path=str(job.path))
+        record = TrackRecord(id=job.track_id, collection=self.collection, path=path_text(job.path))
         try:
             stat = job.path.stat()
             data = job.path.read_bytes()
         except OSError as e:
-            record.status, record.error = "failed", e.strerror or str(e)
+            record.status, record.error = "failed", _os_reason(e, job.path)
             return _Outcome(job, record)
         outcome = _Outcome(job, record, stat.st_size, stat.st_mtime_ns)
         record.size, record.mtime_ns, record.content_hash = stat.st_size, stat.st_mtime_ns, content_hash(data)
@@ -162,14 +180,23 @@ class _StoreWriter(BasePredictionWriter):
         unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in prediction if o.record is None]
         self.store.touch_tracks(unchanged)
         self.summary.skipped += len(unchanged)
-        for r in records:
-            if r.status == "ok":
-                self.summary.embedded += 1
-            else:
-                self.summary.failed.append({"path": r.path, "error": r.error})
-                if self.on_failure:
-                    self.on_failure(r.path, r.error)
+        _count(records, self.summary, self.on_failure)
         self.bar.update(len(prediction))
+
+
+def _count(records: list[TrackRecord], summary: EmbedSummary, on_failure) -> None:
+    """Add written records to the summary, reporting each failure."""
+    for r in records:
+        if r.status == "ok":
+            summary.embedded += 1
+        else:
+            _fail(summary, on_failure, r.path, r.error)
+
+
+def _fail(summary: EmbedSummary, on_failure, path: str, reason: str) -> None:
+    summary.failed.append({"path": path, "error": reason})
+    if on_failure:
+        on_failure(path, reason)
 
 
 def embed_audio(
@@ -192,11 +219,12 @@ def embed_audio(
     their error and reported through `on_failure(path, reason)` without stopping the run.
     `acoustic_model` is a registered encoder id, "latest" (the newest, if any) or None (skip).
     """
-    if not Path(root).is_dir():
-        raise ConfigError(f"{root}: no such folder")
-    root = Path(root).resolve()
-    audio_files, ignored = scan(root)
-    if not audio_files:
+    root = check_root(root)
+    audio_files, ignored, unreadable = scan(root)
+    if any(problem["path"] == path_text(root) for problem in unreadable):
+        reason = unreadable[0]["error"].removeprefix("folder skipped: ")
+        raise ConfigError(f"{root}: cannot read this folder ({reason})")
+    if not audio_files and not unreadable:
         raise ConfigError(f"{root}: no audio files found ({', '.join(sorted(AUDIO_EXTENSIONS))})")
     collection = store.collection_name(root, collection)
 
@@ -209,18 +237,26 @@ def embed_audio(
         config={"names": list(DESCRIPTOR_NAMES), "frontend": frontend.config(), "standardize": True},
     )
     summary = EmbedSummary(ignored=ignored, acoustic_model=model_id)
+    for problem in unreadable:
+        _fail(summary, on_failure, problem["path"], problem["error"])
 
     def track_id(path: Path) -> str:
-        return f"{collection}/{path.relative_to(root).as_posix()}"
+        return f"{collection}/{path_text(path.relative_to(root).as_posix())}"
 
     states = store.file_states(collection)
-    descriptor_states = store.vector_states(DESCRIPTORS_SPACE)
-    acoustic_states = store.vector_states(ACOUSTIC_SPACE)
+    descriptor_states = store.vector_states(DESCRIPTORS_SPACE, dim=len(DESCRIPTOR_NAMES))
+    acoustic_dim = encoder.head[-1].out_features if encoder is not None else None
+    acoustic_states = store.vector_states(ACOUSTIC_SPACE, dim=acoustic_dim)
     mel_states = store.mel_states()
     signature = frontend.signature()
-    jobs = []
+    jobs, unstatable, named = [], [], {}
     for path in audio_files:
         tid = track_id(path)
+        if tid in named:  # two names that are not UTF-8 and differ only where they are not
+            reason = f"its stored name {tid} is also that of {named[tid]}; rename one"
+            _fail(summary, on_failure, path_text(path), reason)
+            continue
+        named[tid] = path_text(path)
         state = states.get(tid) or {}
         h = state.get("content_hash")
         complete = {
@@ -228,15 +264,22 @@ def embed_audio(
             "mels": mel_states.get(tid) == (h, signature),
             "acoustic": model_id is None or acoustic_states.get(tid) == (model_id, h),
         }
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as e:  # a broken or looping link, or a file that vanished since the scan
+            reason = _os_reason(e, path)
+            unstatable.append(TrackRecord(tid, collection, path_text(path), status="failed", error=reason))
+            continue
         unchanged_stat = state.get("size") == stat.st_size and state.get("mtime_ns") == stat.st_mtime_ns
         if state.get("status") == "ok" and unchanged_stat and all(complete.values()):
             summary.skipped += 1
             continue
         jobs.append(_Job(tid, path, h, complete))
+    if unstatable:
+        store.write_tracks(unstatable)
+        _count(unstatable, summary, on_failure)
 
-    seen = {track_id(p) for p in audio_files}
-    summary.missing = sum(1 for tid in states if tid not in seen)
+    summary.missing = sum(1 for tid in states if tid not in named)
 
     if jobs:
         workers = min(len(jobs), os.cpu_count() or 1) if num_workers is None else num_workers
@@ -247,7 +290,7 @@ def embed_audio(
             collate_fn=list,
         )
         with progress_bar(len(audio_files), "embed-audio", quiet, unit="file") as bar:
-            bar.update(summary.skipped)
+            bar.update(len(audio_files) - len(jobs))
             writer = _StoreWriter(store, summary, bar, on_failure)
             trainer = inference_trainer(accelerator, devices, callbacks=[writer])
             trainer.predict(_EmbedModule(encoder, model_id), dataloaders=loader, return_predictions=False)
@@ -256,10 +299,17 @@ def embed_audio(
     return summary
 
 
+def check_root(root: str | os.PathLike) -> Path:
+    """The collection folder `root`, resolved; a `ConfigError` if it is not a folder."""
+    if not Path(root).is_dir():
+        raise ConfigError(f"{root}: no such folder")
+    return Path(root).resolve()
+
+
 def _duplicates(store: Store, collection: str) -> list[dict]:
     rows = store.db.execute(
-        """SELECT content_hash, group_concat(path, char(10)) FROM tracks
+        """SELECT content_hash, json_group_array(path) FROM tracks
            WHERE collection = ? AND status = 'ok' GROUP BY content_hash HAVING count(*) > 1""",
         [collection],
     ).fetchall()
-    return [{"content_hash": h, "paths": sorted(paths.split("\n"))} for h, paths in rows]
+    return [{"content_hash": h, "paths": sorted(json.loads(paths))} for h, paths in rows]

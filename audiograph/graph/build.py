@@ -36,6 +36,7 @@ class GraphReport:
     min_weight: float = 1.0
     min_weight_reason: str = ""
     summary: dict = field(default_factory=dict)
+    replaced: dict | None = None  # the graph this one replaced: {playlists, edges, sources, built}
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -50,7 +51,8 @@ def build_graph(
     **csv_options,
 ) -> GraphReport:
     """Read playlists and edge lists, match their entries to stored tracks, and store the playlists
-    and the co-occurrence graph (replacing the previous ones).
+    and the co-occurrence graph, replacing the previous ones (`GraphReport.replaced` says which). A new
+    graph without edges never replaces a stored one: that raises a `ConfigError` and keeps it.
 
     An edge's weight is the number of distinct playlists holding both tracks, plus the weights of
     edge-list rows between them; edges below `min_weight` are dropped ("auto": chosen from the data,
@@ -107,7 +109,14 @@ def build_graph(
         "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "summary": report.summary,
     }
-    store.replace_graph(stored_playlists, (src, dst, graph.weight.numpy()[upper].tolist()), info)
+    previous = store.stored_graph()
+    if not src and previous and previous["edges"]:
+        raise ConfigError(
+            f"{', '.join(map(str, sources))}: the new graph has no edges ({report.playlists} playlists,"
+            f" {report.matched} of {report.entries} entries matched stored tracks); kept the stored graph"
+            f" ({previous['playlists']} playlists, {previous['edges']} edges)"
+        )
+    report.replaced = store.replace_graph(stored_playlists, (src, dst, graph.weight.numpy()[upper].tolist()), info)
     return report
 
 

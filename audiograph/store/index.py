@@ -55,6 +55,15 @@ class VectorIndex:
         norms = np.linalg.norm(x, axis=-1, keepdims=True)
         return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
+    def normalise(self, vector: np.ndarray) -> np.ndarray:
+        """A raw vector of the space in the index's form: standardised where the space is, unit length."""
+        return self._normalise(np.asarray(vector, np.float32))
+
+    def matching(self, normalised: np.ndarray, tolerance: float = 1e-4) -> list[str]:
+        """Ids whose normalised vector equals `normalised` to within `tolerance` in every dimension."""
+        same = np.abs(self.matrix - np.asarray(normalised, np.float32)[None, :]).max(axis=1) <= tolerance
+        return [self.ids[i] for i in np.flatnonzero(same)]
+
     def vector(self, track_id: str) -> np.ndarray | None:
         """The normalised stored vector of `track_id`, or None."""
         i = self._position.get(track_id)

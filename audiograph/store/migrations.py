@@ -17,22 +17,40 @@ def migration(fn: Callable[[sqlite_utils.Database], None]):
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply every migration not yet recorded in `db`, each in its own transaction; returns their names."""
-    if "_migrations" not in db.table_names():
-        db["_migrations"].create({"name": str, "applied": str}, pk="name")
-    applied = {row["name"] for row in db["_migrations"].rows}
-    done = []
+    """Apply every migration not yet recorded in `db`, each in its own transaction; returns their names.
+
+    Each transaction takes the write lock at its start (BEGIN IMMEDIATE) and reads what is applied
+    inside it, so two processes opening a new store at once wait for each other: one creates the
+    schema and the other finds it made.
+    """
+    conn, done = db.conn, []
     for fn in MIGRATIONS:
-        if fn.__name__ in applied:
+        if _applied(db, fn.__name__):  # a read needs no lock: stores that are up to date stay lock-free
             continue
-        with db.atomic():
-            fn(db)
-            db.execute(
-                "INSERT INTO _migrations (name, applied) VALUES (?, ?)",
-                [fn.__name__, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")],
-            )
-        done.append(fn.__name__)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not _applied(db, fn.__name__):
+                fn(db)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied) VALUES (?, ?)",
+                    [fn.__name__, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")],
+                )
+                done.append(fn.__name__)
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        conn.execute("COMMIT")
     return done
+
+
+def _applied(db: sqlite_utils.Database, name: str) -> bool:
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
+    if not exists:
+        if not db.conn.in_transaction:
+            return False
+        db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied TEXT)")
+    return db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone() is not None
 
 
 @migration

@@ -1,0 +1,343 @@
+"""The fault corpus: one folder holding every kind of broken file, link, name and folder, embedded through the
+command line (exit 0, every good file stored, one line per bad file, nothing embedded twice), and the store,
+training and command-line faults around it: each ends with one line, a non-zero exit where the command failed,
+and nothing lost."""
+
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiograph.store import Store
+from conftest import read_csv
+
+# Root obeys file permissions only without these capabilities: tests about unreadable folders and
+# read-only stores drop them for the command they run (setpriv, from util-linux).
+_DROP_PERMISSION_BYPASS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def _permissions_apply() -> list[str]:
+    """The prefix that makes a command obey file permissions, or a skip when that is impossible."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be made to apply")
+    return _DROP_PERMISSION_BYPASS
+
+
+def run(*args, check=False, prefix=(), timeout=600):
+    """The CLI in a subprocess, in a fresh temporary folder; `prefix` goes before the interpreter."""
+    env = {k: v for k, v in os.environ.items() if k != "AUDIOGRAPH_DB"}
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "audiograph", *map(os.fsdecode, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=scratch,
+            timeout=timeout,
+        )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def _tone(seconds: float, rate: int, channels: int = 1, freq: float = 330.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * np.random.default_rng(int(freq)).standard_normal(len(t))
+    return (np.stack([x, 0.6 * x], axis=1) if channels == 2 else x).astype(np.float32)
+
+
+def _encoded(
+    fmt: str, seconds: float = 4.0, rate: int = 22050, subtype: str | None = None, freq: float = 330.0
+) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, _tone(seconds, rate, freq=freq), rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def huge_flac() -> bytes:
+    """A FLAC file whose STREAMINFO declares 2^36 - 1 samples (about 36 days at 22 kHz)."""
+    data = bytearray(_encoded("FLAC"))
+    packed = int.from_bytes(data[18:26], "big") | (1 << 36) - 1  # rate 20 bits, channels 3, bits 5, samples 36
+    data[18:26] = packed.to_bytes(8, "big")
+    return bytes(data)
+
+
+def huge_mp3() -> bytes:
+    """An MP3 whose Xing/Info header declares 2^32 - 1 frames."""
+    data = bytearray(_encoded("MP3"))
+    at = max(data.find(b"Xing"), data.find(b"Info"))
+    assert at > 0 and data[at + 7] & 1, "libsndfile's MP3 has a Xing/Info header with a frame count"
+    data[at + 8 : at + 12] = b"\xff\xff\xff\xff"
+    return bytes(data)
+
+
+def float_wav(value: float) -> bytes:
+    """A 32-bit float WAV holding one sample of `value` in an ordinary tone."""
+    x = _tone(3.0, 22050)
+    x[1000] = value
+    buffer = io.BytesIO()
+    sf.write(buffer, x, 22050, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def build_fault_corpus(good_audio: Path, out: Path) -> dict[str, str]:
+    """Copy a collection's audio (good files and its own faults) to `out` and add every fault the command
+    line must survive. Returns {relative path (text as stored): expected start of its reason} for the
+    added bad files; `out/Locked` is a folder that must be made unreadable by the caller."""
+    shutil.copytree(good_audio, out)
+    bad = {}
+
+    def put(name: str, data: bytes, reason: str) -> None:
+        (out / "Broken").mkdir(exist_ok=True)
+        (out / "Broken" / name).write_bytes(data)
+        bad[f"Broken/{name}"] = reason
+
+    ogg, opus, mp3 = _encoded("OGG"), _encoded("OGG", rate=48000, subtype="OPUS"), _encoded("MP3")
+    for share in (60, 85, 97):
+        put(f"vorbis cut at {share}%.ogg", ogg[: len(ogg) * share // 100], "truncated")
+        put(f"opus cut at {share}%.opus", opus[: len(opus) * share // 100], "truncated")
+    put("mp3 cut at 97%.mp3", mp3[: len(mp3) * 97 // 100], "truncated")
+    put("huge declared length.flac", huge_flac(), "corrupt header")
+    put("huge declared length.mp3", huge_mp3(), "corrupt header")
+    put("loud samples.wav", float_wav(19463.0), "corrupt: decoded samples up to 19,463")
+    put("nan samples.wav", float_wav(float("nan")), "corrupt: decoded samples not finite")
+    os.symlink(out / "Broken" / "no such target.mp3", out / "Broken" / "dangling link.mp3")
+    bad["Broken/dangling link.mp3"] = "broken symbolic link"
+    os.symlink(out / "Broken" / "loop b.mp3", out / "Broken" / "loop a.mp3")
+    os.symlink(out / "Broken" / "loop a.mp3", out / "Broken" / "loop b.mp3")
+    bad["Broken/loop a.mp3"] = bad["Broken/loop b.mp3"] = "symbolic link loop"
+    # Good files with awkward names: a name that is not UTF-8, and a newline in a duplicate's name.
+    (out / "Names").mkdir()
+    with open(os.fsencode(out / "Names") + b"/caf\xe9.flac", "wb") as f:
+        f.write(_encoded("FLAC", freq=523.0))
+    (out / "Names" / "copy of it.ogg").write_bytes(_encoded("OGG", freq=659.0))
+    (out / "Names" / "two\nlines.ogg").write_bytes((out / "Names" / "copy of it.ogg").read_bytes())
+    (out / "Locked").mkdir()
+    (out / "Locked" / "hidden good.wav").write_bytes(_encoded("WAV", freq=784.0))
+    return bad
+
+
+def test_embed_audio_survives_every_fault_in_one_folder(synth_collection, tmp_path):
+    prefix = _permissions_apply()
+    audio = tmp_path / "audio"
+    bad = build_fault_corpus(synth_collection / "audio", audio)
+    (audio / "Locked").chmod(0)
+    db = tmp_path / "faults.db"
+    try:
+        first = run("embed-audio", audio, "--db", db, "--json", "--workers", "2", prefix=prefix)
+        again = run("embed-audio", audio, "--db", db, "--workers", "2", prefix=prefix)
+    finally:
+        (audio / "Locked").chmod(0o755)
+    assert first.returncode == 0, first.stderr
+    assert "Traceback" not in first.stderr + again.stderr
+    summary = json.loads(first.stdout)
+    failed = {f["path"]: f["error"] for f in summary["failed"]}
+
+    # Every bad file and the unreadable folder: reported once, on one line naming it, with its reason.
+    lines = [line for line in first.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(lines) == len(summary["failed"])
+    for relative, reason in bad.items():
+        path = str(audio / relative)
+        assert path in failed, f"{relative} was not reported"
+        assert failed[path].startswith(reason) or reason in failed[path], (relative, failed[path])
+        assert any(line.startswith(f"failed: {path}: ") for line in lines)
+    assert failed[str(audio / "Locked")].startswith("folder skipped: Permission denied")
+    synth_faults = {
+        r["path"]
+        for r in read_csv(synth_collection / "faults.csv")
+        if r["kind"] not in ("duplicate", "missing_file", "url")
+    }
+    assert {str(audio / p) for p in synth_faults} <= set(failed)
+    assert len(failed) == len(bad) + len(synth_faults) + 1
+
+    # Every good file is stored, the awkward names too, each under one stable name.
+    store = Store(db)
+    good = {r["path"] for r in read_csv(synth_collection / "tracks.csv")}
+    expected = {f"audio/{p}" for p in good} | {
+        "audio/Names/caf\\xe9.flac",
+        "audio/Names/two\nlines.ogg",
+        "audio/Names/copy of it.ogg",
+    }
+    assert {t["id"] for t in store.tracks()} == expected
+    assert summary["embedded"] == len(expected)
+    assert store.track("audio/Names/caf\\xe9.flac")["duration"] == pytest.approx(4.0, abs=0.01)
+    # The duplicate report keeps a name with a newline whole, and prints it on one line.
+    assert any(str(audio / "Names" / "two\nlines.ogg") in d["paths"] for d in summary["duplicates"])
+    assert "same audio content: " in again.stdout and "two\\nlines.ogg" in again.stdout
+
+    # A second run embeds nothing and says the same failures again.
+    assert again.returncode == 0, again.stderr
+    assert f"embedded 0, skipped {len(expected)} unchanged, failed {len(failed)}" in again.stdout
+    assert len([line for line in again.stderr.splitlines() if line.startswith("failed: ")]) == len(failed)
+
+
+def test_a_new_store_written_by_two_runs_at_once(synth_collection, tmp_path):
+    """Both runs succeed: the second waits for the first to create the schema, and their writes interleave."""
+    audio = tmp_path / "audio"
+    shutil.copytree(synth_collection / "audio" / "Unsorted", audio)  # a few good and bad files suffice
+    db = tmp_path / "shared.db"
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiograph",
+        "embed-audio",
+        str(audio),
+        "--db",
+        str(db),
+        "--workers",
+        "1",
+        "--quiet",
+        "--batch-size",
+        "1",
+    ]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, err
+        assert "locked" not in err and "Traceback" not in err
+    store = Store(db)
+    decodable = {f"audio/{p.name}" for p in audio.iterdir() if p.suffix in (".mp3", ".ogg", ".flac", ".wav")}
+    ok = {t["id"] for t in store.tracks()}
+    assert ok and ok <= decodable and ok | {t["id"] for t in store.tracks("failed")} >= decodable
+    assert store.db.execute("SELECT count(*) FROM vectors").fetchone()[0] == len(ok)
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """The command line in this process: (exit status, stdout, stderr)."""
+    from audiograph.cli import main
+
+    code = main([os.fsdecode(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_store_faults_end_in_one_line(embedded_db, synth_collection, tmp_path, capsys):
+    """A read-only store, a corrupt store, a damaged vector, a folder as --m3u and a missing folder."""
+    query_file = synth_collection / "audio" / read_csv(synth_collection / "tracks.csv")[0]["path"]
+
+    def one_line_error(result, *words):
+        code, _, err = result if isinstance(result, tuple) else (result.returncode, result.stdout, result.stderr)
+        assert code == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("audiograph: error: "), err
+        for word in words:
+            assert word in lines[0], lines[0]
+
+    # embed-audio of a folder that does not exist leaves no store file behind.
+    missing = tmp_path / "new.db"
+    one_line_error(cli(capsys, "embed-audio", tmp_path / "nowhere", "--db", missing), "no such folder")
+    one_line_error(cli(capsys, "import-tracks", tmp_path / "nowhere.csv", "--db", missing), "no such file")
+    assert not any(p.name.startswith("new.db") for p in tmp_path.iterdir())
+
+    # --m3u naming a folder: refused before any work.
+    one_line_error(cli(capsys, "query", query_file, "--db", embedded_db, "--m3u", tmp_path), "is a folder")
+
+    # A damaged vector blob: the search names the track and how to repair it; embed-audio repairs it.
+    damaged = tmp_path / "damaged.db"
+    shutil.copy(embedded_db, damaged)
+    conn = sqlite3.connect(damaged)
+    track = conn.execute("SELECT track_id FROM vectors WHERE space = 'descriptors' LIMIT 1").fetchone()[0]
+    conn.execute("UPDATE vectors SET vector = x'00112233' WHERE track_id = ? AND space = 'descriptors'", [track])
+    conn.commit()
+    conn.close()
+    one_line_error(cli(capsys, "query", query_file, "--db", damaged), track, "re-run `audiograph embed-audio`")
+    code, out, _ = cli(capsys, "embed-audio", synth_collection / "audio", "--db", damaged, "--collection", "synth")
+    assert code == 0 and "embedded 1," in out
+    assert cli(capsys, "query", query_file, "--db", damaged, "--json")[0] == 0
+
+    # A corrupt store: info and query say so in one line instead of answering.
+    corrupt = tmp_path / "corrupt.db"
+    shutil.copy(embedded_db, corrupt)
+    conn = sqlite3.connect(corrupt)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'vectors'").fetchone()[0]
+    conn.close()
+    with open(corrupt, "r+b") as f:  # garbage over the vectors table's root page
+        f.seek((root - 1) * page_size)
+        f.write(np.random.default_rng(0).integers(0, 256, page_size, dtype=np.uint8).tobytes())
+    one_line_error(cli(capsys, "info", "--db", corrupt), "corrupt", str(corrupt))
+    one_line_error(cli(capsys, "query", query_file, "--db", corrupt), "corrupt", str(corrupt))
+
+    # A read-only store (file permissions apply to a separate process): searches work, writes fail in one
+    # line and change nothing.
+    prefix = _permissions_apply()
+    readonly = tmp_path / "readonly" / "store.db"
+    readonly.parent.mkdir()
+    shutil.copy(embedded_db, readonly)
+    readonly.chmod(0o444)
+    before = readonly.read_bytes()
+    assert run("query", query_file, "--db", readonly, "--json", prefix=prefix, check=True).stdout.startswith("[")
+    one_line_error(
+        run("embed-audio", synth_collection / "audio", "--db", readonly, "--collection", "again", prefix=prefix),
+        "read-only",
+        str(readonly),
+    )
+    assert readonly.read_bytes() == before
+
+
+def _wait_for(condition, what: str, proc=None, timeout: float = 600):
+    """Poll `condition` until it holds; fail (naming `what`) if `proc` ends first or after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the command ended (exit {proc.returncode}) before {what}: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("command", ["train-audio", "train-musig"])
+def test_training_stops_promptly_on_sigterm_and_its_folder_is_cleaned_up(command, embedded_db, tmp_path):
+    db = tmp_path / "train.db"
+    shutil.copy(embedded_db, db)
+    models = tmp_path / "train.models"
+    extra = ["--features", "audio,genre,popularity"] if command == "train-musig" else []
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "audiograph",
+            command,
+            "--db",
+            str(db),
+            "--epochs",
+            "1000",
+            "--patience",
+            "1000",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def training() -> bool:  # Lightning has logged at least one step
+        return any((run_dir / "metrics.csv").exists() for run_dir in models.glob("*-*"))
+
+    _wait_for(training, "a training step", proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    stopped = time.monotonic() - sent
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in proc.stderr.read()
+    assert stopped < 30, f"took {stopped:.1f} s to stop"
+    store = Store(db)
+    assert not [m for m in store.db.execute("SELECT id FROM models WHERE kind != 'descriptors'")]
+    abandoned = [p for p in models.iterdir() if p.is_dir()]
+    assert len(abandoned) == 1
+    store.new_model_id("audio-encoder")  # the next training run cleans up what the killed one left
+    assert not abandoned[0].exists()

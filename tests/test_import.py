@@ -1,0 +1,81 @@
+"""import-tracks: a second import changes only what it is given, extends a feature space with the same columns,
+and says which model it replaced when the columns differ."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from audiograph.importer import import_tracks
+from audiograph.store import Store
+
+
+def _csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def csvs(tmp_path):
+    first = _csv(
+        tmp_path / "first.csv",
+        [{"track_id": f"t{i}", "energy": i, "tempo": 100 + i, "genre": "rock", "title": f"Song {i}"} for i in range(5)],
+    )
+    more = _csv(
+        tmp_path / "more.csv",
+        [{"track_id": f"t{i}", "energy": 10 * i, "tempo": 90 + i, "loud": -i} for i in range(3, 8)],
+    )
+    return first, more
+
+
+def test_a_second_import_keeps_what_it_does_not_give(tmp_path, csvs):
+    first, more = csvs
+    store = Store(tmp_path / "s.db")
+    import_tracks(store, first, features={"audio": ["energy", "tempo"]}, genre_col="genre", title_col="title")
+    report = import_tracks(store, more, features={"audio": ["energy", "tempo"]})
+    tracks = {t["id"]: t for t in store.tracks(status=None)}
+    assert {t: tracks[t]["genre"] for t in ("t0", "t3", "t4")} == {"t0": "rock", "t3": "rock", "t4": "rock"}
+    assert tracks["t4"]["title"] == "Song 4" and tracks["t7"]["genre"] is None
+    # Same columns: one space, one model, extended by the second CSV (its values win where both list a track).
+    assert report.extended == {"audio": store.search_model("audio")[0]} and report.replaced == []
+    model_id = store.search_model("audio")[0]
+    assert store.spaces() == {"audio": {model_id: 8}}
+    ids, matrix = store.vectors("audio")
+    np.testing.assert_array_equal(matrix[ids.index("t4")], [40, 94])
+    np.testing.assert_array_equal(matrix[ids.index("t1")], [1, 101])
+    assert len(store.model(model_id)["config"]["csv"]) == 2
+
+
+def test_other_columns_replace_the_space_and_say_so(tmp_path, csvs):
+    first, more = csvs
+    store = Store(tmp_path / "s.db")
+    import_tracks(store, first, features={"audio": ["energy", "tempo"]})
+    old = store.search_model("audio")[0]
+    report = import_tracks(store, more, features={"audio": ["energy", "loud"]})
+    new = store.search_model("audio")[0]
+    assert new != old and report.extended == {}
+    (line,) = report.replaced
+    assert f"replaces {old} (columns energy,tempo)" in line and "3 tracks have 'audio' features only from" in line
+    # Back to the first columns: the first model is current again, and the change is said again.
+    report = import_tracks(store, first, features={"audio": ["energy", "tempo"]})
+    assert store.search_model("audio")[0] == old and report.extended == {"audio": old}
+    assert f"replaces {new}" in report.replaced[0]
+
+
+def test_the_command_line_says_what_it_kept_extended_and_replaced(tmp_path, csvs, capsys):
+    from audiograph.cli import main
+
+    first, more = csvs
+    db = str(tmp_path / "s.db")
+    assert (
+        main(["import-tracks", str(first), "--db", db, "--features", "audio=energy,tempo", "--genre-col", "genre"]) == 0
+    )
+    assert "1 genres" in capsys.readouterr().out
+    assert main(["import-tracks", str(more), "--db", db, "--features", "audio=energy,tempo"]) == 0
+    out = capsys.readouterr().out
+    assert "genres left as they were" in out and "added to the existing space of model import:audio@" in out
+    assert main(["import-tracks", str(more), "--db", db, "--features", "audio=energy,loud"]) == 0
+    assert "note: feature group 'audio': model import:audio@" in capsys.readouterr().err

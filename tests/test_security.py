@@ -1,0 +1,129 @@
+"""A store from someone else runs no code: checkpoints load with the weights-only unpickler, and only from the
+store's own `<store>.models/` folder; a refused model is explained in one line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiograph.errors import StoreError
+from audiograph.store import Store
+
+
+class _Payload:
+    """Unpickled in full, this runs a shell command: the exploit a malicious store would carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def _malicious_checkpoint(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {}, "hyper_parameters": {"encoder": _Payload(marker)}}, path)
+    return path
+
+
+def _register(store: Store, model_id: str, kind: str, space: str, checkpoint: str) -> None:
+    """A registry row as a foreign store could hold it (written directly: `register_model` refuses these)."""
+    store.db.execute(
+        "INSERT INTO models (id, kind, space, checkpoint, config, metrics, created) VALUES (?, ?, ?, ?, '{}', '{}', ?)",
+        [model_id, kind, space, checkpoint, "2999-01-01T00:00:00+00:00"],
+    )
+    store.db.conn.commit()
+
+
+def test_the_payload_is_live(tmp_path):
+    """The test checkpoint really runs its command when unpickled in full, so the tests below can fail."""
+    marker = tmp_path / "ran"
+    path = _malicious_checkpoint(tmp_path / "evil.ckpt", marker)
+    code = f"import torch; torch.load({str(path)!r}, weights_only=False)"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    assert marker.exists()
+
+
+def test_a_malicious_checkpoint_runs_nothing_and_is_refused_in_one_line(store_copy, synth_collection, tmp_path, capsys):
+    from audiograph.audio.encoder import resolve_encoder
+    from audiograph.cli import main
+
+    marker = tmp_path / "code-ran"
+    store = store_copy
+    checkpoint = _malicious_checkpoint(store.models_dir / "audio-encoder-29990101-000000" / "last.ckpt", marker)
+    _register(
+        store,
+        "audio-encoder-29990101-000000",
+        "audio-encoder",
+        "acoustic",
+        str(checkpoint.relative_to(store.path.parent)),
+    )
+
+    with pytest.raises(StoreError, match="refused: checkpoint .* holds objects other than weights") as info:
+        resolve_encoder(store, "latest")
+    assert "posix.system" in str(info.value) and "\n" not in str(info.value)
+    assert not marker.exists()
+
+    # embed-audio picks the newest encoder: it stops before any work, saying why in one line.
+    code = main(["embed-audio", str(synth_collection / "audio"), "--db", str(store.path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "model 'audio-encoder-29990101-000000' refused" in err[0]
+    assert not marker.exists()
+
+
+def test_a_malicious_musig_checkpoint_is_refused_by_query_and_embed_musig(store_copy, tmp_path, capsys):
+    from audiograph.cli import main
+
+    marker = tmp_path / "code-ran"
+    store = store_copy
+    checkpoint = _malicious_checkpoint(store.models_dir / "musig-29990101-000000" / "last.ckpt", marker)
+    _register(store, "musig-29990101-000000", "musig", "musig", str(checkpoint.relative_to(store.path.parent)))
+    ids = [t["id"] for t in store.tracks()]
+    store.put_vectors("musig", "musig-29990101-000000", {t: np.ones(8, np.float32) for t in ids})
+    new_file = tmp_path / "new.wav"
+    t = np.arange(3 * 22050) / 22050
+    sf.write(new_file, (0.3 * np.sin(2 * np.pi * 987 * t)).astype(np.float32), 22050)
+
+    for argv in (["query", str(new_file)], ["embed-musig"]):
+        code = main([*argv, "--db", str(store.path)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1, err
+        assert "model 'musig-29990101-000000' refused: checkpoint" in err[0] and str(checkpoint) in err[0]
+        assert "holds objects other than weights" in err[0]
+    assert not marker.exists()
+
+
+def test_checkpoints_outside_the_models_folder_are_refused(store_copy, tmp_path):
+    from audiograph.audio.encoder import resolve_encoder
+
+    store = store_copy
+    outside = tmp_path / "elsewhere" / "model.ckpt"
+    outside.parent.mkdir()
+    torch.save({"state_dict": {}, "hyper_parameters": {}}, outside)  # harmless, but not the store's
+    link = store.models_dir / "audio-encoder-29990101-000002" / "last.ckpt"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    for n, checkpoint in enumerate(
+        [str(outside), f"{store.models_dir.name}/../elsewhere/model.ckpt", str(link.relative_to(store.path.parent))]
+    ):
+        _register(store, f"audio-encoder-2999010{n}-000000", "audio-encoder", "acoustic", checkpoint)
+        with pytest.raises(StoreError, match="refused: its checkpoint .* lies outside .*models"):
+            resolve_encoder(store, f"audio-encoder-2999010{n}-000000")
+    with pytest.raises(StoreError, match="outside"):
+        store.register_model("mine", "audio-encoder", "acoustic", checkpoint=outside)
+
+
+def test_no_module_unpickles_in_full():
+    """No source file loads a checkpoint with weights_only=False (or without saying weights_only)."""
+    package = Path(__file__).resolve().parents[1] / "audiograph"
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        assert "weights_only=False" not in text, path
+        for line in text.splitlines():
+            if "torch.load(" in line or "load_from_checkpoint(" in line:
+                assert "weights_only=True" in line, f"{path}: {line.strip()}"
