@@ -18,7 +18,7 @@ from audiograph.store import Store
 from audiograph.synth import synthesize
 
 
-DEMO_AUDIO_EPOCHS = 8
+DEMO_AUDIO_EPOCHS = 5
 DEMO_MUSIG_EPOCHS = 10
 DEMO_MIN_LENGTH = 20  # the synthetic playlists hold 10-50 tracks; the paper evaluates those of 40+
 DEMO_METHODS = ["cf", "track2vec", "node2vec", "graphsage:acoustic", "musig:acoustic", "musig:audio",
@@ -61,16 +61,21 @@ def run_demo(out: str | Path = "audiograph-demo", quiet: bool = False) -> None:
     print(f"{graph.min_weight_reason}")
     print(f"{g['nodes']} tracks, {g['edges']} edges, {g['components']} components, {g['isolated_nodes']} isolated")
 
-    step(f"4. train-audio: triplets by graph distance, {DEMO_AUDIO_EPOCHS} epochs (a short schedule)")
+    step(f"4. train-audio: contrastive, positives by graph distance, {DEMO_AUDIO_EPOCHS} epochs (a short schedule)")
     report = train_audio(store, max_epochs=DEMO_AUDIO_EPOCHS, quiet=True)
-    print(f"{report.model_id}: validation triplet accuracy {report.metrics.get('val_triplet_accuracy', 0):.3f},"
-          f" graph-neighbour recall@10 {report.metrics.get('val_recall_at_10', 0):.3f}")  # fmt: skip
+    g = report.guard
+    print(f"{report.model_id}: graph-neighbour precision@5 of validation tracks {g['trained_precision_at_5']:.3f}"
+          f" (descriptors {g['descriptors_precision_at_5']:.3f},"
+          f" untrained encoder {g['untrained_precision_at_5']:.3f})")
     print(f"re-embedded {report.embedded} tracks into the acoustic space from the log-mel cache")
 
     step(f"5. train-musig: playlist, genre and audio-similarity tasks, {DEMO_MUSIG_EPOCHS} epochs")
     musig = train_musig(store, max_epochs=DEMO_MUSIG_EPOCHS, quiet=True)
-    print(f"{musig.model_id} on {', '.join(musig.features)} (similarity task on {musig.similarity_group}):"
-          f" held-out link AUC {musig.metrics.get('val_auc', 0):.3f}; {musig.embedded} tracks in the musig space")  # fmt: skip
+    m = musig.metrics
+    print(f"{musig.model_id} on {', '.join(musig.features)} (similarity task on {musig.similarity_group}), best"
+          f" epoch {int(m.get('epoch', 0))}: completing held-out playlists, hit rate {m.get('val_hr', float('nan')):.3f}"
+          f" against {m.get('val_hr_features', float('nan')):.3f} for its z-scored input features;"
+          f" {musig.embedded} tracks in the musig space")  # fmt: skip
 
     with open(out / "collection" / "tracks.csv", newline="", encoding="utf-8") as f:
         first = next(csv.DictReader(f))

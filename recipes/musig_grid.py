@@ -1,12 +1,13 @@
 """Grid search over MUSIG's task weights (the paper's §3.5): one training run per preset, compared on
-the held-out validation edges.
+train-musig's own validation (completion of held-out playlists, or link AUC on held-out edges).
 
     python recipes/musig_grid.py [--db STORE] [--out recipe-musig-grid] [--seeds 0 1 2] [--quick]
 
 Without --db, the default synthetic collection is built in the output folder first (synthesize,
 embed-audio, build-graph, a short train-audio, as `audiograph demo` does). Every preset trains on
 the same features and the same edge split of a seed; nothing is registered, the store's musig
-space is left as it was, and checkpoints and logs go to the output folder's runs/. Reports each preset's held-out link AUC and each task's validation loss
+space is left as it was, and checkpoints and logs go to the output folder's runs/. Reports each
+preset's validation hit rate (or link AUC) and each task's validation loss
 (unweighted, so comparable across presets) at its best epoch, as a Markdown table printed and
 written to results.md, with the raw numbers, seeds, versions and wall times in results.json.
 """
@@ -35,8 +36,9 @@ from audiograph.store import Store
 from audiograph.synth import synthesize
 
 AUDIO_EPOCHS = 8  # a short encoder schedule, as the demo's
-METRICS = {"val_auc": "link AUC", "val_playlist_loss": "playlist BCE", "val_genre_loss": "genre BCE",
-           "val_audio_loss": "similarity RMSE", "val_loss": "weighted total"}  # fmt: skip
+METRICS = {"val_hr": "playlist HR", "val_hr_features": "features' HR", "val_auc": "link AUC",
+           "val_playlist_loss": "playlist loss", "val_genre_loss": "genre BCE", "val_audio_loss": "similarity RMSE",
+           "val_loss": "weighted total"}  # fmt: skip
 
 
 def build_synthetic_store(out: Path, args) -> Store:
@@ -77,9 +79,9 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", choices=list(TASK_WEIGHT_PRESETS), default=list(TASK_WEIGHT_PRESETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one training run per preset and seed")
     parser.add_argument("--features", help="feature groups (default: every group the store has)")
-    parser.add_argument("--epochs", type=int, default=30, help="MUSIG epochs (early stopping on the link AUC)")
+    parser.add_argument("--epochs", type=int, default=30, help="MUSIG epochs (early stopping on validation)")
     parser.add_argument("--batches-per-epoch", type=int, help="cap on MUSIG batches per epoch")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of edges held out for validation")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of playlists (else edges) held out")
     parser.add_argument("--audio-epochs", type=int, default=AUDIO_EPOCHS, help="train-audio epochs (synthetic store)")
     parser.add_argument("--tracks", type=int, default=240)
     parser.add_argument("--genres", type=int, default=6)
@@ -114,17 +116,20 @@ def main() -> None:
             seconds = time.perf_counter() - start
             runs[preset].append({"seed": seed, "model_id": report.model_id, "checkpoint": report.checkpoint,
                                  "epochs": report.epochs, "metrics": report.metrics, "seconds": seconds})  # fmt: skip
-            print(f"  {preset} seed {seed}: link AUC {report.metrics.get('val_auc', float('nan')):.3f}"
+            monitor = "val_hr" if "val_hr" in report.metrics else "val_auc"
+            print(f"  {preset} seed {seed}: {METRICS[monitor]} {report.metrics.get(monitor, float('nan')):.3f}"
                   f" after {report.epochs} epochs ({seconds:.1f} s)")  # fmt: skip
 
     table = markdown_table(runs)
     wall = time.perf_counter() - started
     versions = {"audiograph": audiograph.__version__, "torch": torch.__version__, "lightning": lightning.__version__,
                 "torch_geometric": torch_geometric.__version__, "python": platform.python_version()}  # fmt: skip
-    best = max(runs, key=lambda p: statistics.mean(r["metrics"].get("val_auc", 0.0) for r in runs[p]))
-    notes = (f"Validation on {args.val_fraction:.0%} held-out edges and as many random pairs; metrics at each run's"
-             f" best epoch by link AUC; task losses unweighted (the genre and similarity heads of a preset that"
-             f" gives them weight 0 are untrained). Seeds {args.seeds}; {platform.platform()}; "
+    monitor = "val_hr" if any("val_hr" in r["metrics"] for rs in runs.values() for r in rs) else "val_auc"
+    best = max(runs, key=lambda p: statistics.mean(r["metrics"].get(monitor, 0.0) for r in runs[p]))
+    notes = (f"Validation on {args.val_fraction:.0%} held-out playlists (completion hit rate) or, with too few"
+             f" playlists, held-out edges (link AUC); metrics at each run's best epoch by {METRICS[monitor]}; task"
+             f" losses unweighted (the genre and similarity heads of a preset that gives them weight 0 are"
+             f" untrained). Seeds {args.seeds}; {platform.platform()}; "
              + ", ".join(f"{k} {v}" for k, v in versions.items()) + f". Wall time {wall / 60:.1f} min.")  # fmt: skip
     text = f"# MUSIG task-weight grid\n\nStore `{store.path}`, features {', '.join(groups)}.\n\n{table}\n\n{notes}\n"
     (args.out / "results.md").write_text(text)
@@ -132,7 +137,8 @@ def main() -> None:
                "nodes": data.graph.num_nodes, "edges": data.graph.num_edges // 2, "runs": runs, "best_preset": best,
                "versions": versions, "wall_seconds": wall, "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"\n{table}\n\n{notes}\nbest by link AUC: {best} (train it with `audiograph train-musig --task-weights {best}`)")
+    print(f"\n{table}\n\n{notes}\nbest by {METRICS[monitor]}: {best}"
+          f" (train it with `audiograph train-musig --task-weights {best}`)")  # fmt: skip
     print(f"wrote {args.out / 'results.md'} and results.json ({wall / 60:.1f} min)")
 
 

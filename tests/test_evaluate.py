@@ -104,10 +104,13 @@ def test_split_keeps_held_out_playlists_out_of_everything(catalogue):
         votes.setdefault(r["track_id"], set()).add(r["playlist_id"])
     only_held = [t for t, ps in votes.items() if ps <= held]
     assert only_held, "the fixture should have tracks listed only in held-out playlists"
+    genre, popularity = split.features["genre"], split.features["popularity"]
     for t in only_held:
         assert split.genres[t] is None
-        assert not split.features["genre"][position[t]].any()
-        assert split.features["popularity"][position[t]][0] == 0  # no training playlist
+        # z-scored: a 0 in every one-hot column, and a playlist count of 0, is each column's lowest value
+        np.testing.assert_allclose(genre[position[t]], genre.min(axis=0))
+        assert popularity[position[t]][0] == pytest.approx(popularity[:, 0].min())  # no training playlist
+        np.testing.assert_allclose(split.cold["genre"][position[t]], genre[position[t]])
     kept = [t for t, ps in votes.items() if not ps <= held]
     assert all(split.genres[t] is not None for t in kept)
 

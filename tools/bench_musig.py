@@ -44,7 +44,8 @@ def synthetic_data(nodes: int, edges: int, dim: int, seed: int) -> MusigData:
     """A power-law graph with random features, genres and similarity vectors."""
     graph = powerlaw_graph(nodes, edges, seed=seed)
     g = torch.Generator().manual_seed(seed)
-    data = Data(x=torch.rand(nodes, dim, generator=g), genre=torch.randint(10, (nodes,), generator=g),
+    x = torch.rand(nodes, dim, generator=g)
+    data = Data(x=x, x_cold=x, genre=torch.randint(10, (nodes,), generator=g),
                 sim=F.normalize(torch.rand(nodes, 8, generator=g), dim=-1), has_sim=torch.ones(nodes, dtype=torch.bool),
                 num_nodes=nodes)  # fmt: skip
     return MusigData([str(i) for i in range(nodes)], graph, data, FeatureSpec(groups=[]), "audio")

@@ -11,7 +11,10 @@ tracks a method knows nothing about get a zero row, so their cosine to anything 
 - `Node2Vec`: biased second-order random walks on the co-occurrence graph (Grover & Leskovec
   2016), generated for all walkers at once, then gensim skip-gram. PyG's own `Node2Vec` needs
   torch-cluster or pyg-lib, which do not install here.
-- `FeatureOnly`: a raw feature block, the content-only reference.
+- `FeatureOnly`: a z-scored feature block, the simplest content-only reference.
+- `ContentMetric`: a learnt content-only metric, an MLP with a linear skip over the features a
+  track has in no playlist, trained with InfoNCE on pairs of tracks from the same training
+  playlist: the bar an inductive graph model must clear on tracks in no playlist.
 
 gensim is imported only when Track2Vec or Node2Vec runs.
 """
@@ -329,7 +332,7 @@ class Node2Vec(EmbeddingMethod):
 
 @dataclass
 class FeatureOnly(EmbeddingMethod):
-    """The content-only reference: the raw feature block `split.features[group]` as the vector."""
+    """The content-only reference: the feature block `split.features[group]` (z-scored) as the vector."""
 
     group: str
     name: str = "Features"
@@ -340,3 +343,74 @@ class FeatureOnly(EmbeddingMethod):
 
     def embed(self, split: EvalSplit) -> np.ndarray:
         return np.array(split.features[self.group], dtype=np.float32)
+
+
+class PairMetricModule(L.LightningModule):
+    """An MLP with a linear skip, L2-normalised, trained with in-batch InfoNCE on positive pairs."""
+
+    def __init__(self, in_channels: int, hidden: int = 256, dim: int = 64, temperature: float = 0.1, lr: float = 1e-3):
+        super().__init__()
+        self.save_hyperparameters()
+        self.mlp = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.skip = nn.Linear(in_channels, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.mlp(x) + self.skip(x), dim=-1)
+
+    def training_step(self, batch, batch_idx):
+        from audiograph.musig.model import info_nce
+
+        a, b = batch
+        loss = info_nce(self(a), self(b), self.hparams.temperature)
+        self.log("train_loss", loss, batch_size=len(a))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+def same_playlist_pairs(playlists: list[np.ndarray], count: int, rng: np.random.Generator) -> np.ndarray:
+    """[count, 2] node pairs, each two distinct tracks of one playlist drawn in proportion to its length."""
+    playlists = [p for p in playlists if len(p) > 1]
+    if not playlists:
+        return np.zeros((0, 2), np.int64)
+    sizes = np.array([len(p) for p in playlists])
+    which = rng.choice(len(playlists), size=count, p=sizes / sizes.sum())
+    first = (rng.random(count) * sizes[which]).astype(np.int64)
+    second = (first + 1 + (rng.random(count) * (sizes[which] - 1)).astype(np.int64)) % sizes[which]
+    flat, offsets = np.concatenate(playlists), np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return np.stack([flat[offsets[which] + first], flat[offsets[which] + second]], 1)
+
+
+@dataclass
+class ContentMetric(EmbeddingMethod):
+    """A learnt content-only metric: `PairMetricModule` over the features each track has in no
+    playlist (`split.cold`), trained on same-playlist pairs; every track is placed by content alone."""
+
+    groups: tuple[str, ...]
+    steps: int = 3000
+    batch_size: int = 256
+    temperature: float = 0.1
+    accelerator: str = "cpu"
+    name: ClassVar[str] = "Content metric"
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.groups
+
+    def embed(self, split: EvalSplit) -> np.ndarray:
+        x = torch.from_numpy(np.concatenate([split.cold.get(g, split.features[g]) for g in self.groups], 1))
+        pairs = torch.from_numpy(same_playlist_pairs(split.train_playlists, self.steps * self.batch_size,
+                                                     np.random.default_rng(split.seed)))  # fmt: skip
+        if len(pairs) == 0:
+            return x.numpy()
+        L.seed_everything(split.seed, verbose=False)
+        module = PairMetricModule(x.shape[1], temperature=self.temperature)
+        loader = DataLoader(TensorDataset(x[pairs[:, 0]], x[pairs[:, 1]]), batch_size=self.batch_size)
+        quiet_lightning()
+        trainer = L.Trainer(max_epochs=1, accelerator=self.accelerator, devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+        with single_thread():
+            trainer.fit(module, loader)
+        with torch.no_grad():
+            return module.eval()(x).numpy()

@@ -14,19 +14,30 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from audiograph.errors import ConfigError
-from audiograph.eval.baselines import CF, EmbeddingMethod, FeatureOnly, Node2Vec, Track2Vec, l2_normalize
+from audiograph.eval.baselines import (
+    CF,
+    ContentMetric,
+    EmbeddingMethod,
+    FeatureOnly,
+    Node2Vec,
+    Track2Vec,
+    l2_normalize,
+)
 from audiograph.eval.metrics import METRICS, case_metrics, mean_std, paired_test, rank_candidates, summarise
 from audiograph.eval.protocol import EvalSplit, make_split
 from audiograph.musig.features import FEATURE_GROUPS, FeatureSpec
 from audiograph.musig.model import TASK_WEIGHT_PRESETS, parse_task_weights
 from audiograph.store import Store
 
-METHOD_KINDS = ("cf", "track2vec", "node2vec", "graphsage", "musig", "features")
+# "musig-PRESET" is MUSIG with a preset's task weights (e.g. musig-content-heavy:audio), "musig" with evaluate's.
+MUSIG_PRESET_KINDS = tuple(f"musig-{name}" for name in ("multi", "playlist-heavy", "content-heavy", "auto"))
+METHOD_KINDS = ("cf", "track2vec", "node2vec", "graphsage", "musig", "features", "content", *MUSIG_PRESET_KINDS)
 # Kinds that need feature groups, and those that take none.
-_NEEDS_GROUPS = {"graphsage", "musig", "features"}
+_NEEDS_GROUPS = {"graphsage", "musig", "features", "content", *MUSIG_PRESET_KINDS}
 _NO_GROUPS = {"cf", "node2vec"}
 DISPLAY_NAMES = {"cf": "CF", "track2vec": "Track2Vec", "node2vec": "Node2Vec", "graphsage": "GraphSAGE",
-                 "musig": "MUSIG", "features": "Features only"}  # fmt: skip
+                 "musig": "MUSIG", "features": "Features only", "content": "Content metric",
+                 **{kind: f"MUSIG ({kind[len('musig-'):]})" for kind in MUSIG_PRESET_KINDS}}  # fmt: skip
 
 
 class MusigMethod(EmbeddingMethod):
@@ -42,16 +53,15 @@ class MusigMethod(EmbeddingMethod):
         features: tuple[str, ...],
         task_weights: str | tuple = "multi",
         similarity: str | None = "auto",
-        max_epochs: int = 20,
-        patience: int = 4,
         accelerator: str = "auto",
         **options,
     ):
         self.store, self.features = store, tuple(features)
-        self.task_weights = parse_task_weights(task_weights)
+        # "auto": the paper's grid search over task-weight presets, on the split's own validation.
+        self.task_weights = "auto" if task_weights == "auto" else parse_task_weights(task_weights)
         self.name = "GraphSAGE" if self.task_weights[1:] == (0.0, 0.0) else "MUSIG"
-        self.similarity, self.max_epochs, self.patience = similarity, max_epochs, patience
-        self.accelerator, self.options = accelerator, options
+        # Training options (max_epochs, patience, ...) default to train-musig's, the ones users get.
+        self.similarity, self.accelerator, self.options = similarity, accelerator, options
 
     def embed(self, split: EvalSplit) -> np.ndarray:
         from audiograph.musig.training import MusigModule, assemble_musig_data, musig_vectors, train_musig
@@ -59,20 +69,24 @@ class MusigMethod(EmbeddingMethod):
         similarity = self.similarity
         if similarity == "auto":
             similarity = next((g for g in ("acoustic", "audio") if g in split.features), None)
-        if self.task_weights[2] == 0:
+        if self.task_weights != "auto" and self.task_weights[2] == 0:
             similarity = None
         x = np.concatenate([split.features[g] for g in self.features], axis=1)
+        x_cold = np.concatenate([split.cold.get(g, split.features[g]) for g in self.features], axis=1)
         sim = split.features[similarity] if similarity else None
         has_sim = split.present[similarity] if similarity else None
         data = assemble_musig_data(split.node_ids, split.graph, x, split.genres, FeatureSpec(groups=list(self.features)),
-                                   similarity, sim, has_sim)  # fmt: skip
+                                   similarity, sim, has_sim, x_cold=x_cold, playlists=split.train_playlists)  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="audiograph-eval-") as run_dir:
             report = train_musig(
                 self.store, musig_data=data, register=False, models_dir=run_dir, task_weights=self.task_weights,
-                max_epochs=self.max_epochs, patience=self.patience, seed=split.seed, accelerator=self.accelerator,
-                quiet=True, **self.options,
+                seed=split.seed, accelerator=self.accelerator, quiet=True, **self.options,
             )  # fmt: skip
-            module = MusigModule.load_from_checkpoint(report.checkpoint, map_location="cpu").eval()
+            from audiograph.weights import weights_only_loading
+
+            with weights_only_loading(report.checkpoint):
+                module = MusigModule.load_from_checkpoint(report.checkpoint, map_location="cpu", weights_only=True)
+            module.eval()
         return musig_vectors(module, data, self.accelerator).numpy()
 
 
@@ -107,7 +121,7 @@ def parse_methods(names: list[str] | str, available: list[str]) -> list[MethodSp
         groups = tuple(g for g in groups_text.split("+") if g)
         if kind not in METHOD_KINDS:
             raise ConfigError(f"unknown method '{name}'; choose from {', '.join(METHOD_KINDS)} (e.g. musig:audio)")
-        if similarity and (kind != "musig" or similarity not in ("audio", "acoustic")):
+        if similarity and (not kind.startswith("musig") or similarity not in ("audio", "acoustic")):
             raise ConfigError(f"method '{name}': only musig takes a similarity task, @audio or @acoustic")
         unknown = [g for g in groups if g not in FEATURE_GROUPS]
         if unknown:
@@ -126,12 +140,14 @@ def parse_methods(names: list[str] | str, available: list[str]) -> list[MethodSp
 
 
 def default_methods(groups: list[str]) -> list[MethodSpec]:
-    """The paper's Table 2 for the groups at hand, plus each group alone as a content-only reference."""
+    """The paper's Table 2 for the groups at hand, plus the content-only references: each group's
+    z-scored features alone and together, and the learnt content metric on all groups."""
     specs = [MethodSpec("cf"), MethodSpec("track2vec"), MethodSpec("node2vec")]
     for kind in ("track2vec", "graphsage", "musig", "features"):
         specs += [MethodSpec(kind, (g,)) for g in groups]
-        if len(groups) > 1 and kind != "features":
+        if len(groups) > 1:
             specs.append(MethodSpec(kind, tuple(groups)))  # all of Table 1 at once
+    specs.append(MethodSpec("content", tuple(groups)))
     return specs
 
 
@@ -146,19 +162,24 @@ def build_method(spec: MethodSpec, store: Store, task_weights="multi", accelerat
         return Node2Vec()
     if spec.kind == "features":
         return FeatureOnly(spec.groups[0]) if len(spec.groups) == 1 else _Concatenated(spec.groups)
+    if spec.kind == "content":
+        return ContentMetric(spec.groups)
     weights = TASK_WEIGHT_PRESETS["graphsage"] if spec.kind == "graphsage" else task_weights
+    if spec.kind in MUSIG_PRESET_KINDS:
+        weights = spec.kind[len("musig-") :]
     return MusigMethod(store, spec.groups, task_weights=weights, similarity=spec.similarity or "auto",
                        accelerator=accelerator, **(musig_options or {}))  # fmt: skip
 
 
 class _Concatenated(EmbeddingMethod):
-    """Several feature groups side by side, each block L2-normalised (a content-only reference)."""
+    """Several z-scored feature groups side by side (a content-only reference): every dimension
+    weighs the same in the cosine, as in a model's input layer."""
 
     def __init__(self, groups: tuple[str, ...]):
         self.name, self.features = "Features", tuple(groups)
 
     def embed(self, split: EvalSplit) -> np.ndarray:
-        return np.concatenate([l2_normalize(FeatureOnly(g).embed(split)) for g in self.features], axis=1)
+        return np.concatenate([FeatureOnly(g).embed(split) for g in self.features], axis=1)
 
 
 def held_out_playlists(store: Store, sources: list) -> tuple[list[dict], int]:
@@ -247,7 +268,8 @@ def evaluate(
     """
     if not seeds:
         raise ConfigError("evaluate needs at least one seed")
-    parse_task_weights(task_weights)  # fail now, not after the first methods have trained
+    if task_weights != "auto":
+        parse_task_weights(task_weights)  # fail now, not after the first methods have trained
     first = make_split(store, held_out=held_out, min_length=min_length, seed_fraction=seed_fraction,
                        holdout=holdout, max_playlists=max_playlists, seed=seeds[0])  # fmt: skip
     groups = list(first.features)

@@ -18,7 +18,7 @@ import numpy as np
 from audiograph.errors import ConfigError
 from audiograph.graph.cooccurrence import cooccurrence_matrix, threshold
 from audiograph.graph.csr import CSRGraph
-from audiograph.musig.features import available_groups, build_features
+from audiograph.musig.features import available_groups, build_features, cold_features
 from audiograph.store import Store
 
 
@@ -43,9 +43,11 @@ class EvalSplit:
     - `node_ids`: the catalogue, one node per track; every array below indexes it.
     - `train_playlists`: node-index arrays of the playlists methods may learn from, in order.
     - `graph`: the co-occurrence graph of `train_playlists` only, thresholded as the stored graph is.
-    - `features`: feature group -> [N, d] float32, each scaled to 0-1, zeros where a track lacks
-      the group; genre labels and popularity counts come from `train_playlists` only.
+    - `features`: feature group -> [N, d] float32, each z-scored, zeros (the mean) where a track
+      lacks the group; genre labels and popularity counts come from `train_playlists` only.
     - `present`: feature group -> [N] bool, which tracks have the group (e.g. acoustic vectors).
+    - `cold`: feature group -> [N, d], the features each track would have in no playlist (no
+      playlist-voted genre, zero playlist count and degree), scaled as `features`.
     - `genres`: track id -> genre label derived without the held-out playlists (None if unknown).
     - `cases`: the held-out playlists, as seed lists and candidate sets.
     - `seed`: the repetition's random seed; every method seeds its own randomness from it.
@@ -60,6 +62,7 @@ class EvalSplit:
     seed: int = 0
     present: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    cold: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_nodes(self) -> int:
@@ -147,14 +150,7 @@ def make_split(
     seen = np.zeros(len(node_ids), bool)
     if train_playlists:
         seen[np.concatenate(train_playlists)] = True
-    cases = []
-    for playlist in evaluated:
-        tracks = indices(playlist)
-        n_seeds = min(len(tracks) - 1, max(1, round(seed_fraction * len(tracks))))
-        seeds, targets = tracks[:n_seeds], tracks[n_seeds:]
-        decoys = _matched_decoys(targets, tracks, seen, rng)
-        # Shuffled, so that methods which tie (e.g. zero vectors) gain nothing from the order.
-        cases.append(EvalCase(playlist["id"], seeds, targets, rng.permutation(np.concatenate([targets, decoys]))))
+    cases = completion_cases([(p["id"], indices(p)) for p in evaluated], seen, seed_fraction, rng)
 
     graph_info = store.get_meta("graph") or {}
     graph = playlist_graph(train_playlists, len(node_ids), graph_info.get("min_weight", 1.0))
@@ -164,6 +160,8 @@ def make_split(
     x, spec, mask = build_features(store, node_ids, graph, groups, genres=genres, playlists=train_dicts)
     bounds = np.cumsum([0, *(spec.dims[g] for g in spec.groups)])
     features = {g: x[:, a:b] for g, a, b in zip(spec.groups, bounds[:-1], bounds[1:])}
+    x_cold = cold_features(store, node_ids, spec)
+    cold = {g: x_cold[:, a:b] for g, a, b in zip(spec.groups, bounds[:-1], bounds[1:])}
     present = {g: mask[:, k] for k, g in enumerate(spec.groups)}
     info = {
         "playlists": len(stored),
@@ -175,7 +173,24 @@ def make_split(
         "unseen_targets": float(np.mean([not seen[t] for c in cases for t in c.targets])),
         "min_weight": graph_info.get("min_weight", 1.0),
     }
-    return EvalSplit(node_ids, train_playlists, graph, features, genres, cases, seed=seed, present=present, info=info)
+    return EvalSplit(
+        node_ids, train_playlists, graph, features, genres, cases, seed=seed, present=present, info=info, cold=cold
+    )
+
+
+def completion_cases(
+    playlists: list[tuple[str, np.ndarray]], seen: np.ndarray, seed_fraction: float, rng: np.random.Generator
+) -> list[EvalCase]:
+    """One case per (id, distinct node indices in order) playlist: its first `seed_fraction` as seeds,
+    the rest as targets, mixed with as many decoys matched on `seen` (bool [N]: in a training playlist)."""
+    cases = []
+    for playlist_id, tracks in playlists:
+        n_seeds = min(len(tracks) - 1, max(1, round(seed_fraction * len(tracks))))
+        seeds, targets = tracks[:n_seeds], tracks[n_seeds:]
+        decoys = _matched_decoys(targets, tracks, seen, rng)
+        # Shuffled, so that methods which tie (e.g. zero vectors) gain nothing from the order.
+        cases.append(EvalCase(playlist_id, seeds, targets, rng.permutation(np.concatenate([targets, decoys]))))
+    return cases
 
 
 def _matched_decoys(targets: np.ndarray, playlist: np.ndarray, seen: np.ndarray, rng: np.random.Generator) -> np.ndarray:

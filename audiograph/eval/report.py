@@ -114,3 +114,24 @@ def write_report(evaluation: Evaluation, out: Path, *, title: str, about_data: s
     (out / "results.json").write_text(json.dumps({"results": evaluation.to_json(), "per_playlist_hr": per_playlist, **meta},
                                                  indent=2))  # fmt: skip
     return out / "results.md"
+
+
+def check_margins(evaluation: Evaluation, target: str, baselines: list[str], margin: float = 0.01,
+                  alpha: float = 0.01) -> list[str]:  # fmt: skip
+    """One line per baseline: does the method labelled `target` beat it on HR by at least `margin`,
+    significantly at `alpha` (paired Wilcoxon over playlists)?"""
+    by_label = {r.spec.label: r for r in evaluation.results}
+    main = by_label.get(target)
+    if main is None:
+        return [f"- {target}: not evaluated"]
+    lines = []
+    for label in baselines:
+        other = by_label.get(label)
+        if other is None:
+            lines.append(f"- vs {label}: not evaluated")
+            continue
+        gain, p = main.mean["HR"] - other.mean["HR"], compare(main, other)
+        verdict = "**yes**" if gain >= margin and p < alpha else "**no**"
+        lines.append(f"- {_name(main)} beats {_name(other)} by at least {margin:g} HR at p < {alpha:g}: {verdict}"
+                     f" (HR {main.mean['HR']:.4f} vs {other.mean['HR']:.4f}, +{gain:.4f}, paired Wilcoxon p = {p:.2g})")  # fmt: skip
+    return lines

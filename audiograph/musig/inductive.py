@@ -47,14 +47,14 @@ def file_features(store: Store, spec: FeatureSpec, path: Path, data: bytes) -> n
                 values = analysis.descriptors
             else:
                 raise ConfigError(f"this MUSIG model uses imported '{group}' features, which an audio file does not have")
-            parts[group] = spec.scale(group, values[None, :])
+            parts[group] = spec.standardize(group, values[None, :])
         elif group == "genre":
             from audiograph.audio.decode import decode
 
             tags = analysis.audio.tags if analysis else decode(path, data=data).tags
-            parts[group] = spec.one_hot([tags.get("genre")])
+            parts[group] = spec.standardize(group, spec.one_hot([tags.get("genre")]))
         else:  # popularity: a new file is in no playlist and has no imported popularity
-            parts[group] = spec.scale(group, np.zeros((1, len(spec.minimum[group])), np.float32))
+            parts[group] = spec.standardize(group, np.zeros((1, spec.dims[group]), np.float32))
     return spec.assemble(parts)
 
 
@@ -69,6 +69,6 @@ def embed_isolated(model: MUSIG, x: torch.Tensor) -> torch.Tensor:
 
 def embed_new_file(store: Store, model_row: dict, path: Path, data: bytes) -> np.ndarray:
     """The MUSIG vector of an audio file in no playlist: its own features through the learnt aggregators."""
-    model, hparams = load_musig_checkpoint(model_row["checkpoint"])
+    model, hparams = load_musig_checkpoint(store.checkpoint_file(model_row), f"model '{model_row['id']}'")
     x = torch.from_numpy(file_features(store, FeatureSpec.from_dict(hparams["features"]), path, data))
     return embed_isolated(model, x)[0].numpy()

@@ -71,50 +71,103 @@ def full_adjacency(rowptr: torch.Tensor, col: torch.Tensor, num_nodes: int) -> t
 
 class MUSIG(nn.Module):
     """K GraphSAGE mean layers: h_v^k = W^k [h_v^(k-1) || mean(h_u^(k-1), u in N(v))], ReLU between
-    layers, L2-normalised output (PyG's `SAGEConv`; its two linear maps are W^k split in two)."""
+    layers, L2-normalised output (PyG's `SAGEConv`; its two linear maps are W^k split in two).
 
-    def __init__(self, in_channels: int, hidden_channels: int = 256, out_channels: int = 128,
-                 num_layers: int = 2, dropout: float = 0.0):  # fmt: skip
+    With `skip`, a linear map of the node's own input features is added to the last layer's output,
+    so a track's own features reach its vector directly: on real playlists most tracks to place are
+    in no playlist, and their vector is all they have.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int = 256,
+        out_channels: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        skip: bool = True,
+    ):
         super().__init__()
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = nn.ModuleList(SAGEConv(a, b, aggr="mean") for a, b in zip(sizes[:-1], sizes[1:]))
+        self.skip = nn.Linear(in_channels, out_channels, bias=False) if skip else None
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, adjacencies: list[torch.Tensor]) -> torch.Tensor:
         """Vectors of the first `adjacencies[-1].shape[0]` nodes; one adjacency per layer, either per-layer
         bipartite blocks from `layer_adjacencies` or the same full-graph adjacency K times."""
+        inputs = x
         for layer, (conv, adj) in enumerate(zip(self.convs, adjacencies)):
             x = conv((x[: adj.shape[1]], x[: adj.shape[0]]), adj)
             if layer < len(self.convs) - 1:
                 x = F.dropout(F.relu(x), self.dropout, self.training)
+        if self.skip is not None:
+            x = x + self.skip(inputs[: x.shape[0]])
         return F.normalize(x, dim=-1)
+
+
+def musig_from_hparams(hparams: dict) -> MUSIG:
+    """An untrained `MUSIG` shaped as a `MusigModule`'s saved hyperparameters say."""
+    return MUSIG(
+        hparams["in_channels"],
+        hparams["hidden_channels"],
+        hparams["out_channels"],
+        hparams["num_layers"],
+        hparams["dropout"],
+        skip=hparams.get("skip", False),  # models saved before the skip path had none
+    )
 
 
 class PairHeads(nn.Module):
     """One head per task on a pair of vectors: f_t(s_i, s_j) = w_t . (s_i * s_j) + b_t.
 
     A weighted inner product: every task reads the shared space through the geometry that
-    retrieval uses (cosine), with its own weighting of dimensions.
+    retrieval uses (cosine), with its own weighting of dimensions. The classification heads start
+    as a cosine scaled by `init_scale` (a logit range that can express confidence); the similarity
+    head starts as the plain cosine, the same scale as the inner products it regresses on.
     """
 
-    def __init__(self, dim: int, tasks: int = len(TASKS), init_scale: float = 5.0):
+    def __init__(self, dim: int, init_scale: float = 5.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.full((tasks, dim), init_scale))
-        self.bias = nn.Parameter(torch.zeros(tasks))
+        self.weight = nn.Parameter(torch.tensor([init_scale, init_scale, 1.0]).repeat_interleave(dim).view(3, dim))
+        self.bias = nn.Parameter(torch.zeros(len(TASKS)))
 
     def forward(self, zi: torch.Tensor, zj: torch.Tensor) -> torch.Tensor:
         return (zi * zj) @ self.weight.T + self.bias
 
 
-def multitask_loss(outputs: torch.Tensor, playlist: torch.Tensor, genre: torch.Tensor, similarity: torch.Tensor,
-                   weights: tuple[float, float, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
-    """c1 * BCE(playlist) + c2 * BCE(same genre) + c3 * RMSE(similarity), the paper's Eq. 6.
+def info_nce(zi: torch.Tensor, zj: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of positive pairs: each pair's other end against every other
+    pair's, by cosine / temperature (the in-batch negatives of CLIP and SimCLR)."""
+    logits = zi @ zj.T / temperature
+    target = torch.arange(len(zi), device=zi.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
-    `outputs` [B, 3] are the heads' outputs (logits, logits, regression); `genre` and
-    `similarity` hold NaN for pairs without a label (a track without genre or features), which
-    are left out of that task's mean.
+
+def multitask_loss(
+    outputs: torch.Tensor,
+    playlist: torch.Tensor,
+    genre: torch.Tensor,
+    similarity: torch.Tensor,
+    weights: tuple[float, float, float],
+    *,
+    contrast: tuple[torch.Tensor, torch.Tensor] | None = None,
+    temperature: float = 0.1,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """c1 * L_playlist + c2 * BCE(same genre) + c3 * RMSE(similarity), the paper's Eq. 6.
+
+    `outputs` [B, 3] are the heads' outputs (logits, logits, regression) on B pairs, and `playlist`
+    [B] says which pairs are edges. L_playlist is the paper's BCE on the first head, or, given
+    `contrast` (the pairs' vectors zi, zj [B, D]), InfoNCE of each edge against the batch's other
+    edges (in-batch negatives). `genre` and `similarity` hold NaN for pairs without a label (a track
+    without genre or features), which are left out of that task's mean.
     """
-    parts = {"playlist": F.binary_cross_entropy_with_logits(outputs[:, 0], playlist.float())}
+    if contrast is None:
+        parts = {"playlist": F.binary_cross_entropy_with_logits(outputs[:, 0], playlist.float())}
+    else:
+        edges = playlist > 0.5
+        zi, zj = contrast
+        parts = {"playlist": info_nce(zi[edges], zj[edges], temperature) if edges.sum() > 1 else outputs.sum() * 0}
     known = ~torch.isnan(genre)
     parts["genre"] = (
         F.binary_cross_entropy_with_logits(outputs[known, 1], genre[known]) if known.any() else outputs.sum() * 0
@@ -127,10 +180,14 @@ def multitask_loss(outputs: torch.Tensor, playlist: torch.Tensor, genre: torch.T
     return total, parts
 
 
-def load_musig_checkpoint(path) -> tuple[MUSIG, dict]:
-    """The aggregator and its hyperparameters from a Lightning checkpoint of `MusigModule`, without Lightning."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+def load_musig_checkpoint(path, what: str = "model") -> tuple[MUSIG, dict]:
+    """The aggregator and its hyperparameters from a Lightning checkpoint of `MusigModule`, without Lightning.
+    Read with the weights-only unpickler (`audiograph.weights`): a checkpoint never runs code; one that would
+    is refused, naming `what` (e.g. "model 'x'")."""
+    from audiograph.weights import load_checkpoint
+
+    checkpoint = load_checkpoint(path, what)
     h = checkpoint["hyper_parameters"]
-    model = MUSIG(h["in_channels"], h["hidden_channels"], h["out_channels"], h["num_layers"], h["dropout"])
+    model = musig_from_hparams(h)
     model.load_state_dict({k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")})
     return model.eval(), h
