@@ -68,7 +68,8 @@ def main() -> None:
     graph = build_graph(store, [train_dir])
     print(f"graph of the training playlists: {graph.summary['nodes']} tracks, {graph.summary['edges']} edges")
     audio = train_audio(store, max_epochs=args.audio_epochs, seed=args.seed, quiet=True)
-    print(f"audio encoder: validation triplet accuracy {audio.metrics.get('val_triplet_accuracy', float('nan')):.3f}")
+    precision = audio.metrics.get("val_precision_at_5", float("nan"))
+    print(f"audio encoder: validation graph-neighbour precision@5 {precision:.3f}")
 
     held_out, unmatched = held_out_playlists(store, [holdout_dir])
     seeds = tuple(range(args.seed, args.seed + args.repeats))

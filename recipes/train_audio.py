@@ -2,11 +2,12 @@
 
     python recipes/train_audio.py [--out recipe-train-audio] [--epochs 30] [--tracks 240 --genres 6 ...]
 
-Prints the validation triplet accuracy, the genre precision@10 of nearest neighbours in three
-spaces side by side (the trained encoder, the same architecture untrained, the 42 audio
-descriptors), and training throughput in triplets/s next to the encoder's bare
-forward + backward + optimiser step on the same batch shapes, measured in the same run.
-Writes results.json to the output folder.
+Prints the validation metrics and the guard's figures, the genre precision@10 of nearest
+neighbours in three spaces side by side (the trained encoder, the same architecture untrained, the
+42 audio descriptors, z-scored), and training throughput in crops/s next to the encoder's bare
+forward + loss + backward + optimiser step on the same batch shapes, measured in the same run.
+Synthetic data: the real-music benchmark is `recipes/real_music.py`. Writes results.json to the
+output folder.
 """
 
 from __future__ import annotations
@@ -21,44 +22,53 @@ import torch
 
 from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.audio.embed import embed_audio
-from audiograph.audio.encoder import AudioEncoder, embed_tracks
-from audiograph.audio.training import AudioEncoderModule, TripletDataModule, train_audio
+from audiograph.audio.encoder import AudioEncoder, embed_tracks, resolve_encoder
+from audiograph.audio.training import AudioEncoderModule, GraphAudioData, standardised_descriptors, train_audio
 from audiograph.eval.neighbours import label_precision_at_k
 from audiograph.graph.build import build_graph
-from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store
+from audiograph.runtime import keyword_defaults
+from audiograph.store import ACOUSTIC_SPACE, Store
 from audiograph.synth import synthesize
 
 
-def bare_triplets_per_second(batch_size: int, frames: int, steps: int = 20) -> float:
-    """The encoder alone: forward, triplet loss, backward and Adam step on random crops."""
-    module = AudioEncoderModule()
+def bare_crops_per_second(module: AudioEncoderModule, data: GraphAudioData, steps: int = 20) -> float:
+    """The encoder alone: forward, loss, backward and optimiser step on random batches of the training shapes."""
     optimiser = module.configure_optimizers()["optimizer"]
-    batch = [torch.randn(batch_size, 128, frames) for _ in range(3)]
+    frames = data.frontend.logmel.frames_for(data.hparams.crop_seconds)
+    size = data.hparams.batch_size
+    if module.hparams.loss == "triplet":
+        batch = [torch.randn(size, 128, frames) for _ in range(3)]
+    else:
+        tracks = 2 * size  # (anchor, positive) pairs
+        slot = torch.arange(tracks).repeat_interleave(data.hparams.views)
+        batch = [torch.randn(len(slot), 128, frames), slot[:, None] // 2 == slot[None, :] // 2]
+    crops = sum(len(b) for b in batch) if module.hparams.loss == "triplet" else len(batch[0])
     for step in range(steps + 3):
         if step == 3:  # after warm-up
             start = time.perf_counter()
-        loss = _loss(module, batch)
+        loss = module.compute_loss(batch)[0]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return steps * batch_size / (time.perf_counter() - start)
+    return steps * crops / (time.perf_counter() - start)
 
 
-def _loss(module: AudioEncoderModule, batch) -> torch.Tensor:
-    z = module.encoder(torch.cat(batch))
-    return module.loss(*z.split(len(batch[0])))
+def data_keys() -> set[str]:
+    """GraphAudioData's options, to rebuild the training batches' shapes from a model's config."""
+    return set(keyword_defaults(GraphAudioData)) - {"num_workers"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("recipe-train-audio"))
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, help="maximum epochs (default: train_audio's)")
     parser.add_argument("--tracks", type=int, default=240)
     parser.add_argument("--genres", type=int, default=6)
     parser.add_argument("--playlists", type=int, default=120)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weight-power", type=float, help="positives in proportion to weight ** this (default: train_audio's)")
+    parser.add_argument("--weight-power", type=float,
+                        help="positives in proportion to weight ** this (default: train_audio's)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a small collection, 3 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -67,48 +77,56 @@ def main() -> None:
 
     collection = args.out / "collection"
     synthesize(collection, tracks=args.tracks, genres=args.genres, playlists=args.playlists,
-               seconds=args.seconds, seed=args.seed)  # fmt: skip
+               seconds=args.seconds, seed=args.seed)
     store = Store(args.out / "recipe.db")
     embed_audio(collection / "audio", store, quiet=True)
     graph = build_graph(store, [collection / "playlists"])
     print(f"graph: {graph.summary['nodes']} tracks, {graph.summary['edges']} edges ({graph.min_weight_reason})")
 
     options = {} if args.weight_power is None else {"weight_power": args.weight_power}
-    report = train_audio(store, max_epochs=args.epochs, seed=args.seed, **options)
+    if args.epochs:
+        options["max_epochs"] = args.epochs
+    report = train_audio(store, seed=args.seed, **options)
     genre = {t["id"]: t["genre"] for t in store.tracks()}
 
     ids, trained = store.vectors(ACOUSTIC_SPACE, report.model_id)
+    model = store.model(report.model_id)
+    encoder, _, _ = resolve_encoder(store, report.model_id)
     torch.manual_seed(args.seed)
-    untrained = embed_tracks(AudioEncoder().eval(), [chunks_as_tensors(c) for c in store.mel_chunks(ids).values()])
-    descriptor_ids, descriptors = store.vectors(DESCRIPTORS_SPACE)
-    standardised = (descriptors - descriptors.mean(0)) / descriptors.std(0)
+    untrained = AudioEncoder(**model["config"]["encoder"]).eval()
+    if untrained.input_norm_kind == "collection":  # the same input standardisation as the trained one
+        untrained.set_input_statistics(encoder.band_mean, encoder.band_std)
+    chunks = store.mel_chunks(ids)
+    untrained_vectors = embed_tracks(untrained, [chunks_as_tensors(chunks[i]) for i in ids])
+    descriptor_ids, standardised = standardised_descriptors(store, ids)
     precision = {
         "trained encoder": label_precision_at_k(trained, [genre[i] for i in ids], k=10),
-        "untrained encoder": label_precision_at_k(untrained, [genre[i] for i in ids], k=10),
+        "untrained encoder": label_precision_at_k(untrained_vectors, [genre[i] for i in ids], k=10),
         "audio descriptors": label_precision_at_k(standardised, [genre[i] for i in descriptor_ids], k=10),
     }
     labels = np.array([genre[i] for i in ids])
     chance = float(sum((labels == g).mean() ** 2 for g in set(labels)))
 
-    data = TripletDataModule(str(store.path))
-    frames = data.frontend.logmel.frames_for(data.hparams.crop_seconds)
-    bare = bare_triplets_per_second(data.hparams.batch_size, frames)
+    data = GraphAudioData(str(store.path), **{k: v for k, v in model["config"].items() if k in data_keys()})
+    bare = bare_crops_per_second(AudioEncoderModule(**{k: model["config"][k] for k in ("loss", "encoder")}), data)
 
-    print(f"\nvalidation triplet accuracy {report.metrics.get('val_triplet_accuracy', float('nan')):.3f}"
-          f", graph-neighbour recall@10 {report.metrics.get('val_recall_at_10', float('nan')):.3f}"
-          f" (best of {report.epochs} epochs)")  # fmt: skip
+    m, g = report.metrics, report.guard
+    print(f"\nvalidation accuracy {m.get('val_accuracy', float('nan')):.3f}, graph-neighbour precision@5: trained"
+          f" {g['trained_precision_at_5']:.3f}, descriptors {g['descriptors_precision_at_5']:.3f}, untrained"
+          f" {g['untrained_precision_at_5']:.3f} (best of {report.epochs} epochs)")
     print(f"\ngenre precision@10 of nearest neighbours (chance {chance:.2f})")
     for space, value in precision.items():
         print(f"  {space:<18} {value:.3f}")
-    print(f"\ntraining throughput {report.triplets_per_second:.0f} triplets/s; bare encoder forward+backward+step"
-          f" {bare:.0f} triplets/s (ratio {bare / report.triplets_per_second:.2f})")  # fmt: skip
+    print(f"\ntraining throughput {report.crops_per_second:.0f} crops/s; bare encoder forward+loss+backward+step"
+          f" {bare:.0f} crops/s (ratio {bare / report.crops_per_second:.2f})")
     results = {
         "model_id": report.model_id,
         "metrics": report.metrics,
         "genre_precision_at_10": precision,
         "chance": chance,
-        "triplets_per_second": report.triplets_per_second,
-        "bare_triplets_per_second": bare,
+        "guard": report.guard,
+        "crops_per_second": report.crops_per_second,
+        "bare_crops_per_second": bare,
         "wall_seconds": time.perf_counter() - started,
         "args": {k: str(v) for k, v in vars(args).items()},
     }

@@ -1,4 +1,5 @@
-"""train-audio: the cosine triplet loss at its edge cases, crops, and a short training run end to end."""
+"""train-audio: the losses against brute force, crops and batches, the guard, the collapse diagnosis, and short
+training runs end to end."""
 
 import math
 
@@ -6,7 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from audiograph.audio.training import AudioEncoderModule, cosine_distance, crop, train_audio
+from audiograph.audio.encoder import AudioEncoder
+from audiograph.audio.training import (
+    AudioEncoderModule,
+    GraphAudioData,
+    cosine_distance,
+    crop,
+    embedding_diagnostics,
+    multi_positive_info_nce,
+    neighbour_precision_at_k,
+    train_audio,
+)
+from audiograph.errors import ConfigError
 from audiograph.eval.neighbours import label_precision_at_k
 
 
@@ -26,14 +38,14 @@ def test_cosine_distance_values_and_gradients():
 
 
 def test_triplet_loss_edge_cases():
-    module = AudioEncoderModule(margin=0.5)
+    module = AudioEncoderModule(loss="triplet", margin=0.5)
     a = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     # Positive identical to the anchor, negative opposite: loss is zero, gradients finite.
     a.requires_grad_(True)
-    loss = module.loss(a, a.detach(), -a.detach())
+    loss = module.triplet_loss(a, a.detach(), -a.detach())
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
     # Swapped roles: loss = d(a,p) - d(a,n) + margin = 2 - ~0 + 0.5.
-    loss = module.loss(a, -a.detach(), a.detach())
+    loss = module.triplet_loss(a, -a.detach(), a.detach())
     assert loss.item() == pytest.approx(2.5, abs=1e-3)
     loss.backward()
     assert torch.isfinite(a.grad).all()
@@ -50,20 +62,163 @@ def test_crop_windows():
     assert window == list(range(int(window[0]), int(window[0]) + 8))
 
 
-def test_short_training_run_registers_and_embeds(store_copy):
+def brute_force_info_nce(z: np.ndarray, positives: np.ndarray, temperature: float) -> float:
+    """SupCon's L_out written out with loops."""
+    losses = []
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        denominator = sum(math.exp(z[i] @ z[a] / temperature) for a in others)
+        pos = [p for p in others if positives[i, p]]
+        if pos:
+            losses.append(np.mean([-math.log(math.exp(z[i] @ z[p] / temperature) / denominator) for p in pos]))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_contrastive_loss_matches_brute_force(seed):
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.nn.functional.normalize(torch.randn(9, 5, generator=generator, dtype=torch.float64), dim=-1)
+    positives = torch.rand(9, 9, generator=generator) < 0.3
+    positives = positives | positives.T
+    positives[0] = positives[:, 0] = False  # a row with no positive is left out
+    positives[3, 3] = True  # the diagonal is never a positive
+    for temperature in (0.1, 0.5):
+        expected = brute_force_info_nce(z.numpy(), positives.numpy() & ~np.eye(9, dtype=bool), temperature)
+        assert multi_positive_info_nce(z, positives, temperature).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_contrastive_loss_pulls_positives_and_has_finite_gradients():
+    z = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1).requires_grad_(True)
+    positives = torch.zeros(6, 6, dtype=torch.bool)
+    positives[0, 1] = positives[1, 0] = True
+    loss = multi_positive_info_nce(z, positives, 0.1)
+    loss.backward()
+    assert torch.isfinite(z.grad).all()
+    # A gradient step raises the positive pair's similarity.
+    with torch.no_grad():
+        before = (z[0] @ z[1]).item()
+        moved = torch.nn.functional.normalize(z - 0.01 * z.grad, dim=-1)
+    assert (moved[0] @ moved[1]).item() > before
+    assert multi_positive_info_nce(z, torch.zeros(6, 6, dtype=torch.bool), 0.1).item() == 0.0
+
+
+def test_encoder_options_and_original_parameter_names():
+    # The defaults are the original architecture: saved encoders keep loading.
+    names = set(AudioEncoder().state_dict())
+    assert {"input_norm.running_mean", "head.0.weight", "head.2.weight", "head.4.weight"} <= names
+    encoder = AudioEncoder(input_norm="collection", pools=("mean", "max", "l2"), head_layers=0).eval()
+    mean, std = torch.linspace(-60, -10, 128), torch.linspace(1, 20, 128)
+    encoder.set_input_statistics(mean, std)
+    x = torch.randn(2, 128, 40) * 10 - 30
+    torch.testing.assert_close(encoder.normalise_input(x), (x - mean[:, None]) / std[:, None])
+    assert encoder(x).shape == (2, 128) and encoder.head[0].in_features == 3 * 128
+    with pytest.raises(ConfigError):
+        AudioEncoder(pools=("median",))
+    with pytest.raises(ConfigError):
+        AudioEncoder().set_input_statistics(mean, std)
+
+
+def test_neighbour_precision_matches_brute_force():
+    from audiograph.graph.csr import CSRGraph
+
+    rng = np.random.default_rng(0)
+    edges = {tuple(sorted(e)) for e in rng.integers(0, 30, (60, 2)) if e[0] != e[1]}
+    graph = CSRGraph.from_edges([a for a, _ in edges], [b for _, b in edges], 30)
+    nodes = np.arange(2, 30)  # nodes 0 and 1 have no vector
+    vectors = rng.normal(size=(len(nodes), 6))
+    queries = [3, 7, 11, 20]
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    shares = []
+    for q in queries:
+        scores = unit @ unit[q - 2]
+        scores[q - 2] = -np.inf
+        found = {int(nodes[i]) for i in np.argsort(-scores)[:5]}
+        neighbours = {b for a, b in edges if a == q} | {a for a, b in edges if b == q}
+        neighbours -= {0, 1}
+        if neighbours:
+            shares.append(len(found & neighbours) / 5)
+    assert neighbour_precision_at_k(graph, nodes, vectors, queries, k=5) == pytest.approx(np.mean(shares))
+
+
+def test_embedding_diagnostics_against_numpy():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 8))
+    d = embedding_diagnostics(x)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cosines = [unit[i] @ unit[j] for i in range(50) for j in range(i + 1, 50)]
+    assert d["cosine_mean"] == pytest.approx(np.mean(cosines)) and d["cosine_std"] == pytest.approx(np.std(cosines))
+    assert d["cosine_p50"] == pytest.approx(np.median(cosines))
+    # Centred one-hot rows have n - 1 equal singular values; a collapsed space has rank ~1 and cosines ~1.
+    assert embedding_diagnostics(np.eye(10))["effective_rank"] == pytest.approx(9.0)
+    collapsed = embedding_diagnostics(np.ones((20, 8)) + rng.normal(size=(20, 8)) * np.r_[1e-3, np.zeros(7)])
+    assert collapsed["effective_rank"] == pytest.approx(1.0) and collapsed["cosine_mean"] > 0.999
+
+
+def test_contrastive_batches_mark_graph_neighbours_and_views_and_leave_validation_out(store_copy):
+    import networkx as nx
+
+    data = GraphAudioData(str(store_copy.path), batch_size=6, views=2, crop_seconds=2.0, val_fraction=0.2, seed=1)
+    data.setup()
+    val = set(data.val_nodes.tolist())
+    nx_graph = nx.Graph()
+    for a, b in zip(data.graph.row.tolist(), data.graph.col.tolist()):
+        if a not in val and b not in val:
+            nx_graph.add_edge(a, b)
+    generator = torch.Generator().manual_seed(0)
+    batches = data._contrastive_batches(generator)
+    seen = torch.cat(batches).unique().tolist()
+    assert not val & set(seen)  # validation tracks are in no training batch
+    assert set(seen) <= set(data.train_eligible.nonzero().squeeze(1).tolist())
+    from audiograph.audio.training import ContrastiveBatches
+
+    dataset = ContrastiveBatches(batches, data.train_graph, data.node_ids, data.mels, data.crop_frames, 2, 1, seed=0)
+    views, positives = dataset[0]
+    nodes = batches[0].repeat_interleave(2).tolist()
+    assert views.shape == (len(nodes), 128, data.crop_frames)
+    expected = [[a == b or nx_graph.has_edge(a, b) for b in nodes] for a in nodes]
+    assert positives.tolist() == expected
+
+
+def test_band_statistics_are_the_training_tracks_per_band_moments(store_copy):
+    data = GraphAudioData(str(store_copy.path), val_fraction=0.2, seed=2)
+    data.setup()
+    frames = np.concatenate([np.asarray(c, np.float64) for n in data.train_eligible.nonzero().squeeze(1).tolist()
+                             for c in data.mels(data.node_ids[n])], axis=1)
+    np.testing.assert_allclose(data.band_mean.numpy(), frames.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(data.band_std.numpy(), frames.std(1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("loss", ["contrastive", "triplet"])
+def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys):
     store = store_copy
     report = train_audio(store, max_epochs=2, quiet=True, batch_size=8, crop_seconds=3.0, val_fraction=0.2,
-                         accelerator="cpu", seed=3)  # fmt: skip
+                         accelerator="cpu", seed=3, loss=loss)
     model = store.model(report.model_id)
     assert model["kind"] == "audio-encoder" and model["space"] == "acoustic"
-    assert model["config"]["lr"] == 5e-3 and model["config"]["batch_size"] == 8
-    assert "val_triplet_accuracy" in model["metrics"] and "val_recall_at_10" in model["metrics"]
+    assert model["config"]["loss"] == loss and model["config"]["batch_size"] == 8
+    assert model["config"]["lr"] == AudioEncoderModule().hparams.lr
+    assert {"val_accuracy", "val_precision_at_5", "val_descriptors_precision_at_5",
+            "val_untrained_precision_at_5"} <= set(model["metrics"])
     run_dir = store.models_dir / report.model_id
     assert (run_dir / "hparams.yaml").exists() and (run_dir / "metrics.csv").exists()
     # Every track with cached audio now has an acoustic vector from this model.
     ids, vectors = store.vectors("acoustic")
     assert set(ids) == set(store.mel_chunks()) and store.search_model("acoustic") == (report.model_id, 0)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # The space has not collapsed: pairwise cosines spread out.
+    assert embedding_diagnostics(vectors)["cosine_std"] > 0.1
+    # The guard: three figures over the same validation tracks, recomputed here from the stored spaces.
+    guard = report.guard
+    assert guard["val_tracks"] >= 2
+    assert model["metrics"]["val_descriptors_precision_at_5"] == guard["descriptors_precision_at_5"]
+    data = GraphAudioData(str(store.path), val_fraction=0.2, seed=3)
+    data.setup()
+    rows = [ids.index(data.node_ids[n]) for n in data.eligible.nonzero().squeeze(1).tolist()]
+    trained = neighbour_precision_at_k(data.graph, data.eligible.nonzero().squeeze(1), vectors[rows], data.val_nodes)
+    assert trained == pytest.approx(guard["trained_precision_at_5"], abs=1e-6)
+    worse = [s for s in ("descriptors", "untrained") if trained < guard[f"{s}_precision_at_5"]]
+    assert guard["worse_than"] == worse
+    assert ("warning: the trained acoustic space is worse" in capsys.readouterr().err) == bool(worse)
     # The vector made from the cache equals embedding the file itself (the cache holds the same chunks).
     from pathlib import Path
 
@@ -76,11 +231,24 @@ def test_short_training_run_registers_and_embeds(store_copy):
     assert result.query_track == ids[0] and ids[0] not in [h["track_id"] for h in result.hits]
 
 
+def test_guard_prints_both_figures_and_warns_only_when_worse(capsys):
+    from audiograph.audio.training import _say_guard
+
+    guard = {"trained_precision_at_5": 0.4, "descriptors_precision_at_5": 0.6, "untrained_precision_at_5": 0.3,
+             "val_tracks": 12, "worse_than": ["descriptors"]}
+    _say_guard(guard, quiet=False)
+    out, err = capsys.readouterr()
+    assert "trained encoder 0.400, descriptors 0.600, untrained encoder 0.300" in out
+    assert "worse than the descriptors" in err
+    _say_guard({**guard, "worse_than": []}, quiet=True)
+    assert capsys.readouterr() == ("", "")
+
+
 @pytest.mark.slow
 def test_training_learns_genre(store_copy):
     """Longer run: acoustic neighbours share genre far above chance, and above the untrained encoder."""
     store = store_copy
-    train_audio(store, max_epochs=15, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=0)
+    train_audio(store, max_epochs=15, patience=15, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=0)
     genre = {t["id"]: t["genre"] for t in store.tracks()}
     ids, vectors = store.vectors("acoustic")
     trained = label_precision_at_k(vectors, [genre[i] for i in ids], k=5)
@@ -90,12 +258,12 @@ def test_training_learns_genre(store_copy):
 @pytest.mark.slow
 def test_query_finds_same_genre_neighbours_for_tracks_held_out_of_training(store_copy):
     """Validation tracks never appear in a training triplet; their acoustic neighbours share their genre."""
-    from audiograph.audio.training import TripletDataModule
     from audiograph.query import query_file
 
     store = store_copy
-    train_audio(store, max_epochs=15, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=0, val_fraction=0.2)
-    data = TripletDataModule(str(store.path), seed=0, val_fraction=0.2)
+    train_audio(store, max_epochs=15, patience=15, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=0,
+                val_fraction=0.2)
+    data = GraphAudioData(str(store.path), seed=0, val_fraction=0.2)
     data.setup()
     held_out = [data.node_ids[i] for i in data.val_nodes.tolist()]
     genre = {t["id"]: t["genre"] for t in store.tracks()}

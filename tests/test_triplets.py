@@ -7,7 +7,7 @@ import torch
 
 from audiograph.errors import ConfigError
 from audiograph.graph.csr import CSRGraph
-from audiograph.graph.triplets import sample_triplets
+from audiograph.graph.triplets import sample_positive_pairs, sample_triplets
 
 
 def random_weighted_graph(seed: int, num_nodes: int = 70, num_edges: int = 90):
@@ -123,7 +123,8 @@ def test_positives_follow_edge_weights_to_a_power(power):
     weights_before = graph.weight.clone()
     eligible = torch.ones(7, dtype=torch.bool)
     draws = 20_000
-    triplets = sample_triplets(graph, eligible, anchors=[0], per_anchor=draws, weight_power=power, generator=generator())
+    triplets = sample_triplets(graph, eligible, anchors=[0], per_anchor=draws, weight_power=power,
+                               generator=generator())
     share = torch.bincount(triplets[:, 1], minlength=7)[1:4].double() / draws
     expected = torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64) ** power
     torch.testing.assert_close(share, expected / expected.sum(), atol=0.015, rtol=0)
@@ -174,3 +175,32 @@ def test_invalid_settings_raise_config_error(settings):
     graph, _, eligible = random_weighted_graph(0)
     with pytest.raises(ConfigError):
         sample_triplets(graph, eligible, **settings)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("d_pos", [1, 2])
+def test_positive_pairs_respect_distances_and_eligibility(seed, d_pos):
+    graph, nx_graph, eligible = random_weighted_graph(seed)
+    pairs = sample_positive_pairs(graph, eligible, per_anchor=3, d_pos=d_pos, generator=generator(seed))
+    distance = all_distances(nx_graph, d_pos)
+    ok = eligible.numpy()
+    anchor, positive = pairs.numpy().T
+    assert pairs.dtype == torch.int64 and ok[anchor].all() and ok[positive].all()
+    assert ((distance[anchor, positive] >= 1) & (distance[anchor, positive] <= d_pos)).all()
+    # Every eligible node with an eligible positive is an anchor, and no other node is.
+    near = (distance >= 1) & ok[None, :]
+    np.testing.assert_array_equal(anchor, np.repeat(np.flatnonzero(ok & near.any(1)), 3))
+
+
+def test_positive_pairs_follow_edge_weights_like_triplets():
+    graph = CSRGraph.from_edges([0, 0, 0, 3], [1, 2, 3, 4], 5, [1.0, 2.0, 5.0, 1.0])
+    eligible = torch.ones(5, dtype=torch.bool)
+    draws = 20_000
+    pairs = sample_positive_pairs(graph, eligible, anchors=[0], per_anchor=draws, weight_power=2.0,
+                                  generator=generator())
+    share = torch.bincount(pairs[:, 1], minlength=5)[1:4].double() / draws
+    expected = torch.tensor([1.0, 4.0, 25.0], dtype=torch.float64)
+    torch.testing.assert_close(share, expected / expected.sum(), atol=0.015, rtol=0)
+    assert sample_positive_pairs(graph, torch.zeros(5, dtype=torch.bool)).shape == (0, 2)
+    with pytest.raises(ConfigError):
+        sample_positive_pairs(graph, eligible, d_pos=0)

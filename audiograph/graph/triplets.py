@@ -1,4 +1,4 @@
-"""Triplets (anchor, positive, negative) chosen by hop distance in the co-occurrence graph."""
+"""Triplets (anchor, positive, negative) and positive pairs chosen by hop distance in the co-occurrence graph."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def sample_triplets(
     eligible positive and an eligible negative, in ascending order.
     Positives lie 1..d_pos hops away. The hop-1 shell carries mass 1, split in proportion to
     edge weight ** `weight_power` (1: in proportion to shared playlists; 2 or more favours the
-    strongest co-occurrences, where one shared playlist is mostly noise); each farther shell k carries mass 2^-(k-1), split evenly (so with d_pos=2 a
-    positive is a neighbour two times in three when both shells are non-empty).
+    strongest co-occurrences, where one shared playlist is mostly noise); each farther shell k
+    carries mass 2^-(k-1), split evenly (so with d_pos=2 a positive is a neighbour two times in
+    three when both shells are non-empty).
     Negatives are uniform over the easy ones (d_neg or more hops away, or unreachable); a
     `hard_share` of them come from the intermediate hops d_pos < d < d_neg instead. An anchor
     with no hard candidate takes easy ones, and one with no easy candidate hard ones.
@@ -65,6 +66,44 @@ def sample_triplets(
         for batch, dist in iter_hop_distances(graph, candidates.nonzero().squeeze(1), d_neg - 1)
     ]
     return torch.cat(batches) if batches else torch.empty(0, 3, dtype=torch.int64)
+
+
+def sample_positive_pairs(
+    graph: CSRGraph,
+    eligible: torch.Tensor,
+    *,
+    per_anchor: int = 4,
+    d_pos: int = 1,
+    weight_power: float = 1.0,
+    anchors=None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """LongTensor [P, 2] of (anchor, positive) node ids, `per_anchor` rows per anchor: the positive
+    half of `sample_triplets`, for losses whose negatives are the rest of the batch.
+
+    Anchors are the eligible nodes (or those among `anchors`) with an eligible positive within
+    `d_pos` hops, in ascending order; positives are drawn as in `sample_triplets`.
+    """
+    if d_pos < 1 or per_anchor < 1 or weight_power < 0:
+        raise ConfigError(
+            f"need d_pos >= 1, per_anchor >= 1 and weight_power >= 0, got {d_pos}, {per_anchor}, {weight_power}"
+        )
+    eligible = torch.as_tensor(eligible, dtype=torch.bool)
+    if eligible.shape != (graph.num_nodes,):
+        raise ValueError(f"eligible must have shape [{graph.num_nodes}], got {tuple(eligible.shape)}")
+    candidates = eligible & (graph.degree > 0)
+    if anchors is not None:
+        candidates &= _as_mask(anchors, graph.num_nodes)
+    adjacency = graph.to_scipy()
+    adjacency.data = adjacency.data ** weight_power
+    pairs = []
+    for batch, dist in iter_hop_distances(graph, candidates.nonzero().squeeze(1), d_pos):
+        weight = _positive_weights(dist, torch.from_numpy(adjacency[batch.numpy()].toarray()), eligible, d_pos)
+        keep = weight.sum(1) > 0
+        if keep.any():
+            positives = torch.multinomial(weight[keep], per_anchor, replacement=True, generator=generator)
+            pairs.append(torch.stack([batch[keep].repeat_interleave(per_anchor), positives.reshape(-1)], dim=1))
+    return torch.cat(pairs) if pairs else torch.empty(0, 2, dtype=torch.int64)
 
 
 def _as_mask(nodes, num_nodes: int) -> torch.Tensor:

@@ -1,0 +1,102 @@
+"""recipes/real_music.py: the hold-out split, the fold stores and the measure, and (slow) the benchmark
+on whatever Debian soundtracks are already cached (never downloaded here)."""
+
+import importlib.util
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "real_music.py"
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    spec = importlib.util.spec_from_file_location("real_music", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hold_out_folds_take_the_same_share_of_every_album(recipe):
+    albums = {"a": [f"a/{i}.ogg" for i in range(10)], "b": [f"b/{i}.ogg" for i in range(3)], "c": ["c/x.ogg"]}
+    folds = recipe.hold_out_folds(albums, 5)
+    assert set(folds) == {t for ids in albums.values() for t in ids}
+    for fold in range(5):
+        assert sum(folds[t] == fold for t in albums["a"]) == 2
+    assert sorted(folds[t] for t in albums["b"]) == [0, 1, 2]
+    # Fixed by the hash of the ids: the same split in every run and whatever the order given.
+    assert recipe.hold_out_folds({k: v[::-1] for k, v in albums.items()}, 5) == folds
+
+
+def test_held_out_precision_matches_brute_force(recipe):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(20, 4)).astype(np.float32)
+    labels = [str(i % 3) for i in range(20)]
+    queries = [0, 4, 11]
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = []
+    for q in queries:
+        scores = unit @ unit[q]
+        scores[q] = -np.inf
+        expected.append(np.mean([labels[j] == labels[q] for j in np.argsort(-scores)[:5]]))
+    assert recipe.held_out_precision(vectors, labels, queries) == pytest.approx(np.mean(expected))
+
+
+def test_licence_names_read_dep5_and_fall_back(recipe):
+    dep5 = "Files: *\nCopyright: x\nLicense: GPL-2+\n text\n\nFiles: music/*\nLicense: CC-BY-SA-3.0\n\nLicense: GPL-2+\n"
+    assert recipe.licence_names(dep5) == "GPL-2+, CC-BY-SA-3.0"
+    assert "not machine-readable" in recipe.licence_names("License:\n\n  This package is free software")
+
+
+def test_fold_store_keeps_only_the_training_tracks(recipe, embedded_db, tmp_path, synth_collection):
+    from audiograph.graph.build import build_graph
+    from audiograph.store import Store
+
+    base = Store(embedded_db)
+    tracks = base.tracks()
+    keep = {t["id"] for t in tracks[: len(tracks) // 2]}
+    store = recipe.fold_store(embedded_db, tmp_path / "fold", keep)
+    assert {t["id"] for t in store.tracks(status=None)} == keep
+    assert set(store.mel_chunks()) == keep and set(store.vectors("descriptors")[0]) == keep
+    albums = {"one": sorted(keep)[:4], "two": sorted(keep)[4:8]}
+    paths = {t["id"]: t["path"] for t in tracks}
+    playlists = recipe.write_album_playlists(tmp_path / "playlists", albums, paths, set(sorted(keep)[:7]))
+    lines = (playlists / "two.m3u8").read_text().splitlines()
+    assert lines == ["#EXTM3U", *(paths[t] for t in sorted(keep)[4:7])]
+    report = build_graph(store, [playlists])
+    assert report.matched == 7 and report.unmatched == 0
+    # The base store is untouched.
+    with sqlite3.connect(embedded_db) as db:
+        assert db.execute("SELECT count(*) FROM tracks WHERE status = 'ok'").fetchone()[0] == len(tracks)
+
+
+def _cache() -> Path:
+    return Path(os.environ.get("AUDIOGRAPH_MUSIC_CACHE", "~/.cache/audiograph/debian-music")).expanduser()
+
+
+@pytest.mark.slow
+def test_benchmark_on_the_cached_soundtracks(recipe, tmp_path):
+    """The quick benchmark on the Debian soundtracks already in the cache; skipped when there are none."""
+    cached = [m for m in (_cache() / "music").glob("*/manifest.json") if json.loads(m.read_text())["tracks"]]
+    if len(cached) < 2:
+        pytest.skip(f"no Debian soundtracks cached in {_cache()} (run recipes/real_music.py once to fetch them)")
+    packages = [m.parent.name for m in cached]
+    results = recipe.run(["--quick", "--offline", "--packages", *packages, "--out", str(tmp_path),
+                          "--cache", str(_cache()), "--max-per-album", "6", "--epochs", "4"])
+    summary = results["summary"]
+    assert set(summary) == set(recipe.SPACES)
+    for space in recipe.SPACES:
+        assert 0.0 <= summary[space]["precision_at_5"]["mean"] <= 1.0
+    # The trained space has not collapsed; the untrained one is nearly collapsed (cosines near 1).
+    assert summary["trained encoder"]["cosine_std"]["mean"] > 0.1
+    assert summary["trained encoder"]["cosine_mean"]["mean"] < 0.9
+    assert summary["trained encoder"]["precision_at_5"]["mean"] > results["collection"]["chance"]
+    assert all(a["licence"] for a in results["collection"]["albums"])
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["summary"]["trained encoder"]["precision_at_5"]["mean"] == pytest.approx(
+        summary["trained encoder"]["precision_at_5"]["mean"])
+    assert "| trained encoder |" in (tmp_path / "results.md").read_text()
