@@ -1,4 +1,5 @@
-"""`query_file`: embed an audio file with the model behind a space and find its nearest stored tracks."""
+"""`query_file`: embed an audio file with the model behind a space and find its nearest stored tracks;
+`similar_track`: the nearest neighbours of a stored track."""
 
 from __future__ import annotations
 
@@ -85,22 +86,34 @@ def query_file(
             f"{store.path}: no '{space}' vectors by model '{model}' (re-embed with `audiograph embed-audio DIR --model {model}`)"
         )
     model_id, stale = (model, sum(n for m, n in counts.items() if m != model)) if model else store.search_model(space)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
     known = {t["id"] for t in store.tracks_by_hash(content_hash(data))}
     by_path = store.track_by_path(path)
     if by_path is not None and by_path["status"] == "ok":
         known.add(by_path["id"])
+    # A byte-different file of the same audio (other tags, another container of the same samples) is
+    # the same track: found by its descriptors, and left out of the results like the file itself.
+    same_audio, descriptors = _same_audio_tracks(store, path, data, known)
+    known |= same_audio
     index = store.index(space, model_id)
     stored = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
     if stored is not None:
-        vector = stored
+        # The index holds vectors already standardised and normalised: searched as they are.
+        hits = store.similar(space, stored, k=k, exclude=known, model_id=model_id, normalised=True)
     else:
-        model = store.model(model_id)
-        embed = QUERY_EMBEDDERS.get(model["kind"]) if model else None
+        model_row = store.model(model_id)
+        embed = QUERY_EMBEDDERS.get(model_row["kind"]) if model_row else None
         if embed is None:
             raise StoreError(f"space '{space}': model '{model_id}' cannot embed new audio files")
-        vector = embed(store, model, path, data)
-    result = QueryResult(space, model_id, store.similar(space, vector, k=k, exclude=known, model_id=model_id))
+        if descriptors is not None and descriptors[0] == model_id:
+            vector = descriptors[1]  # this file's descriptors, computed above with this very model
+        else:
+            vector = embed(store, model_row, path, data)
+        hits = store.similar(space, vector, k=k, exclude=known, model_id=model_id)
+    result = QueryResult(space, model_id, hits)
     result.query_track = min(known) if known else None
     result.stale_vectors = stale
     if stale:
@@ -109,6 +122,83 @@ def query_file(
             "re-run `audiograph embed-audio` to refresh them"
         )
     return result
+
+
+def similar_track(store: Store, track: str | os.PathLike, *, space: str | None = None, k: int = 10) -> QueryResult:
+    """The k stored tracks nearest to the stored track `track` (a track id, or the path of a stored file).
+
+    The track's own stored vector is the query, so tracks imported without audio can be queried too;
+    the track itself is left out. Without `space`: `default_space`, or, when the track has no vector
+    there, the first space (in `SPACE_PREFERENCE` order, then by name) where it has one.
+    """
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1 (got {k})")
+    row = resolve_track(store, track)
+    track_id = row["id"]
+    current = _spaces_of_track(store, track_id)
+    if space is None:
+        preferred = default_space(store)
+        ordered = [preferred, *SPACE_PREFERENCE, *sorted(current)]
+        space = next((s for s in ordered if s in current), preferred)
+    if space not in store.spaces():
+        have = ", ".join(store.spaces()) or "none"
+        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
+    if space not in current:
+        where = ", ".join(sorted(current)) or "no space"
+        raise StoreError(f"track {track_id} has no vector in space '{space}' (it has vectors in: {where})")
+    model_id, stale = store.search_model(space)
+    vector = store.index(space, model_id).vector(track_id)
+    # The index holds vectors already standardised and normalised: searched as they are.
+    hits = store.similar(space, vector, k=k, exclude={track_id}, model_id=model_id, normalised=True)
+    result = QueryResult(space, model_id, hits, query_track=track_id, stale_vectors=stale)
+    if stale:
+        result.notes.append(f"{stale} vectors in '{space}' come from older models and were left out")
+    return result
+
+
+def resolve_track(store: Store, track: str | os.PathLike) -> dict:
+    """The stored track row that `track` names: a track id, else the path of a stored file."""
+    row = store.track(os.fspath(track))
+    if row is None and Path(track).exists():
+        row = store.track_by_path(track)
+    if row is None:
+        hint = " (not a stored file: use `audiograph query FILE`)" if Path(track).is_file() else ""
+        raise ConfigError(f"{track}: no such track id or stored file path in {store.path}{hint}")
+    return row
+
+
+def _spaces_of_track(store: Store, track_id: str) -> set[str]:
+    """The spaces holding a vector of `track_id` by the model each space's searches use."""
+    return {
+        space for space in store.spaces()
+        if store.vector_states(space).get(track_id, (None,))[0] == store.search_model(space)[0]
+    }
+
+
+def _same_audio_tracks(
+    store: Store, path: Path, data: bytes, known: set[str]
+) -> tuple[set[str], tuple[str, np.ndarray] | None]:
+    """(stored tracks whose decoded audio is that of the file or of the `known` tracks it is, and
+    (descriptors model id, the file's descriptors) if they had to be computed).
+
+    Two files decode to the same samples exactly when their descriptors agree to rounding, so the
+    descriptors space is the audio fingerprint. A store without descriptors: (empty set, None).
+    """
+    from audiograph.store import DESCRIPTORS_SPACE
+
+    if DESCRIPTORS_SPACE not in store.spaces():
+        return set(), None
+    index = store.index(DESCRIPTORS_SPACE)
+    fingerprint = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
+    computed = None
+    if fingerprint is None:
+        model_id = store.search_model(DESCRIPTORS_SPACE)[0]
+        model_row = store.model(model_id)
+        if model_row is None or "frontend" not in model_row["config"]:
+            return set(), None
+        computed = (model_id, QUERY_EMBEDDERS["descriptors"](store, model_row, path, data))
+        fingerprint = index.normalise(computed[1])
+    return set(index.matching(fingerprint)), computed
 
 
 def track_label(hit: dict) -> str:

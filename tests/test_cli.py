@@ -146,3 +146,42 @@ def test_graph_training_and_musig_commands(embedded_db, synth_collection, tmp_pa
     assert len(hits) == 3 and all(0 < h["rank"] <= 3 for h in hits)
     table = run("query", synth_collection / "audio" / track["path"], "--db", db, "-k", "3").stdout
     assert table.startswith("space 'musig' (model musig-")
+
+
+def test_build_graph_keeps_the_stored_graph_or_says_what_it_replaced(store_copy, synth_collection, tmp_path, capsys):
+    from audiograph.cli import main
+
+    db = str(store_copy.path)
+    edges = store_copy.db.execute("SELECT count(*) FROM edges").fetchone()[0]
+    bad = tmp_path / "bad.m3u8"
+    bad.write_text("#EXTM3U\n/nowhere/song.mp3\n", encoding="utf-8")
+    assert main(["build-graph", str(bad), "--db", db]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.m3u8: the new graph has no edges" in err[0] and f"{edges} edges)" in err[0]
+    assert store_copy.db.execute("SELECT count(*) FROM edges").fetchone()[0] == edges
+    assert main(["build-graph", str(synth_collection / "playlists"), "--db", db]) == 0
+    assert f"replaced the stored graph: 12 playlists and {edges} edges" in capsys.readouterr().out
+
+
+def test_one_line_escapes_control_characters():
+    from audiograph.cli import one_line
+
+    assert one_line("a\nb\tc.mp3") == "a\\nb\\tc.mp3" and one_line("café.mp3") == "café.mp3"
+
+
+def test_query_m3u_round_trips_through_the_m3u_reader(embedded_db, synth_collection, tmp_path):
+    """query --m3u writes '#EXTINF:seconds,artist - title' that audiograph's own reader reads back."""
+    from audiograph.graph.readers import read_m3u
+    from audiograph.store import Store
+
+    query = synth_collection / "audio" / read_csv(synth_collection / "tracks.csv")[0]["path"]
+    m3u = tmp_path / "lists" / "similar.m3u8"
+    hits = json.loads(run("query", query, "--db", embedded_db, "-k", "5", "--m3u", m3u, "--json").stdout)
+    playlist, report = read_m3u(m3u)
+    assert not report.malformed and len(playlist.entries) == 5
+    store = Store(embedded_db)
+    for hit, entry in zip(hits, playlist.entries):
+        stored = store.track(hit["track_id"])
+        assert Path(entry.path) == Path(stored["path"])
+        assert (entry.artist, entry.title) == (stored["artist"], stored["title"])
+        assert entry.duration == round(stored["duration"])

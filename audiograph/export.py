@@ -1,0 +1,107 @@
+"""`export_space`: one space's vectors, with their track ids, model id and track metadata, as NPZ, CSV or Parquet."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from audiograph.errors import ConfigError, StoreError
+from audiograph.store import Store
+
+EXPORT_FORMATS = ("npy", "csv", "parquet")
+METADATA_COLUMNS = ("title", "artist", "genre", "path")
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote."""
+
+    space: str
+    model_id: str
+    format: str
+    out: str
+    tracks: int
+    dim: int
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def export_space(
+    store: Store, space: str, out: str | os.PathLike, *, format: str = "npy", model: str | None = None
+) -> ExportReport:
+    """Write the vectors of `space` (by `model`, default the model its searches use) to `out`.
+
+    npy: a NumPy `.npz` archive (`np.load(out)`) with arrays `ids`, `vectors` (float32 [N, d]),
+    `model_id`, `space` and one string array per metadata column (title, artist, genre, path; "" when
+    unknown). csv: one row per track: track_id, model_id, the metadata columns, then v0..v{d-1}.
+    parquet (needs pyarrow): the same columns as csv, with the vector as one fixed-size list column
+    `vector`. Vectors are the stored ones, not standardised or normalised.
+    """
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format '{format}' (choose from {', '.join(EXPORT_FORMATS)})")
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; --out needs a file name")
+    if format == "npy" and out.suffix.lower() == ".npy":
+        raise ConfigError(f"{out}: --format npy writes an .npz archive (ids, vectors and metadata); name it .npz")
+    if space not in store.spaces():
+        have = ", ".join(store.spaces()) or "none"
+        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
+    if model is not None and model not in store.spaces()[space]:
+        raise StoreError(f"{store.path}: no '{space}' vectors by model '{model}'")
+    model_id = model or store.search_model(space)[0]
+    if format == "parquet":
+        pyarrow = _import_pyarrow()
+    ids, vectors = store.vectors(space, model_id)
+    rows = {t["id"]: t for t in store.tracks(status=None)}
+    metadata = {c: [rows.get(t, {}).get(c) or "" for t in ids] for c in METADATA_COLUMNS}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if format == "npy":
+        with open(out, "wb") as f:  # an open file, so that np.savez keeps the name as given
+            np.savez(
+                f,
+                ids=np.array(ids, dtype=str),
+                vectors=vectors.astype(np.float32),
+                model_id=np.array(model_id),
+                space=np.array(space),
+                **{c: np.array(v, dtype=str) for c, v in metadata.items()},
+            )
+    elif format == "csv":
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["track_id", "model_id", *METADATA_COLUMNS, *(f"v{i}" for i in range(vectors.shape[1]))])
+            for i, track_id in enumerate(ids):
+                # str of a numpy float32 is its shortest text that reads back to the same float32
+                described = [track_id, model_id, *(metadata[c][i] for c in METADATA_COLUMNS)]
+                writer.writerow([*described, *map(str, vectors[i])])
+    else:
+        _write_parquet(pyarrow, out, ids, model_id, metadata, vectors)
+    return ExportReport(space, model_id, format, str(out), len(ids), int(vectors.shape[1]) if len(ids) else 0)
+
+
+def _import_pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ConfigError("--format parquet needs pyarrow: pip install 'audiograph[parquet]'") from None
+    return pyarrow
+
+
+def _write_parquet(pa, out: Path, ids: list[str], model_id: str, metadata: dict, vectors: np.ndarray) -> None:
+    dim = vectors.shape[1] if len(ids) else 0
+    flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1), type=pa.float32())
+    table = pa.table(
+        {
+            "track_id": pa.array(ids, pa.string()),
+            "model_id": pa.array([model_id] * len(ids), pa.string()),
+            **{c: pa.array(v, pa.string()) for c, v in metadata.items()},
+            "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+        }
+    )
+    pa.parquet.write_table(table, out)

@@ -1,0 +1,71 @@
+"""query: a stored file and a byte-different copy of its audio get the same answer in every space, and a
+stored file's search in a standardised space z-scores once (checked against a brute-force search)."""
+
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiograph.audio.decode import decode
+from audiograph.query import query_file
+from audiograph.store import Store
+from conftest import read_csv
+
+
+@pytest.fixture(scope="module")
+def trained_store(embedded_db, tmp_path_factory):
+    """The embedded synthetic store with an acoustic encoder and MUSIG trained briefly (every space filled)."""
+    from audiograph.audio.training import train_audio
+    from audiograph.musig.training import train_musig
+
+    db = tmp_path_factory.mktemp("trained") / "store.db"
+    shutil.copy(embedded_db, db)
+    store = Store(db)
+    train_audio(store, max_epochs=1, crop_seconds=3, quiet=True)
+    train_musig(store, features="acoustic,audio,genre,popularity", max_epochs=1, batches_per_epoch=2, quiet=True)
+    return store
+
+
+def _retagged_copy(original, out):
+    """The same samples in the same format, with other tags: other bytes, the same decoded audio."""
+    info = sf.info(original)
+    samples, rate = sf.read(original, dtype="int16")
+    with sf.SoundFile(out, "w", rate, info.channels, info.subtype, format=info.format) as f:
+        f.title, f.artist, f.comment = "A copy", "Someone else", "re-tagged"
+        f.write(samples)
+    assert out.read_bytes() != original.read_bytes()
+    np.testing.assert_array_equal(decode(out).samples, decode(original).samples)
+    return out
+
+
+def test_a_stored_file_and_a_copy_of_its_audio_get_the_same_neighbours_in_every_space(
+    trained_store, synth_collection, tmp_path
+):
+    store = trained_store
+    lossless = next(r for r in read_csv(synth_collection / "tracks.csv") if r["format"] in ("flac", "wav"))
+    original = synth_collection / "audio" / lossless["path"]
+    copy = _retagged_copy(original, tmp_path / f"copy{original.suffix}")
+    assert set(store.spaces()) >= {"descriptors", "acoustic", "musig"}
+    for space in ("descriptors", "acoustic", "musig"):
+        stored = query_file(store, original, space=space, k=8)
+        copied = query_file(store, copy, space=space, k=8)
+        assert stored.query_track == copied.query_track == f"synth/{lossless['path']}", space
+        assert [h["track_id"] for h in copied.hits] == [h["track_id"] for h in stored.hits], space
+        np.testing.assert_allclose([h["score"] for h in copied.hits], [h["score"] for h in stored.hits], atol=1e-5)
+
+
+def test_a_stored_file_is_standardised_once(trained_store, synth_collection):
+    """The descriptors search of a stored file equals a brute-force z-scored cosine search with its stored row."""
+    store = trained_store
+    track = read_csv(synth_collection / "tracks.csv")[3]
+    ids, matrix = store.vectors("descriptors")
+    z = (matrix - matrix.mean(0)) / matrix.std(0)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    me = ids.index(f"synth/{track['path']}")
+    scores = z @ z[me]
+    scores[me] = -np.inf
+    expected = [ids[i] for i in np.argsort(-scores)[:10]]
+    result = query_file(store, synth_collection / "audio" / track["path"], space="descriptors", k=10)
+    assert [h["track_id"] for h in result.hits] == expected
+    np.testing.assert_allclose([h["score"] for h in result.hits], np.sort(scores)[::-1][:10], atol=1e-5)
