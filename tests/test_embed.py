@@ -131,14 +131,15 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(synth_collection, tmp_p
     db = tmp_path / "s.db"
     cmd = [sys.executable, "-m", "audiograph", "embed-audio", str(root), "--db", str(db),
            "--batch-size", "2", "--workers", "1", "--quiet"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Its own process group, so that the kill takes the DataLoader worker too (no orphan keeps running).
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     # Wait for the event (two batches committed), however long a loaded machine takes to get there.
     deadline = time.monotonic() + 900
     while _count(db, "SELECT count(*) FROM tracks") < 4:
         assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
         assert time.monotonic() < deadline, "embed-audio wrote no two batches in 15 minutes"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = _count(db, "SELECT count(*) FROM tracks WHERE status = 'ok'")
     total = len(good) + len(failing)
