@@ -15,11 +15,10 @@ from audiograph.audio.training import (
     crop,
     embedding_diagnostics,
     multi_positive_info_nce,
-    neighbour_precision_at_k,
     train_audio,
 )
 from audiograph.errors import ConfigError
-from audiograph.eval.neighbours import label_precision_at_k
+from audiograph.eval.neighbours import label_precision_at_k, neighbour_precision_at_k
 
 
 def test_cosine_distance_values_and_gradients():

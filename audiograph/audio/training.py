@@ -21,7 +21,7 @@ from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.audio.encoder import ENCODER_KIND, AudioEncoder, embed_tracks
 from audiograph.audio.frontend import AudioFrontend
 from audiograph.errors import ConfigError
-from audiograph.eval.neighbours import top_k_neighbours
+from audiograph.eval.neighbours import neighbour_precision_at_k
 from audiograph.graph.csr import CSRGraph
 from audiograph.graph.distances import hop_distances
 from audiograph.graph.triplets import sample_positive_pairs, sample_triplets
@@ -376,27 +376,6 @@ class GraphAudioData(L.LightningDataModule):
         """Graph-neighbour precision@k of the encoder's space, averaged over validation tracks."""
         nodes = self.eligible.nonzero().squeeze(1)
         return neighbour_precision_at_k(self.graph, nodes, self.embed_eligible(encoder), self.val_nodes, k)
-
-
-def neighbour_precision_at_k(graph: CSRGraph, nodes, vectors, queries, k: int = GUARD_K) -> float:
-    """The share of a query's k nearest vectors that are its graph neighbours, averaged over the
-    queries that have a neighbour among `nodes`.
-
-    Row i of `vectors` belongs to graph node `nodes[i]`; candidates are the other rows; `queries`
-    are graph node ids contained in `nodes`. With album playlists this is same-album precision@k.
-    """
-    nodes = torch.as_tensor(nodes, dtype=torch.int64)
-    row_of = torch.full((graph.num_nodes,), -1, dtype=torch.int64)
-    row_of[nodes] = torch.arange(len(nodes))
-    queries = torch.as_tensor(queries, dtype=torch.int64)
-    nearest = top_k_neighbours(vectors, row_of[queries], k)
-    shares = []
-    for q, found in zip(queries.tolist(), nearest.tolist()):
-        neighbours = row_of[graph.col[graph.rowptr[q] : graph.rowptr[q + 1]]]
-        neighbours = set(neighbours[neighbours >= 0].tolist())
-        if neighbours:
-            shares.append(len(neighbours.intersection(found)) / len(found))
-    return float(np.mean(shares)) if shares else 0.0
 
 
 def embedding_diagnostics(vectors, sample: int = 4000, seed: int = 0) -> dict:
