@@ -7,10 +7,20 @@ stays cheap.
 __version__ = "0.1.0"
 
 _API = {
+    "AcousticModel": "audiograph.models",
+    "AudioConfig": "audiograph.audio.config",
+    "MusigModel": "audiograph.models",
     "Store": "audiograph.store",
-    "embed_audio": "audiograph.audio.embed",
-    "query_file": "audiograph.query",
+    "build_graph": "audiograph.pipelines.build_graph",
+    "embed_audio": "audiograph.pipelines.embed_audio",
+    "evaluate": "audiograph.pipelines.evaluate",
+    "export_space": "audiograph.pipelines.export",
+    "import_tracks": "audiograph.pipelines.import_tracks",
+    "query_file": "audiograph.pipelines.query",
+    "similar_track": "audiograph.pipelines.query",
     "synthesize": "audiograph.synth",
+    "train_audio": "audiograph.pipelines.train_audio",
+    "train_musig": "audiograph.pipelines.train_musig",
 }
 
 __all__ = sorted(_API)

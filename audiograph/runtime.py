@@ -1,4 +1,5 @@
-"""Lightning plumbing shared by every training and inference loop, and the progress-bar convention."""
+"""The process around the work: thread caps, SIGTERM, keyword defaults, quiet Lightning, and progress that
+shows on a terminal as a bar and elsewhere as a line every few seconds."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
-
-from tqdm.auto import tqdm
 
 
 def keyword_defaults(fn) -> dict:
     """A callable's keyword defaults (the CLI shows and uses these, so each default lives in one place)."""
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+    return {
+        k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty
+    }
 
 
 def quiet_lightning() -> None:
@@ -47,13 +49,52 @@ def inference_trainer(accelerator: str = "auto", devices="auto", callbacks=()):
     )
 
 
+PROGRESS_LINE_SECONDS = 10.0  # off a terminal, at most one progress line per this many seconds
+
+
 def show_progress(quiet: bool = False) -> bool:
     """Progress bars show only on a terminal, and never with `quiet`."""
     return not quiet and sys.stderr.isatty()
 
 
+class LineProgress:
+    """Progress off a terminal: a line on stderr at most every `PROGRESS_LINE_SECONDS`, and one at the end."""
+
+    def __init__(self, total: int, desc: str, unit: str):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self.started = self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self.last >= PROGRESS_LINE_SECONDS:
+            self._line()
+
+    def _line(self) -> None:
+        self.last = time.monotonic()
+        share = f" ({self.n / self.total:.0%})" if self.total else ""
+        print(
+            f"{self.desc}: {self.n}/{self.total} {self.unit}s{share}, {self.last - self.started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.n:
+            self._line()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def progress_bar(total: int, desc: str, quiet: bool = False, unit: str = "it"):
-    """A tqdm bar with a known total, following `show_progress`."""
+    """Progress with a known total: a tqdm bar on a terminal, `LineProgress` elsewhere, nothing with `quiet`."""
+    if not quiet and not sys.stderr.isatty():
+        return LineProgress(total, desc, unit)
+    from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=desc, unit=unit, disable=not show_progress(quiet), dynamic_ncols=True)
 
 
@@ -97,14 +138,18 @@ def limit_threads() -> int:
     cores make every op many times slower (a short MUSIG run on the Spotify playlists at load 6: 51 s
     with 2 threads, 18 s with 1). An explicit OMP_NUM_THREADS wins.
     """
-    import os
 
     import torch
 
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    threads = max(1, min(torch.get_num_threads(), round(cores - busy)))
+    threads = min(torch.get_num_threads(), free_cores())
     torch.set_num_threads(threads)
     return threads
+
+
+def free_cores() -> int:
+    """Cores not already busy (by the 1-minute load average), at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - busy)))

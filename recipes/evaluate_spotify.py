@@ -18,18 +18,43 @@ import time
 from pathlib import Path
 
 from audiograph.errors import ConfigError
-from audiograph.eval.evaluate import evaluate, format_results
 from audiograph.eval.report import check_margins, write_report
-from audiograph.graph.build import build_graph
-from audiograph.importer import import_tracks
+from audiograph.eval.results import format_results
+from audiograph.pipelines.build_graph import build_graph
+from audiograph.pipelines.evaluate import evaluate
+from audiograph.pipelines.import_tracks import import_tracks
 from audiograph.store import Store
 
-DEFAULT_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spotify_playlists" / "spotify_songs_dev.csv"
-AUDIO_FEATURES = ["danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness",
-                  "instrumentalness", "liveness", "valence", "tempo", "duration_ms"]  # fmt: skip
+DEFAULT_CSV = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spotify_playlists" / "spotify_songs_dev.csv"
+)
+AUDIO_FEATURES = [
+    "danceability",
+    "energy",
+    "key",
+    "loudness",
+    "mode",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+    "tempo",
+    "duration_ms",
+]
 ALL = "audio+genre+popularity"
-METHODS = ["features:audio", f"features:{ALL}", f"content:{ALL}", "cf", "track2vec", "node2vec",
-           f"graphsage:{ALL}", f"musig:{ALL}", f"musig-playlist-heavy:{ALL}", f"musig-content-heavy:{ALL}"]  # fmt: skip
+METHODS = [
+    "features:audio",
+    f"features:{ALL}",
+    f"content:{ALL}",
+    "cf",
+    "track2vec",
+    "node2vec",
+    f"graphsage:{ALL}",
+    f"musig:{ALL}",
+    f"musig-playlist-heavy:{ALL}",
+    f"musig-content-heavy:{ALL}",
+]
 QUICK_METHODS = ["features:audio", f"features:{ALL}", f"content:{ALL}", f"graphsage:{ALL}", f"musig:{ALL}"]
 
 ABOUT_DATA = """\
@@ -66,8 +91,9 @@ def split_csv(csv_path: Path, out: Path) -> tuple[Path, list[dict]]:
         writer.writeheader()
         for row in rows:
             if held_out_by_hash(row["playlist_id"]):
-                entry = held.setdefault(row["playlist_id"], {"id": row["playlist_id"], "name": row["playlist_name"],
-                                                             "tracks": []})  # fmt: skip
+                entry = held.setdefault(
+                    row["playlist_id"], {"id": row["playlist_id"], "name": row["playlist_name"], "tracks": []}
+                )
                 entry["tracks"].append(row["track_id"])
             else:
                 writer.writerow(row)
@@ -99,30 +125,61 @@ def run() -> None:
         stale.unlink()
     store = Store(args.out / "recipe.db")
     train_csv, held_out = split_csv(args.csv, args.out)
-    imported = import_tracks(store, args.csv, id_col="track_id", features={"audio": AUDIO_FEATURES},
-                             genre_col="playlist_genre", popularity_col="track_popularity", title_col="track_name",
-                             artist_col="track_artist", playlist_col="playlist_id")  # fmt: skip
+    imported = import_tracks(
+        store,
+        args.csv,
+        id_col="track_id",
+        features={"audio": AUDIO_FEATURES},
+        genre_col="playlist_genre",
+        popularity_col="track_popularity",
+        title_col="track_name",
+        artist_col="track_artist",
+        playlist_col="playlist_id",
+    )
     graph = build_graph(store, [train_csv], playlist_col="playlist_id", track_col="track_id", name_col="playlist_name")
-    print(f"{imported.tracks} tracks; {graph.playlists} playlists in the graph ({graph.summary['edges']} edges),"
-          f" {len(held_out)} held out")  # fmt: skip
+    print(
+        f"{imported.tracks} tracks; {graph.playlists} playlists in the graph ({graph.summary['edges']} edges),"
+        f" {len(held_out)} held out"
+    )
 
     seeds = tuple(range(args.seed, args.seed + args.repeats))
     methods = args.methods or (QUICK_METHODS if args.quick else METHODS)
     musig_options = {"max_epochs": 2, "batches_per_epoch": 20} if args.quick else None
-    evaluation = evaluate(store, methods=methods, held_out=held_out, seeds=seeds, min_length=args.min_length,
-                          musig_options=musig_options, progress=print)  # fmt: skip
+    evaluation = evaluate(
+        store,
+        methods=methods,
+        held_out=held_out,
+        seeds=seeds,
+        min_length=args.min_length,
+        musig_options=musig_options,
+        progress=print,
+    )
     print(format_results(evaluation))
-    margins = check_margins(evaluation, f"musig:{ALL}", [f"features:{ALL}", "features:audio", f"content:{ALL}",
-                                                         f"graphsage:{ALL}"])  # fmt: skip
+    margins = check_margins(
+        evaluation, f"musig:{ALL}", [f"features:{ALL}", "features:audio", f"content:{ALL}", f"graphsage:{ALL}"]
+    )
     print("\n".join(margins))
-    about = ABOUT_DATA.format(playlists=graph.playlists + len(held_out), train=graph.playlists, held=len(held_out),
-                              evaluated=evaluation.info["eval_playlists"], min_length=args.min_length,
-                              tracks=imported.tracks, min_weight=graph.min_weight, edges=graph.summary["edges"],
-                              unseen=evaluation.info["unseen_targets"])  # fmt: skip
+    about = ABOUT_DATA.format(
+        playlists=graph.playlists + len(held_out),
+        train=graph.playlists,
+        held=len(held_out),
+        evaluated=evaluation.info["eval_playlists"],
+        min_length=args.min_length,
+        tracks=imported.tracks,
+        min_weight=graph.min_weight,
+        edges=graph.summary["edges"],
+        unseen=evaluation.info["unseen_targets"],
+    )
     extra = "## MUSIG with the defaults against its inputs and GraphSAGE\n\n" + "\n".join(margins)
-    report = write_report(evaluation, args.out, title="Playlist completion on real Spotify playlists",
-                          about_data=about, extra=extra, settings={k: str(v) for k, v in vars(args).items()},
-                          wall_seconds=time.perf_counter() - started)  # fmt: skip
+    report = write_report(
+        evaluation,
+        args.out,
+        title="Playlist completion on real Spotify playlists",
+        about_data=about,
+        extra=extra,
+        settings={k: str(v) for k, v in vars(args).items()},
+        wall_seconds=time.perf_counter() - started,
+    )
     print(f"\nwrote {report} ({(time.perf_counter() - started) / 60:.1f} min)")
 
 

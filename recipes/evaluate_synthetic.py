@@ -14,12 +14,13 @@ import argparse
 import time
 from pathlib import Path
 
-from audiograph.audio.embed import embed_audio
-from audiograph.audio.training import train_audio
-from audiograph.eval.evaluate import evaluate, format_results, held_out_playlists
 from audiograph.eval.protocol import split_playlist_files
 from audiograph.eval.report import write_report
-from audiograph.graph.build import build_graph
+from audiograph.eval.results import format_results
+from audiograph.pipelines.build_graph import build_graph
+from audiograph.pipelines.embed_audio import embed_audio
+from audiograph.pipelines.evaluate import evaluate, held_out_playlists
+from audiograph.pipelines.train_audio import train_audio
 from audiograph.store import Store
 from audiograph.synth import synthesize
 
@@ -58,8 +59,9 @@ def main() -> None:
         args.tracks, args.playlists, args.audio_epochs = 120, 60, 3
     started = time.perf_counter()
 
-    collection = synthesize(args.out / "collection", tracks=args.tracks, genres=args.genres, playlists=args.playlists,
-                            seed=args.seed).out_dir  # fmt: skip
+    collection = synthesize(
+        args.out / "collection", tracks=args.tracks, genres=args.genres, playlists=args.playlists, seed=args.seed
+    ).out_dir
     train_dir, holdout_dir = split_playlist_files(collection / "playlists", min_length=args.min_length, seed=args.seed)
     for stale in args.out.glob("recipe.db*"):
         stale.unlink()  # every run starts from a fresh store
@@ -74,7 +76,9 @@ def main() -> None:
     held_out, unmatched = held_out_playlists(store, [holdout_dir])
     seeds = tuple(range(args.seed, args.seed + args.repeats))
     musig_options = {"max_epochs": 5} if args.quick else None
-    common = dict(held_out=held_out, seeds=seeds, min_length=args.min_length, musig_options=musig_options, progress=print)
+    common = dict(
+        held_out=held_out, seeds=seeds, min_length=args.min_length, musig_options=musig_options, progress=print
+    )
     methods = ["cf", "track2vec", "node2vec", "graphsage:audio", "musig:audio"] if args.quick else None
     table2 = evaluate(store, methods=methods, **common)
     print(format_results(table2))
@@ -82,12 +86,24 @@ def main() -> None:
     print(format_results(table3))
 
     extra = "## Table 3 analogue: regression task × node features (MUSIG)\n\n" + format_results(table3, markdown=True)
-    about = ABOUT_DATA.format(tracks=graph.summary["nodes"], genres=args.genres, edges=graph.summary["edges"],
-                              train=table2.info["train_playlists"], cases=table2.info["eval_playlists"],
-                              min_length=args.min_length)  # fmt: skip
+    about = ABOUT_DATA.format(
+        tracks=graph.summary["nodes"],
+        genres=args.genres,
+        edges=graph.summary["edges"],
+        train=table2.info["train_playlists"],
+        cases=table2.info["eval_playlists"],
+        min_length=args.min_length,
+    )
     settings = {**{k: str(v) for k, v in vars(args).items()}, "audio_model": audio.model_id, "unmatched": unmatched}
-    report = write_report(table2, args.out, title="Playlist completion on the synthetic collection (Table 2 analogue)",
-                          about_data=about, extra=extra, settings=settings, wall_seconds=time.perf_counter() - started)  # fmt: skip
+    report = write_report(
+        table2,
+        args.out,
+        title="Playlist completion on the synthetic collection (Table 2 analogue)",
+        about_data=about,
+        extra=extra,
+        settings=settings,
+        wall_seconds=time.perf_counter() - started,
+    )
     print(f"\nwrote {report} ({(time.perf_counter() - started) / 60:.1f} min)")
 
 

@@ -26,26 +26,39 @@ import torch
 import torch_geometric
 
 import audiograph
-from audiograph.audio.embed import embed_audio
-from audiograph.audio.training import train_audio
-from audiograph.graph.build import build_graph
-from audiograph.musig.features import available_groups, parse_groups
+from audiograph.musig.features import parse_groups
 from audiograph.musig.model import TASK_WEIGHT_PRESETS
-from audiograph.musig.training import default_similarity_group, prepare_musig_data, train_musig
+from audiograph.pipelines.build_graph import build_graph
+from audiograph.pipelines.embed_audio import embed_audio
+from audiograph.pipelines.features import available_groups
+from audiograph.pipelines.train_audio import train_audio
+from audiograph.pipelines.train_musig import default_similarity_group, prepare_musig_data, train_musig
 from audiograph.store import Store
 from audiograph.synth import synthesize
 
 AUDIO_EPOCHS = 8  # a short encoder schedule, as the demo's
-METRICS = {"val_hr": "playlist HR", "val_hr_features": "features' HR", "val_auc": "link AUC",
-           "val_playlist_loss": "playlist loss", "val_genre_loss": "genre BCE", "val_audio_loss": "similarity RMSE",
-           "val_loss": "weighted total"}  # fmt: skip
+METRICS = {
+    "val_hr": "playlist HR",
+    "val_hr_features": "features' HR",
+    "val_auc": "link AUC",
+    "val_playlist_loss": "playlist loss",
+    "val_genre_loss": "genre BCE",
+    "val_audio_loss": "similarity RMSE",
+    "val_loss": "weighted total",
+}
 
 
 def build_synthetic_store(out: Path, args) -> Store:
     """The default synthetic collection, embedded, with its graph and a briefly trained audio encoder."""
     collection = out / "collection"
-    synthesize(collection, tracks=args.tracks, genres=args.genres, playlists=args.playlists, seconds=args.seconds,
-               seed=args.seeds[0])  # fmt: skip
+    synthesize(
+        collection,
+        tracks=args.tracks,
+        genres=args.genres,
+        playlists=args.playlists,
+        seconds=args.seconds,
+        seed=args.seeds[0],
+    )
     store = Store(out / "recipe.db")
     embed_audio(collection / "audio", store, quiet=True)
     build_graph(store, [collection / "playlists"])
@@ -54,7 +67,7 @@ def build_synthetic_store(out: Path, args) -> Store:
 
 
 def summarise(values: list[float]) -> str:
-    """"mean" for one value, "mean ± std" for several."""
+    """ "mean" for one value, "mean ± std" for several."""
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
@@ -66,15 +79,19 @@ def markdown_table(runs: dict[str, list[dict]]) -> str:
     for preset, results in runs.items():
         cells = [preset, ",".join(f"{w:g}" for w in TASK_WEIGHT_PRESETS[preset])]
         cells += [summarise([r["metrics"].get(m, float("nan")) for r in results]) for m in METRICS]
-        cells += [", ".join(f"{r['metrics'].get('epoch', float('nan')):.0f}/{r['epochs']}" for r in results),
-                  f"{sum(r['seconds'] for r in results):.1f}"]
+        cells += [
+            ", ".join(f"{r['metrics'].get('epoch', float('nan')):.0f}/{r['epochs']}" for r in results),
+            f"{sum(r['seconds'] for r in results):.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", type=Path, help="a store with a graph (default: build the synthetic collection in --out)")
+    parser.add_argument(
+        "--db", type=Path, help="a store with a graph (default: build the synthetic collection in --out)"
+    )
     parser.add_argument("--out", type=Path, default=Path("recipe-musig-grid"))
     parser.add_argument("--presets", nargs="+", choices=list(TASK_WEIGHT_PRESETS), default=list(TASK_WEIGHT_PRESETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one training run per preset and seed")
@@ -100,45 +117,85 @@ def main() -> None:
     groups = parse_groups(args.features) if args.features else available_groups(store)
     data = prepare_musig_data(store, groups, similarity_group=default_similarity_group(store))
     prepared = time.perf_counter() - started
-    print(f"store {store.path}: {data.graph.num_nodes} nodes, {data.graph.num_edges // 2} edges; features"
-          f" {', '.join(groups)} ({data.data.num_features} dims); similarity task on {data.similarity_group or 'none'}"
-          f" ({prepared:.0f} s to prepare)")  # fmt: skip
+    print(
+        f"store {store.path}: {data.graph.num_nodes} nodes, {data.graph.num_edges // 2} edges; features"
+        f" {', '.join(groups)} ({data.data.num_features} dims); similarity task on {data.similarity_group or 'none'}"
+        f" ({prepared:.0f} s to prepare)"
+    )
 
     runs = {}
     for preset in args.presets:
         runs[preset] = []
         for seed in args.seeds:
             start = time.perf_counter()
-            report = train_musig(store, musig_data=data, register=False, task_weights=TASK_WEIGHT_PRESETS[preset],
-                                 max_epochs=args.epochs, batches_per_epoch=args.batches_per_epoch,
-                                 val_fraction=args.val_fraction, seed=seed, accelerator=args.accelerator,
-                                 models_dir=args.out / "runs", quiet=True)  # fmt: skip
+            report = train_musig(
+                store,
+                musig_data=data,
+                register=False,
+                task_weights=TASK_WEIGHT_PRESETS[preset],
+                max_epochs=args.epochs,
+                batches_per_epoch=args.batches_per_epoch,
+                val_fraction=args.val_fraction,
+                seed=seed,
+                accelerator=args.accelerator,
+                models_dir=args.out / "runs",
+                quiet=True,
+            )
             seconds = time.perf_counter() - start
-            runs[preset].append({"seed": seed, "model_id": report.model_id, "checkpoint": report.checkpoint,
-                                 "epochs": report.epochs, "metrics": report.metrics, "seconds": seconds})  # fmt: skip
+            runs[preset].append(
+                {
+                    "seed": seed,
+                    "model_id": report.model_id,
+                    "checkpoint": report.checkpoint,
+                    "epochs": report.epochs,
+                    "metrics": report.metrics,
+                    "seconds": seconds,
+                }
+            )
             monitor = "val_hr" if "val_hr" in report.metrics else "val_auc"
-            print(f"  {preset} seed {seed}: {METRICS[monitor]} {report.metrics.get(monitor, float('nan')):.3f}"
-                  f" after {report.epochs} epochs ({seconds:.1f} s)")  # fmt: skip
+            print(
+                f"  {preset} seed {seed}: {METRICS[monitor]} {report.metrics.get(monitor, float('nan')):.3f}"
+                f" after {report.epochs} epochs ({seconds:.1f} s)"
+            )
 
     table = markdown_table(runs)
     wall = time.perf_counter() - started
-    versions = {"audiograph": audiograph.__version__, "torch": torch.__version__, "lightning": lightning.__version__,
-                "torch_geometric": torch_geometric.__version__, "python": platform.python_version()}  # fmt: skip
+    versions = {
+        "audiograph": audiograph.__version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "python": platform.python_version(),
+    }
     monitor = "val_hr" if any("val_hr" in r["metrics"] for rs in runs.values() for r in rs) else "val_auc"
     best = max(runs, key=lambda p: statistics.mean(r["metrics"].get(monitor, 0.0) for r in runs[p]))
-    notes = (f"Validation on {args.val_fraction:.0%} held-out playlists (completion hit rate) or, with too few"
-             f" playlists, held-out edges (link AUC); metrics at each run's best epoch by {METRICS[monitor]}; task"
-             f" losses unweighted (the genre and similarity heads of a preset that gives them weight 0 are"
-             f" untrained). Seeds {args.seeds}; {platform.platform()}; "
-             + ", ".join(f"{k} {v}" for k, v in versions.items()) + f". Wall time {wall / 60:.1f} min.")  # fmt: skip
+    notes = (
+        f"Validation on {args.val_fraction:.0%} held-out playlists (completion hit rate) or, with too few"
+        f" playlists, held-out edges (link AUC); metrics at each run's best epoch by {METRICS[monitor]}; task"
+        f" losses unweighted (the genre and similarity heads of a preset that gives them weight 0 are"
+        f" untrained). Seeds {args.seeds}; {platform.platform()}; "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + f". Wall time {wall / 60:.1f} min."
+    )
     text = f"# MUSIG task-weight grid\n\nStore `{store.path}`, features {', '.join(groups)}.\n\n{table}\n\n{notes}\n"
     (args.out / "results.md").write_text(text)
-    results = {"store": str(store.path), "features": groups, "similarity_group": data.similarity_group,
-               "nodes": data.graph.num_nodes, "edges": data.graph.num_edges // 2, "runs": runs, "best_preset": best,
-               "versions": versions, "wall_seconds": wall, "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
+    results = {
+        "store": str(store.path),
+        "features": groups,
+        "similarity_group": data.similarity_group,
+        "nodes": data.graph.num_nodes,
+        "edges": data.graph.num_edges // 2,
+        "runs": runs,
+        "best_preset": best,
+        "versions": versions,
+        "wall_seconds": wall,
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"\n{table}\n\n{notes}\nbest by {METRICS[monitor]}: {best}"
-          f" (train it with `audiograph train-musig --task-weights {best}`)")  # fmt: skip
+    print(
+        f"\n{table}\n\n{notes}\nbest by {METRICS[monitor]}: {best}"
+        f" (train it with `audiograph train-musig --task-weights {best}`)"
+    )
     print(f"wrote {args.out / 'results.md'} and results.json ({wall / 60:.1f} min)")
 
 

@@ -41,12 +41,13 @@ import torch
 
 from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.audio.decode import AUDIO_EXTENSIONS
-from audiograph.audio.embed import embed_audio
-from audiograph.audio.encoder import AudioEncoder, embed_tracks, resolve_encoder
-from audiograph.audio.training import embedding_diagnostics, standardised_descriptors, train_audio
 from audiograph.errors import ConfigError
-from audiograph.eval.neighbours import top_k_neighbours
-from audiograph.graph.build import build_graph
+from audiograph.eval.neighbours import embedding_diagnostics, top_k_neighbours
+from audiograph.models import AcousticModel
+from audiograph.pipelines.build_graph import build_graph
+from audiograph.pipelines.embed_audio import embed_audio
+from audiograph.pipelines.encoders import resolve_acoustic_model
+from audiograph.pipelines.train_audio import standardised_descriptors, train_audio
 from audiograph.store import Store
 
 DEFAULT_CACHE = Path("~/.cache/audiograph/debian-music")
@@ -56,9 +57,21 @@ SHARED_ALBUM = "shared-recordings"
 # (openarena-data, neverball-data: music inside archives; pingus-data: tracker modules only)
 # are reported with what was skipped.
 DEFAULT_PACKAGES = (
-    "asc-music", "drascula-music", "warzone2100-music", "hedgewars-data", "neverball-data", "lincity-ng-data",
-    "openarena-data", "frozen-bubble-data", "pingus-data", "hyperrogue-music", "singularity-music",
-    "wesnoth-1.16-music", "planetblupi-music-ogg", "extremetuxracer-data", "xmoto-data",
+    "asc-music",
+    "drascula-music",
+    "warzone2100-music",
+    "hedgewars-data",
+    "neverball-data",
+    "lincity-ng-data",
+    "openarena-data",
+    "frozen-bubble-data",
+    "pingus-data",
+    "hyperrogue-music",
+    "singularity-music",
+    "wesnoth-1.16-music",
+    "planetblupi-music-ogg",
+    "extremetuxracer-data",
+    "xmoto-data",
 )
 QUICK_PACKAGES = ("asc-music", "frozen-bubble-data", "extremetuxracer-data", "xmoto-data")
 NOT_RECORDINGS = frozenset({".mod", ".xm", ".s3m", ".it", ".mtm", ".669", ".mid", ".midi"})
@@ -185,6 +198,7 @@ def embed_collection(store: Store, albums: dict[str, Path], quiet: bool = True) 
 def hold_out_folds(albums: dict[str, list[str]], folds: int) -> dict[str, int]:
     """track id -> fold: each album's tracks ordered by a fixed hash and dealt round-robin, so that
     every fold holds out 1/`folds` of each album (rounded)."""
+
     def key(track_id: str) -> str:
         return hashlib.blake2b(track_id.encode(), digest_size=8).hexdigest()
 
@@ -200,10 +214,7 @@ def fold_store(base: Path, folder: Path, keep: set[str]) -> Store:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     shutil.copy(base, path)
     store = Store(path)
-    drop = [(r[0],) for r in store.db.execute("SELECT id FROM tracks") if r[0] not in keep]
-    with store.db.atomic():
-        for table, column in (("mels", "track_id"), ("vectors", "track_id"), ("tracks", "id")):
-            store.db.conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", drop)
+    store.tracks.delete([t["id"] for t in store.tracks.rows(status=None) if t["id"] not in keep])
     return store
 
 
@@ -223,33 +234,41 @@ def held_out_precision(vectors: np.ndarray, labels: list[str], queries: list[int
     return float((labels[nearest] == labels[queries][:, None]).mean())
 
 
-def run_fold(fold: int, base: Path, out: Path, albums: dict[str, list[str]], folds: dict[str, int],
-             epochs: int | None, seed: int, options: dict) -> dict:
+def run_fold(
+    fold: int,
+    base: Path,
+    out: Path,
+    albums: dict[str, list[str]],
+    folds: dict[str, int],
+    epochs: int | None,
+    seed: int,
+    options: dict,
+) -> dict:
     """Train on the fold's training tracks and measure the held-out tracks in every space."""
     started = time.perf_counter()
     base_store = Store(base)
     ids = sorted(folds)
     held_out = {t for t in ids if folds[t] == fold}
-    paths = {t["id"]: t["path"] for t in base_store.tracks()}
+    paths = {t["id"]: t["path"] for t in base_store.tracks.rows()}
     training = set(ids) - held_out
     store = fold_store(base, out / f"fold-{fold}", training)
     playlists = write_album_playlists(out / f"fold-{fold}" / "playlists", albums, paths, training)
     build_graph(store, [playlists])
     report = train_audio(store, quiet=True, seed=seed, **({"max_epochs": epochs} if epochs else {}), **options)
-    encoder, _, _ = resolve_encoder(store, report.model_id)
-    chunks = base_store.mel_chunks(ids)
+    trained, _, _ = resolve_acoustic_model(store, report.model_id)
+    chunks = base_store.mels.chunks(ids)
     tracks = [chunks_as_tensors(chunks[t]) for t in ids]
     torch.manual_seed(seed)
-    untrained = AudioEncoder(**store.model(report.model_id)["config"]["encoder"])
-    if untrained.input_norm_kind == "collection":
-        untrained.set_input_statistics(encoder.band_mean, encoder.band_std)
+    untrained = AcousticModel(trained.config, trained.encoder_options)
+    if untrained.encoder.input_norm_kind == "collection":
+        untrained.encoder.set_input_statistics(trained.encoder.band_mean, trained.encoder.band_std)
     described, descriptors = standardised_descriptors(base_store, ids)
     if described != ids:
         raise ConfigError(f"{base}: {len(ids) - len(described)} tracks have no descriptors")
     spaces = {
         "descriptors (z-scored)": descriptors,
-        "untrained encoder": embed_tracks(untrained.eval(), tracks).numpy(),
-        "trained encoder": embed_tracks(encoder, tracks).numpy(),
+        "untrained encoder": untrained.encode_chunks(tracks).numpy(),
+        "trained encoder": trained.encode_chunks(tracks).numpy(),
     }
     album = {t: a for a, members in albums.items() for t in members}
     labels = [album[t] for t in ids]
@@ -282,8 +301,10 @@ def link_collection(folder: Path, albums: dict[str, Path], max_per_album: int | 
     for album, source in albums.items():
         target = folder / album
         shutil.rmtree(target, ignore_errors=True)
-        files = sorted((p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()),
-                       key=lambda p: hashlib.blake2b(str(p.relative_to(source)).encode(), digest_size=8).hexdigest())
+        files = sorted(
+            (p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()),
+            key=lambda p: hashlib.blake2b(str(p.relative_to(source)).encode(), digest_size=8).hexdigest(),
+        )
         for path in files[:max_per_album]:
             link = target / path.relative_to(source)
             link.parent.mkdir(parents=True, exist_ok=True)
@@ -294,6 +315,7 @@ def link_collection(folder: Path, albums: dict[str, Path], max_per_album: int | 
 
 def summarise(folds: list[dict]) -> dict:
     """Mean and std over folds of each space's precision@5 and diagnostics."""
+
     def stats(values: list[float]) -> dict:
         return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
 
@@ -309,48 +331,76 @@ def summarise(folds: list[dict]) -> dict:
 def write_results(out: Path, summary: dict, folds: list[dict], collection: dict, settings: dict) -> None:
     """results.md and results.json in `out`."""
     n = len(folds)
-    intro = (f"Same-album precision@5 of held-out tracks (query: a held-out track; candidates: every other track),"
-             f" mean ± std over {n} fold{'s' * (n != 1)}; chance {collection['chance']:.3f}.")
-    md = ["# Real-music benchmark of the acoustic spaces", "", intro, "",
-          "| space | P@5 | cosine mean | cosine std | cosine p5 / p50 / p95 | effective rank |",
-          "|---|---|---|---|---|---|"]
+    intro = (
+        f"Same-album precision@5 of held-out tracks (query: a held-out track; candidates: every other track),"
+        f" mean ± std over {n} fold{'s' * (n != 1)}; chance {collection['chance']:.3f}."
+    )
+    md = [
+        "# Real-music benchmark of the acoustic spaces",
+        "",
+        intro,
+        "",
+        "| space | P@5 | cosine mean | cosine std | cosine p5 / p50 / p95 | effective rank |",
+        "|---|---|---|---|---|---|",
+    ]
     for space in SPACES:
         s = summary[space]
-        md.append(f"| {space} | {s['precision_at_5']['mean']:.3f} ± {s['precision_at_5']['std']:.3f}"
-                  f" | {s['cosine_mean']['mean']:.3f} | {s['cosine_std']['mean']:.3f}"
-                  f" | {s['cosine_p5']['mean']:.2f} / {s['cosine_p50']['mean']:.2f} / {s['cosine_p95']['mean']:.2f}"
-                  f" | {s['effective_rank']['mean']:.1f} |")
-    diagnosis = ("Pairwise cosines are over all tracks, in each space; the effective rank is exp of the entropy of"
-                 " the normalised singular values of the centred vectors (a collapsed space has cosines near 1 and"
-                 " a small rank).")
-    header = ("| fold | held out | training tracks | epochs | " + " | ".join(SPACES)
-              + " | guard (validation P@5: trained / descriptors / untrained) | seconds |")
+        md.append(
+            f"| {space} | {s['precision_at_5']['mean']:.3f} ± {s['precision_at_5']['std']:.3f}"
+            f" | {s['cosine_mean']['mean']:.3f} | {s['cosine_std']['mean']:.3f}"
+            f" | {s['cosine_p5']['mean']:.2f} / {s['cosine_p50']['mean']:.2f} / {s['cosine_p95']['mean']:.2f}"
+            f" | {s['effective_rank']['mean']:.1f} |"
+        )
+    diagnosis = (
+        "Pairwise cosines are over all tracks, in each space; the effective rank is exp of the entropy of"
+        " the normalised singular values of the centred vectors (a collapsed space has cosines near 1 and"
+        " a small rank)."
+    )
+    header = (
+        "| fold | held out | training tracks | epochs | "
+        + " | ".join(SPACES)
+        + " | guard (validation P@5: trained / descriptors / untrained) | seconds |"
+    )
     md += ["", diagnosis, "", "## Folds", "", header, "|---" * (6 + len(SPACES)) + "|"]
     for f in folds:
         g = f["guard"]
-        md.append(f"| {f['fold']} | {f['held_out']} | {f['train_tracks']} | {f['epochs']} | "
-                  + " | ".join(f"{f['precision_at_5'][s]:.3f}" for s in SPACES)
-                  + f" | {g['trained_precision_at_5']:.3f} / {g['descriptors_precision_at_5']:.3f} /"
-                  f" {g['untrained_precision_at_5']:.3f} | {f['seconds']:.0f} |")
+        md.append(
+            f"| {f['fold']} | {f['held_out']} | {f['train_tracks']} | {f['epochs']} | "
+            + " | ".join(f"{f['precision_at_5'][s]:.3f}" for s in SPACES)
+            + f" | {g['trained_precision_at_5']:.3f} / {g['descriptors_precision_at_5']:.3f} /"
+            f" {g['untrained_precision_at_5']:.3f} | {f['seconds']:.0f} |"
+        )
     with_tracks = sum(1 for a in collection["albums"] if a["tracks"])
-    size = (f"{collection['tracks']} tracks in {with_tracks} albums ({collection['minutes']:.0f} minutes of audio)."
-            " Licences: those named in each package's copyright file, which covers the whole source package"
-            " (results.json lists them all; the copyright file is kept beside the cached music).")
-    md += ["", "## The collection", "", size, "",
-           "| album | version | tracks | minutes | skipped | licences |", "|---|---|---|---|---|---|"]
+    size = (
+        f"{collection['tracks']} tracks in {with_tracks} albums ({collection['minutes']:.0f} minutes of audio)."
+        " Licences: those named in each package's copyright file, which covers the whole source package"
+        " (results.json lists them all; the copyright file is kept beside the cached music)."
+    )
+    md += [
+        "",
+        "## The collection",
+        "",
+        size,
+        "",
+        "| album | version | tracks | minutes | skipped | licences |",
+        "|---|---|---|---|---|---|",
+    ]
     for a in collection["albums"]:
         skipped = ", ".join(f"{v} {k}" for k, v in a.get("skipped", {}).items() if v) or "-"
         names = a["licence"].split(", ")
         licence = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-        md.append(f"| {a['package']} | {a.get('version') or '-'} | {a['tracks']} | {a.get('minutes', 0):.1f}"
-                  f" | {skipped} | {licence} |")
+        md.append(
+            f"| {a['package']} | {a.get('version') or '-'} | {a['tracks']} | {a.get('minutes', 0):.1f}"
+            f" | {skipped} | {licence} |"
+        )
     for failure in collection["failed"]:
         md.append(f"\nNot embedded: {failure['path']}: {failure['error']}")
     md += ["", "## Run", "", "```json", json.dumps(settings, indent=2), "```", ""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text("\n".join(md), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"summary": summary, "folds": folds, "collection": collection,
-                                                  "settings": settings}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"summary": summary, "folds": folds, "collection": collection, "settings": settings}, indent=2)
+    )
 
 
 def collect(args) -> tuple[dict[str, Path], list[dict]]:
@@ -371,9 +421,14 @@ def collect(args) -> tuple[dict[str, Path], list[dict]]:
             folders[package] = Path(manifest["folder"])
     if args.shared_audio.is_dir():
         folders[SHARED_ALBUM] = args.shared_audio
-        manifests.append({"package": SHARED_ALBUM, "version": None, "tracks": len(list(args.shared_audio.glob("*.ogg")))
-                          + len(list(args.shared_audio.glob("*.mp3"))),
-                          "licence": "per file: see ../shared/data/SOURCES.md and the .txt beside each recording"})
+        manifests.append(
+            {
+                "package": SHARED_ALBUM,
+                "version": None,
+                "tracks": len(list(args.shared_audio.glob("*.ogg"))) + len(list(args.shared_audio.glob("*.mp3"))),
+                "licence": "per file: see ../shared/data/SOURCES.md and the .txt beside each recording",
+            }
+        )
     if len(folders) < 2:
         raise ConfigError("fewer than two albums with recordings: nothing to compare (run without --offline to fetch)")
     return folders, manifests
@@ -390,8 +445,12 @@ def run(argv: list[str] | None = None) -> dict:
     """Parse `argv`, run the benchmark, write results.md and results.json; returns the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("recipe-real-music"))
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("AUDIOGRAPH_MUSIC_CACHE", DEFAULT_CACHE)),
-                        help=f"download cache (default $AUDIOGRAPH_MUSIC_CACHE or {DEFAULT_CACHE})")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("AUDIOGRAPH_MUSIC_CACHE", DEFAULT_CACHE)),
+        help=f"download cache (default $AUDIOGRAPH_MUSIC_CACHE or {DEFAULT_CACHE})",
+    )
     parser.add_argument("--packages", nargs="+", help="Debian packages, one album each (default: a list of 15)")
     parser.add_argument("--shared-audio", type=Path, default=SHARED_AUDIO, help="one more album (skipped if absent)")
     parser.add_argument("--offline", action="store_true", help="use only packages already in the cache")
@@ -401,8 +460,12 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--run-folds", type=int, help="run only the first N folds (default: all)")
     parser.add_argument("--epochs", type=int, help="train-audio's maximum epochs (default: its own)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-options", type=json.loads, default={},
-                        help='JSON keyword options of train_audio, e.g. \'{"loss": "triplet"}\' (default: none)')
+    parser.add_argument(
+        "--train-options",
+        type=json.loads,
+        default={},
+        help='JSON keyword options of train_audio, e.g. \'{"loss": "triplet"}\' (default: none)',
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: four small albums, one fold, 3 epochs")
     args = parser.parse_args(argv)
     if args.quick:
@@ -419,11 +482,11 @@ def run(argv: list[str] | None = None) -> dict:
     # embed-audio skips what an earlier run already embedded, so a rerun only trains and measures.
     store = Store(args.out / "base.db")
     failed = embed_collection(store, folders)
-    embedded = {t["id"]: t for t in store.tracks() if t["collection"] in folders}
+    embedded = {t["id"]: t for t in store.tracks.rows() if t["collection"] in folders}
     albums: dict[str, list[str]] = {}
     for track_id, track in sorted(embedded.items()):
         albums.setdefault(track["collection"], []).append(track_id)
-    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.compact()
     store.close()
     embed_seconds = time.perf_counter() - started
     print(f"collection: {len(embedded)} tracks in {len(albums)} albums, embedded in {embed_seconds:.0f} s", flush=True)
@@ -435,15 +498,24 @@ def run(argv: list[str] | None = None) -> dict:
         manifest["tracks"] = len(used)
         manifest["minutes"] = round(sum(embedded[t]["duration"] or 0 for t in used) / 60, 1)
     collection = {
-        "tracks": len(embedded), "albums": manifests,
+        "tracks": len(embedded),
+        "albums": manifests,
         "minutes": sum(t["duration"] or 0 for t in embedded.values()) / 60,
         # Expected P@5 of a random ranking: a query's share of same-album candidates, averaged over tracks.
         "chance": float(np.sum(sizes * (sizes - 1) / (len(embedded) - 1)) / len(embedded)),
         "failed": [f for fs in failed.values() for f in fs],
     }
-    settings = {"argv": sys.argv[1:] if argv is None else argv, "folds": args.folds, "seed": args.seed,
-                "epochs": args.epochs, "train_options": args.train_options, "embed_seconds": round(embed_seconds),
-                "python": platform.python_version(), "torch": torch.__version__, "machine": f"{os.cpu_count()} CPUs"}
+    settings = {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "folds": args.folds,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "train_options": args.train_options,
+        "embed_seconds": round(embed_seconds),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": f"{os.cpu_count()} CPUs",
+    }
     results = []
     for fold in range(args.run_folds or args.folds):
         result = run_fold(fold, store.path, args.out, albums, folds, args.epochs, args.seed + fold, args.train_options)
@@ -452,13 +524,17 @@ def run(argv: list[str] | None = None) -> dict:
         summary = summarise(results)
         settings["wall_seconds"] = round(time.perf_counter() - started)
         write_results(args.out, summary, results, collection, settings)  # after each fold: a long run shows progress
-    print(f"\nsame-album precision@5 of held-out tracks, {len(results)} of {args.folds} folds"
-          f" (chance {collection['chance']:.3f}):")
+    print(
+        f"\nsame-album precision@5 of held-out tracks, {len(results)} of {args.folds} folds"
+        f" (chance {collection['chance']:.3f}):"
+    )
     for space in SPACES:
         s = summary[space]
-        print(f"  {space:<24} {s['precision_at_5']['mean']:.3f} ± {s['precision_at_5']['std']:.3f}"
-              f"   cosines {s['cosine_mean']['mean']:.2f} ± {s['cosine_std']['mean']:.2f},"
-              f" effective rank {s['effective_rank']['mean']:.1f}")
+        print(
+            f"  {space:<24} {s['precision_at_5']['mean']:.3f} ± {s['precision_at_5']['std']:.3f}"
+            f"   cosines {s['cosine_mean']['mean']:.2f} ± {s['cosine_std']['mean']:.2f},"
+            f" effective rank {s['effective_rank']['mean']:.1f}"
+        )
     print(f"wrote {args.out / 'results.md'} ({settings['wall_seconds'] / 60:.1f} min)")
     return {"summary": summary, "folds": results, "collection": collection, "settings": settings}
 

@@ -21,14 +21,17 @@ import numpy as np
 import torch
 
 from audiograph.audio.analysis import chunks_as_tensors
-from audiograph.audio.embed import embed_audio
-from audiograph.audio.encoder import AudioEncoder, embed_tracks, resolve_encoder
-from audiograph.audio.training import AudioEncoderModule, GraphAudioData, standardised_descriptors, train_audio
 from audiograph.eval.neighbours import label_precision_at_k
-from audiograph.graph.build import build_graph
+from audiograph.models import AcousticModel
+from audiograph.pipelines.build_graph import build_graph
+from audiograph.pipelines.embed_audio import embed_audio
+from audiograph.pipelines.encoders import resolve_acoustic_model
+from audiograph.pipelines.train_audio import standardised_descriptors, train_audio
 from audiograph.runtime import keyword_defaults
 from audiograph.store import ACOUSTIC_SPACE, Store
 from audiograph.synth import synthesize
+from audiograph.training.audio import AudioEncoderModule
+from audiograph.training.audio_data import GraphAudioData
 
 
 def bare_crops_per_second(module: AudioEncoderModule, data: GraphAudioData, steps: int = 20) -> float:
@@ -67,8 +70,9 @@ def main() -> None:
     parser.add_argument("--playlists", type=int, default=120)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weight-power", type=float,
-                        help="positives in proportion to weight ** this (default: train_audio's)")
+    parser.add_argument(
+        "--weight-power", type=float, help="positives in proportion to weight ** this (default: train_audio's)"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: a small collection, 3 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -76,8 +80,14 @@ def main() -> None:
     started = time.perf_counter()
 
     collection = args.out / "collection"
-    synthesize(collection, tracks=args.tracks, genres=args.genres, playlists=args.playlists,
-               seconds=args.seconds, seed=args.seed)
+    synthesize(
+        collection,
+        tracks=args.tracks,
+        genres=args.genres,
+        playlists=args.playlists,
+        seconds=args.seconds,
+        seed=args.seed,
+    )
     store = Store(args.out / "recipe.db")
     embed_audio(collection / "audio", store, quiet=True)
     graph = build_graph(store, [collection / "playlists"])
@@ -87,17 +97,17 @@ def main() -> None:
     if args.epochs:
         options["max_epochs"] = args.epochs
     report = train_audio(store, seed=args.seed, **options)
-    genre = {t["id"]: t["genre"] for t in store.tracks()}
+    genre = {t["id"]: t["genre"] for t in store.tracks.rows()}
 
-    ids, trained = store.vectors(ACOUSTIC_SPACE, report.model_id)
-    model = store.model(report.model_id)
-    encoder, _, _ = resolve_encoder(store, report.model_id)
+    ids, trained = store.vectors.matrix(ACOUSTIC_SPACE, report.model_id)
+    model = store.models.get(report.model_id)
+    trained_model, _, _ = resolve_acoustic_model(store, report.model_id)
     torch.manual_seed(args.seed)
-    untrained = AudioEncoder(**model["config"]["encoder"]).eval()
-    if untrained.input_norm_kind == "collection":  # the same input standardisation as the trained one
-        untrained.set_input_statistics(encoder.band_mean, encoder.band_std)
-    chunks = store.mel_chunks(ids)
-    untrained_vectors = embed_tracks(untrained, [chunks_as_tensors(chunks[i]) for i in ids])
+    untrained = AcousticModel(trained_model.config, trained_model.encoder_options)
+    if untrained.encoder.input_norm_kind == "collection":  # the same input standardisation as the trained one
+        untrained.encoder.set_input_statistics(trained_model.encoder.band_mean, trained_model.encoder.band_std)
+    chunks = store.mels.chunks(ids)
+    untrained_vectors = untrained.encode_chunks([chunks_as_tensors(chunks[i]) for i in ids])
     descriptor_ids, standardised = standardised_descriptors(store, ids)
     precision = {
         "trained encoder": label_precision_at_k(trained, [genre[i] for i in ids], k=10),
@@ -111,14 +121,18 @@ def main() -> None:
     bare = bare_crops_per_second(AudioEncoderModule(**{k: model["config"][k] for k in ("loss", "encoder")}), data)
 
     m, g = report.metrics, report.guard
-    print(f"\nvalidation accuracy {m.get('val_accuracy', float('nan')):.3f}, graph-neighbour precision@5: trained"
-          f" {g['trained_precision_at_5']:.3f}, descriptors {g['descriptors_precision_at_5']:.3f}, untrained"
-          f" {g['untrained_precision_at_5']:.3f} (best of {report.epochs} epochs)")
+    print(
+        f"\nvalidation accuracy {m.get('val_accuracy', float('nan')):.3f}, graph-neighbour precision@5: trained"
+        f" {g['trained_precision_at_5']:.3f}, descriptors {g['descriptors_precision_at_5']:.3f}, untrained"
+        f" {g['untrained_precision_at_5']:.3f} (best of {report.epochs} epochs)"
+    )
     print(f"\ngenre precision@10 of nearest neighbours (chance {chance:.2f})")
     for space, value in precision.items():
         print(f"  {space:<18} {value:.3f}")
-    print(f"\ntraining throughput {report.crops_per_second:.0f} crops/s; bare encoder forward+loss+backward+step"
-          f" {bare:.0f} crops/s (ratio {bare / report.crops_per_second:.2f})")
+    print(
+        f"\ntraining throughput {report.crops_per_second:.0f} crops/s; bare encoder forward+loss+backward+step"
+        f" {bare:.0f} crops/s (ratio {bare / report.crops_per_second:.2f})"
+    )
     results = {
         "model_id": report.model_id,
         "metrics": report.metrics,

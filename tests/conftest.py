@@ -36,8 +36,8 @@ def read_csv(path: Path) -> list[dict]:
 @pytest.fixture(scope="session")
 def embedded_db(tmp_path_factory, synth_collection) -> Path:
     """A store of the synthetic collection, embedded and with its graph built. Copy before writing."""
-    from audiograph.audio.embed import embed_audio
-    from audiograph.graph.build import build_graph
+    from audiograph.pipelines.build_graph import build_graph
+    from audiograph.pipelines.embed_audio import embed_audio
     from audiograph.store import Store
 
     db = tmp_path_factory.mktemp("store") / "base.db"

@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from audiograph.graph.build import build_graph, export_graphml
+from audiograph.pipelines.build_graph import build_graph, export_graphml, load_graph
 from audiograph.store import Store, TrackRecord
 
 
@@ -18,11 +18,18 @@ def store_with_tracks(tmp_path):
     """A store with 6 'embedded' tracks under tmp_path/music (the files need not exist to be matched)."""
     store = Store(tmp_path / "s.db")
     music = tmp_path / "music"
-    store.write_tracks([
-        TrackRecord(id=f"m/t{i}.mp3", collection="m", path=str(music / f"t{i}.mp3"), content_hash=f"h{i}",
-                    tags={"title": f"T{i}", "genre": "rock" if i < 3 else "jazz"})
-        for i in range(6)
-    ])  # fmt: skip
+    store.tracks.write(
+        [
+            TrackRecord(
+                id=f"m/t{i}.mp3",
+                collection="m",
+                path=str(music / f"t{i}.mp3"),
+                content_hash=f"h{i}",
+                tags={"title": f"T{i}", "genre": "rock" if i < 3 else "jazz"},
+            )
+            for i in range(6)
+        ]
+    )
     return store, music
 
 
@@ -57,9 +64,9 @@ def test_weights_match_a_brute_force_count_and_unmatched_are_reported(store_with
     expected = _brute_force_weights([[f"m/{t}" for t in p] for p in playlists])
     stored = {(a, b): w for a, b, w in store.db.execute("SELECT src, dst, weight FROM edges")}
     assert stored == expected
-    node_ids, graph = store.graph()
+    node_ids, graph = load_graph(store)
     assert graph.num_edges == 2 * len(expected)
-    assert store.playlists()[-1]["tracks"] == ["m/t0.mp3"]  # matched entries, in order
+    assert store.graph.playlists()[-1]["tracks"] == ["m/t0.mp3"]  # matched entries, in order
 
     # A threshold keeps only the edges at or above it; the report says why.
     report = build_graph(store, [lists], min_weight=3)
@@ -88,10 +95,22 @@ def test_auto_min_weight_and_graphml_export(store_with_tracks, tmp_path):
 def test_id_sources_with_and_without_add_missing(store_with_tracks, tmp_path):
     store, _ = store_with_tracks
     mpd = tmp_path / "slice.json"
-    mpd.write_text(json.dumps({"playlists": [
-        {"pid": 1, "name": "a", "tracks": [{"track_uri": "m/t0.mp3", "track_name": "T0", "artist_name": "X"},
-                                           {"track_uri": "spotify:track:new", "track_name": "New", "artist_name": "Y"}]},
-    ]}))  # fmt: skip
+    mpd.write_text(
+        json.dumps(
+            {
+                "playlists": [
+                    {
+                        "pid": 1,
+                        "name": "a",
+                        "tracks": [
+                            {"track_uri": "m/t0.mp3", "track_name": "T0", "artist_name": "X"},
+                            {"track_uri": "spotify:track:new", "track_name": "New", "artist_name": "Y"},
+                        ],
+                    },
+                ]
+            }
+        )
+    )
     edges = tmp_path / "edges.csv"
     edges.write_text("src,dst,weight\nm/t1.mp3,m/t2.mp3,2.5\nm/t1.mp3,nowhere,1\n")
     report = build_graph(store, [mpd, edges], min_weight=1)
@@ -101,8 +120,8 @@ def test_id_sources_with_and_without_add_missing(store_with_tracks, tmp_path):
 
     report = build_graph(store, [mpd, edges], min_weight=1, add_missing=True)
     assert report.added_tracks == 2 and report.unmatched == 0
-    assert store.track("spotify:track:new")["status"] == "imported"
-    assert store.track("spotify:track:new")["title"] == "New"
+    assert store.tracks.get("spotify:track:new")["status"] == "imported"
+    assert store.tracks.get("spotify:track:new")["title"] == "New"
     stored = {(a, b): w for a, b, w in store.db.execute("SELECT src, dst, weight FROM edges")}
     assert stored[("m/t0.mp3", "spotify:track:new")] == 1.0 and stored[("m/t1.mp3", "nowhere")] == 1.0
 
@@ -110,12 +129,13 @@ def test_id_sources_with_and_without_add_missing(store_with_tracks, tmp_path):
 def test_shared_spotify_playlists_load(shared_data, tmp_path):
     store = Store(tmp_path / "s.db")
     csv_path = shared_data / "spotify_playlists" / "spotify_songs_dev.csv"
-    report = build_graph(store, [csv_path], add_missing=True, name_col="playlist_name",
-                         title_col="track_name", artist_col="track_artist")  # fmt: skip
+    report = build_graph(
+        store, [csv_path], add_missing=True, name_col="playlist_name", title_col="track_name", artist_col="track_artist"
+    )
     assert report.playlists == 329 and report.unmatched == 0
     assert report.min_weight == 1  # weights of 1-8 here: the paper's >= 10 would leave nothing
     assert report.summary["nodes"] == report.added_tracks
-    assert len(store.playlists()) == 329
+    assert len(store.graph.playlists()) == 329
 
 
 def test_an_empty_new_graph_keeps_the_stored_one_and_a_replacement_is_reported(store_with_tracks, tmp_path):
@@ -134,7 +154,7 @@ def test_an_empty_new_graph_keeps_the_stored_one_and_a_replacement_is_reported(s
     with pytest.raises(ConfigError, match=expected):
         build_graph(store, [bad], min_weight=1)
     assert sorted(store.db.execute("SELECT src, dst, weight FROM edges").fetchall()) == before
-    assert [p["name"] for p in store.playlists()] == ["good"]
+    assert [p["name"] for p in store.graph.playlists()] == ["good"]
 
     other = tmp_path / "other.m3u8"
     _write_m3u(other, [str(music / f"t{i}.mp3") for i in (4, 5)])

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import read_csv
 
 
@@ -20,8 +19,13 @@ def run(*args, env_db=None, check=True, cwd=None):
     if env_db:
         env["AUDIOGRAPH_DB"] = str(env_db)
     with tempfile.TemporaryDirectory() as scratch:
-        proc = subprocess.run([sys.executable, "-m", "audiograph", *map(str, args)], capture_output=True, text=True,
-                              env=env, cwd=cwd or scratch)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "audiograph", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd or scratch,
+        )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
@@ -37,12 +41,13 @@ def test_synth_embed_query_info(synth_collection, tmp_path):
     summary = json.loads(out.stdout)
     assert summary["embedded"] == len(truth) and summary["skipped"] == 0
     assert {Path(f["path"]).name for f in summary["failed"]} == {
-        Path(r["path"]).name for r in read_csv(synth_collection / "faults.csv")
+        Path(r["path"]).name
+        for r in read_csv(synth_collection / "faults.csv")
         if r["kind"] not in ("duplicate", "missing_file", "url")
-    }  # fmt: skip
+    }
     assert all(f["error"] for f in summary["failed"])
     # One line per bad file on stderr, naming it; no traceback.
-    failure_lines = [l for l in out.stderr.splitlines() if l.startswith("failed: ")]
+    failure_lines = [line for line in out.stderr.splitlines() if line.startswith("failed: ")]
     assert len(failure_lines) == len(summary["failed"]) and "Traceback" not in out.stderr
 
     again = run("embed-audio", audio, env_db=db)  # the store from the environment
@@ -59,7 +64,7 @@ def test_synth_embed_query_info(synth_collection, tmp_path):
     assert hits[0]["title"] == truth[Path(hits[0]["path"]).relative_to(audio).as_posix()]["title"]
 
     m3u = tmp_path / "out" / "similar.m3u8"
-    table = run("query", query_path, "--db", db, "-k", "3", "--m3u", m3u).stdout.splitlines()
+    table = run("query", query_path, "--db", db, "-k", "3", "--m3u", m3u, "--wide").stdout.splitlines()
     assert table[0].startswith("space 'descriptors'")
     assert table[1].split()[:3] == ["rank", "score", "artist"]
     rows = table[2:5]
@@ -68,8 +73,11 @@ def test_synth_embed_query_info(synth_collection, tmp_path):
         path = row.split("  ")[-1].strip()
         meta = truth[Path(path).relative_to(audio).as_posix()]
         assert f"{meta['artist']} – {meta['title']}" in row
-    entries = [l for l in m3u.read_text(encoding="utf-8").splitlines() if l and not l.startswith("#")]
+    entries = [e for e in m3u.read_text(encoding="utf-8").splitlines() if e and not e.startswith("#")]
     assert len(entries) == 3 and all((m3u.parent / e).resolve().is_file() for e in entries)
+    narrow = run("query", query_path, "--db", db, "-k", "10").stdout.splitlines()
+    rows = narrow[1:]  # the table; the header line names the query track
+    assert max(len(line) for line in rows) <= 100 and str(audio) not in "\n".join(rows)  # no paths without --wide
 
     info = json.loads(run("info", "--db", db, "--json").stdout)
     assert info["tracks"]["ok"] == len(truth) and "descriptors" in info["spaces"]
@@ -85,7 +93,7 @@ def test_query_with_a_file_outside_the_collection(embedded_db, shared_data, tmp_
     from audiograph.store import Store
 
     store = Store(embedded_db)
-    ids, matrix = store.vectors("descriptors")
+    ids, matrix = store.vectors.matrix("descriptors")
     q = analyse(outside, AudioFrontend()).descriptors
     mean, std = matrix.mean(0), matrix.std(0)
     z = (matrix - mean) / std
@@ -100,8 +108,10 @@ def test_query_with_a_file_outside_the_collection(embedded_db, shared_data, tmp_
     [
         (["embed-audio", "{tmp}/nowhere"], "nowhere: no such folder"),
         (["query", "{tmp}/missing.mp3"], "no store here"),
-        (["query", "{shared}/audio/sorohanro_-_solo-trumpet-06.ogg", "--space", "acoustic", "--db", "{db}"],
-         "no vectors in space 'acoustic'"),
+        (
+            ["query", "{shared}/audio/sorohanro_-_solo-trumpet-06.ogg", "--space", "acoustic", "--db", "{db}"],
+            "no vectors in space 'acoustic'",
+        ),
         (["query", "{tmp}/notes.mp3", "--db", "{db}"], "notes.mp3: not an audio file"),
         (["build-graph", "{tmp}/nowhere.m3u8", "--db", "{db}"], "nowhere.m3u8: no such file"),
         (["synth", "{tmp}/s", "--tracks", "2", "--genres", "3"], "error:"),
@@ -127,15 +137,30 @@ def test_graph_training_and_musig_commands(embedded_db, synth_collection, tmp_pa
     """build-graph, train-audio, train-musig on all four feature groups, then query: the musig space by default."""
     db = tmp_path / "cli.db"
     shutil.copy(embedded_db, db)
-    graph = json.loads(run("build-graph", synth_collection / "playlists", "--db", db, "--json",
-                           "--graphml", tmp_path / "g.graphml").stdout)  # fmt: skip
+    graph = json.loads(
+        run(
+            "build-graph", synth_collection / "playlists", "--db", db, "--json", "--graphml", tmp_path / "g.graphml"
+        ).stdout
+    )
     assert graph["matched"] > 0 and graph["summary"]["edges"] > 0 and (tmp_path / "g.graphml").exists()
 
     audio = json.loads(run("train-audio", "--db", db, "--epochs", "1", "--crop-seconds", "3", "--json").stdout)
     assert audio["embedded"] > 0 and Path(audio["checkpoint"]).exists()
 
-    musig = json.loads(run("train-musig", "--db", db, "--features", "acoustic,audio,genre,popularity", "--epochs", "1",
-                           "--batches-per-epoch", "2", "--json").stdout)  # fmt: skip
+    musig = json.loads(
+        run(
+            "train-musig",
+            "--db",
+            db,
+            "--features",
+            "acoustic,audio,genre,popularity",
+            "--epochs",
+            "1",
+            "--batches-per-epoch",
+            "2",
+            "--json",
+        ).stdout
+    )
     assert musig["features"] == ["acoustic", "audio", "genre", "popularity"] and musig["similarity_group"] == "acoustic"
     assert musig["embedded"] == graph["summary"]["nodes"]
 
@@ -181,7 +206,48 @@ def test_query_m3u_round_trips_through_the_m3u_reader(embedded_db, synth_collect
     assert not report.malformed and len(playlist.entries) == 5
     store = Store(embedded_db)
     for hit, entry in zip(hits, playlist.entries):
-        stored = store.track(hit["track_id"])
+        stored = store.tracks.get(hit["track_id"])
         assert Path(entry.path) == Path(stored["path"])
         assert (entry.artist, entry.title) == (stored["artist"], stored["title"])
         assert entry.duration == round(stored["duration"])
+
+
+def test_help_defaults_read_from_source_equal_the_library_defaults():
+    """--help reads defaults from the source (no torch import); they must be the imported functions' own."""
+    from audiograph.cli.arguments import source_defaults
+    from audiograph.pipelines.embed_audio import embed_audio
+    from audiograph.pipelines.evaluate import evaluate, make_split
+    from audiograph.pipelines.train_audio import train_audio
+    from audiograph.pipelines.train_musig import train_musig
+    from audiograph.runtime import keyword_defaults
+    from audiograph.synth import synthesize
+    from audiograph.training.audio import AudioEncoderModule
+    from audiograph.training.audio_data import GraphAudioData
+    from audiograph.training.musig import MusigModule
+
+    for module, target in [
+        ("audiograph.synth.collection", synthesize),
+        ("audiograph.pipelines.embed_audio", embed_audio),
+        ("audiograph.pipelines.train_audio", train_audio),
+        ("audiograph.training.audio", AudioEncoderModule),
+        ("audiograph.training.audio_data", GraphAudioData),
+        ("audiograph.pipelines.train_musig", train_musig),
+        ("audiograph.training.musig", MusigModule),
+        ("audiograph.pipelines.evaluate", evaluate),
+        ("audiograph.pipelines.evaluate", make_split),
+    ]:
+        assert source_defaults(module, target.__name__) == keyword_defaults(target), target.__name__
+
+
+def test_help_imports_no_torch():
+    import subprocess
+    import sys
+
+    for command in ["train-musig", "train-audio", "embed-audio", "evaluate", "query", "synth"]:
+        code = (
+            "import sys; from audiograph.cli import main\n"
+            f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'torch_geometric', 'librosa') if m in sys.modules))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip().splitlines()[-1] == "[]", (command, out[-300:])

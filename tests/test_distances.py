@@ -31,9 +31,7 @@ def networkx_distances(nx_graph: nx.Graph, sources, d_max: int) -> np.ndarray:
     return expected
 
 
-@pytest.mark.parametrize(
-    "seed, num_nodes, num_edges, blocks", [(0, 60, 70, 1), (1, 120, 150, 3), (2, 200, 900, 2)]
-)
+@pytest.mark.parametrize("seed, num_nodes, num_edges, blocks", [(0, 60, 70, 1), (1, 120, 150, 3), (2, 200, 900, 2)])
 @pytest.mark.parametrize("d_max", [0, 1, 2, 4, 7])
 def test_distances_match_networkx(seed, num_nodes, num_edges, blocks, d_max):
     graph, nx_graph = random_graph(seed, num_nodes, num_edges, blocks)

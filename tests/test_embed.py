@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from audiograph.audio.embed import embed_audio
-from audiograph.audio.descriptors import DESCRIPTOR_NAMES
-from audiograph.store import Store
 from conftest import read_csv
+
+from audiograph.audio.descriptors import DESCRIPTOR_NAMES
+from audiograph.pipelines.embed_audio import embed_audio
+from audiograph.store import Store
 
 FAILING_KINDS = {"empty", "truncated", "not_audio", "too_short", "silent", "unsupported"}
 
@@ -29,15 +29,21 @@ def _expected(collection: Path):
 
 
 def _ids(store, status="ok"):
-    return {t["id"] for t in store.tracks(status=status)}
+    return {t["id"] for t in store.tracks.rows(status=status)}
 
 
 def test_embed_reports_faults_and_skips_unchanged(synth_collection, tmp_path):
     good, failing, faults = _expected(synth_collection)
     store = Store(tmp_path / "s.db")
     reported = []
-    summary = embed_audio(synth_collection / "audio", store, collection="c", num_workers=2, quiet=True,
-                          on_failure=lambda p, r: reported.append((p, r)))  # fmt: skip
+    summary = embed_audio(
+        synth_collection / "audio",
+        store,
+        collection="c",
+        num_workers=2,
+        quiet=True,
+        on_failure=lambda p, r: reported.append((p, r)),
+    )
     assert summary.embedded == len(good)
     failed = {Path(f["path"]).relative_to(synth_collection / "audio").as_posix(): f["error"] for f in summary.failed}
     assert set(failed) == failing
@@ -53,15 +59,17 @@ def test_embed_reports_faults_and_skips_unchanged(synth_collection, tmp_path):
     assert any(any(p.endswith(duplicate) for p in d["paths"]) and len(d["paths"]) == 2 for d in summary.duplicates)
 
     assert _ids(store) == {f"c/{p}" for p in good}
-    assert {t["id"] for t in store.tracks("failed")} == {f"c/{p}" for p in failing}
-    ids, matrix = store.vectors("descriptors")
+    assert {t["id"] for t in store.tracks.rows("failed")} == {f"c/{p}" for p in failing}
+    ids, matrix = store.vectors.matrix("descriptors")
     assert set(ids) == _ids(store) and matrix.shape == (len(good), len(DESCRIPTOR_NAMES))
     assert np.isfinite(matrix).all()
-    assert set(store.mel_chunks()) == _ids(store)
-    row = store.track(f"c/{sorted(good)[0]}")
+    assert set(store.mels.chunks()) == _ids(store)
+    row = store.tracks.get(f"c/{sorted(good)[0]}")
     truth = next(r for r in read_csv(synth_collection / "tracks.csv") if r["path"] == sorted(good)[0])
     assert (row["title"], row["artist"], row["genre"]) == (truth["title"], truth["artist"], truth["genre"])
-    assert row["sample_rate"] == int(truth["sample_rate"]) and row["duration"] == pytest.approx(float(truth["duration"]), abs=0.05)
+    assert row["sample_rate"] == int(truth["sample_rate"]) and row["duration"] == pytest.approx(
+        float(truth["duration"]), abs=0.05
+    )
 
     again = embed_audio(synth_collection / "audio", store, collection="c", num_workers=0, quiet=True)
     assert again.embedded == 0 and again.skipped == len(good)
@@ -75,7 +83,7 @@ def test_changed_and_touched_files(synth_collection, tmp_path):
     store = Store(tmp_path / "s.db")
     embed_audio(root, store, num_workers=0, quiet=True)
     first, second = sorted(good)[:2]
-    old_vector = store.index("descriptors").vector(f"audio/{first}").copy()
+    old_vector = store.vectors.index("descriptors").vector(f"audio/{first}").copy()
 
     # Same content, new mtime: hashed again, recognised as unchanged, not re-decoded.
     os.utime(root / second, ns=(1, 1))
@@ -88,8 +96,8 @@ def test_changed_and_touched_files(synth_collection, tmp_path):
 
     summary = embed_audio(root, store, num_workers=0, quiet=True)
     assert summary.embedded == 1 and summary.skipped == len(good) - 1
-    assert store.track(f"audio/{second}")["mtime_ns"] == 1
-    assert not np.allclose(store.index("descriptors").vector(f"audio/{first}"), old_vector)
+    assert store.tracks.get(f"audio/{second}")["mtime_ns"] == 1
+    assert not np.allclose(store.vectors.index("descriptors").vector(f"audio/{first}"), old_vector)
     assert embed_audio(root, store, num_workers=0, quiet=True).embedded == 0
 
 
@@ -109,9 +117,9 @@ def test_real_recordings_embed(shared_data, tmp_path):
     store = Store(tmp_path / "s.db")
     summary = embed_audio(shared_data / "audio", store, num_workers=2, quiet=True)
     assert summary.embedded == 9 and summary.failed == []
-    rates = {t["sample_rate"] for t in store.tracks()}
+    rates = {t["sample_rate"] for t in store.tracks.rows()}
     assert rates == {16000, 22050}
-    assert {t["format"] for t in store.tracks()} == {"ogg", "mp3"}
+    assert {t["format"] for t in store.tracks.rows()} == {"ogg", "mp3"}
 
 
 def _count(db: Path, sql: str) -> int:
@@ -129,8 +137,20 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(synth_collection, tmp_p
     root = tmp_path / "audio"
     shutil.copytree(synth_collection / "audio", root)
     db = tmp_path / "s.db"
-    cmd = [sys.executable, "-m", "audiograph", "embed-audio", str(root), "--db", str(db),
-           "--batch-size", "2", "--workers", "1", "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiograph",
+        "embed-audio",
+        str(root),
+        "--db",
+        str(db),
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     # Its own process group, so that the kill takes the DataLoader worker too (no orphan keeps running).
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     # Wait for the event (two batches committed), however long a loaded machine takes to get there.
@@ -151,5 +171,8 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(synth_collection, tmp_p
     assert summary.skipped == done
     assert _ids(store) == {f"audio/{p}" for p in good}
     assert _count(db, "SELECT count(*) FROM vectors") == len(good)
-    assert _count(db, "SELECT count(*) FROM (SELECT track_id FROM vectors GROUP BY space, track_id HAVING count(*) > 1)") == 0
+    assert (
+        _count(db, "SELECT count(*) FROM (SELECT track_id FROM vectors GROUP BY space, track_id HAVING count(*) > 1)")
+        == 0
+    )
     assert _count(db, "SELECT count(*) FROM mels") == len(good)

@@ -12,10 +12,11 @@ import pytest
 
 from audiograph.cli import main
 from audiograph.errors import ConfigError
-from audiograph.eval.evaluate import evaluate, parse_methods
-from audiograph.eval.protocol import make_split, split_playlist_files
-from audiograph.graph.build import build_graph
-from audiograph.importer import import_tracks
+from audiograph.eval.protocol import split_playlist_files
+from audiograph.eval.results import parse_methods
+from audiograph.pipelines.build_graph import build_graph
+from audiograph.pipelines.evaluate import evaluate, make_split
+from audiograph.pipelines.import_tracks import import_tracks
 from audiograph.store import Store
 
 GENRES = ("rock", "jazz", "techno")
@@ -34,9 +35,17 @@ def write_catalogue(path, tracks=90, playlists=30, length=(12, 24), seed=0):
         for t in [*rng.choice(pool, size=rng.integers(*length), replace=False), exclusive]:
             g = GENRES.index(genre_of[t])
             # Each genre is high on one feature: directions that cosine similarity can tell apart.
-            rows.append({"playlist_id": f"p{p:02d}", "track_id": t, "genre": genre_of[t],
-                         "energy": f"{(g == 0) + rng.normal(0, 0.2):.3f}", "tempo": f"{100 + 40 * (g == 1) + rng.normal(0, 8):.1f}",
-                         "acousticness": f"{(g == 2) + rng.normal(0, 0.2):.3f}", "popularity": str(int(rng.integers(0, 100)))})  # fmt: skip
+            rows.append(
+                {
+                    "playlist_id": f"p{p:02d}",
+                    "track_id": t,
+                    "genre": genre_of[t],
+                    "energy": f"{(g == 0) + rng.normal(0, 0.2):.3f}",
+                    "tempo": f"{100 + 40 * (g == 1) + rng.normal(0, 8):.1f}",
+                    "acousticness": f"{(g == 2) + rng.normal(0, 0.2):.3f}",
+                    "popularity": str(int(rng.integers(0, 100))),
+                }
+            )
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -49,8 +58,14 @@ def catalogue(tmp_path_factory):
     folder = tmp_path_factory.mktemp("catalogue")
     rows = write_catalogue(folder / "memberships.csv")
     store = Store(folder / "eval.db")
-    import_tracks(store, folder / "memberships.csv", features={"audio": ["energy", "tempo", "acousticness"]}, genre_col="genre",
-                  popularity_col="popularity", playlist_col="playlist_id")  # fmt: skip
+    import_tracks(
+        store,
+        folder / "memberships.csv",
+        features={"audio": ["energy", "tempo", "acousticness"]},
+        genre_col="genre",
+        popularity_col="popularity",
+        playlist_col="playlist_id",
+    )
     build_graph(store, [folder / "memberships.csv"])
     store.close()
     return folder, rows
@@ -156,17 +171,27 @@ def test_parse_methods():
     specs = parse_methods(["cf,track2vec:genre", "musig:audio+genre@audio"], available)
     assert [s.label for s in specs] == ["cf", "track2vec:genre", "musig:audio+genre@audio"]
     assert specs[2].display == ("MUSIG (AUDIO task)", "AUDIO+GENRE")
-    for bad, message in [("nope", "unknown method"), ("musig", "needs feature groups"), ("cf:audio", "takes no"),
-                         ("musig:acoustic", "no acoustic features"), ("graphsage:audio@audio", "only musig"),
-                         ("musig:colour", "unknown feature group")]:  # fmt: skip
+    for bad, message in [
+        ("nope", "unknown method"),
+        ("musig", "needs feature groups"),
+        ("cf:audio", "takes no"),
+        ("musig:acoustic", "no acoustic features"),
+        ("graphsage:audio@audio", "only musig"),
+        ("musig:colour", "unknown feature group"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             parse_methods(bad, available)
 
 
 def test_evaluate_scores_content_above_chance_and_reports_every_metric(catalogue):
     store = Store(catalogue[0] / "eval.db")
-    evaluation = evaluate(store, methods=["features:audio", "features:popularity", "musig:audio"], seeds=(0, 1),
-                          min_length=12, musig_options={"max_epochs": 2})  # fmt: skip
+    evaluation = evaluate(
+        store,
+        methods=["features:audio", "features:popularity", "musig:audio"],
+        seeds=(0, 1),
+        min_length=12,
+        musig_options={"max_epochs": 2},
+    )
     rows = {r.spec.label: r for r in evaluation.results}
     # Audio features separate the genres that playlists are drawn from; popularity is noise.
     assert rows["features:audio"].mean["HR"] > 0.8
@@ -181,14 +206,38 @@ def test_evaluate_cli_json(catalogue, tmp_path, capsys):
     folder, _ = catalogue
     db = tmp_path / "copy.db"
     db.write_bytes((folder / "eval.db").read_bytes())
-    code = main(["evaluate", "--db", str(db), "--methods", "cf", "features:genre", "--min-length", "12",
-                 "--repeats", "2", "--json"])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--db",
+            str(db),
+            "--methods",
+            "cf",
+            "features:genre",
+            "--min-length",
+            "12",
+            "--repeats",
+            "2",
+            "--json",
+        ]
+    )
     assert code == 0
     results = json.loads(capsys.readouterr().out)
     assert [(r["method"], r["features"]) for r in results] == [("CF", "-"), ("Features only", "GENRE")]
     for r in results:
-        assert set(r) >= {"method", "features", "HR", "MRR", "P@1", "P@5", "P@10", "NDCG@1", "NDCG@5", "NDCG@10",
-                          "n_playlists"}  # fmt: skip
+        assert set(r) >= {
+            "method",
+            "features",
+            "HR",
+            "MRR",
+            "P@1",
+            "P@5",
+            "P@10",
+            "NDCG@1",
+            "NDCG@5",
+            "NDCG@10",
+            "n_playlists",
+        }
         assert all(0 <= r[m] <= 1 for m in ("HR", "P@10", "NDCG@10"))
     code = main(["evaluate", "--db", str(db), "--methods", "musig:acoustic"])
     assert code == 1
@@ -197,14 +246,14 @@ def test_evaluate_cli_json(catalogue, tmp_path, capsys):
 def test_without_given_playlists_no_method_reads_the_acoustic_vectors(catalogue, tmp_path, monkeypatch):
     """An encoder trained on the stored graph has seen the held-out playlists: neither the default
     methods nor MUSIG's similarity task may use its vectors unless a method asks for them."""
-    from audiograph.eval import evaluate as evaluate_module
+    from audiograph.pipelines import evaluate as evaluate_module
 
     db = tmp_path / "acoustic.db"
     db.write_bytes((catalogue[0] / "eval.db").read_bytes())
     store = Store(db)
-    ids = store.node_ids()
-    store.register_model("enc", "audio-encoder", "acoustic")
-    store.put_vectors("acoustic", "enc", {t: np.random.default_rng(0).normal(size=8) for t in ids})
+    ids = store.tracks.node_ids()
+    store.models.register("enc", "audio-encoder", "acoustic")
+    store.vectors.put("acoustic", "enc", {t: np.random.default_rng(0).normal(size=8) for t in ids})
     seen = []
     real_embed = evaluate_module.MusigMethod.embed
 

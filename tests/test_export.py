@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-
-from audiograph.export import export_space
 from test_cli import run
 from test_similar import import_extra_tracks
+
+from audiograph.pipelines.export import export_space
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def imported_store(store_copy, tmp_path):
 
 
 def _metadata(store, ids):
-    rows = {t["id"]: t for t in store.tracks(status=None)}
+    rows = {t["id"]: t for t in store.tracks.rows(status=None)}
     return {c: [rows[t][c] or "" for t in ids] for c in ("title", "artist", "genre", "path")}
 
 
@@ -28,8 +28,8 @@ def test_npz_export(imported_store, tmp_path, space):
     store = imported_store
     out = tmp_path / "vectors.npz"
     report = json.loads(run("export", space, "--db", store.path, "--out", out, "--json").stdout)
-    ids, vectors = store.vectors(space)
-    model_id = store.search_model(space)[0]
+    ids, vectors = store.vectors.matrix(space)
+    model_id = store.vectors.search_model(space)[0]
     assert report["tracks"] == len(ids) and report["dim"] == vectors.shape[1] and report["model_id"] == model_id
     with np.load(out, allow_pickle=False) as data:
         assert data["ids"].tolist() == ids
@@ -46,9 +46,9 @@ def test_csv_export(imported_store, tmp_path):
     run("export", "audio", "--db", store.path, "--format", "csv", "--out", out)
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    ids, vectors = store.vectors("audio")
+    ids, vectors = store.vectors.matrix("audio")
     assert [r["track_id"] for r in rows] == ids
-    assert {r["model_id"] for r in rows} == {store.search_model("audio")[0]}
+    assert {r["model_id"] for r in rows} == {store.vectors.search_model("audio")[0]}
     read = np.array([[float(r[f"v{i}"]) for i in range(vectors.shape[1])] for r in rows]).astype(np.float32)
     np.testing.assert_array_equal(read, vectors)
     assert f"v{vectors.shape[1]}" not in rows[0]
@@ -65,8 +65,8 @@ def test_parquet_export(imported_store, tmp_path):
     out = tmp_path / "descriptors.parquet"
     export_space(store, "descriptors", out, format="parquet")
     table = pq.read_table(out).to_pydict()
-    ids, vectors = store.vectors("descriptors")
-    assert table["track_id"] == ids and set(table["model_id"]) == {store.search_model("descriptors")[0]}
+    ids, vectors = store.vectors.matrix("descriptors")
+    assert table["track_id"] == ids and set(table["model_id"]) == {store.vectors.search_model("descriptors")[0]}
     np.testing.assert_array_equal(np.array(table["vector"], np.float32), vectors)
     for column, values in _metadata(store, ids).items():
         assert table[column] == values, column

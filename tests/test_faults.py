@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import read_csv
 
 from audiograph.store import Store
-from conftest import read_csv
 
 # Root obeys file permissions only without these capabilities: tests about unreadable folders and
 # read-only stores drop them for the command they run (setpriv, from util-linux).
@@ -171,9 +171,9 @@ def test_embed_audio_survives_every_fault_in_one_folder(synth_collection, tmp_pa
         "audio/Names/two\nlines.ogg",
         "audio/Names/copy of it.ogg",
     }
-    assert {t["id"] for t in store.tracks()} == expected
+    assert {t["id"] for t in store.tracks.rows()} == expected
     assert summary["embedded"] == len(expected)
-    assert store.track("audio/Names/caf\\xe9.flac")["duration"] == pytest.approx(4.0, abs=0.01)
+    assert store.tracks.get("audio/Names/caf\\xe9.flac")["duration"] == pytest.approx(4.0, abs=0.01)
     # The duplicate report keeps a name with a newline whole, and prints it on one line.
     assert any(str(audio / "Names" / "two\nlines.ogg") in d["paths"] for d in summary["duplicates"])
     assert "same audio content: " in again.stdout and "two\\nlines.ogg" in again.stdout
@@ -205,13 +205,13 @@ def test_a_new_store_written_by_two_runs_at_once(synth_collection, tmp_path):
     ]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, results):
+    for proc, (_, err) in zip(procs, results):
         assert proc.returncode == 0, err
         assert "locked" not in err and "Traceback" not in err
     store = Store(db)
     decodable = {f"audio/{p.name}" for p in audio.iterdir() if p.suffix in (".mp3", ".ogg", ".flac", ".wav")}
-    ok = {t["id"] for t in store.tracks()}
-    assert ok and ok <= decodable and ok | {t["id"] for t in store.tracks("failed")} >= decodable
+    ok = {t["id"] for t in store.tracks.rows()}
+    assert ok and ok <= decodable and ok | {t["id"] for t in store.tracks.rows("failed")} >= decodable
     assert store.db.execute("SELECT count(*) FROM vectors").fetchone()[0] == len(ok)
 
 
@@ -339,5 +339,5 @@ def test_training_stops_promptly_on_sigterm_and_its_folder_is_cleaned_up(command
     assert not [m for m in store.db.execute("SELECT id FROM models WHERE kind != 'descriptors'")]
     abandoned = [p for p in models.iterdir() if p.is_dir()]
     assert len(abandoned) == 1
-    store.new_model_id("audio-encoder")  # the next training run cleans up what the killed one left
+    store.models.new_id("audio-encoder")  # the next training run cleans up what the killed one left
     assert not abandoned[0].exists()

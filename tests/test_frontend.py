@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from audiograph.audio.config import AudioConfig
 from audiograph.audio.decode import decode
 from audiograph.audio.encoder import AudioEncoder, embed_tracks
 from audiograph.audio.frontend import AudioFrontend, LogMel, chunk_spans
@@ -51,13 +52,13 @@ def test_chunk_spans():
 
 def test_frontend_chunks_and_signature():
     fe = AudioFrontend()
-    assert fe.chunk_frames == 646  # 30 s at 22,050 Hz with hop 1024
+    assert fe.config.chunk_frames == 646  # 30 s at 22,050 Hz with hop 1024
     mel = torch.randn(128, 1500)
     chunks = fe.chunks(mel)
     assert [c.shape[-1] for c in chunks] == [646, 646, 646]
     torch.testing.assert_close(chunks[-1], mel[:, -646:])
-    assert fe.signature() != AudioFrontend(n_mels=96).signature()
-    assert AudioFrontend(**fe.config()).signature() == fe.signature()
+    assert fe.config.signature() != AudioFrontend(AudioConfig(n_mels=96)).config.signature()
+    assert AudioConfig.from_dict(fe.config.to_dict()).signature() == fe.config.signature()
 
 
 @pytest.mark.parametrize("frames", [1, 3, 8, 646, 1000])
@@ -75,7 +76,7 @@ def test_encoder_architecture_follows_the_reference():
     assert len(convs) == 3 and all(c.in_channels == c.out_channels == 128 for c in convs)
     assert pools == [4, 2]
     linears = [m for m in encoder.head if isinstance(m, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(128, 1024), (1024, 1024), (1024, 128)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(128, 1024), (1024, 1024), (1024, 128)]
 
 
 def test_track_vector_is_normalised_mean_of_chunk_vectors():

@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from audiograph.importer import import_tracks
+from audiograph.pipelines.import_tracks import import_tracks
 from audiograph.store import Store
 
 
@@ -36,32 +36,32 @@ def test_a_second_import_keeps_what_it_does_not_give(tmp_path, csvs):
     store = Store(tmp_path / "s.db")
     import_tracks(store, first, features={"audio": ["energy", "tempo"]}, genre_col="genre", title_col="title")
     report = import_tracks(store, more, features={"audio": ["energy", "tempo"]})
-    tracks = {t["id"]: t for t in store.tracks(status=None)}
+    tracks = {t["id"]: t for t in store.tracks.rows(status=None)}
     assert {t: tracks[t]["genre"] for t in ("t0", "t3", "t4")} == {"t0": "rock", "t3": "rock", "t4": "rock"}
     assert tracks["t4"]["title"] == "Song 4" and tracks["t7"]["genre"] is None
     # Same columns: one space, one model, extended by the second CSV (its values win where both list a track).
-    assert report.extended == {"audio": store.search_model("audio")[0]} and report.replaced == []
-    model_id = store.search_model("audio")[0]
-    assert store.spaces() == {"audio": {model_id: 8}}
-    ids, matrix = store.vectors("audio")
+    assert report.extended == {"audio": store.vectors.search_model("audio")[0]} and report.replaced == []
+    model_id = store.vectors.search_model("audio")[0]
+    assert store.vectors.spaces() == {"audio": {model_id: 8}}
+    ids, matrix = store.vectors.matrix("audio")
     np.testing.assert_array_equal(matrix[ids.index("t4")], [40, 94])
     np.testing.assert_array_equal(matrix[ids.index("t1")], [1, 101])
-    assert len(store.model(model_id)["config"]["csv"]) == 2
+    assert len(store.models.get(model_id)["config"]["csv"]) == 2
 
 
 def test_other_columns_replace_the_space_and_say_so(tmp_path, csvs):
     first, more = csvs
     store = Store(tmp_path / "s.db")
     import_tracks(store, first, features={"audio": ["energy", "tempo"]})
-    old = store.search_model("audio")[0]
+    old = store.vectors.search_model("audio")[0]
     report = import_tracks(store, more, features={"audio": ["energy", "loud"]})
-    new = store.search_model("audio")[0]
+    new = store.vectors.search_model("audio")[0]
     assert new != old and report.extended == {}
     (line,) = report.replaced
     assert f"replaces {old} (columns energy,tempo)" in line and "3 tracks have 'audio' features only from" in line
     # Back to the first columns: the first model is current again, and the change is said again.
     report = import_tracks(store, first, features={"audio": ["energy", "tempo"]})
-    assert store.search_model("audio")[0] == old and report.extended == {"audio": old}
+    assert store.vectors.search_model("audio")[0] == old and report.extended == {"audio": old}
     assert f"replaces {new}" in report.replaced[0]
 
 

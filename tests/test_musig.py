@@ -18,32 +18,36 @@ from audiograph.errors import ConfigError
 from audiograph.graph.csr import CSRGraph
 from audiograph.graph.random_graph import powerlaw_graph
 from audiograph.graph.sampler import UniformNeighborSampler
+from audiograph.models.musig import MusigModel
+from audiograph.models.weights import load_checkpoint
 from audiograph.musig.features import FeatureSpec
-from audiograph.musig.inductive import embed_isolated, file_features
 from audiograph.musig.model import (
     MUSIG,
     TASK_WEIGHT_PRESETS,
     PairHeads,
     full_adjacency,
     layer_adjacencies,
-    load_musig_checkpoint,
     multitask_loss,
     parse_task_weights,
 )
-from audiograph.musig.training import (
-    assemble_musig_data,
-    isolate_seeds,
-    pair_labels,
-    pair_similarity,
-    prepare_musig_data,
-    train_musig,
-)
+from audiograph.pipelines.encoders import file_features
+from audiograph.pipelines.train_musig import prepare_musig_data, train_musig
 from audiograph.store import MUSIG_SPACE, Store
+from audiograph.training.musig import isolate_seeds, pair_labels, pair_similarity
+from audiograph.training.musig_data import assemble_musig_data
 
 NUM_ISOLATED = 3
 # Small and short: the point is the plumbing, not the quality.
-SMOKE = dict(max_epochs=2, batches_per_epoch=2, batch_size=16, hidden_channels=32, out_channels=16,
-             accelerator="cpu", quiet=True, seed=0)  # fmt: skip
+SMOKE = dict(
+    max_epochs=2,
+    batches_per_epoch=2,
+    batch_size=16,
+    hidden_channels=32,
+    out_channels=16,
+    accelerator="cpu",
+    quiet=True,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,26 @@ def features(num_nodes: int, dim: int = 10) -> torch.Tensor:
 def seeded_musig(in_channels: int, num_layers: int = 2) -> MUSIG:
     torch.manual_seed(0)
     return MUSIG(in_channels, 16, 8, num_layers=num_layers).eval()
+
+
+def load_saved_musig(path):
+    """(the aggregator, the settings) of a saved MUSIG model."""
+    model = MusigModel.load(path)
+    return model.aggregator, model.settings()
+
+
+def embed_isolated(model: MUSIG, x: torch.Tensor) -> torch.Tensor:
+    """`MusigModel.encode` without a graph, for a bare aggregator."""
+    wrapper = MusigModel(
+        FeatureSpec([]),
+        model.convs[0].out_channels,
+        model.convs[-1].out_channels,
+        num_layers=len(model.convs),
+        skip=model.skip is not None,
+        in_channels=x.shape[1],
+    )
+    wrapper.aggregator.load_state_dict(model.state_dict())
+    return wrapper.encode(x)
 
 
 def dense(graph: CSRGraph) -> torch.Tensor:
@@ -94,8 +118,9 @@ def full_pass(model: MUSIG, x: torch.Tensor, graph: CSRGraph) -> torch.Tensor:
 
 
 def sampled_pass(model: MUSIG, x: torch.Tensor, out) -> torch.Tensor:
-    adjacencies = layer_adjacencies(torch.stack([out.row, out.col]), out.num_sampled_nodes, out.num_sampled_edges,
-                                    len(model.convs))  # fmt: skip
+    adjacencies = layer_adjacencies(
+        torch.stack([out.row, out.col]), out.num_sampled_nodes, out.num_sampled_edges, len(model.convs)
+    )
     with torch.no_grad():
         return model(x[out.node], adjacencies)
 
@@ -121,7 +146,9 @@ def test_sampled_layers_match_full_graph_and_dense_mean(graph, num_layers):
     hubs = graph.degree.argsort(descending=True)[:3]
     seeds = torch.cat([hubs, torch.tensor([11, 57, graph.num_nodes - 1])])  # the last is isolated
     out = sample(graph, seeds, [max_degree] * num_layers)
-    adjacencies = layer_adjacencies(torch.stack([out.row, out.col]), out.num_sampled_nodes, out.num_sampled_edges, num_layers)
+    adjacencies = layer_adjacencies(
+        torch.stack([out.row, out.col]), out.num_sampled_nodes, out.num_sampled_edges, num_layers
+    )
     assert adjacencies[0].shape[1] == out.node.numel() and adjacencies[-1].shape[0] == seeds.numel()
     torch.testing.assert_close(sampled_pass(model, x, out), dense[seeds], atol=1e-5, rtol=0)
 
@@ -182,7 +209,9 @@ def test_node_added_with_neighbours_gets_the_full_pass_vector(graph):
     model = seeded_musig(10)
     new = graph.num_nodes
     neighbours = torch.tensor([4, 9, 120])
-    grown = CSRGraph.from_edges(torch.cat([graph.row, torch.full((3,), new)]), torch.cat([graph.col, neighbours]), new + 1)
+    grown = CSRGraph.from_edges(
+        torch.cat([graph.row, torch.full((3,), new)]), torch.cat([graph.col, neighbours]), new + 1
+    )
     before, after = full_pass(model, x[:new], graph), full_pass(model, x, grown)
     torch.testing.assert_close(after, dense_musig(model, x, grown), atol=1e-5, rtol=0)
     out = sample(grown, torch.tensor([new]), [-1, -1])
@@ -279,7 +308,9 @@ def test_tasks_without_any_label_add_nothing():
 
 def test_graphsage_weights_ignore_genre_and_similarity():
     _, playlist, genre, similarity = labelled_batch()
-    zi, zj = (F.normalize(torch.randn(len(genre), 8, generator=torch.Generator().manual_seed(s)), dim=-1) for s in (1, 2))
+    zi, zj = (
+        F.normalize(torch.randn(len(genre), 8, generator=torch.Generator().manual_seed(s)), dim=-1) for s in (1, 2)
+    )
 
     def gradients(weights, genre=genre, similarity=similarity):
         torch.manual_seed(0)
@@ -360,7 +391,9 @@ def test_auto_task_weights_keep_the_best_preset_and_uncertainty_weighting_learns
         rows = [r for r in csv.DictReader(open(store.models_dir / run / "metrics.csv")) if r.get("val_auc")]
         best[run] = max(float(r["val_auc"]) for r in rows)
     assert report.metrics["val_auc"] == pytest.approx(max(best.values()))
-    checkpoint = torch.load(report.checkpoint, map_location="cpu", weights_only=True)
+    best_run = Path(report.checkpoint).parent / "checkpoints"  # the Lightning checkpoint holds the task weights
+    (best_file,) = [p for p in best_run.glob("*.ckpt") if p.name != "last.ckpt"]
+    checkpoint = load_checkpoint(best_file)
     log_vars = checkpoint["state_dict"]["log_vars"]
     assert log_vars.shape == (3,) and bool((log_vars != 0).any())  # learnt away from the start
     store.close()
@@ -371,8 +404,9 @@ def new_audio_file(tmp_path_factory):
     """One synthetic track that is in no store."""
     from audiograph.synth import synthesize
 
-    out = synthesize(tmp_path_factory.mktemp("newcomer") / "c", tracks=1, genres=1, playlists=1, seconds=4.0,
-                     seed=12345, workers=1).out_dir  # fmt: skip
+    out = synthesize(
+        tmp_path_factory.mktemp("newcomer") / "c", tracks=1, genres=1, playlists=1, seconds=4.0, seed=12345, workers=1
+    ).out_dir
     with open(out / "tracks.csv", newline="", encoding="utf-8") as f:
         return out / "audio" / next(csv.DictReader(f))["path"]
 
@@ -387,20 +421,20 @@ def stored_features(store: Store, hparams: dict):
 def test_train_musig_registers_and_fills_the_space(trained):
     db, report = trained
     store = Store(db)
-    row = store.model(report.model_id)
+    row = store.models.get(report.model_id)
     assert row["kind"] == "musig" and row["space"] == MUSIG_SPACE
     assert row["config"]["task_weights"] == [1.0, 1.0, 1.0] and row["config"]["hidden_channels"] == 32
     # 12 playlists are too few to hold some out: validation falls back on held-out edges.
     assert "val_auc" in row["metrics"] and "val_hr" not in row["metrics"] and report.epochs == 2
     run_dir = store.models_dir / report.model_id
     assert (run_dir / "hparams.yaml").exists() and (run_dir / "metrics.csv").exists()
-    assert row["checkpoint"].endswith(".ckpt") and Path(row["checkpoint"]).exists()
+    assert (Path(row["checkpoint"]) / "weights.pt").is_file() and (Path(row["checkpoint"]) / "config.json").is_file()
 
-    ids, vectors = store.vectors(MUSIG_SPACE, report.model_id)
-    assert sorted(ids) == sorted(store.node_ids()) and report.embedded == len(ids)
+    ids, vectors = store.vectors.matrix(MUSIG_SPACE, report.model_id)
+    assert sorted(ids) == sorted(store.tracks.node_ids()) and report.embedded == len(ids)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # The stored vectors are the full-graph pass of the checkpoint's weights.
-    model, hparams = load_musig_checkpoint(row["checkpoint"])
+    model, hparams = load_saved_musig(row["checkpoint"])
     node_ids, x, graph = stored_features(store, hparams)
     dense = dense_musig(model, x, graph).numpy()
     position = {t: n for n, t in enumerate(node_ids)}
@@ -416,12 +450,13 @@ def test_query_with_a_new_file_searches_musig(trained, new_audio_file, capsys):
 
     # The query vector is the file's features through the aggregators with an empty neighbourhood.
     store = Store(db)
-    row = store.model(report.model_id)
-    model, hparams = load_musig_checkpoint(row["checkpoint"])
-    x = torch.from_numpy(file_features(store, FeatureSpec.from_dict(hparams["features"]), new_audio_file,
-                                       new_audio_file.read_bytes()))  # fmt: skip
+    row = store.models.get(report.model_id)
+    model, hparams = load_saved_musig(row["checkpoint"])
+    x = torch.from_numpy(
+        file_features(store, FeatureSpec.from_dict(hparams["features"]), new_audio_file, new_audio_file.read_bytes())
+    )
     vector = dense_musig(model, x, CSRGraph(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)))[0]
-    expected = store.similar(MUSIG_SPACE, vector.numpy(), k=4, model_id=report.model_id)
+    expected = store.vectors.similar(MUSIG_SPACE, vector.numpy(), k=4, model_id=report.model_id)
     assert [h["track_id"] for h in hits] == [h["track_id"] for h in expected]
     np.testing.assert_allclose([h["score"] for h in hits], [h["score"] for h in expected], atol=1e-5)
     store.close()
@@ -429,16 +464,16 @@ def test_query_with_a_new_file_searches_musig(trained, new_audio_file, capsys):
 
 def test_embed_musig_covers_a_track_added_later(trained, new_audio_file, synth_collection, tmp_path):
     # A new track in playlists gets the full-graph vector of the grown graph, without retraining.
-    from audiograph.audio.embed import embed_audio
-    from audiograph.graph.build import build_graph
+    from audiograph.pipelines.build_graph import build_graph
+    from audiograph.pipelines.embed_audio import embed_audio
 
     _, report = trained
     shutil.copytree(trained[0].parent, tmp_path / "copy")
     store = Store(tmp_path / "copy" / "store.db")
-    old = set(store.node_ids())
+    old = set(store.tracks.node_ids())
     embed_audio(new_audio_file.parent, store, collection="newcomer", num_workers=1, quiet=True)
-    (new,) = set(store.node_ids()) - old
-    neighbours = [store.track(t)["path"] for t in sorted(old)[:3]]
+    (new,) = set(store.tracks.node_ids()) - old
+    neighbours = [store.tracks.get(t)["path"] for t in sorted(old)[:3]]
     playlists = tmp_path / "added"
     playlists.mkdir()
     for n in range(3):  # three shared playlists: weight 3, above the automatic min weight
@@ -446,10 +481,10 @@ def test_embed_musig_covers_a_track_added_later(trained, new_audio_file, synth_c
     build_graph(store, [synth_collection / "playlists", playlists])
 
     assert main(["embed-musig", "--db", str(store.path), "--json", "--accelerator", "cpu"]) == 0
-    model, hparams = load_musig_checkpoint(store.model(report.model_id)["checkpoint"])
+    model, hparams = load_saved_musig(store.models.get(report.model_id)["checkpoint"])
     node_ids, x, graph = stored_features(store, hparams)
     assert int(graph.degree[node_ids.index(new)]) == 3
-    ids, vectors = store.vectors(MUSIG_SPACE, report.model_id)
+    ids, vectors = store.vectors.matrix(MUSIG_SPACE, report.model_id)
     assert new in ids and len(ids) == len(node_ids)
     dense = dense_musig(model, x, graph)[node_ids.index(new)].numpy()
     np.testing.assert_allclose(vectors[ids.index(new)], dense, atol=1e-5)
@@ -458,10 +493,21 @@ def test_embed_musig_covers_a_track_added_later(trained, new_audio_file, synth_c
 
 # -- train-musig on imported tracks (no audio) -------------------------------------------------------
 
-SPOTIFY_COLUMNS = ["track_id", "track_name", "track_artist", "track_popularity", "track_album_id", "track_album_name",
-                   "track_album_release_date", "playlist_name", "playlist_id", "playlist_genre", "playlist_subgenre",
-                   "danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness",
-                   "instrumentalness", "liveness", "valence", "tempo", "duration_ms"]  # fmt: skip
+SPOTIFY_COLUMNS = [
+    "track_id",
+    "track_name",
+    "track_artist",
+    "track_popularity",
+    "track_album_id",
+    "track_album_name",
+    "track_album_release_date",
+    "playlist_name",
+    "playlist_id",
+    "playlist_genre",
+    "playlist_subgenre",
+    *"danceability,energy,key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence".split(","),
+    *("tempo", "duration_ms"),
+]
 AUDIO_COLUMNS = "danceability,energy,loudness,speechiness,acousticness,instrumentalness,liveness,valence,tempo"
 
 
@@ -480,9 +526,16 @@ def write_spotify_csv(path, tracks: int = 40, playlists: int = 16, per_playlist:
             members = rng.choice(same, per_playlist - 2, replace=False).tolist() + rng.choice(tracks, 2).tolist()
             for t in dict.fromkeys(members):
                 row = {c: f"{v:.3f}" for c, v in zip(SPOTIFY_COLUMNS, features[t])}
-                row.update(track_id=f"trk{t:03d}", track_name=f"Song {t}", track_artist=f"Artist {t % 7}",
-                           track_popularity=str(t * 2), playlist_name=f"{genre} mix {p}", playlist_id=f"pl{p:02d}",
-                           playlist_genre=genre, tempo=f"{80 + 100 * features[t][0]:.1f}")  # fmt: skip
+                row.update(
+                    track_id=f"trk{t:03d}",
+                    track_name=f"Song {t}",
+                    track_artist=f"Artist {t % 7}",
+                    track_popularity=str(t * 2),
+                    playlist_name=f"{genre} mix {p}",
+                    playlist_id=f"pl{p:02d}",
+                    playlist_genre=genre,
+                    tempo=f"{80 + 100 * features[t][0]:.1f}",
+                )
                 writer.writerow(row)
 
 
@@ -493,31 +546,71 @@ def run_json(capsys, *argv) -> dict:
 
 def import_and_train(capsys, csv_path, db, *train_options) -> dict:
     """import-tracks, build-graph and train-musig through the CLI, on one Spotify-style CSV."""
-    imported = run_json(capsys, "import-tracks", str(csv_path), "--db", str(db), "--json",
-                        "--features", f"audio={AUDIO_COLUMNS}", "--genre-col", "playlist_genre",
-                        "--popularity-col", "track_popularity", "--title-col", "track_name",
-                        "--artist-col", "track_artist", "--playlist-col", "playlist_id")  # fmt: skip
+    imported = run_json(
+        capsys,
+        "import-tracks",
+        str(csv_path),
+        "--db",
+        str(db),
+        "--json",
+        "--features",
+        f"audio={AUDIO_COLUMNS}",
+        "--genre-col",
+        "playlist_genre",
+        "--popularity-col",
+        "track_popularity",
+        "--title-col",
+        "track_name",
+        "--artist-col",
+        "track_artist",
+        "--playlist-col",
+        "playlist_id",
+    )
     assert imported["feature_groups"] == {"audio": 9, "popularity": 1}
     graph = run_json(capsys, "build-graph", str(csv_path), "--db", str(db), "--json", "--name-col", "playlist_name")
     assert graph["summary"]["edges"] > 0
-    return run_json(capsys, "train-musig", "--db", str(db), "--json", "--features", "audio,genre,popularity",
-                    "--accelerator", "cpu", *train_options)  # fmt: skip
+    return run_json(
+        capsys,
+        "train-musig",
+        "--db",
+        str(db),
+        "--json",
+        "--features",
+        "audio,genre,popularity",
+        "--accelerator",
+        "cpu",
+        *train_options,
+    )
 
 
 def test_train_musig_on_imported_tracks(tmp_path, capsys, new_audio_file):
     csv_path, db = tmp_path / "songs.csv", tmp_path / "imported.db"
     write_spotify_csv(csv_path)
-    report = import_and_train(capsys, csv_path, db, "--epochs", "2", "--batches-per-epoch", "2", "--batch-size", "16",
-                              "--hidden-channels", "32", "--out-channels", "16",
-                              "--task-weights", "content-heavy")  # fmt: skip
+    report = import_and_train(
+        capsys,
+        csv_path,
+        db,
+        "--epochs",
+        "2",
+        "--batches-per-epoch",
+        "2",
+        "--batch-size",
+        "16",
+        "--hidden-channels",
+        "32",
+        "--out-channels",
+        "16",
+        "--task-weights",
+        "content-heavy",
+    )
     assert report["features"] == ["audio", "genre", "popularity"] and report["similarity_group"] == "audio"
     assert report["task_weights"] == [0.4, 0.2, 0.4] and report["embedded"] == 40
     store = Store(db)
-    ids, vectors = store.vectors(MUSIG_SPACE, report["model_id"])
+    ids, vectors = store.vectors.matrix(MUSIG_SPACE, report["model_id"])
     assert sorted(ids) == [f"trk{t:03d}" for t in range(40)]
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # The 9 imported audio columns and the imported popularity are inputs, scaled to 0-1.
-    spec = FeatureSpec.from_dict(store.model(report["model_id"])["config"]["features"])
+    spec = FeatureSpec.from_dict(store.models.get(report["model_id"])["config"]["features"])
     assert spec.dims == {"audio": 9, "genre": 4, "popularity": 3}
     store.close()
 
@@ -536,8 +629,8 @@ def test_train_musig_on_the_spotify_csv(shared_data, tmp_path, capsys):
     db = tmp_path / "spotify.db"
     report = import_and_train(capsys, csv_path, db, "--epochs", "2", "--batches-per-epoch", "40")
     store = Store(db)
-    ids, vectors = store.vectors(MUSIG_SPACE, report["model_id"])
-    assert report["embedded"] == len(ids) == len(store.node_ids())
+    ids, vectors = store.vectors.matrix(MUSIG_SPACE, report["model_id"])
+    assert report["embedded"] == len(ids) == len(store.tracks.node_ids())
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # Completion of held-out playlists (chance 0.5), and the features' own figure beside it; the
     # guard warns exactly when MUSIG is below its inputs.
@@ -548,7 +641,7 @@ def test_train_musig_on_the_spotify_csv(shared_data, tmp_path, capsys):
 
 
 def test_validation_pairs_are_held_out_edges_and_true_non_edges():
-    from audiograph.musig.training import split_edges
+    from audiograph.training.musig_data import split_edges
 
     graph = powerlaw_graph(120, 1500, seed=2)
     edges = {(int(a), int(b)) for a, b in zip(graph.row, graph.col)}
@@ -565,7 +658,7 @@ def test_validation_pairs_are_held_out_edges_and_true_non_edges():
 
 def test_validation_playlists_leave_the_graph_and_become_completion_cases():
     from audiograph.eval.protocol import playlist_graph
-    from audiograph.musig.training import split_playlists
+    from audiograph.training.musig_data import split_playlists
 
     rng = np.random.default_rng(0)
     n = 300

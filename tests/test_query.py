@@ -6,18 +6,18 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import read_csv
 
 from audiograph.audio.decode import decode
-from audiograph.query import query_file
+from audiograph.pipelines.query import query_file
 from audiograph.store import Store
-from conftest import read_csv
 
 
 @pytest.fixture(scope="module")
 def trained_store(embedded_db, tmp_path_factory):
     """The embedded synthetic store with an acoustic encoder and MUSIG trained briefly (every space filled)."""
-    from audiograph.audio.training import train_audio
-    from audiograph.musig.training import train_musig
+    from audiograph.pipelines.train_audio import train_audio
+    from audiograph.pipelines.train_musig import train_musig
 
     db = tmp_path_factory.mktemp("trained") / "store.db"
     shutil.copy(embedded_db, db)
@@ -46,7 +46,7 @@ def test_a_stored_file_and_a_copy_of_its_audio_get_the_same_neighbours_in_every_
     lossless = next(r for r in read_csv(synth_collection / "tracks.csv") if r["format"] in ("flac", "wav"))
     original = synth_collection / "audio" / lossless["path"]
     copy = _retagged_copy(original, tmp_path / f"copy{original.suffix}")
-    assert set(store.spaces()) >= {"descriptors", "acoustic", "musig"}
+    assert set(store.vectors.spaces()) >= {"descriptors", "acoustic", "musig"}
     for space in ("descriptors", "acoustic", "musig"):
         stored = query_file(store, original, space=space, k=8)
         copied = query_file(store, copy, space=space, k=8)
@@ -59,7 +59,7 @@ def test_a_stored_file_is_standardised_once(trained_store, synth_collection):
     """The descriptors search of a stored file equals a brute-force z-scored cosine search with its stored row."""
     store = trained_store
     track = read_csv(synth_collection / "tracks.csv")[3]
-    ids, matrix = store.vectors("descriptors")
+    ids, matrix = store.vectors.matrix("descriptors")
     z = (matrix - matrix.mean(0)) / matrix.std(0)
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     me = ids.index(f"synth/{track['path']}")

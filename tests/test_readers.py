@@ -94,8 +94,7 @@ MPD_SLICE = {
             "pid": 7,
             "name": "Throwbacks",
             "tracks": [
-                {"pos": 0, "track_uri": "spotify:track:a", "track_name": "A", "artist_name": "X",
-                 "duration_ms": 1500},
+                {"pos": 0, "track_uri": "spotify:track:a", "track_name": "A", "artist_name": "X", "duration_ms": 1500},
                 {"pos": 1, "track_name": "no uri", "artist_name": "Y"},
                 {"pos": 2, "track_uri": "spotify:track:b", "track_name": "B", "artist_name": "Z"},
                 "not a track",

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiograph.eval.evaluate import evaluate
-from audiograph.graph.build import build_graph
-from audiograph.importer import import_tracks
+from audiograph.pipelines.build_graph import build_graph
+from audiograph.pipelines.evaluate import evaluate
+from audiograph.pipelines.import_tracks import import_tracks
 from audiograph.store import Store
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "evaluate_spotify.py"
@@ -31,8 +31,15 @@ def benchmark_store(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("spotify")
     train_csv, held_out = recipe.split_csv(csv_path, out)
     store = Store(out / "store.db")
-    import_tracks(store, csv_path, id_col="track_id", features={"audio": recipe.AUDIO_FEATURES},
-                  genre_col="playlist_genre", popularity_col="track_popularity", playlist_col="playlist_id")  # fmt: skip
+    import_tracks(
+        store,
+        csv_path,
+        id_col="track_id",
+        features={"audio": recipe.AUDIO_FEATURES},
+        genre_col="playlist_genre",
+        popularity_col="track_popularity",
+        playlist_col="playlist_id",
+    )
     build_graph(store, [train_csv], playlist_col="playlist_id", track_col="track_id")
     return store, held_out, recipe
 
@@ -40,7 +47,7 @@ def benchmark_store(shared_data, tmp_path_factory):
 @pytest.mark.slow
 def test_the_hash_split_keeps_held_out_playlists_out_of_the_graph(benchmark_store):
     store, held_out, recipe = benchmark_store
-    stored = {p["id"] for p in store.playlists()}
+    stored = {p["id"] for p in store.graph.playlists()}
     assert held_out and not stored & {p["id"] for p in held_out}
     assert all(recipe.held_out_by_hash(p["id"]) for p in held_out)
     assert not any(recipe.held_out_by_hash(p) for p in stored)
@@ -50,8 +57,13 @@ def test_the_hash_split_keeps_held_out_playlists_out_of_the_graph(benchmark_stor
 @pytest.mark.slow
 def test_real_playlists_rank_well_above_chance_and_z_scores_beat_min_max(benchmark_store):
     store, held_out, _ = benchmark_store
-    evaluation = evaluate(store, methods=["features:audio", "content:audio+popularity", "musig:audio+genre+popularity"],
-                          held_out=held_out, seeds=(0,), musig_options={"max_epochs": 2, "batches_per_epoch": 20})  # fmt: skip
+    evaluation = evaluate(
+        store,
+        methods=["features:audio", "content:audio+popularity", "musig:audio+genre+popularity"],
+        held_out=held_out,
+        seeds=(0,),
+        musig_options={"max_epochs": 2, "batches_per_epoch": 20},
+    )
     hr = {r.spec.label: r.mean["HR"] for r in evaluation.results}
     assert evaluation.info["unseen_targets"] > 0.8  # most tracks to recover are in no training playlist
     # Cosine over z-scored features: min-max scaling (not centred) scored 0.63 here, z-scores 0.75.

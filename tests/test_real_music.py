@@ -47,21 +47,23 @@ def test_held_out_precision_matches_brute_force(recipe):
 
 
 def test_licence_names_read_dep5_and_fall_back(recipe):
-    dep5 = "Files: *\nCopyright: x\nLicense: GPL-2+\n text\n\nFiles: music/*\nLicense: CC-BY-SA-3.0\n\nLicense: GPL-2+\n"
+    dep5 = (
+        "Files: *\nCopyright: x\nLicense: GPL-2+\n text\n\nFiles: music/*\nLicense: CC-BY-SA-3.0\n\nLicense: GPL-2+\n"
+    )
     assert recipe.licence_names(dep5) == "GPL-2+, CC-BY-SA-3.0"
     assert "not machine-readable" in recipe.licence_names("License:\n\n  This package is free software")
 
 
 def test_fold_store_keeps_only_the_training_tracks(recipe, embedded_db, tmp_path, synth_collection):
-    from audiograph.graph.build import build_graph
+    from audiograph.pipelines.build_graph import build_graph
     from audiograph.store import Store
 
     base = Store(embedded_db)
-    tracks = base.tracks()
+    tracks = base.tracks.rows()
     keep = {t["id"] for t in tracks[: len(tracks) // 2]}
     store = recipe.fold_store(embedded_db, tmp_path / "fold", keep)
-    assert {t["id"] for t in store.tracks(status=None)} == keep
-    assert set(store.mel_chunks()) == keep and set(store.vectors("descriptors")[0]) == keep
+    assert {t["id"] for t in store.tracks.rows(status=None)} == keep
+    assert set(store.mels.chunks()) == keep and set(store.vectors.matrix("descriptors")[0]) == keep
     albums = {"one": sorted(keep)[:4], "two": sorted(keep)[4:8]}
     paths = {t["id"]: t["path"] for t in tracks}
     playlists = recipe.write_album_playlists(tmp_path / "playlists", albums, paths, set(sorted(keep)[:7]))
@@ -85,8 +87,22 @@ def test_benchmark_on_the_cached_soundtracks(recipe, tmp_path):
     if len(cached) < 2:
         pytest.skip(f"no Debian soundtracks cached in {_cache()} (run recipes/real_music.py once to fetch them)")
     packages = [m.parent.name for m in cached]
-    results = recipe.run(["--quick", "--offline", "--packages", *packages, "--out", str(tmp_path),
-                          "--cache", str(_cache()), "--max-per-album", "6", "--epochs", "4"])
+    results = recipe.run(
+        [
+            "--quick",
+            "--offline",
+            "--packages",
+            *packages,
+            "--out",
+            str(tmp_path),
+            "--cache",
+            str(_cache()),
+            "--max-per-album",
+            "6",
+            "--epochs",
+            "4",
+        ]
+    )
     summary = results["summary"]
     assert set(summary) == set(recipe.SPACES)
     for space in recipe.SPACES:
@@ -98,5 +114,6 @@ def test_benchmark_on_the_cached_soundtracks(recipe, tmp_path):
     assert all(a["licence"] for a in results["collection"]["albums"])
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["summary"]["trained encoder"]["precision_at_5"]["mean"] == pytest.approx(
-        summary["trained encoder"]["precision_at_5"]["mean"])
+        summary["trained encoder"]["precision_at_5"]["mean"]
+    )
     assert "| trained encoder |" in (tmp_path / "results.md").read_text()

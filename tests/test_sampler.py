@@ -180,8 +180,12 @@ def test_capped_fanout_sage_differs_from_full_graph(graph):
 
 
 def to_data(graph) -> Data:
-    return Data(x=torch.randn(graph.num_nodes, 4), edge_index=graph.to_edge_index(), edge_weight=graph.weight,
-                num_nodes=graph.num_nodes)
+    return Data(
+        x=torch.randn(graph.num_nodes, 4),
+        edge_index=graph.to_edge_index(),
+        edge_weight=graph.weight,
+        num_nodes=graph.num_nodes,
+    )
 
 
 def check_batch(data, edges, batch):
@@ -195,8 +199,9 @@ def check_batch(data, edges, batch):
 def test_node_loader(graph, edges):
     data = to_data(graph)
     input_nodes = torch.arange(0, graph.num_nodes, 2)
-    loader = NodeLoader(data, node_sampler=UniformNeighborSampler(graph, [5, 3]), input_nodes=input_nodes,
-                        batch_size=32, shuffle=True)
+    loader = NodeLoader(
+        data, node_sampler=UniformNeighborSampler(graph, [5, 3]), input_nodes=input_nodes, batch_size=32, shuffle=True
+    )
     seen = []
     for batch in loader:
         check_batch(data, edges, batch)
@@ -231,8 +236,14 @@ def positive_edges(graph, num: int) -> torch.Tensor:
 def test_link_loader_binary(graph, edges):
     data = to_data(graph)
     edge_label_index = positive_edges(graph, 200)
-    loader = LinkLoader(data, link_sampler=UniformNeighborSampler(graph, [5, 3]), edge_label_index=edge_label_index,
-                        neg_sampling=NegativeSampling("binary"), batch_size=50, shuffle=True)
+    loader = LinkLoader(
+        data,
+        link_sampler=UniformNeighborSampler(graph, [5, 3]),
+        edge_label_index=edge_label_index,
+        neg_sampling=NegativeSampling("binary"),
+        batch_size=50,
+        shuffle=True,
+    )
     for batch in loader:
         check_batch(data, edges, batch)
         num_pos = batch.input_id.numel()
@@ -247,8 +258,13 @@ def test_link_loader_binary(graph, edges):
 def test_link_loader_triplet(graph, edges):
     data = to_data(graph)
     edge_label_index = positive_edges(graph, 100)
-    loader = LinkLoader(data, link_sampler=UniformNeighborSampler(graph, [5, 3]), edge_label_index=edge_label_index,
-                        neg_sampling=NegativeSampling("triplet", amount=2), batch_size=25)
+    loader = LinkLoader(
+        data,
+        link_sampler=UniformNeighborSampler(graph, [5, 3]),
+        edge_label_index=edge_label_index,
+        neg_sampling=NegativeSampling("triplet", amount=2),
+        batch_size=25,
+    )
     for batch in loader:
         check_batch(data, edges, batch)
         src, dst = batch.n_id[batch.src_index], batch.n_id[batch.dst_pos_index]
@@ -277,8 +293,9 @@ def test_seeded_generator_and_global_rng_are_reproducible(graph):
 
 def test_loader_workers_are_reproducible(graph):
     # DataLoader seeds each worker's global RNG from the main process's: torch.manual_seed fixes all batches.
-    loader = NodeLoader(to_data(graph), node_sampler=UniformNeighborSampler(graph, [5, 3]), batch_size=100,
-                        num_workers=2)
+    loader = NodeLoader(
+        to_data(graph), node_sampler=UniformNeighborSampler(graph, [5, 3]), batch_size=100, num_workers=2
+    )
 
     def epoch(seed):
         torch.manual_seed(seed)
@@ -290,17 +307,29 @@ def test_loader_workers_are_reproducible(graph):
 def test_lightning_data_modules_take_the_sampler(graph, edges):
     data = to_data(graph)
     sampler = UniformNeighborSampler(graph, [5, 3])
-    nodes = LightningNodeData(data, input_train_nodes=torch.arange(100), input_val_nodes=torch.arange(100, 150),
-                              node_sampler=sampler, eval_loader_kwargs={"num_neighbors": [-1, -1]},
-                              batch_size=25, pin_memory=False)
+    nodes = LightningNodeData(
+        data,
+        input_train_nodes=torch.arange(100),
+        input_val_nodes=torch.arange(100, 150),
+        node_sampler=sampler,
+        eval_loader_kwargs={"num_neighbors": [-1, -1]},
+        batch_size=25,
+        pin_memory=False,
+    )
     train = next(iter(nodes.train_dataloader()))
     check_batch(data, edges, train)
     assert train.num_sampled_edges[0] <= 5 * 25
     val = next(iter(nodes.val_dataloader()))  # evaluation on the full 2-hop neighbourhood
     assert val.num_sampled_edges[0] == int(graph.degree[100:125].sum())
 
-    links = LightningLinkData(data, input_train_edges=positive_edges(graph, 100), link_sampler=sampler,
-                              neg_sampling=NegativeSampling("binary"), batch_size=25, pin_memory=False)
+    links = LightningLinkData(
+        data,
+        input_train_edges=positive_edges(graph, 100),
+        link_sampler=sampler,
+        neg_sampling=NegativeSampling("binary"),
+        batch_size=25,
+        pin_memory=False,
+    )
     batch = next(iter(links.train_dataloader()))
     check_batch(data, edges, batch)
     assert batch.edge_label.sum() == 25 and batch.edge_label.numel() == 50

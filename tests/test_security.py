@@ -50,8 +50,8 @@ def test_the_payload_is_live(tmp_path):
 
 
 def test_a_malicious_checkpoint_runs_nothing_and_is_refused_in_one_line(store_copy, synth_collection, tmp_path, capsys):
-    from audiograph.audio.encoder import resolve_encoder
     from audiograph.cli import main
+    from audiograph.pipelines.encoders import resolve_acoustic_model
 
     marker = tmp_path / "code-ran"
     store = store_copy
@@ -65,7 +65,7 @@ def test_a_malicious_checkpoint_runs_nothing_and_is_refused_in_one_line(store_co
     )
 
     with pytest.raises(StoreError, match="refused: checkpoint .* holds objects other than weights") as info:
-        resolve_encoder(store, "latest")
+        resolve_acoustic_model(store, "latest")
     assert "posix.system" in str(info.value) and "\n" not in str(info.value)
     assert not marker.exists()
 
@@ -83,8 +83,8 @@ def test_a_malicious_musig_checkpoint_is_refused_by_query_and_embed_musig(store_
     store = store_copy
     checkpoint = _malicious_checkpoint(store.models_dir / "musig-29990101-000000" / "last.ckpt", marker)
     _register(store, "musig-29990101-000000", "musig", "musig", str(checkpoint.relative_to(store.path.parent)))
-    ids = [t["id"] for t in store.tracks()]
-    store.put_vectors("musig", "musig-29990101-000000", {t: np.ones(8, np.float32) for t in ids})
+    ids = [t["id"] for t in store.tracks.rows()]
+    store.vectors.put("musig", "musig-29990101-000000", {t: np.ones(8, np.float32) for t in ids})
     new_file = tmp_path / "new.wav"
     t = np.arange(3 * 22050) / 22050
     sf.write(new_file, (0.3 * np.sin(2 * np.pi * 987 * t)).astype(np.float32), 22050)
@@ -99,7 +99,7 @@ def test_a_malicious_musig_checkpoint_is_refused_by_query_and_embed_musig(store_
 
 
 def test_checkpoints_outside_the_models_folder_are_refused(store_copy, tmp_path):
-    from audiograph.audio.encoder import resolve_encoder
+    from audiograph.pipelines.encoders import resolve_acoustic_model
 
     store = store_copy
     outside = tmp_path / "elsewhere" / "model.ckpt"
@@ -113,9 +113,9 @@ def test_checkpoints_outside_the_models_folder_are_refused(store_copy, tmp_path)
     ):
         _register(store, f"audio-encoder-2999010{n}-000000", "audio-encoder", "acoustic", checkpoint)
         with pytest.raises(StoreError, match="refused: its checkpoint .* lies outside .*models"):
-            resolve_encoder(store, f"audio-encoder-2999010{n}-000000")
+            resolve_acoustic_model(store, f"audio-encoder-2999010{n}-000000")
     with pytest.raises(StoreError, match="outside"):
-        store.register_model("mine", "audio-encoder", "acoustic", checkpoint=outside)
+        store.models.register("mine", "audio-encoder", "acoustic", checkpoint=outside)
 
 
 def test_no_module_unpickles_in_full():

@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from test_cli import run
 
 from audiograph.errors import AudiographError
-from audiograph.query import similar_track
-from test_cli import run
+from audiograph.pipelines.query import similar_track
 
 IMPORTED_CSV = """track_id,title,artist,genre,danceability,energy,valence
 sp:1,Café Ñandú,Zoë Ørsted,Pop,0.8,0.6,0.9
@@ -50,20 +50,20 @@ def imported_store(store_copy, tmp_path):
 
 def test_similar_to_a_track_with_audio_matches_a_brute_force_z_scored_cosine_search(store_copy):
     store = store_copy
-    ids, matrix = store.vectors("descriptors")
+    ids, matrix = store.vectors.matrix("descriptors")
     track = ids[3]
     expected = brute_force(matrix, ids, track, k=6, zscore=True)
     result = similar_track(store, track, k=6)  # descriptors is the store's only audio space: the default
     assert result.space == "descriptors" and result.query_track == track
     assert [h["track_id"] for h in result.hits] == [t for t, _ in expected]
     np.testing.assert_allclose([h["score"] for h in result.hits], [s for _, s in expected], atol=1e-5)
-    by_path = similar_track(store, store.track(track)["path"], k=6)
+    by_path = similar_track(store, store.tracks.get(track)["path"], k=6)
     assert [h["track_id"] for h in by_path.hits] == [t for t, _ in expected]
 
 
 def test_similar_to_an_imported_track_without_audio(imported_store):
     store = imported_store
-    ids, matrix = store.vectors("audio")
+    ids, matrix = store.vectors.matrix("audio")
     expected = brute_force(matrix, ids, "sp:1", k=3, zscore=False)
     # No --space: the track has no descriptors vector, so the space it has a vector in is searched.
     out = run("similar", "sp:1", "--db", store.path, "-k", "3", "--json")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from audiograph.errors import ConfigError, StoreError
+from audiograph.pipelines.build_graph import load_graph
 from audiograph.store import Store, TrackRecord, default_db_path
 from audiograph.store import migrations as migrations_module
 from audiograph.store.index import VectorIndex
@@ -14,10 +15,21 @@ from audiograph.store.index import VectorIndex
 
 def _record(i, vectors=None, status="ok", **kw):
     return TrackRecord(
-        id=f"c/{i:03d}.mp3", collection="c", path=f"/music/{i:03d}.mp3", content_hash=f"h{i}",
-        size=100 + i, mtime_ns=i, status=status, duration=20.0, sample_rate=44100, channels=2, format="mp3",
-        tags={"title": f"Song {i}", "artist": "A", "genre": "rock"}, vectors=vectors or {}, **kw,
-    )  # fmt: skip
+        id=f"c/{i:03d}.mp3",
+        collection="c",
+        path=f"/music/{i:03d}.mp3",
+        content_hash=f"h{i}",
+        size=100 + i,
+        mtime_ns=i,
+        status=status,
+        duration=20.0,
+        sample_rate=44100,
+        channels=2,
+        format="mp3",
+        tags={"title": f"Song {i}", "artist": "A", "genre": "rock"},
+        vectors=vectors or {},
+        **kw,
+    )
 
 
 def test_fresh_store_applies_every_migration_once(tmp_path):
@@ -35,28 +47,33 @@ def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):
     first = migrations_module.MIGRATIONS[:1]
     monkeypatch.setattr(migrations_module, "MIGRATIONS", first)
     old = Store(path)
-    old.write_tracks([_record(1)])
+    old.tracks.write([_record(1)])
     old.close()
     monkeypatch.undo()
     store = Store(path)
     assert [r["name"] for r in store.db["_migrations"].rows] == [m.__name__ for m in migrations_module.MIGRATIONS]
-    assert store.track("c/001.mp3")["title"] == "Song 1"  # data survives the upgrade
+    assert store.tracks.get("c/001.mp3")["title"] == "Song 1"  # data survives the upgrade
 
 
 def test_edges_survive_the_move_to_a_table_without_rowid(tmp_path, monkeypatch):
     path = tmp_path / "graph.db"
     monkeypatch.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:3])
     old = Store(path)
-    old.write_tracks([_record(i) for i in range(3)])
-    old.replace_graph([("p", "p", "src", 3, ["c/000.mp3", "c/001.mp3", "c/002.mp3"])],
-                      (["c/001.mp3", "c/000.mp3"], ["c/002.mp3", "c/001.mp3"], [2.0, 1.0]), {"min_weight": 1})  # fmt: skip
+    old.tracks.write([_record(i) for i in range(3)])
+    old.graph.replace(
+        [("p", "p", "src", 3, ["c/000.mp3", "c/001.mp3", "c/002.mp3"])],
+        (["c/001.mp3", "c/000.mp3"], ["c/002.mp3", "c/001.mp3"], [2.0, 1.0]),
+        {"min_weight": 1},
+    )
     old.close()
     monkeypatch.undo()
     store = Store(path)
     assert "WITHOUT ROWID" in store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'edges'").fetchone()[0]
     assert sorted(store.db.execute("SELECT src, dst, weight FROM edges").fetchall()) == [
-        ("c/000.mp3", "c/001.mp3", 1.0), ("c/001.mp3", "c/002.mp3", 2.0)]  # fmt: skip
-    node_ids, graph = store.graph()
+        ("c/000.mp3", "c/001.mp3", 1.0),
+        ("c/001.mp3", "c/002.mp3", 2.0),
+    ]
+    node_ids, graph = load_graph(store)
     assert graph.num_edges == 4
 
 
@@ -81,72 +98,72 @@ def test_tracks_vectors_and_mels_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     vec = rng.standard_normal(16).astype(np.float32)
     chunks = [rng.standard_normal((8, 5)).astype(np.float16), rng.standard_normal((8, 3)).astype(np.float16)]
-    store.write_tracks([_record(1, {"acoustic": ("m1", vec)}, mel_chunks=chunks, frontend="fe1")])
-    row = store.track("c/001.mp3")
+    store.tracks.write([_record(1, {"acoustic": ("m1", vec)}, mel_chunks=chunks, frontend="fe1")])
+    row = store.tracks.get("c/001.mp3")
     assert (row["title"], row["status"], row["content_hash"], row["sample_rate"]) == ("Song 1", "ok", "h1", 44100)
-    ids, matrix = store.vectors("acoustic")
+    ids, matrix = store.vectors.matrix("acoustic")
     assert ids == ["c/001.mp3"]
     np.testing.assert_array_equal(matrix[0], vec)
     blob = store.db.execute("SELECT vector FROM vectors").fetchone()[0]
     assert blob == vec.astype("<f4").tobytes()  # little-endian float32
-    cached = store.mel_chunks(["c/001.mp3"])["c/001.mp3"]
+    cached = store.mels.chunks(["c/001.mp3"])["c/001.mp3"]
     assert [c.shape for c in cached] == [(8, 5), (8, 3)]
     np.testing.assert_array_equal(cached[1], chunks[1])
-    assert store.mel_states() == {"c/001.mp3": ("h1", "fe1")}
-    assert store.mel_chunks(frontend="other") == {}
+    assert store.mels.states() == {"c/001.mp3": ("h1", "fe1")}
+    assert store.mels.chunks(frontend="other") == {}
 
     # Rewriting is an upsert: one row per (space, track), never duplicates.
-    store.write_tracks([_record(1, {"acoustic": ("m1", vec * 2)})])
+    store.tracks.write([_record(1, {"acoustic": ("m1", vec * 2)})])
     assert store.db.execute("SELECT count(*) FROM vectors").fetchone()[0] == 1
-    np.testing.assert_array_equal(store.vectors("acoustic")[1][0], vec * 2)
+    np.testing.assert_array_equal(store.vectors.matrix("acoustic")[1][0], vec * 2)
 
     # A file that stops decoding loses its stale vectors and mel chunks.
-    store.write_tracks([_record(1, status="failed", error="truncated")])
-    assert store.track("c/001.mp3")["error"] == "truncated"
-    assert store.spaces() == {} and store.mel_chunks() == {}
+    store.tracks.write([_record(1, status="failed", error="truncated")])
+    assert store.tracks.get("c/001.mp3")["error"] == "truncated"
+    assert store.vectors.spaces() == {} and store.mels.chunks() == {}
 
 
 def test_models_registry_and_search_model(tmp_path):
     store = Store(tmp_path / "s.db")
     ckpt = store.models_dir / "enc1" / "last.ckpt"
-    store.register_model("enc1", "audio-encoder", "acoustic", checkpoint=ckpt, config={"lr": 0.005})
-    row = store.model("enc1")
+    store.models.register("enc1", "audio-encoder", "acoustic", checkpoint=ckpt, config={"lr": 0.005})
+    row = store.models.get("enc1")
     assert row["config"] == {"lr": 0.005} and row["checkpoint"] == str(ckpt.resolve())
     raw = store.db.execute("SELECT checkpoint FROM models").fetchone()[0]
     assert not raw.startswith("/")  # kept relative to the store's folder
-    store.register_model("enc2", "audio-encoder", "acoustic")
-    assert store.latest_model("audio-encoder")["id"] == "enc2"
+    store.models.register("enc2", "audio-encoder", "acoustic")
+    assert store.models.latest("audio-encoder")["id"] == "enc2"
 
     v = np.ones(4, np.float32)
-    store.write_tracks([_record(i, {"acoustic": ("enc1", v)}) for i in range(3)])
-    assert store.search_model("acoustic") == ("enc1", 0)
-    store.write_tracks([_record(0, {"acoustic": ("enc2", v)})])
+    store.tracks.write([_record(i, {"acoustic": ("enc1", v)}) for i in range(3)])
+    assert store.vectors.search_model("acoustic") == ("enc1", 0)
+    store.tracks.write([_record(0, {"acoustic": ("enc2", v)})])
     # The newest model with vectors is searched; the older model's vectors are counted, not mixed in.
-    assert store.search_model("acoustic") == ("enc2", 2)
-    assert store.vectors("acoustic")[0] == ["c/000.mp3"]
+    assert store.vectors.search_model("acoustic") == ("enc2", 2)
+    assert store.vectors.matrix("acoustic")[0] == ["c/000.mp3"]
     with pytest.raises(StoreError, match="no vectors in space 'musig'"):
-        store.search_model("musig")
+        store.vectors.search_model("musig")
 
 
 def test_collections_never_collide(tmp_path):
     store = Store(tmp_path / "s.db")
     (tmp_path / "a" / "music").mkdir(parents=True)
     (tmp_path / "b" / "music").mkdir(parents=True)
-    assert store.collection_name(tmp_path / "a" / "music") == "music"
-    assert store.collection_name(tmp_path / "a" / "music") == "music"
+    assert store.tracks.collection(tmp_path / "a" / "music") == "music"
+    assert store.tracks.collection(tmp_path / "a" / "music") == "music"
     with pytest.raises(ConfigError, match="already refers to"):
-        store.collection_name(tmp_path / "b" / "music")
-    assert store.collection_name(tmp_path / "b" / "music", "music-b") == "music-b"
-    assert store.collection_name(tmp_path / "b" / "music") == "music-b"  # remembered by root
+        store.tracks.collection(tmp_path / "b" / "music")
+    assert store.tracks.collection(tmp_path / "b" / "music", "music-b") == "music-b"
+    assert store.tracks.collection(tmp_path / "b" / "music") == "music-b"  # remembered by root
 
 
 def test_similar_matches_brute_force_and_excludes_the_query(tmp_path):
     store = Store(tmp_path / "s.db")
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((50, 8)).astype(np.float32)
-    store.write_tracks([_record(i, {"acoustic": ("m", vectors[i])}) for i in range(50)])
+    store.tracks.write([_record(i, {"acoustic": ("m", vectors[i])}) for i in range(50)])
     query = vectors[7]
-    hits = store.similar("acoustic", query, k=5, exclude={"c/007.mp3"})
+    hits = store.vectors.similar("acoustic", query, k=5, exclude={"c/007.mp3"})
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     scores = unit @ (query / np.linalg.norm(query))
     scores[7] = -np.inf
@@ -171,7 +188,9 @@ def test_index_edge_cases_and_standardisation():
     np.testing.assert_allclose(z.matrix, expected, atol=1e-5)
     query = m[3] + np.array([300.0, 0, 0], np.float32)
     q = (query - m.mean(0)) / m.std(0)
-    assert [h.id for h in z.search(query, k=3)] == [str(i) for i in np.argsort(-(expected @ (q / np.linalg.norm(q))))[:3]]
+    assert [h.id for h in z.search(query, k=3)] == [
+        str(i) for i in np.argsort(-(expected @ (q / np.linalg.norm(q))))[:3]
+    ]
 
 
 def test_a_batch_is_written_atomically(tmp_path):
@@ -179,16 +198,16 @@ def test_a_batch_is_written_atomically(tmp_path):
     bad = _record(2, {"acoustic": ("m", np.ones(4, np.float32))})
     bad.tags = {"title": object()}  # sqlite cannot bind this: the whole batch must roll back
     with pytest.raises((sqlite3.InterfaceError, sqlite3.ProgrammingError)):
-        store.write_tracks([_record(1, {"acoustic": ("m", np.ones(4, np.float32))}), bad])
-    assert store.tracks(status=None) == [] and store.spaces() == {}
+        store.tracks.write([_record(1, {"acoustic": ("m", np.ones(4, np.float32))}), bad])
+    assert store.tracks.rows(status=None) == [] and store.vectors.spaces() == {}
 
 
 def _open_and_write(path, results):
     try:
         store = Store(path)
-        store.collection_name(path.parent, "c")
-        store.register_model("m", "descriptors", "descriptors", config={"n": 1})
-        store.write_tracks([_record(1, {"descriptors": ("m", np.ones(4, np.float32))})])
+        store.tracks.collection(path.parent, "c")
+        store.models.register("m", "descriptors", "descriptors", config={"n": 1})
+        store.tracks.write([_record(1, {"descriptors": ("m", np.ones(4, np.float32))})])
         results.put("ok")
     except BaseException as e:  # noqa: BLE001 - the test reports whatever happened
         results.put(f"{type(e).__name__}: {e}")
@@ -225,13 +244,13 @@ def test_a_failed_transaction_leaves_nothing(tmp_path):
 
 def test_a_damaged_vector_is_named_and_made_again(tmp_path):
     store = Store(tmp_path / "s.db")
-    store.write_tracks([_record(i, {"descriptors": ("m", np.full(4, i, np.float32))}) for i in range(3)])
+    store.tracks.write([_record(i, {"descriptors": ("m", np.full(4, i, np.float32))}) for i in range(3)])
     store.db.execute("UPDATE vectors SET vector = x'0011' WHERE track_id = 'c/001.mp3'")
     store.db.conn.commit()
     with pytest.raises(StoreError, match=r"1 'descriptors' vectors of model 'm' are damaged \(track c/001.mp3: 2 b"):
-        store.vectors("descriptors")
-    assert set(store.vector_states("descriptors", dim=4)) == {"c/000.mp3", "c/002.mp3"}  # the damaged one is redone
-    assert len(store.vector_states("descriptors")) == 3
+        store.vectors.matrix("descriptors")
+    assert set(store.vectors.states("descriptors", dim=4)) == {"c/000.mp3", "c/002.mp3"}  # the damaged one is redone
+    assert len(store.vectors.states("descriptors")) == 3
 
 
 def test_file_names_that_are_not_utf8_are_stored_under_one_stable_name(tmp_path):
@@ -244,8 +263,8 @@ def test_file_names_that_are_not_utf8_are_stored_under_one_stable_name(tmp_path)
     store = Store(tmp_path / "s.db")
     record = _record(1)
     record.id, record.path = f"c/{os.fsdecode(b'caf' + bytes([0xE9]))}.mp3", name
-    store.write_tracks([record])
-    assert store.track("c/caf\\xe9.mp3")["path"] == "/music/caf\\xe9 \\xff.mp3"
+    store.tracks.write([record])
+    assert store.tracks.get("c/caf\\xe9.mp3")["path"] == "/music/caf\\xe9 \\xff.mp3"
 
 
 def test_abandoned_run_folders_are_removed_and_live_or_registered_ones_kept(tmp_path):
@@ -262,7 +281,7 @@ def test_abandoned_run_folders_are_removed_and_live_or_registered_ones_kept(tmp_
     for folder in (abandoned, registered):
         (models / f".{folder.name}.lock").write_bytes(b"")  # the marker a run leaves when it is killed
     (registered / "checkpoints" / "last.ckpt").write_bytes(b"")
-    store.register_model(registered.name, "musig", "musig", checkpoint=registered / "checkpoints" / "last.ckpt")
+    store.models.register(registered.name, "musig", "musig", checkpoint=registered / "checkpoints" / "last.ckpt")
     live = models / "musig-20250101-000002"
     (live / "checkpoints").mkdir(parents=True)
     # Another process holds the live run's marker, as a training run in progress does.
@@ -273,12 +292,12 @@ def test_abandoned_run_folders_are_removed_and_live_or_registered_ones_kept(tmp_
     holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        model_id = store.new_model_id("musig")
+        model_id = store.models.new_id("musig")
         assert not abandoned.exists() and not (models / f".{abandoned.name}.lock").exists()
         assert registered.exists() and unmarked.exists() and live.exists()
         # The new id's own marker is held: another store object (another process's view) leaves it alone.
         (models / model_id).mkdir()
-        Store(store.path).new_model_id("musig")
+        Store(store.path).models.new_id("musig")
         assert (models / model_id).exists()
         fd = os.open(models / f".{model_id}.lock", os.O_RDWR)
         with pytest.raises(BlockingIOError):
@@ -287,15 +306,15 @@ def test_abandoned_run_folders_are_removed_and_live_or_registered_ones_kept(tmp_
     finally:
         holder.kill()
         holder.wait()
-    Store(store.path).new_model_id("musig")  # the holder died: its folder is abandoned now
+    Store(store.path).models.new_id("musig")  # the holder died: its folder is abandoned now
     assert not live.exists()
 
 
 def test_replacing_the_graph_returns_what_it_replaced(tmp_path):
     store = Store(tmp_path / "s.db")
-    store.write_tracks([_record(i) for i in range(3)])
-    assert store.stored_graph() is None
+    store.tracks.write([_record(i) for i in range(3)])
+    assert store.graph.summary() is None
     edges = (["c/000.mp3"], ["c/001.mp3"], [1.0])
-    assert store.replace_graph([("p", "p", "a.m3u8", 2, ["c/000.mp3", "c/001.mp3"])], edges, {"sources": ["a"]}) is None
-    previous = store.replace_graph([], ([], [], []), {"sources": ["b"]})
+    assert store.graph.replace([("p", "p", "a.m3u8", 2, ["c/000.mp3", "c/001.mp3"])], edges, {"sources": ["a"]}) is None
+    previous = store.graph.replace([], ([], [], []), {"sources": ["b"]})
     assert previous["playlists"] == 1 and previous["edges"] == 1 and previous["sources"] == ["a"]

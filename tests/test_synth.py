@@ -13,8 +13,7 @@ import soundfile as sf
 from audiograph.errors import ConfigError
 from audiograph.synth import FAULT_COLUMNS, TRACK_COLUMNS, synthesize
 
-
-SMALL = dict(tracks=12, genres=9, playlists=4, seconds=2.0, with_faults=True)
+SMALL = {"tracks": 12, "genres": 9, "playlists": 4, "seconds": 2.0, "with_faults": True}
 TAGGED = ("title", "artist", "album", "genre")
 
 
@@ -97,7 +96,7 @@ def test_tags_survive_in_every_format_and_genre_including_drawn_ones(small):
 
 @pytest.mark.parametrize(
     "arguments",
-    [dict(tracks=2, genres=3), dict(seconds=0.0), dict(genres=0), dict(playlists=-1), dict(workers=0)],
+    [{"tracks": 2, "genres": 3}, {"seconds": 0.0}, {"genres": 0}, {"playlists": -1}, {"workers": 0}],
 )
 def test_invalid_arguments_are_refused(tmp_path, arguments):
     with pytest.raises(ConfigError):
@@ -117,7 +116,8 @@ def test_ground_truth_columns_and_ranges(collection):
     with open(out / "tracks.csv", encoding="utf-8") as f:
         assert f.readline().strip() == ",".join(TRACK_COLUMNS)
     rows = read_csv(out / "tracks.csv")
-    assert len(rows) == result.tracks == 31  # 30 tracks and the duplicate copy
+    assert len(rows) == 31  # 30 tracks and the duplicate copy
+    assert result.tracks == 30  # the tracks asked for: the duplicate copy counts as a fault
     for row in rows:
         assert all(0 <= float(row[c]) <= 1 for c in ("energy", "valence", "popularity"))
     assert max(float(r["popularity"]) for r in rows) == 1.0
@@ -278,9 +278,8 @@ def test_faulty_files_are_what_faults_csv_says(collection):
         assert f.readline().strip() == ",".join(FAULT_COLUMNS)
     faults = {r["kind"]: r["path"] for r in read_csv(out / "faults.csv")}
     assert sorted(result.faults) == sorted((p, k) for k, p in faults.items())
-    assert set(faults) == {
-        "empty", "truncated", "not_audio", "too_short", "silent", "unsupported", "duplicate", "missing_file", "url",
-    }  # fmt: skip
+    file_faults = {"empty", "truncated", "not_audio", "too_short", "silent", "unsupported", "duplicate"}
+    assert set(faults) == file_faults | {"missing_file", "url"}
     assert any(faults[k].startswith("Unsorted/") for k in faults) and any(faults[k].count("/") == 2 for k in faults)
 
     assert (audio / faults["empty"]).stat().st_size == 0

@@ -8,17 +8,11 @@ import pytest
 import torch
 
 from audiograph.audio.encoder import AudioEncoder
-from audiograph.audio.training import (
-    AudioEncoderModule,
-    GraphAudioData,
-    cosine_distance,
-    crop,
-    embedding_diagnostics,
-    multi_positive_info_nce,
-    train_audio,
-)
 from audiograph.errors import ConfigError
-from audiograph.eval.neighbours import label_precision_at_k, neighbour_precision_at_k
+from audiograph.eval.neighbours import embedding_diagnostics, label_precision_at_k, neighbour_precision_at_k
+from audiograph.pipelines.train_audio import audio_data, train_audio
+from audiograph.training.audio import AudioEncoderModule, cosine_distance, multi_positive_info_nce
+from audiograph.training.audio_data import crop
 
 
 def test_cosine_distance_values_and_gradients():
@@ -156,7 +150,7 @@ def test_embedding_diagnostics_against_numpy():
 def test_contrastive_batches_mark_graph_neighbours_and_views_and_leave_validation_out(store_copy):
     import networkx as nx
 
-    data = GraphAudioData(str(store_copy.path), batch_size=6, views=2, crop_seconds=2.0, val_fraction=0.2, seed=1)
+    data = audio_data(store_copy, batch_size=6, views=2, crop_seconds=2.0, val_fraction=0.2, seed=1)
     data.setup()
     val = set(data.val_nodes.tolist())
     nx_graph = nx.Graph()
@@ -168,7 +162,7 @@ def test_contrastive_batches_mark_graph_neighbours_and_views_and_leave_validatio
     seen = torch.cat(batches).unique().tolist()
     assert not val & set(seen)  # validation tracks are in no training batch
     assert set(seen) <= set(data.train_eligible.nonzero().squeeze(1).tolist())
-    from audiograph.audio.training import ContrastiveBatches
+    from audiograph.training.audio_data import ContrastiveBatches
 
     dataset = ContrastiveBatches(batches, data.train_graph, data.node_ids, data.mels, data.crop_frames, 2, 1, seed=0)
     views, positives = dataset[0]
@@ -179,10 +173,16 @@ def test_contrastive_batches_mark_graph_neighbours_and_views_and_leave_validatio
 
 
 def test_band_statistics_are_the_training_tracks_per_band_moments(store_copy):
-    data = GraphAudioData(str(store_copy.path), val_fraction=0.2, seed=2)
+    data = audio_data(store_copy, val_fraction=0.2, seed=2)
     data.setup()
-    frames = np.concatenate([np.asarray(c, np.float64) for n in data.train_eligible.nonzero().squeeze(1).tolist()
-                             for c in data.mels(data.node_ids[n])], axis=1)
+    frames = np.concatenate(
+        [
+            np.asarray(c, np.float64)
+            for n in data.train_eligible.nonzero().squeeze(1).tolist()
+            for c in data.mels(data.node_ids[n])
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(data.band_mean.numpy(), frames.mean(1), rtol=1e-5)
     np.testing.assert_allclose(data.band_std.numpy(), frames.std(1), rtol=1e-4)
 
@@ -190,19 +190,32 @@ def test_band_statistics_are_the_training_tracks_per_band_moments(store_copy):
 @pytest.mark.parametrize("loss", ["contrastive", "triplet"])
 def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys):
     store = store_copy
-    report = train_audio(store, max_epochs=2, quiet=True, batch_size=8, crop_seconds=3.0, val_fraction=0.2,
-                         accelerator="cpu", seed=3, loss=loss)
-    model = store.model(report.model_id)
+    report = train_audio(
+        store,
+        max_epochs=2,
+        quiet=True,
+        batch_size=8,
+        crop_seconds=3.0,
+        val_fraction=0.2,
+        accelerator="cpu",
+        seed=3,
+        loss=loss,
+    )
+    model = store.models.get(report.model_id)
     assert model["kind"] == "audio-encoder" and model["space"] == "acoustic"
     assert model["config"]["loss"] == loss and model["config"]["batch_size"] == 8
     assert model["config"]["lr"] == AudioEncoderModule().hparams.lr
-    assert {"val_accuracy", "val_precision_at_5", "val_descriptors_precision_at_5",
-            "val_untrained_precision_at_5"} <= set(model["metrics"])
+    assert {
+        "val_accuracy",
+        "val_precision_at_5",
+        "val_descriptors_precision_at_5",
+        "val_untrained_precision_at_5",
+    } <= set(model["metrics"])
     run_dir = store.models_dir / report.model_id
     assert (run_dir / "hparams.yaml").exists() and (run_dir / "metrics.csv").exists()
     # Every track with cached audio now has an acoustic vector from this model.
-    ids, vectors = store.vectors("acoustic")
-    assert set(ids) == set(store.mel_chunks()) and store.search_model("acoustic") == (report.model_id, 0)
+    ids, vectors = store.vectors.matrix("acoustic")
+    assert set(ids) == set(store.mels.chunks()) and store.vectors.search_model("acoustic") == (report.model_id, 0)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # The space has not collapsed: pairwise cosines spread out.
     assert embedding_diagnostics(vectors)["cosine_std"] > 0.1
@@ -210,7 +223,7 @@ def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys
     guard = report.guard
     assert guard["val_tracks"] >= 2
     assert model["metrics"]["val_descriptors_precision_at_5"] == guard["descriptors_precision_at_5"]
-    data = GraphAudioData(str(store.path), val_fraction=0.2, seed=3)
+    data = audio_data(store, val_fraction=0.2, seed=3)
     data.setup()
     rows = [ids.index(data.node_ids[n]) for n in data.eligible.nonzero().squeeze(1).tolist()]
     trained = neighbour_precision_at_k(data.graph, data.eligible.nonzero().squeeze(1), vectors[rows], data.val_nodes)
@@ -221,20 +234,26 @@ def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys
     # The vector made from the cache equals embedding the file itself (the cache holds the same chunks).
     from pathlib import Path
 
-    from audiograph.query import QUERY_EMBEDDERS, query_file
+    from audiograph.pipelines.encoders import file_vector
+    from audiograph.pipelines.query import query_file
 
-    track = store.track(ids[0])
-    fresh = QUERY_EMBEDDERS["audio-encoder"](store, model, Path(track["path"]), Path(track["path"]).read_bytes())
+    track = store.tracks.get(ids[0])
+    fresh = file_vector(store, model, Path(track["path"]), Path(track["path"]).read_bytes())
     np.testing.assert_allclose(fresh, vectors[0], atol=1e-5)
     result = query_file(store, track["path"], space="acoustic", k=3)
     assert result.query_track == ids[0] and ids[0] not in [h["track_id"] for h in result.hits]
 
 
 def test_guard_prints_both_figures_and_warns_only_when_worse(capsys):
-    from audiograph.audio.training import _say_guard
+    from audiograph.pipelines.train_audio import _say_guard
 
-    guard = {"trained_precision_at_5": 0.4, "descriptors_precision_at_5": 0.6, "untrained_precision_at_5": 0.3,
-             "val_tracks": 12, "worse_than": ["descriptors"]}
+    guard = {
+        "trained_precision_at_5": 0.4,
+        "descriptors_precision_at_5": 0.6,
+        "untrained_precision_at_5": 0.3,
+        "val_tracks": 12,
+        "worse_than": ["descriptors"],
+    }
     _say_guard(guard, quiet=False)
     out, err = capsys.readouterr()
     assert "trained encoder 0.400, descriptors 0.600, untrained encoder 0.300" in out
@@ -248,8 +267,8 @@ def test_training_learns_genre(store_copy):
     """Longer run: acoustic neighbours share genre far above chance, and above the untrained encoder."""
     store = store_copy
     train_audio(store, max_epochs=15, patience=15, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=0)
-    genre = {t["id"]: t["genre"] for t in store.tracks()}
-    ids, vectors = store.vectors("acoustic")
+    genre = {t["id"]: t["genre"] for t in store.tracks.rows()}
+    ids, vectors = store.vectors.matrix("acoustic")
     trained = label_precision_at_k(vectors, [genre[i] for i in ids], k=5)
     assert trained > 0.7
 
@@ -257,18 +276,19 @@ def test_training_learns_genre(store_copy):
 @pytest.mark.slow
 def test_query_finds_same_genre_neighbours_for_tracks_held_out_of_training(store_copy):
     """Validation tracks never appear in a training triplet; their acoustic neighbours share their genre."""
-    from audiograph.query import query_file
+    from audiograph.pipelines.query import query_file
 
     store = store_copy
-    train_audio(store, max_epochs=15, patience=15, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=0,
-                val_fraction=0.2)
-    data = GraphAudioData(str(store.path), seed=0, val_fraction=0.2)
+    train_audio(
+        store, max_epochs=15, patience=15, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=0, val_fraction=0.2
+    )
+    data = audio_data(store, seed=0, val_fraction=0.2)
     data.setup()
     held_out = [data.node_ids[i] for i in data.val_nodes.tolist()]
-    genre = {t["id"]: t["genre"] for t in store.tracks()}
+    genre = {t["id"]: t["genre"] for t in store.tracks.rows()}
     shares = []
     for track_id in held_out:
-        result = query_file(store, store.track(track_id)["path"], space="acoustic", k=5)
+        result = query_file(store, store.tracks.get(track_id)["path"], space="acoustic", k=5)
         assert track_id not in [h["track_id"] for h in result.hits]
         shares.append(np.mean([genre[h["track_id"]] == genre[track_id] for h in result.hits]))
     assert len(held_out) >= 4 and np.mean(shares) > 0.6

@@ -123,8 +123,9 @@ def test_positives_follow_edge_weights_to_a_power(power):
     weights_before = graph.weight.clone()
     eligible = torch.ones(7, dtype=torch.bool)
     draws = 20_000
-    triplets = sample_triplets(graph, eligible, anchors=[0], per_anchor=draws, weight_power=power,
-                               generator=generator())
+    triplets = sample_triplets(
+        graph, eligible, anchors=[0], per_anchor=draws, weight_power=power, generator=generator()
+    )
     share = torch.bincount(triplets[:, 1], minlength=7)[1:4].double() / draws
     expected = torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64) ** power
     torch.testing.assert_close(share, expected / expected.sum(), atol=0.015, rtol=0)
@@ -136,9 +137,7 @@ def test_farther_positives_get_half_the_mass_per_hop():
     graph = CSRGraph.from_edges([0, 0, 1, 1, 2, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7, 8], 10)
     eligible = torch.ones(10, dtype=torch.bool)
     draws = 20_000
-    triplets = sample_triplets(
-        graph, eligible, anchors=[0], per_anchor=draws, d_pos=2, d_neg=3, generator=generator()
-    )
+    triplets = sample_triplets(graph, eligible, anchors=[0], per_anchor=draws, d_pos=2, d_neg=3, generator=generator())
     positives = triplets[:, 1]
     assert abs((positives >= 3).double().mean().item() - 1 / 3) < 0.015
     assert set(positives.tolist()) == {1, 2, 3, 4, 5, 6}
@@ -196,8 +195,9 @@ def test_positive_pairs_follow_edge_weights_like_triplets():
     graph = CSRGraph.from_edges([0, 0, 0, 3], [1, 2, 3, 4], 5, [1.0, 2.0, 5.0, 1.0])
     eligible = torch.ones(5, dtype=torch.bool)
     draws = 20_000
-    pairs = sample_positive_pairs(graph, eligible, anchors=[0], per_anchor=draws, weight_power=2.0,
-                                  generator=generator())
+    pairs = sample_positive_pairs(
+        graph, eligible, anchors=[0], per_anchor=draws, weight_power=2.0, generator=generator()
+    )
     share = torch.bincount(pairs[:, 1], minlength=5)[1:4].double() / draws
     expected = torch.tensor([1.0, 4.0, 25.0], dtype=torch.float64)
     torch.testing.assert_close(share, expected / expected.sum(), atol=0.015, rtol=0)

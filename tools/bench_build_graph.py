@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from audiograph.graph.build import build_graph
+from audiograph.pipelines.build_graph import build_graph
 from audiograph.store import Store
 
 
@@ -33,9 +33,22 @@ def write_slice(path: Path, playlists: int, tracks: int, mean_length: int, seed:
         length = int(np.clip(rng.lognormal(np.log(mean_length) - 0.3, 0.75), 5, 250))
         chosen = rng.choice(tracks, size=length, replace=False, p=popularity)
         total += length
-        items.append({"pid": pid, "name": f"playlist {pid}", "tracks": [
-            {"pos": i, "track_uri": f"spotify:track:{t:08d}", "track_name": f"track {t}", "artist_name": f"artist {t % 997}",
-             "duration_ms": 200_000} for i, t in enumerate(chosen.tolist())]})  # fmt: skip
+        items.append(
+            {
+                "pid": pid,
+                "name": f"playlist {pid}",
+                "tracks": [
+                    {
+                        "pos": i,
+                        "track_uri": f"spotify:track:{t:08d}",
+                        "track_name": f"track {t}",
+                        "artist_name": f"artist {t % 997}",
+                        "duration_ms": 200_000,
+                    }
+                    for i, t in enumerate(chosen.tolist())
+                ],
+            }
+        )
     path.write_text(json.dumps({"info": {"slice": f"0-{playlists - 1}"}, "playlists": items}))
     return total
 
@@ -62,7 +75,9 @@ def main() -> None:
                 rows.append(p)
                 cols.append(ids.setdefault(t["track_uri"], len(ids)))
         started = time.perf_counter()
-        incidence = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(data["playlists"]), len(ids)))
+        incidence = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(data["playlists"]), len(ids))
+        )
         product = incidence.T @ incidence
         algebra_seconds = time.perf_counter() - started
 
@@ -73,7 +88,9 @@ def main() -> None:
 
     s = report.summary
     print(f"input: {args.playlists} playlists, {memberships:,} memberships, {len(ids):,} distinct tracks")
-    print(f"graph: {s['nodes']:,} nodes, {s['edges']:,} edges (bare product: {(product.nnz - product.diagonal().astype(bool).sum()) // 2:,})")
+    print(
+        f"graph: {s['nodes']:,} nodes, {s['edges']:,} edges (bare product: {(product.nnz - product.diagonal().astype(bool).sum()) // 2:,})"
+    )
     print(f"{'build_graph (parse, match, add tracks, algebra, store)':<58} {build_seconds:8.2f} s")
     print(f"{'reference: json.loads of the slice':<58} {parse_seconds:8.2f} s")
     print(f"{'reference: incidence.T @ incidence (scipy)':<58} {algebra_seconds:8.2f} s")

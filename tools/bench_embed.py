@@ -27,9 +27,9 @@ from torch.utils.data import DataLoader, Dataset
 from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.audio.decode import DecodeError, decode
 from audiograph.audio.descriptors import compute_descriptors
-from audiograph.audio.embed import embed_audio, scan
 from audiograph.audio.encoder import AudioEncoder, embed_tracks
 from audiograph.audio.frontend import AudioFrontend
+from audiograph.pipelines.embed_audio import embed_audio, scan
 from audiograph.store import Store
 from audiograph.synth import synthesize
 
@@ -123,13 +123,21 @@ def main() -> None:
         frontend, encoder = AudioFrontend(), AudioEncoder().eval()
         t = median_stage_times(files, frontend, encoder, args.passes)
         audio_seconds = t.pop("audio seconds")
-        print(f"\none thread, {len(files)} files, {audio_seconds / 60:.1f} min of audio, median of {args.passes} passes")
-        print(f"{'stage':<22} {'tracks/s':>9} {'x realtime':>11} {'rate vs libsndfile':>19} {'vs decode to 22.05k':>20}")
+        print(
+            f"\none thread, {len(files)} files, {audio_seconds / 60:.1f} min of audio, median of {args.passes} passes"
+        )
+        print(
+            f"{'stage':<22} {'tracks/s':>9} {'x realtime':>11} {'rate vs libsndfile':>19} {'vs decode to 22.05k':>20}"
+        )
         for stage, seconds in t.items():
-            print(f"{stage:<22} {len(files) / seconds:>9.1f} {audio_seconds / seconds:>11.0f}"
-                  f" {t['libsndfile decode'] / seconds:>19.2f} {t['decode to 22.05k mono'] / seconds:>20.2f}")  # fmt: skip
-        print(f"(descriptors: {1e3 * t['descriptors'] / audio_seconds * 30:.0f} ms per 30 s of audio,"
-              f" on the spectrogram the acoustic path already computed)")  # fmt: skip
+            print(
+                f"{stage:<22} {len(files) / seconds:>9.1f} {audio_seconds / seconds:>11.0f}"
+                f" {t['libsndfile decode'] / seconds:>19.2f} {t['decode to 22.05k mono'] / seconds:>20.2f}"
+            )
+        print(
+            f"(descriptors: {1e3 * t['descriptors'] / audio_seconds * 30:.0f} ms per 30 s of audio,"
+            f" on the spectrogram the acoustic path already computed)"
+        )
 
         torch.set_num_threads(os.cpu_count())
         reference = parallel_decode_only(files, args.workers)

@@ -1,18 +1,28 @@
-"""Query latency of the exact vector search, next to the memory-bandwidth floor, and cold query time.
+"""Query latency of the exact vector search next to the memory-bandwidth floor, cold query time, and the
+approximate index's recall and speed-up.
 
-    python tools/bench_query.py [--sizes 100000 1000000] [--dim 128] [--repeats 20]
+    python tools/bench_query.py [--sizes 100000 1000000] [--dim 128] [--repeats 20] [--ann] [--json] [--quick]
 
-Warm latency: one exact cosine top-10 on an already loaded index (`VectorIndex.search`), median of
-`--repeats`. Floor: the matrix's bytes divided by the copy bandwidth measured in the same run
-(np.copyto; read + written bytes over time), i.e. the time just to stream the matrix once.
-Cold: `audiograph query FILE` in a fresh process, from start to printed results, on a store
-holding the largest size's vectors (includes importing torch/librosa, loading the vectors from
-SQLite and embedding FILE).
+Every figure is the median of repeats after one warm-up run.
+Warm latency: one exact cosine top-10 on an already loaded index (`VectorIndex.search`), on random
+unit vectors. Floor: the matrix's bytes divided by the copy bandwidth (np.copyto; read + written bytes over
+time), i.e. the time just to stream the matrix once; search and copy are timed in alternation, so that a
+change in the machine's load moves both. `ratio_1m` is search over floor at the largest size (1M by default).
+Cold: `audiograph query FILE` in a fresh process, from start to printed results, on a store holding
+`--cold-size` descriptor vectors (includes imports, loading the vectors from SQLite and embedding FILE).
+ANN (`--ann`, needs audiograph[ann]): `build_ann_index` over the largest size's matrix; recall@10 of fresh
+random unit queries against the exact top 10 (numpy brute force), and queries per second one query at a time
+(as `query` and `similar` ask them), the approximate index against `VectorIndex.search`, same queries, same
+threads. Random isotropic vectors are the hardest case for an approximate index (no clusters, no low-
+dimensional structure), so its figures here are a floor for real embeddings.
+With `--json` the figures go to stdout as one JSON object and the table to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,16 +31,25 @@ from pathlib import Path
 
 import numpy as np
 
-from audiograph.audio.descriptors import DESCRIPTOR_NAMES
-from audiograph.audio.embed import descriptors_model_id
-from audiograph.audio.frontend import AudioFrontend
-from audiograph.store import DESCRIPTORS_SPACE, Store, TrackRecord
 from audiograph.store.index import VectorIndex
 
 QUERY_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+RATIO_TARGET = 1.2
+COLD_TARGET_SECONDS = 1.0
+RECALL_TARGET = 0.95
+SPEEDUP_TARGET = 5.0
+
+
+def say(text: str) -> None:
+    """A line of the human-readable report (stderr under --json, so stdout stays one JSON object)."""
+    print(text, file=REPORT, flush=True)
+
+
+REPORT = sys.stdout
 
 
 def median_seconds(fn, repeats: int) -> float:
+    """Median wall time of `fn` over `repeats` calls, after one warm-up call."""
     fn()  # warm caches and lazy allocations
     times = []
     for _ in range(repeats):
@@ -40,62 +59,228 @@ def median_seconds(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def copy_bandwidth(nbytes: int, repeats: int) -> float:
-    """Bytes per second moved by np.copyto (read + write), measured on a buffer of `nbytes`."""
-    src = np.ones(nbytes // 4, np.float32)
+def alternating_medians(fns: list, repeats: int) -> list[float]:
+    """Median wall time of each of `fns`, called in turn `repeats` times after one warm-up round."""
+    times = [[] for _ in fns]
+    for round_ in range(repeats + 1):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            if round_:
+                spent.append(time.perf_counter() - start)
+    return [float(np.median(spent)) for spent in times]
+
+
+def random_unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """n random directions in `dim` dimensions, float32, unit length."""
+    rows = rng.standard_normal((n, dim), dtype=np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows
+
+
+def exact_and_floor(index: VectorIndex, repeats: int) -> dict:
+    """Exact top-10 search time of one stored row and the floor: the time to stream the matrix once."""
+    n = len(index)
+    query = index.matrix[n // 2].copy()
+    src = np.ones(index.matrix.size, np.float32)
     dst = np.empty_like(src)
-    return 2 * nbytes / median_seconds(lambda: np.copyto(dst, src), repeats)
+    search, copy = alternating_medians(
+        [lambda: index.search(query, k=10, exclude={str(n // 2)}, normalised=True), lambda: np.copyto(dst, src)],
+        repeats,
+    )
+    bandwidth = 2 * index.matrix.nbytes / copy
+    floor = index.matrix.nbytes / bandwidth
+    return {
+        "vectors": n,
+        "search_ms": search * 1e3,
+        "floor_ms": floor * 1e3,
+        "ratio": search / floor,
+        "copy_gb_per_s": bandwidth / 1e9,
+    }
 
 
-def warm_latency(sizes: list[int], dim: int, repeats: int) -> None:
-    print(f"{'vectors':>10}  {'dim':>4}  {'search ms':>9}  {'floor ms':>8}  {'ratio':>5}  {'GB/s':>5}")
+def warm_latency(sizes: list[int], dim: int, repeats: int) -> tuple[list[dict], VectorIndex]:
+    """Exact search and bandwidth floor per size; also returns the largest size's index."""
+    say(f"{'vectors':>10}  {'dim':>4}  {'search ms':>9}  {'floor ms':>8}  {'ratio':>5}  {'GB/s':>5}")
     rng = np.random.default_rng(0)
+    rows, index = [], None
     for n in sizes:
+        index = None  # free the previous size's matrix first
         index = VectorIndex([str(i) for i in range(n)], rng.standard_normal((n, dim), dtype=np.float32))
-        query = index.matrix[n // 2].copy()
-        search = median_seconds(lambda: index.search(query, k=10, exclude={str(n // 2)}, normalised=True), repeats)
-        bandwidth = copy_bandwidth(index.matrix.nbytes, repeats)
-        floor = index.matrix.nbytes / bandwidth
-        print(f"{n:>10,}  {dim:>4}  {search * 1e3:>9.1f}  {floor * 1e3:>8.1f}  {search / floor:>5.2f}  {bandwidth / 1e9:>5.1f}")
+        row = exact_and_floor(index, repeats)
+        rows.append(row)
+        say(
+            f"{n:>10,}  {dim:>4}  {row['search_ms']:>9.1f}  {row['floor_ms']:>8.1f}  {row['ratio']:>5.2f}  "
+            f"{row['copy_gb_per_s']:>5.1f}"
+        )
+    return rows, index
 
 
-def cold_query(n: int, query_file: Path) -> None:
-    """Process start to results, for a descriptor-space store of n random vectors."""
+def cold_query(n: int, query_file: Path, repeats: int) -> float:
+    """Process start to results, for a descriptor-space store of n random vectors: median of `repeats` runs
+    after a warm-up run."""
+    from audiograph.audio.config import AudioConfig
+    from audiograph.audio.descriptors import DESCRIPTOR_NAMES
+    from audiograph.models import DESCRIPTORS_KIND
+    from audiograph.pipelines.encoders import descriptors_model_id
+    from audiograph.store import DESCRIPTORS_SPACE, Store, TrackRecord
+
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
-        model = descriptors_model_id(AudioFrontend())
-        store.register_model(model, "descriptors", DESCRIPTORS_SPACE,
-                             config={"frontend": AudioFrontend().config(), "standardize": True})  # fmt: skip
+        audio = AudioConfig()
+        model = descriptors_model_id(audio)
+        config = {"names": list(DESCRIPTOR_NAMES), "frontend": audio.to_dict(), "standardize": True}
+        store.models.register(model, DESCRIPTORS_KIND, DESCRIPTORS_SPACE, config=config)
         rng = np.random.default_rng(1)
         dim = len(DESCRIPTOR_NAMES)
         for start in range(0, n, 50_000):
             records = [
-                TrackRecord(id=f"bench/{i:07d}.mp3", collection="bench", path=None, content_hash=str(i),
-                            vectors={DESCRIPTORS_SPACE: (model, rng.standard_normal(dim).astype(np.float32))})
+                TrackRecord(
+                    id=f"bench/{i:07d}.mp3",
+                    collection="bench",
+                    path=None,
+                    content_hash=str(i),
+                    vectors={DESCRIPTORS_SPACE: (model, rng.standard_normal(dim).astype(np.float32))},
+                )
                 for i in range(start, min(n, start + 50_000))
-            ]  # fmt: skip
-            store.write_tracks(records)
+            ]
+            store.tracks.write(records)
         store.close()
-        cmd = [sys.executable, "-m", "audiograph", "query", str(query_file), "--db", str(Path(tmp) / "bench.db"), "--json"]
-        for run in ("first", "second"):
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
-            print(f"cold query, {run} run, {n:,} stored {dim}-d vectors: {time.perf_counter() - start:.2f} s")
+        cmd = [
+            sys.executable,
+            "-m",
+            "audiograph",
+            "query",
+            str(query_file),
+            "--db",
+            str(Path(tmp) / "bench.db"),
+            "--json",
+        ]
+
+        def run_query():
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+            if done.returncode:
+                lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+                raise SystemExit(f"cold query failed: {lines[-1]}")
+
+        seconds = median_seconds(run_query, repeats)
+    say(
+        f"cold query, {n:,} stored {dim}-d vectors: {seconds:.2f} s (target <= {COLD_TARGET_SECONDS:.1f} s; "
+        f"median of {repeats} after a warm-up)"
+    )
+    return seconds
+
+
+def ann_figures(index: VectorIndex, n_queries: int, timed_queries: int, repeats: int) -> dict:
+    """Build the approximate index over `index`'s rows; its recall@10 and speed-up against the exact scan."""
+    from audiograph.store.ann import build_ann_index, exact_top_rows, import_faiss, recall_at_k
+
+    faiss = import_faiss()
+    n, dim = index.matrix.shape
+    start = time.perf_counter()
+    ann = build_ann_index(index.ids, index.matrix, model_id="bench")
+    build_seconds = time.perf_counter() - start
+    say(f"ANN over {n:,} x {dim}: {ann.kind} {ann.params}, built in {build_seconds:.1f} s")
+
+    queries = random_unit_rows(np.random.default_rng(2), n_queries, dim)
+    truth = None
+
+    def exact_all():
+        nonlocal truth
+        truth = exact_top_rows(index.matrix, queries, 10)
+
+    found = None
+
+    def ann_all():
+        nonlocal found
+        found = ann.search_rows(queries, 10)[0]
+
+    exact_batch, ann_batch = alternating_medians([exact_all, ann_all], max(1, repeats // 5))
+    recall = recall_at_k(found, truth)
+
+    timed = queries[:timed_queries]
+
+    def exact_one_by_one():
+        for q in timed:
+            index.search(q, k=10, normalised=True)
+
+    def ann_one_by_one():
+        for q in timed:
+            ann.hits(q, k=10)
+
+    exact_seconds, ann_seconds = alternating_medians([exact_one_by_one, ann_one_by_one], max(1, repeats // 5))
+    exact_qps, ann_qps = len(timed) / exact_seconds, len(timed) / ann_seconds
+    figures = {
+        "ann_recall_at_10": recall,
+        "ann_speedup": ann_qps / exact_qps,
+        "ann_exact_qps": exact_qps,
+        "ann_qps": ann_qps,
+        "ann_speedup_batched": exact_batch / ann_batch,
+        "ann_kind": ann.kind,
+        "ann_params": ann.params,
+        "ann_build_seconds": build_seconds,
+        "ann_queries": n_queries,
+        "ann_timed_queries": len(timed),
+        "threads": faiss.omp_get_max_threads(),
+    }
+    say(f"ANN recall@10 over {n_queries} random queries: {recall:.3f} (target >= {RECALL_TARGET})")
+    say(
+        f"ANN one query at a time: {ann_qps:.0f} q/s against exact {exact_qps:.1f} q/s: speed-up "
+        f"{figures['ann_speedup']:.1f}x (target >= {SPEEDUP_TARGET:.0f}x)"
+    )
+    say(f"ANN in one batch of {n_queries}: speed-up {figures['ann_speedup_batched']:.1f}x over numpy brute force")
+    return figures
 
 
 def main() -> None:
+    global REPORT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--cold-size", type=int, default=100_000, help="vectors in the cold-query store")
+    parser.add_argument("--cold-repeats", type=int, default=3)
     parser.add_argument("--query-file", type=Path, default=QUERY_FILE)
+    parser.add_argument("--ann", action="store_true", help="also measure the approximate index (audiograph[ann])")
+    parser.add_argument("--ann-queries", type=int, default=1000, help="random queries for the ANN recall")
+    parser.add_argument("--ann-timed-queries", type=int, default=100, help="of them, timed one at a time")
+    parser.add_argument("--skip-cold", action="store_true", help="leave out the cold query (cold_query_seconds: null)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats: checks that it runs")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
-    warm_latency(args.sizes, args.dim, args.repeats)
-    if args.query_file.exists():
-        cold_query(args.cold_size, args.query_file)
+    if args.quick:
+        args.sizes, args.repeats, args.cold_size, args.cold_repeats = [20_000], 3, 2_000, 1
+        args.ann_queries, args.ann_timed_queries = 50, 20
+    if args.json:
+        REPORT = sys.stderr
+
+    rows, largest = warm_latency(args.sizes, args.dim, args.repeats)
+    figures = {
+        "vectors": rows[-1]["vectors"],
+        "dim": args.dim,
+        "ratio_1m": rows[-1]["ratio"],
+        "search_ms": rows[-1]["search_ms"],
+        "floor_ms": rows[-1]["floor_ms"],
+        "sizes": rows,
+        "cpus": os.cpu_count(),
+    }
+    say(
+        f"exact top-10 over {rows[-1]['vectors']:,} x {args.dim}: {rows[-1]['search_ms']:.1f} ms against a floor of "
+        f"{rows[-1]['floor_ms']:.1f} ms: ratio {rows[-1]['ratio']:.2f} (target <= {RATIO_TARGET})"
+    )
+    if args.ann:
+        figures.update(ann_figures(largest, args.ann_queries, args.ann_timed_queries, args.repeats))
+    largest = None
+    if args.skip_cold:
+        figures["cold_query_seconds"] = None
+    elif args.query_file.exists():
+        figures["cold_query_seconds"] = cold_query(args.cold_size, args.query_file, args.cold_repeats)
+        figures["cold_vectors"] = args.cold_size
     else:
-        print(f"cold query skipped: {args.query_file} not found (pass --query-file)")
+        figures["cold_query_seconds"] = None
+        say(f"cold query skipped: {args.query_file} not found (pass --query-file)")
+    if args.json:
+        print(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

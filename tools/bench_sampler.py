@@ -56,24 +56,33 @@ def main():
     start = time.perf_counter()
     graph = powerlaw_graph(args.nodes, args.edges)
     degree = graph.degree.float()
-    print(f"powerlaw_graph({args.nodes:,}, {args.edges:,}) built in {time.perf_counter() - start:.2f} s: "
-          f"degree median {degree.median():.0f}, max {degree.max():.0f} ({cores} threads)")
+    print(
+        f"powerlaw_graph({args.nodes:,}, {args.edges:,}) built in {time.perf_counter() - start:.2f} s: "
+        f"degree median {degree.median():.0f}, max {degree.max():.0f} ({cores} threads)"
+    )
 
     batches = [torch.randperm(graph.num_nodes)[: args.batch_size] for _ in range(args.batches)]
     sampler = UniformNeighborSampler(graph, FANOUTS)
     out = sampler.sample_from_nodes(NodeSamplerInput(None, batches[0]))
-    print(f"fanouts {FANOUTS}, batch {args.batch_size}: {out.node.numel():,} nodes, "
-          f"{out.row.numel():,} edges per batch (nodes per hop {out.num_sampled_nodes})")
+    print(
+        f"fanouts {FANOUTS}, batch {args.batch_size}: {out.node.numel():,} nodes, "
+        f"{out.row.numel():,} edges per batch (nodes per hop {out.num_sampled_nodes})"
+    )
 
     # DataLoader workers run single-threaded: that is the number per worker.
     for threads in dict.fromkeys([cores, 1]):
         torch.set_num_threads(threads)
-        sampled, reference = seeds_per_second([
-            lambda seeds: sampler.sample_from_nodes(NodeSamplerInput(None, seeds)),
-            lambda seeds: reference_draws(graph.rowptr, graph.col, seeds, FANOUTS),
-        ], batches)
-        print(f"{threads} thread(s): UniformNeighborSampler {sampled:>9,.0f} seeds/s, "
-              f"reference {reference:>9,.0f} seeds/s, sampler time / reference time {reference / sampled:.2f}")
+        sampled, reference = seeds_per_second(
+            [
+                lambda seeds: sampler.sample_from_nodes(NodeSamplerInput(None, seeds)),
+                lambda seeds: reference_draws(graph.rowptr, graph.col, seeds, FANOUTS),
+            ],
+            batches,
+        )
+        print(
+            f"{threads} thread(s): UniformNeighborSampler {sampled:>9,.0f} seeds/s, "
+            f"reference {reference:>9,.0f} seeds/s, sampler time / reference time {reference / sampled:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -75,17 +75,7 @@ def decode(
     silent files.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
-        raise DecodeError(path, f"unsupported format '{suffix}' (readable: MP3, WAV, FLAC, OGG/Opus, AIFF)")
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise DecodeError(path, e.strerror or str(e)) from None
-    if not data:
-        raise DecodeError(path, "empty file (0 bytes)")
-
+    data = _file_bytes(path, data)
     with _quiet_stderr():
         try:
             with sf.SoundFile(io.BytesIO(data)) as f:
@@ -96,20 +86,7 @@ def decode(
         except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError) as e:
             raise DecodeError(path, _describe_unreadable(data, e)) from None
 
-    expected, structure = _expected_frames(data, fmt, declared, source_rate)
-    seconds = f"{decoded / source_rate:.1f} s"
-    stop = f" ({_libsndfile_message(error) or 'decoder error'})" if error else ""
-    # Lossy decoders may stop a few codec frames short of the declared length of an intact file (real
-    # Ogg Vorbis/Opus soundtracks: up to 0.3 %); a cut file misses far more.
-    shortfall_allowed = LOSSY_LENGTH_TOLERANCE * expected if expected and fmt in ("OGG", "MP3") else 0
-    if decoded and expected is not None and decoded < expected - shortfall_allowed:
-        raise DecodeError(path, f"truncated: decoded {seconds} of {expected / source_rate:.1f} s declared{stop}")
-    if structure:
-        raise DecodeError(path, f"truncated: {structure} after {seconds} of audio")
-    if decoded == 0:
-        raise DecodeError(path, _describe_unreadable(data, error) if error else "no audio frames")
-    if error:
-        raise DecodeError(path, f"corrupt: decoding stopped after {seconds}{stop}")
+    _check_complete(path, data, fmt, declared, source_rate, decoded, error)
     duration = decoded / source_rate
     if duration < min_seconds:
         raise DecodeError(path, f"too short: {duration:.2f} s (minimum {min_seconds:g} s)")
@@ -125,6 +102,41 @@ def decode(
         format=fmt.lower(),
         tags=tags,
     )
+
+
+def _file_bytes(path: Path, data: bytes | None) -> bytes:
+    """The file's bytes (`data` when already read), rejecting formats libsndfile cannot read and empty files."""
+    suffix = path.suffix.lower()
+    if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
+        raise DecodeError(path, f"unsupported format '{suffix}' (readable: MP3, WAV, FLAC, OGG/Opus, AIFF)")
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DecodeError(path, e.strerror or str(e)) from None
+    if not data:
+        raise DecodeError(path, "empty file (0 bytes)")
+    return data
+
+
+def _check_complete(
+    path: Path, data: bytes, fmt: str, declared: int, source_rate: int, decoded: int, error: Exception | None
+) -> None:
+    """Reject a stream that decoded short of what its container declares, or that stopped on a decoder error."""
+    expected, structure = _expected_frames(data, fmt, declared, source_rate)
+    seconds = f"{decoded / source_rate:.1f} s"
+    stop = f" ({_libsndfile_message(error) or 'decoder error'})" if error else ""
+    # Lossy decoders may stop a few codec frames short of the declared length of an intact file (real
+    # Ogg Vorbis/Opus soundtracks: up to 0.3 %); a cut file misses far more.
+    shortfall_allowed = LOSSY_LENGTH_TOLERANCE * expected if expected and fmt in ("OGG", "MP3") else 0
+    if decoded and expected is not None and decoded < expected - shortfall_allowed:
+        raise DecodeError(path, f"truncated: decoded {seconds} of {expected / source_rate:.1f} s declared{stop}")
+    if structure:
+        raise DecodeError(path, f"truncated: {structure} after {seconds} of audio")
+    if decoded == 0:
+        raise DecodeError(path, _describe_unreadable(data, error) if error else "no audio frames")
+    if error:
+        raise DecodeError(path, f"corrupt: decoding stopped after {seconds}{stop}")
 
 
 def _check_header(path: Path, size: int, declared: int, rate: int, channels: int) -> None:

@@ -22,6 +22,7 @@ is a summary over the whole track; see `DESCRIPTOR_NAMES` for the order.
 from __future__ import annotations
 
 import librosa
+
 # Imported eagerly, not on librosa's lazy first use: these modules compile numba functions at
 # import and cache them on disk. Importing here, in the process that later forks DataLoader
 # workers, means the workers inherit them instead of compiling concurrently, which can leave a
@@ -30,23 +31,7 @@ import librosa.feature
 import librosa.onset
 import numpy as np
 
-PITCH_CLASSES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-DESCRIPTOR_NAMES: tuple[str, ...] = (
-    "tempo_bpm",
-    "onset_strength",
-    "rms_mean",
-    "rms_std",
-    "loudness_db",
-    "centroid_mean",
-    "bandwidth_mean",
-    "rolloff_mean",
-    "flatness_mean",
-    "zcr_mean",
-    *(f"contrast_{i}" for i in range(1, 8)),
-    *(f"mfcc_{i}" for i in range(1, 14)),
-    *(f"chroma_{p}" for p in PITCH_CLASSES),
-)
-DESCRIPTORS_VERSION = "descriptors-v1"
+from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES, DESCRIPTORS_VERSION, PITCH_CLASSES  # noqa: F401
 
 
 def compute_descriptors(

@@ -8,11 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiograph.audio.frontend import AudioFrontend
 from audiograph.errors import ConfigError
-
-ENCODER_KIND = "audio-encoder"  # model-registry kind of trained encoders
-
 
 INPUT_NORMS = ("batch", "collection")
 POOLS = ("mean", "max", "l2")
@@ -131,35 +127,3 @@ def embed_tracks(encoder: AudioEncoder, tracks: list[list[torch.Tensor]], batch_
             index = torch.tensor([t for t, _ in part], device=param.device)
             sums.index_add_(0, index, encoder(batch).float())
     return F.normalize(sums, dim=-1).cpu()
-
-
-def load_encoder_checkpoint(path, what: str = "model") -> tuple[AudioEncoder, AudioFrontend]:
-    """Rebuild the encoder and its front-end from a Lightning checkpoint whose hyperparameters hold
-    `encoder` and `frontend` settings (dicts of keyword arguments) and whose module holds the encoder
-    as `self.encoder`. Read with the weights-only unpickler (`audiograph.weights`): a checkpoint never runs code;
-    one that would is refused, naming `what` (e.g. "model 'x'")."""
-    from audiograph.weights import load_checkpoint
-
-    checkpoint = load_checkpoint(path, what)
-    hparams = checkpoint["hyper_parameters"]
-    encoder = AudioEncoder(**hparams["encoder"])
-    state = {k[len("encoder.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("encoder.")}
-    encoder.load_state_dict(state)
-    return encoder.eval(), AudioFrontend(**hparams["frontend"])
-
-
-def resolve_encoder(store, model: str | None = "latest") -> tuple[AudioEncoder | None, AudioFrontend, str | None]:
-    """(encoder, its front-end, model id) for a registered encoder id or "latest"; without a trained
-    encoder (or with `model=None`): (None, the default front-end, None)."""
-    if model is None:
-        return None, AudioFrontend(), None
-    row = store.latest_model(ENCODER_KIND) if model == "latest" else store.model(model)
-    if row is None:
-        if model != "latest":
-            raise ConfigError(f"{store.path}: no model '{model}' in the registry")
-        return None, AudioFrontend(), None
-    if row["kind"] != ENCODER_KIND:
-        raise ConfigError(f"model '{model}' is a {row['kind']} model, not an audio encoder")
-    # Only from the store's models folder, and without running code.
-    encoder, frontend = load_encoder_checkpoint(store.checkpoint_file(row), f"model '{row['id']}'")
-    return encoder, frontend, row["id"]

@@ -8,6 +8,7 @@ import librosa
 import torch
 from torch import nn
 
+from audiograph.audio.config import AudioConfig
 from audiograph.audio.decode import SAMPLE_RATE
 
 
@@ -65,10 +66,6 @@ class LogMel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.mel_db(self.power_spectrogram(waveform))
 
-    def frames_for(self, seconds: float) -> int:
-        """How many frames cover `seconds` of audio."""
-        return max(1, round(seconds * self.sample_rate / self.hop_length))
-
 
 def chunk_spans(n_frames: int, chunk_frames: int, max_chunks: int | None) -> list[tuple[int, int]]:
     """The (start, stop) frame spans of the chunks that represent a track.
@@ -91,40 +88,24 @@ def chunk_spans(n_frames: int, chunk_frames: int, max_chunks: int | None) -> lis
 
 
 class AudioFrontend(nn.Module):
-    """The log-mel front-end plus the chunking that turns a track into fixed-length encoder inputs.
+    """The log-mel front-end plus the chunking that turns a track into fixed-length encoder inputs, as an
+    `AudioConfig` sets them.
 
     A track's acoustic vector is the normalised mean of its chunk vectors; the log-mel cache
     holds exactly these chunks, so a vector can be recomputed from the cache without decoding.
     """
 
-    def __init__(self, chunk_seconds: float = 30.0, max_chunks: int | None = 4, **logmel_options):
+    def __init__(self, config: AudioConfig | None = None):
         super().__init__()
-        self.logmel = LogMel(**logmel_options)
-        self.chunk_seconds, self.max_chunks = chunk_seconds, max_chunks
-        self.chunk_frames = self.logmel.frames_for(chunk_seconds)
+        self.config = config or AudioConfig()
+        c = self.config
+        self.logmel = LogMel(c.sample_rate, c.n_fft, c.hop_length, c.n_mels, top_db=c.top_db)
 
     @property
     def sample_rate(self) -> int:
-        return self.logmel.sample_rate
-
-    def config(self) -> dict:
-        """Every setting, as JSON-able keyword arguments that rebuild this front-end."""
-        lm = self.logmel
-        return {
-            "sample_rate": lm.sample_rate,
-            "n_fft": lm.n_fft,
-            "hop_length": lm.hop_length,
-            "n_mels": lm.n_mels,
-            "top_db": lm.top_db,
-            "chunk_seconds": self.chunk_seconds,
-            "max_chunks": self.max_chunks,
-        }
-
-    def signature(self) -> str:
-        """A stable string naming these settings; cached chunks are reused only under the same one."""
-        return ",".join(f"{k}={v}" for k, v in self.config().items())
+        return self.config.sample_rate
 
     def chunks(self, mel_db: torch.Tensor) -> list[torch.Tensor]:
         """The chunks [n_mels, frames] that represent a track's log-mel [n_mels, frames]."""
-        spans = chunk_spans(mel_db.shape[-1], self.chunk_frames, self.max_chunks)
+        spans = chunk_spans(mel_db.shape[-1], self.config.chunk_frames, self.config.max_chunks)
         return [mel_db[..., a:b] for a, b in spans]

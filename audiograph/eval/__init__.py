@@ -1,0 +1,1 @@
+"""Evaluation: the playlist-completion protocol, metrics, baselines, results and reports."""

@@ -81,8 +81,9 @@ def warp_rank_weight(k) -> torch.Tensor:
     return torch.special.digamma(k + 1) + _EULER_GAMMA
 
 
-def warp_loss(positive_score: torch.Tensor, negative_score: torch.Tensor, in_playlist: torch.Tensor,
-              num_items: int) -> torch.Tensor:  # fmt: skip
+def warp_loss(
+    positive_score: torch.Tensor, negative_score: torch.Tensor, in_playlist: torch.Tensor, num_items: int
+) -> torch.Tensor:
     """Batched WARP: the mean over positives of L(floor((num_items - 1) / tries)) * hinge.
 
     WARP draws negatives one at a time until one violates the margin (score_neg > score_pos - 1)
@@ -102,8 +103,17 @@ class WarpMF(L.LightningModule):
     """Playlist and item factors plus an item bias, scored by dot product, trained with `warp_loss`
     on `num_candidates` uniform negative candidates per positive (playlist, item) pair."""
 
-    def __init__(self, num_playlists: int, num_items: int, positives: torch.Tensor, dim: int = 64,
-                 lr: float = 0.01, num_candidates: int = 32, batch_size: int = 256, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        num_playlists: int,
+        num_items: int,
+        positives: torch.Tensor,
+        dim: int = 64,
+        lr: float = 0.01,
+        num_candidates: int = 32,
+        batch_size: int = 256,
+        seed: int = 0,
+    ):
         super().__init__()
         self.save_hyperparameters(ignore=["positives"])
         generator = torch.Generator().manual_seed(seed)
@@ -138,8 +148,9 @@ class WarpMF(L.LightningModule):
 
     def train_dataloader(self):
         generator = torch.Generator().manual_seed(self.hparams.seed)
-        return DataLoader(TensorDataset(self.positives), batch_size=self.hparams.batch_size, shuffle=True,
-                          generator=generator)  # fmt: skip
+        return DataLoader(
+            TensorDataset(self.positives), batch_size=self.hparams.batch_size, shuffle=True, generator=generator
+        )
 
     def configure_optimizers(self):
         return torch.optim.Adagrad(self.parameters(), lr=self.hparams.lr)  # LightFM's default optimiser
@@ -170,8 +181,16 @@ class CF(EmbeddingMethod):
         tracks, items = np.unique(members, return_inverse=True)  # compact item ids for known tracks
         owner = np.repeat(np.arange(len(playlists)), [len(p) for p in playlists])
         pairs = np.unique(np.stack([owner, items], 1), axis=0)  # a track twice in a playlist counts once
-        module = WarpMF(len(playlists), len(tracks), torch.from_numpy(pairs), dim=self.dim, lr=self.lr,
-                        num_candidates=self.num_candidates, batch_size=self.batch_size, seed=split.seed)  # fmt: skip
+        module = WarpMF(
+            len(playlists),
+            len(tracks),
+            torch.from_numpy(pairs),
+            dim=self.dim,
+            lr=self.lr,
+            num_candidates=self.num_candidates,
+            batch_size=self.batch_size,
+            seed=split.seed,
+        )
         quiet_lightning()
         trainer = L.Trainer(
             max_epochs=self.epochs,
@@ -191,8 +210,9 @@ class CF(EmbeddingMethod):
 # -------------------------------------------------------------------------------- word2vec family
 
 
-def _word2vec(sentences: list[list[str]], num_nodes: int, dim: int, window: int, epochs: int, seed: int,
-              **options) -> np.ndarray:  # fmt: skip
+def _word2vec(
+    sentences: list[list[str]], num_nodes: int, dim: int, window: int, epochs: int, seed: int, **options
+) -> np.ndarray:
     """Skip-gram Word2Vec with negative sampling over node-index tokens; [num_nodes, dim], zeros
     for nodes in no sentence. One worker thread, so a seed gives the same vectors every time."""
     from gensim.models import Word2Vec
@@ -200,8 +220,18 @@ def _word2vec(sentences: list[list[str]], num_nodes: int, dim: int, window: int,
     out = np.zeros((num_nodes, dim), np.float32)
     if not any(sentences):
         return out
-    model = Word2Vec(sentences, vector_size=dim, window=window, epochs=epochs, sg=1, negative=5, min_count=1,
-                     workers=1, seed=seed, **options)  # fmt: skip
+    model = Word2Vec(
+        sentences,
+        vector_size=dim,
+        window=window,
+        epochs=epochs,
+        sg=1,
+        negative=5,
+        min_count=1,
+        workers=1,
+        seed=seed,
+        **options,
+    )
     out[np.asarray(model.wv.index_to_key, dtype=np.int64)] = model.wv.vectors
     return out
 
@@ -237,16 +267,31 @@ class Track2Vec(EmbeddingMethod):
 
     def embed(self, split: EvalSplit) -> np.ndarray:
         rows = [np.asarray(p, np.int64).tolist() for p in split.train_playlists]
-        vectors = _word2vec(_tokens(rows, split.num_nodes), split.num_nodes, self.dim, self.window, self.epochs,
-                            split.seed, shrink_windows=False, sample=0)  # fmt: skip
+        vectors = _word2vec(
+            _tokens(rows, split.num_nodes),
+            split.num_nodes,
+            self.dim,
+            self.window,
+            self.epochs,
+            split.seed,
+            shrink_windows=False,
+            sample=0,
+        )
         if not self.features:
             return vectors
         blocks = [l2_normalize(vectors)] + [l2_normalize(split.features[g]) for g in self.features]
         return np.concatenate(blocks, axis=1)
 
 
-def node2vec_walks(graph: CSRGraph, walk_length: int = 20, walks_per_node: int = 10, p: float = 1.0,
-                   q: float = 1.0, weighted: bool = True, seed: int = 0) -> torch.Tensor:  # fmt: skip
+def node2vec_walks(
+    graph: CSRGraph,
+    walk_length: int = 20,
+    walks_per_node: int = 10,
+    p: float = 1.0,
+    q: float = 1.0,
+    weighted: bool = True,
+    seed: int = 0,
+) -> torch.Tensor:
     """Node2vec walks, LongTensor [walkers, walk_length]: `walks_per_node` from every node with a
     neighbour (in random order; isolated nodes start none), column 0 being the start node.
 
@@ -321,10 +366,12 @@ class Node2Vec(EmbeddingMethod):
 
     def embed(self, split: EvalSplit) -> np.ndarray:
         with single_thread():
-            walks = node2vec_walks(split.graph, self.walk_length, self.walks_per_node, self.p, self.q,
-                                   self.weighted, seed=split.seed)  # fmt: skip
-        return _word2vec(_tokens(walks.tolist(), split.num_nodes), split.num_nodes, self.dim, self.window,
-                         self.epochs, split.seed)  # fmt: skip
+            walks = node2vec_walks(
+                split.graph, self.walk_length, self.walks_per_node, self.p, self.q, self.weighted, seed=split.seed
+            )
+        return _word2vec(
+            _tokens(walks.tolist(), split.num_nodes), split.num_nodes, self.dim, self.window, self.epochs, split.seed
+        )
 
 
 # ------------------------------------------------------------------------------------- features
@@ -400,16 +447,24 @@ class ContentMetric(EmbeddingMethod):
 
     def embed(self, split: EvalSplit) -> np.ndarray:
         x = torch.from_numpy(np.concatenate([split.cold.get(g, split.features[g]) for g in self.groups], 1))
-        pairs = torch.from_numpy(same_playlist_pairs(split.train_playlists, self.steps * self.batch_size,
-                                                     np.random.default_rng(split.seed)))  # fmt: skip
+        pairs = torch.from_numpy(
+            same_playlist_pairs(split.train_playlists, self.steps * self.batch_size, np.random.default_rng(split.seed))
+        )
         if len(pairs) == 0:
             return x.numpy()
         L.seed_everything(split.seed, verbose=False)
         module = PairMetricModule(x.shape[1], temperature=self.temperature)
         loader = DataLoader(TensorDataset(x[pairs[:, 0]], x[pairs[:, 1]]), batch_size=self.batch_size)
         quiet_lightning()
-        trainer = L.Trainer(max_epochs=1, accelerator=self.accelerator, devices=1, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+        trainer = L.Trainer(
+            max_epochs=1,
+            accelerator=self.accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         with single_thread():
             trainer.fit(module, loader)
         with torch.no_grad():

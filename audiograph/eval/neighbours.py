@@ -63,9 +63,33 @@ def neighbour_precision_at_k(graph: CSRGraph, nodes, vectors, queries, k: int = 
 def label_precision_at_k(vectors, labels, k: int = 10) -> float:
     """The share of each item's k nearest neighbours that carry its label, averaged over labelled items
     (`labels` entries of None are neither queried nor counted as matches)."""
-    labels = np.asarray([None if l is None else str(l) for l in labels], dtype=object)
-    labelled = np.array([l is not None for l in labels])
+    labels = np.asarray([None if label is None else str(label) for label in labels], dtype=object)
+    labelled = np.array([label is not None for label in labels])
     queries = torch.from_numpy(np.flatnonzero(labelled))
     nearest = top_k_neighbours(vectors, queries, k).numpy()
     same = labels[nearest] == labels[queries.numpy()][:, None]
     return float(same.mean()) if len(same) else 0.0
+
+
+def embedding_diagnostics(vectors, sample: int = 4000, seed: int = 0) -> dict:
+    """Collapse diagnosis of a space: the distribution of pairwise cosines between distinct rows
+    (mean, std, 5/50/95th percentiles) and the effective rank (exp of the entropy of the normalised
+    singular values of the centred matrix; Roy & Vetterli 2007). At most `sample` rows are used."""
+    x = np.asarray(vectors, dtype=np.float64)
+    if len(x) > sample:
+        x = x[np.random.default_rng(seed).choice(len(x), sample, replace=False)]
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    cosines = (unit @ unit.T)[np.triu_indices(len(unit), k=1)]
+    singular = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    p = singular / singular.sum() if singular.sum() > 0 else np.ones(1)
+    p = p[p > 0]
+    p5, p50, p95 = np.percentile(cosines, [5, 50, 95]) if len(cosines) else (np.nan,) * 3
+    return {
+        "cosine_mean": float(cosines.mean()) if len(cosines) else float("nan"),
+        "cosine_std": float(cosines.std()) if len(cosines) else float("nan"),
+        "cosine_p5": float(p5),
+        "cosine_p50": float(p50),
+        "cosine_p95": float(p95),
+        "effective_rank": float(np.exp(-(p * np.log(p)).sum())),
+        "dimensions": int(x.shape[1]),
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiograph.eval.evaluate import Evaluation, MethodResult, compare, format_results
+from audiograph.eval.results import Evaluation, MethodResult, compare, format_results
 
 CONTENT_GROUPS = ("audio", "acoustic")
 
@@ -22,9 +22,15 @@ def versions() -> dict[str, str]:
 
     from audiograph import __version__
 
-    return {"audiograph": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "lightning": lightning.__version__, "torch_geometric": torch_geometric.__version__,
-            "gensim": gensim.__version__, "numpy": np.__version__}  # fmt: skip
+    return {
+        "audiograph": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "gensim": gensim.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def _best(results: list[MethodResult], keep) -> MethodResult | None:
@@ -39,8 +45,10 @@ def _compare(claim: str, a: MethodResult | None, b: MethodResult | None) -> str:
     p = compare(a, b)
     verdict = "agrees" if a.mean["HR"] > b.mean["HR"] else "disagrees"
     significance = "significant" if p < 0.01 else "not significant"
-    return (f"- {claim}: **{verdict}**: {_name(a)} HR {a.mean['HR']:.4f} vs {_name(b)} HR {b.mean['HR']:.4f}"
-            f" (paired Wilcoxon p = {p:.2g}, {significance} at 0.01).")  # fmt: skip
+    return (
+        f"- {claim}: **{verdict}**: {_name(a)} HR {a.mean['HR']:.4f} vs {_name(b)} HR {b.mean['HR']:.4f}"
+        f" (paired Wilcoxon p = {p:.2g}, {significance} at 0.01)."
+    )
 
 
 def _name(r: MethodResult) -> str:
@@ -53,14 +61,23 @@ def check_claims(evaluation: Evaluation) -> list[str]:
     rs = evaluation.results
     lines = []
     for group in sorted({g for r in rs for g in r.spec.groups}):
-        musig = _best(rs, lambda r: r.spec.kind == "musig" and r.spec.groups == (group,) and r.spec.similarity is None)
-        sage = _best(rs, lambda r: r.spec.kind == "graphsage" and r.spec.groups == (group,))
+        musig = _best(
+            rs, lambda r, g=group: r.spec.kind == "musig" and r.spec.groups == (g,) and r.spec.similarity is None
+        )
+        sage = _best(rs, lambda r, g=group: r.spec.kind == "graphsage" and r.spec.groups == (g,))
         lines.append(_compare(f"multi-task beats single-task ({group} features)", musig, sage))
-    with_content = _best(rs, lambda r: r.spec.kind in ("graphsage", "musig", "track2vec")
-                         and any(g in CONTENT_GROUPS for g in r.spec.groups))  # fmt: skip
+    with_content = _best(
+        rs,
+        lambda r: (
+            r.spec.kind in ("graphsage", "musig", "track2vec") and any(g in CONTENT_GROUPS for g in r.spec.groups)
+        ),
+    )
     without = _best(rs, lambda r: not any(g in CONTENT_GROUPS for g in r.spec.groups) and r.spec.kind != "features")
-    lines.append(_compare("content features help (best method with audio/acoustic features vs best without)",
-                          with_content, without))  # fmt: skip
+    lines.append(
+        _compare(
+            "content features help (best method with audio/acoustic features vs best without)", with_content, without
+        )
+    )
     musig = _best(rs, lambda r: r.spec.kind == "musig")
     sage = _best(rs, lambda r: r.spec.kind == "graphsage")
     shallow = _best(rs, lambda r: r.spec.kind in ("track2vec", "node2vec", "cf"))
@@ -80,8 +97,14 @@ def write_chart(evaluation: Evaluation, path: Path, title: str) -> None:
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2), 4.5))
     for offset, metric in ((-0.2, "HR"), (0.2, "NDCG@10")):
-        ax.bar(x + offset, [r.mean[metric] for r in evaluation.results], 0.4, label=metric,
-               yerr=[r.std[metric] for r in evaluation.results], capsize=2)  # fmt: skip
+        ax.bar(
+            x + offset,
+            [r.mean[metric] for r in evaluation.results],
+            0.4,
+            label=metric,
+            yerr=[r.std[metric] for r in evaluation.results],
+            capsize=2,
+        )
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"mean ± std over {len(evaluation.seeds)} seeds")
@@ -92,32 +115,63 @@ def write_chart(evaluation: Evaluation, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(evaluation: Evaluation, out: Path, *, title: str, about_data: str, extra: str = "",
-                 settings: dict | None = None, wall_seconds: float | None = None) -> Path:  # fmt: skip
+def write_report(
+    evaluation: Evaluation,
+    out: Path,
+    *,
+    title: str,
+    about_data: str,
+    extra: str = "",
+    settings: dict | None = None,
+    wall_seconds: float | None = None,
+) -> Path:
     """results.md (table, claims, data notes, versions), results.json and chart.png in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     write_chart(evaluation, out / "chart.png", title)
-    meta = {"seeds": evaluation.seeds, "split": evaluation.info, "settings": settings or {}, "versions": versions(),
-            "wall_seconds": wall_seconds}  # fmt: skip
-    md = [f"# {title}", "", format_results(evaluation, markdown=True), "",
-          f"Mean ± std over seeds {', '.join(map(str, evaluation.seeds))}; 'p vs best' is a paired Wilcoxon test"
-          " on per-playlist HR against the best method.", "", "![HR and NDCG@10](chart.png)", ""]  # fmt: skip
+    meta = {
+        "seeds": evaluation.seeds,
+        "split": evaluation.info,
+        "settings": settings or {},
+        "versions": versions(),
+        "wall_seconds": wall_seconds,
+    }
+    md = [
+        f"# {title}",
+        "",
+        format_results(evaluation, markdown=True),
+        "",
+        f"Mean ± std over seeds {', '.join(map(str, evaluation.seeds))}; 'p vs best' is a paired Wilcoxon test"
+        " on per-playlist HR against the best method.",
+        "",
+        "![HR and NDCG@10](chart.png)",
+        "",
+    ]
     if extra:
         md += [extra, ""]
-    md += ["## The paper's claims on these data", "", *check_claims(evaluation), "", "## What is different about the data",
-           "", about_data, ""]  # fmt: skip
+    md += [
+        "## The paper's claims on these data",
+        "",
+        *check_claims(evaluation),
+        "",
+        "## What is different about the data",
+        "",
+        about_data,
+        "",
+    ]
     md += ["## Run", "", "```json", json.dumps(meta, indent=2), "```", ""]
     for note in evaluation.notes:
         md.append(f"Note: {note}")
     (out / "results.md").write_text("\n".join(md), encoding="utf-8")
     per_playlist = {r.spec.label: r.per_playlist() for r in evaluation.results}
-    (out / "results.json").write_text(json.dumps({"results": evaluation.to_json(), "per_playlist_hr": per_playlist, **meta},
-                                                 indent=2))  # fmt: skip
+    (out / "results.json").write_text(
+        json.dumps({"results": evaluation.to_json(), "per_playlist_hr": per_playlist, **meta}, indent=2)
+    )
     return out / "results.md"
 
 
-def check_margins(evaluation: Evaluation, target: str, baselines: list[str], margin: float = 0.01,
-                  alpha: float = 0.01) -> list[str]:  # fmt: skip
+def check_margins(
+    evaluation: Evaluation, target: str, baselines: list[str], margin: float = 0.01, alpha: float = 0.01
+) -> list[str]:
     """One line per baseline: does the method labelled `target` beat it on HR by at least `margin`,
     significantly at `alpha` (paired Wilcoxon over playlists)?"""
     by_label = {r.spec.label: r for r in evaluation.results}
@@ -132,6 +186,8 @@ def check_margins(evaluation: Evaluation, target: str, baselines: list[str], mar
             continue
         gain, p = main.mean["HR"] - other.mean["HR"], compare(main, other)
         verdict = "**yes**" if gain >= margin and p < alpha else "**no**"
-        lines.append(f"- {_name(main)} beats {_name(other)} by at least {margin:g} HR at p < {alpha:g}: {verdict}"
-                     f" (HR {main.mean['HR']:.4f} vs {other.mean['HR']:.4f}, +{gain:.4f}, paired Wilcoxon p = {p:.2g})")  # fmt: skip
+        lines.append(
+            f"- {_name(main)} beats {_name(other)} by at least {margin:g} HR at p < {alpha:g}: {verdict}"
+            f" (HR {main.mean['HR']:.4f} vs {other.mean['HR']:.4f}, +{gain:.4f}, paired Wilcoxon p = {p:.2g})"
+        )
     return lines

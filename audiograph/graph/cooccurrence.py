@@ -46,9 +46,7 @@ def threshold(matrix: sp.spmatrix, min_weight: float) -> sp.csr_matrix:
     return kept
 
 
-def choose_min_weight(
-    matrix: sp.spmatrix, candidates=(1, 2, 3, 5, 10), keep_share: float = 0.9
-) -> tuple[int, str]:
+def choose_min_weight(matrix: sp.spmatrix, candidates=(1, 2, 3, 5, 10), keep_share: float = 0.9) -> tuple[int, str]:
     """The largest candidate min weight that leaves at least `keep_share` of the connected tracks connected.
 
     A track is connected when it has any co-occurrence; it stays connected under a min weight
@@ -62,8 +60,7 @@ def choose_min_weight(
     kept = [int((strongest_edge >= weight).sum()) for weight in candidates]
     chosen = max((k for k, count in enumerate(kept) if count >= keep_share * connected), default=0)
     reason = (
-        f"min weight {candidates[chosen]}: keeps {_percent(kept[chosen], connected)}"
-        f" of {connected:,} connected tracks"
+        f"min weight {candidates[chosen]}: keeps {_percent(kept[chosen], connected)} of {connected:,} connected tracks"
     )
     if chosen + 1 < len(candidates):
         reason += f"; {candidates[chosen + 1]} would keep {_percent(kept[chosen + 1], connected)}"

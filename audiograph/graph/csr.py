@@ -41,7 +41,7 @@ class CSRGraph:
         return torch.repeat_interleave(torch.arange(self.num_nodes), self.degree)
 
     @classmethod
-    def from_scipy(cls, matrix: sp.spmatrix) -> "CSRGraph":
+    def from_scipy(cls, matrix: sp.spmatrix) -> CSRGraph:
         """Wrap a symmetric scipy sparse matrix; its values become edge weights."""
         m = sp.csr_matrix(matrix, dtype=np.float32)
         m.setdiag(0)
@@ -54,7 +54,7 @@ class CSRGraph:
         )
 
     @classmethod
-    def from_edges(cls, src, dst, num_nodes: int, weight=None) -> "CSRGraph":
+    def from_edges(cls, src, dst, num_nodes: int, weight=None) -> CSRGraph:
         """Build from undirected edge lists; each edge may be given once or in both directions.
 
         Repeats of an edge (either direction) are merged keeping the largest weight, so PyG's
@@ -82,7 +82,7 @@ class CSRGraph:
         """COO [2, E] in PyG's convention (row 0 = source, row 1 = target)."""
         return torch.stack([self.row, self.col])
 
-    def subgraph(self, keep: torch.Tensor) -> "CSRGraph":
+    def subgraph(self, keep: torch.Tensor) -> CSRGraph:
         """The graph with every edge touching a node outside `keep` (bool [N]) removed; ids unchanged."""
         row = self.row
         mask = keep[row] & keep[self.col]

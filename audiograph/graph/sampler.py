@@ -61,13 +61,16 @@ class UniformNeighborSampler(BaseSampler):
 
     @property
     def edge_permutation(self) -> Tensor | None:
-        """For a sampler built from a `Data`: the `edge_index` column of every CSR entry (None otherwise)."""
+        """For a sampler built from a `Data`: the `edge_index` column of every CSR entry (None otherwise).
+        PyG's loaders read it (`BaseSampler.edge_permutation`) to give sampled edges their `e_id`."""
         return self.perm
 
     def sample_from_nodes(self, inputs: NodeSamplerInput, **kwargs) -> SamplerOutput:
         return node_sample(inputs, self._sample)
 
-    def sample_from_edges(self, inputs: EdgeSamplerInput, neg_sampling: NegativeSampling | None = None) -> SamplerOutput:
+    def sample_from_edges(
+        self, inputs: EdgeSamplerInput, neg_sampling: NegativeSampling | None = None
+    ) -> SamplerOutput:
         return edge_sample(inputs, self._sample, self.num_nodes, False, None, neg_sampling)
 
     def _sample(self, seed: Tensor, seed_time: Tensor | None = None) -> SamplerOutput:

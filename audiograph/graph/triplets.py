@@ -41,8 +41,7 @@ def sample_triplets(
     """
     if not 1 <= d_pos < d_neg <= d_max + 1:
         raise ConfigError(
-            "triplet distances need 1 <= d_pos < d_neg <= d_max + 1,"
-            f" got d_pos={d_pos}, d_neg={d_neg}, d_max={d_max}"
+            f"triplet distances need 1 <= d_pos < d_neg <= d_max + 1, got d_pos={d_pos}, d_neg={d_neg}, d_max={d_max}"
         )
     if not 0 <= hard_share <= 1:
         raise ConfigError(f"hard_share must be between 0 and 1, got {hard_share}")
@@ -58,11 +57,9 @@ def sample_triplets(
     if anchors is not None:
         candidates &= _as_mask(anchors, graph.num_nodes)
     adjacency = graph.to_scipy()
-    adjacency.data = adjacency.data ** weight_power  # a new array: to_scipy shares the graph's weights
+    adjacency.data = adjacency.data**weight_power  # a new array: to_scipy shares the graph's weights
     batches = [
-        _sample_batch(
-            batch, dist, adjacency[batch.numpy()], eligible, per_anchor, d_pos, hard_share, generator
-        )
+        _sample_batch(batch, dist, adjacency[batch.numpy()], eligible, per_anchor, d_pos, hard_share, generator)
         for batch, dist in iter_hop_distances(graph, candidates.nonzero().squeeze(1), d_neg - 1)
     ]
     return torch.cat(batches) if batches else torch.empty(0, 3, dtype=torch.int64)
@@ -95,7 +92,7 @@ def sample_positive_pairs(
     if anchors is not None:
         candidates &= _as_mask(anchors, graph.num_nodes)
     adjacency = graph.to_scipy()
-    adjacency.data = adjacency.data ** weight_power
+    adjacency.data = adjacency.data**weight_power
     pairs = []
     for batch, dist in iter_hop_distances(graph, candidates.nonzero().squeeze(1), d_pos):
         weight = _positive_weights(dist, torch.from_numpy(adjacency[batch.numpy()].toarray()), eligible, d_pos)

@@ -38,12 +38,15 @@ def parse_task_weights(text: str | tuple) -> tuple[float, float, float]:
         from audiograph.errors import ConfigError
 
         presets = ", ".join(f"{k}={','.join(f'{w:g}' for w in v)}" for k, v in TASK_WEIGHT_PRESETS.items())
-        raise ConfigError(f"task weights must be three non-negative numbers, not all 0, or a preset ({presets}); got {text!r}")
+        raise ConfigError(
+            f"task weights must be three non-negative numbers, not all 0, or a preset ({presets}); got {text!r}"
+        )
     return weights
 
 
-def layer_adjacencies(edge_index: torch.Tensor, num_sampled_nodes: list[int], num_sampled_edges: list[int],
-                      num_layers: int) -> list[torch.Tensor]:  # fmt: skip
+def layer_adjacencies(
+    edge_index: torch.Tensor, num_sampled_nodes: list[int], num_sampled_edges: list[int], num_layers: int
+) -> list[torch.Tensor]:
     """Per-layer mean-aggregation adjacencies [targets, sources] (torch.sparse CSR) of a sampled subgraph.
 
     Needs PyG's sampler layout: nodes grouped by hop, seeds first, and edges grouped by hop and sorted
@@ -59,14 +62,19 @@ def layer_adjacencies(edge_index: torch.Tensor, num_sampled_nodes: list[int], nu
         targets, sources, edges = node_ends[hops - 1], node_ends[hops], edge_ends[hops - 1]
         crow = torch.zeros(targets + 1, dtype=torch.int64)
         crow[1:] = torch.bincount(dst[:edges], minlength=targets).cumsum(0)
-        adjacencies.append(torch.sparse_csr_tensor(crow, src[:edges], torch.ones(edges), size=(targets, sources),
-                                                   check_invariants=False))
+        adjacencies.append(
+            torch.sparse_csr_tensor(
+                crow, src[:edges], torch.ones(edges), size=(targets, sources), check_invariants=False
+            )
+        )
     return adjacencies
 
 
 def full_adjacency(rowptr: torch.Tensor, col: torch.Tensor, num_nodes: int) -> torch.Tensor:
     """The whole graph's adjacency as torch.sparse CSR, for exact full-neighbourhood passes."""
-    return torch.sparse_csr_tensor(rowptr, col, torch.ones(col.numel()), size=(num_nodes, num_nodes), check_invariants=False)
+    return torch.sparse_csr_tensor(
+        rowptr, col, torch.ones(col.numel()), size=(num_nodes, num_nodes), check_invariants=False
+    )
 
 
 class MUSIG(nn.Module):
@@ -104,18 +112,6 @@ class MUSIG(nn.Module):
         if self.skip is not None:
             x = x + self.skip(inputs[: x.shape[0]])
         return F.normalize(x, dim=-1)
-
-
-def musig_from_hparams(hparams: dict) -> MUSIG:
-    """An untrained `MUSIG` shaped as a `MusigModule`'s saved hyperparameters say."""
-    return MUSIG(
-        hparams["in_channels"],
-        hparams["hidden_channels"],
-        hparams["out_channels"],
-        hparams["num_layers"],
-        hparams["dropout"],
-        skip=hparams.get("skip", False),  # models saved before the skip path had none
-    )
 
 
 class PairHeads(nn.Module):
@@ -178,16 +174,3 @@ def multitask_loss(
     )
     total = sum(w * parts[t] for w, t in zip(weights, TASKS))
     return total, parts
-
-
-def load_musig_checkpoint(path, what: str = "model") -> tuple[MUSIG, dict]:
-    """The aggregator and its hyperparameters from a Lightning checkpoint of `MusigModule`, without Lightning.
-    Read with the weights-only unpickler (`audiograph.weights`): a checkpoint never runs code; one that would
-    is refused, naming `what` (e.g. "model 'x'")."""
-    from audiograph.weights import load_checkpoint
-
-    checkpoint = load_checkpoint(path, what)
-    h = checkpoint["hyper_parameters"]
-    model = musig_from_hparams(h)
-    model.load_state_dict({k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")})
-    return model.eval(), h

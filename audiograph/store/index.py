@@ -69,7 +69,9 @@ class VectorIndex:
         i = self._position.get(track_id)
         return None if i is None else self.matrix[i]
 
-    def search(self, query: np.ndarray, k: int = 10, exclude: tuple[str, ...] | set[str] = (), normalised=False) -> list[Hit]:
+    def search(
+        self, query: np.ndarray, k: int = 10, exclude: tuple[str, ...] | set[str] = (), normalised=False
+    ) -> list[Hit]:
         """The k rows most cosine-similar to `query`, best first, skipping ids in `exclude`."""
         q = np.asarray(query, dtype=np.float32) if normalised else self._normalise(np.asarray(query, np.float32))
         scores = self.matrix @ q

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 import sqlite_utils
 
@@ -56,6 +56,14 @@ def _applied(db: sqlite_utils.Database, name: str) -> bool:
 @migration
 def m001_tracks_vectors_models(db: sqlite_utils.Database) -> None:
     db["collections"].create({"name": str, "root": str, "created": str}, pk="name")
+    _create_tracks(db)
+    _create_models(db)
+    _create_vectors(db)
+    _create_mels(db)
+
+
+def _create_tracks(db: sqlite_utils.Database) -> None:
+    """The `tracks` table (one row per file or imported track) and its path and content-hash indexes."""
     db["tracks"].create(
         {
             "id": str,
@@ -80,30 +88,27 @@ def m001_tracks_vectors_models(db: sqlite_utils.Database) -> None:
     )
     db["tracks"].create_index(["path"])
     db["tracks"].create_index(["content_hash"])
+
+
+def _create_models(db: sqlite_utils.Database) -> None:
+    """The `models` table: the registry of models that made vectors."""
     db["models"].create(
-        {
-            "id": str,
-            "kind": str,
-            "space": str,
-            "checkpoint": str,
-            "config": str,
-            "metrics": str,
-            "created": str,
-        },
+        {"id": str, "kind": str, "space": str, "checkpoint": str, "config": str, "metrics": str, "created": str},
         pk="id",
     )
+
+
+def _create_vectors(db: sqlite_utils.Database) -> None:
+    """The `vectors` table (one vector per space and track) and its (space, model) index."""
     db["vectors"].create(
-        {
-            "space": str,
-            "track_id": str,
-            "model_id": str,
-            "content_hash": str,
-            "vector": bytes,
-            "updated": str,
-        },
+        {"space": str, "track_id": str, "model_id": str, "content_hash": str, "vector": bytes, "updated": str},
         pk=("space", "track_id"),
     )
     db["vectors"].create_index(["space", "model_id"])
+
+
+def _create_mels(db: sqlite_utils.Database) -> None:
+    """The `mels` table: the cache of each track's mel spectrogram chunks."""
     db["mels"].create(
         {
             "track_id": str,
@@ -120,12 +125,8 @@ def m001_tracks_vectors_models(db: sqlite_utils.Database) -> None:
 
 @migration
 def m002_playlists_graph(db: sqlite_utils.Database) -> None:
-    db["playlists"].create(
-        {"id": str, "name": str, "source": str, "entries": int, "matched": int}, pk="id"
-    )
-    db["playlist_tracks"].create(
-        {"playlist_id": str, "position": int, "track_id": str}, pk=("playlist_id", "position")
-    )
+    db["playlists"].create({"id": str, "name": str, "source": str, "entries": int, "matched": int}, pk="id")
+    db["playlist_tracks"].create({"playlist_id": str, "position": int, "track_id": str}, pk=("playlist_id", "position"))
     db["playlist_tracks"].create_index(["track_id"])
     # The co-occurrence graph: one row per undirected edge, src < dst.
     db["edges"].create({"src": str, "dst": str, "weight": float}, pk=("src", "dst"))
@@ -144,9 +145,7 @@ def m003_genre_votes(db: sqlite_utils.Database) -> None:
 @migration
 def m004_edges_without_rowid(db: sqlite_utils.Database) -> None:
     # A graph of millions of edges: keyed by (src, dst) alone, with no second index, writes ~6x faster.
-    db.execute(
-        "CREATE TABLE edges_new (src TEXT, dst TEXT, weight FLOAT, PRIMARY KEY (src, dst)) WITHOUT ROWID"
-    )
+    db.execute("CREATE TABLE edges_new (src TEXT, dst TEXT, weight FLOAT, PRIMARY KEY (src, dst)) WITHOUT ROWID")
     db.execute("INSERT INTO edges_new (src, dst, weight) SELECT src, dst, weight FROM edges")
     db.execute("DROP TABLE edges")
     db.execute("ALTER TABLE edges_new RENAME TO edges")

@@ -49,16 +49,16 @@ def export_space(
         raise ConfigError(f"{out}: is a folder; --out needs a file name")
     if format == "npy" and out.suffix.lower() == ".npy":
         raise ConfigError(f"{out}: --format npy writes an .npz archive (ids, vectors and metadata); name it .npz")
-    if space not in store.spaces():
-        have = ", ".join(store.spaces()) or "none"
+    if space not in store.vectors.spaces():
+        have = ", ".join(store.vectors.spaces()) or "none"
         raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
-    if model is not None and model not in store.spaces()[space]:
+    if model is not None and model not in store.vectors.spaces()[space]:
         raise StoreError(f"{store.path}: no '{space}' vectors by model '{model}'")
-    model_id = model or store.search_model(space)[0]
+    model_id = model or store.vectors.search_model(space)[0]
     if format == "parquet":
         pyarrow = _import_pyarrow()
-    ids, vectors = store.vectors(space, model_id)
-    rows = {t["id"]: t for t in store.tracks(status=None)}
+    ids, vectors = store.vectors.matrix(space, model_id)
+    rows = {t["id"]: t for t in store.tracks.rows(status=None)}
     metadata = {c: [rows.get(t, {}).get(c) or "" for t in ids] for c in METADATA_COLUMNS}
     out.parent.mkdir(parents=True, exist_ok=True)
     if format == "npy":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 import os
 from collections import Counter, defaultdict
@@ -14,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from audiograph.errors import ConfigError
+from audiograph.models import IMPORT_KIND
 from audiograph.store import POPULARITY_SPACE, Store, TrackRecord
 
-IMPORT_KIND = "import"
+# What a track's audio said about it: an import never overwrites these.
+_AUDIO_COLUMNS = tuple("collection path content_hash size mtime_ns duration sample_rate channels format".split())
 
 
 @dataclass
@@ -73,23 +74,60 @@ def import_tracks(
     and the report says which model it replaced and how many tracks only the old one covers.
     """
     path = Path(csv_path)
+    features = features or {}
+    columns = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
+    rows = _read_rows(path, [*columns, *(c for cols in features.values() for c in cols)])
+    report = ImportReport(rows=len(rows))
+    first, votes, values = _collect_tracks(
+        path, rows, id_col, features, genre_col, popularity_col, playlist_col, report
+    )
+
+    models = {}
+    for group, cols in [*features.items(), *([(POPULARITY_SPACE, [popularity_col])] if popularity_col else [])]:
+        models[group] = _feature_model(store, group, cols, path, set(first), report)
+        report.feature_groups[group] = len(cols)
+
+    existing = {t["id"]: t for t in store.tracks.rows(status=None)}
+    records = []
+    for track_id, row in first.items():
+        genre = Counter(g for _, g in votes.get(track_id, [])).most_common(1)
+        record = _track_record(track_id, row, existing.get(track_id), genre, title_col, artist_col)
+        record.vectors = {group: (models[group], vector) for group, vector in values[track_id].items()}
+        records.append(record)
+    store.tracks.write(records)
+    store.graph.put_genre_votes({t: v for t, v in votes.items() if t in first})
+    report.tracks = len(records)
+    report.genres = len({g for vs in votes.values() for _, g in vs})
+    return report
+
+
+def _read_rows(path: Path, wanted: list[str | None]) -> list[tuple[int, dict]]:
+    """The CSV's rows with their line numbers, once every `wanted` column (None: not asked for) is in its header."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
-    features = features or {}
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
-            wanted = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
-            wanted += [c for cols in features.values() for c in cols]
             missing = [c for c in wanted if c and c not in header]
             if missing:
                 raise ConfigError(f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})")
-            rows = list(enumerate(reader, start=2))
+            return list(enumerate(reader, start=2))
     except (UnicodeDecodeError, csv.Error) as e:
         raise ConfigError(f"{path}: not a readable UTF-8 CSV ({e})") from None
 
-    report = ImportReport(rows=len(rows))
+
+def _collect_tracks(
+    path: Path,
+    rows: list[tuple[int, dict]],
+    id_col: str,
+    features: dict[str, list[str]],
+    genre_col: str | None,
+    popularity_col: str | None,
+    playlist_col: str | None,
+    report: ImportReport,
+) -> tuple[dict[str, dict], dict[str, list[tuple[str, str]]], dict[str, dict[str, np.ndarray]]]:
+    """(track id -> its first usable row, track id -> its (source, genre) votes, track id -> its vectors)."""
     first: dict[str, dict] = {}
     votes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     values: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
@@ -99,18 +137,7 @@ def import_tracks(
             report.skipped.append(f"{path}:{line}: empty {id_col}")
             continue
         if track_id not in first:
-            vectors = {}
-            for group, cols in features.items():
-                vector = [_number(row[c]) for c in cols]
-                if any(v is None for v in vector):
-                    report.skipped.append(f"{path}:{line}: non-numeric {group} feature")
-                    vectors = None
-                    break
-                vectors[group] = np.asarray(vector, np.float32)
-            if popularity_col:
-                popularity = _number(row[popularity_col])
-                if popularity is not None:
-                    vectors = {**(vectors or {}), POPULARITY_SPACE: np.asarray([popularity], np.float32)}
+            vectors = _row_vectors(path, line, row, features, popularity_col, report)
             if vectors is None:
                 continue
             first[track_id] = row
@@ -118,39 +145,48 @@ def import_tracks(
         if genre_col and (row.get(genre_col) or "").strip():
             source = (row.get(playlist_col) or "").strip() if playlist_col else ""
             votes[track_id].append((source or f"{path.name}:{line}", row[genre_col].strip()))
+    return first, votes, values
 
-    models = {}
-    for group, cols in [*features.items(), *([(POPULARITY_SPACE, [popularity_col])] if popularity_col else [])]:
-        models[group] = _feature_model(store, group, cols, path, set(first), report)
-        report.feature_groups[group] = len(cols)
 
-    existing = {t["id"]: t for t in store.tracks(status=None)}
-    records = []
-    for track_id, row in first.items():
-        genre = Counter(g for _, g in votes.get(track_id, [])).most_common(1)
-        old = existing.get(track_id)
-        if old and old["status"] == "ok":  # keep what the audio said; only add vectors
-            record = TrackRecord(id=track_id, collection=old["collection"], path=old["path"], content_hash=old["content_hash"],
-                                 size=old["size"], mtime_ns=old["mtime_ns"], duration=old["duration"],
-                                 sample_rate=old["sample_rate"], channels=old["channels"], format=old["format"],
-                                 tags={k: old[k] for k in ("title", "artist", "album", "genre")})  # fmt: skip
-        else:
-            kept = {k: old[k] for k in ("title", "artist", "album", "genre")} if old else {}
-            given = {
-                "title": _cell(row, title_col),
-                "artist": _cell(row, artist_col),
-                "genre": genre[0][0] if genre else None,
-            }
-            # Only the columns this CSV gives replace what an earlier import stored.
-            tags = {**kept, **{k: v for k, v in given.items() if v is not None}}
-            record = TrackRecord(id=track_id, collection=None, path=None, status="imported", tags=tags)
-        record.vectors = {group: (models[group], vector) for group, vector in values[track_id].items()}
-        records.append(record)
-    store.write_tracks(records)
-    store.put_genre_votes({t: v for t, v in votes.items() if t in first})
-    report.tracks = len(records)
-    report.genres = len({g for vs in votes.values() for _, g in vs})
-    return report
+def _row_vectors(
+    path: Path, line: int, row: dict, features: dict[str, list[str]], popularity_col: str | None, report: ImportReport
+) -> dict[str, np.ndarray] | None:
+    """One row's vectors by space, or None (reported as skipped) when a feature group is not numeric."""
+    vectors = {}
+    for group, cols in features.items():
+        vector = [_number(row[c]) for c in cols]
+        if any(v is None for v in vector):
+            report.skipped.append(f"{path}:{line}: non-numeric {group} feature")
+            vectors = None
+            break
+        vectors[group] = np.asarray(vector, np.float32)
+    if popularity_col:
+        popularity = _number(row[popularity_col])
+        if popularity is not None:
+            vectors = {**(vectors or {}), POPULARITY_SPACE: np.asarray([popularity], np.float32)}
+    return vectors
+
+
+def _track_record(
+    track_id: str,
+    row: dict,
+    old: dict | None,
+    genre: list[tuple[str, int]],
+    title_col: str | None,
+    artist_col: str | None,
+) -> TrackRecord:
+    """The record of one imported track (without vectors): a track with audio keeps what its audio said."""
+    kept = {k: old[k] for k in ("title", "artist", "album", "genre")} if old else {}
+    if old and old["status"] == "ok":  # keep what the audio said; only add vectors
+        return TrackRecord(id=track_id, **{k: old[k] for k in _AUDIO_COLUMNS}, tags=kept)
+    given = {
+        "title": _cell(row, title_col),
+        "artist": _cell(row, artist_col),
+        "genre": genre[0][0] if genre else None,
+    }
+    # Only the columns this CSV gives replace what an earlier import stored.
+    tags = {**kept, **{k: v for k, v in given.items() if v is not None}}
+    return TrackRecord(id=track_id, collection=None, path=None, status="imported", tags=tags)
 
 
 def _feature_model(
@@ -158,20 +194,20 @@ def _feature_model(
 ) -> str:
     """The model id for `columns` of feature group `group`: the existing one with these columns, or a
     new one. Either way it becomes the space's current model; a change of model is reported."""
-    registered = store.db.query("SELECT id, config FROM models WHERE kind = ? AND space = ?", [IMPORT_KIND, group])
-    same = next((r["id"] for r in registered if json.loads(r["config"] or "{}").get("columns") == columns), None)
+    registered = store.models.rows(kind=IMPORT_KIND, space=group)
+    same = next((r["id"] for r in registered if r["config"].get("columns") == columns), None)
     digest = hashlib.blake2b(",".join(columns).encode(), digest_size=4).hexdigest()
     model_id = same or f"{IMPORT_KIND}:{group}@{digest}"
-    current = store.search_model(group)[0] if group in store.spaces() else None
-    csvs = (store.model(model_id) or {}).get("config", {}).get("csv", [])
+    current = store.vectors.search_model(group)[0] if group in store.vectors.spaces() else None
+    csvs = (store.models.get(model_id) or {}).get("config", {}).get("csv", [])
     csvs = [csvs] if isinstance(csvs, str) else csvs
     config = {"csv": sorted({*csvs, str(csv_path.resolve())}), "columns": columns}
-    store.register_model(model_id, IMPORT_KIND, group, config=config, current=True)
+    store.models.register(model_id, IMPORT_KIND, group, config=config, current=True)
     if same is not None:
         report.extended[group] = model_id
     if current is not None and current != model_id:
-        old = store.model(current) or {}
-        left = sum(1 for t, (m, _) in store.vector_states(group).items() if m == current and t not in tracks)
+        old = store.models.get(current) or {}
+        left = sum(1 for t, (m, _) in store.vectors.states(group).items() if m == current and t not in tracks)
         old_columns = ",".join(old.get("config", {}).get("columns", [])) or "unknown"
         report.replaced.append(
             f"feature group '{group}': model {model_id} (columns {','.join(columns)}) replaces {current} (columns"

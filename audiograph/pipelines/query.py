@@ -6,30 +6,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from audiograph.audio.decode import content_hash
 from audiograph.errors import ConfigError, StoreError
+from audiograph.pipelines.encoders import file_vector
 from audiograph.store import Store
 from audiograph.tables import format_table
 
 # Preferred search space when none is named: the richest one the store has.
 SPACE_PREFERENCE = ("musig", "acoustic", "descriptors")
-
-# model kind -> function(store, model row, file path, file bytes) -> query vector
-QUERY_EMBEDDERS: dict[str, Callable[[Store, dict, Path, bytes], np.ndarray]] = {}
-
-
-def query_embedder(kind: str):
-    """Register how a file is embedded for search in spaces made by models of `kind`."""
-
-    def register(fn):
-        QUERY_EMBEDDERS[kind] = fn
-        return fn
-
-    return register
 
 
 @dataclass
@@ -46,7 +33,7 @@ class QueryResult:
 
 def default_space(store: Store) -> str:
     """The richest space the store holds vectors in."""
-    spaces = store.spaces()
+    spaces = store.vectors.spaces()
     for space in SPACE_PREFERENCE:
         if space in spaces:
             return space
@@ -69,50 +56,33 @@ def query_file(
         raise ConfigError(f"{path}: no such file")
     if k < 1:
         raise ConfigError(f"-k must be at least 1 (got {k})")
-    if model is not None:
-        row = store.model(model)
-        if row is None:
-            raise ConfigError(f"{store.path}: no model '{model}' in the registry")
-        space = space or row["space"]
-        if row["space"] != space:
-            raise ConfigError(f"model '{model}' fills space '{row['space']}', not '{space}'")
-    space = space or default_space(store)
-    counts = store.spaces().get(space, {})
-    if not counts:
-        have = ", ".join(store.spaces()) or "none"
-        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
-    if model is not None and model not in counts:
-        raise StoreError(
-            f"{store.path}: no '{space}' vectors by model '{model}' (re-embed with `audiograph embed-audio DIR --model {model}`)"
-        )
-    model_id, stale = (model, sum(n for m, n in counts.items() if m != model)) if model else store.search_model(space)
+    space, model_id, stale = _searched_model(store, space, model)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror or e}") from None
-    known = {t["id"] for t in store.tracks_by_hash(content_hash(data))}
-    by_path = store.track_by_path(path)
+    known = {t["id"] for t in store.tracks.by_hash(content_hash(data))}
+    by_path = store.tracks.by_path(path)
     if by_path is not None and by_path["status"] == "ok":
         known.add(by_path["id"])
     # A byte-different file of the same audio (other tags, another container of the same samples) is
     # the same track: found by its descriptors, and left out of the results like the file itself.
     same_audio, descriptors = _same_audio_tracks(store, path, data, known)
     known |= same_audio
-    index = store.index(space, model_id)
+    index = store.vectors.index(space, model_id)
     stored = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
     if stored is not None:
         # The index holds vectors already standardised and normalised: searched as they are.
-        hits = store.similar(space, stored, k=k, exclude=known, model_id=model_id, normalised=True)
+        hits = store.vectors.similar(space, stored, k=k, exclude=known, model_id=model_id, normalised=True)
     else:
-        model_row = store.model(model_id)
-        embed = QUERY_EMBEDDERS.get(model_row["kind"]) if model_row else None
-        if embed is None:
+        model_row = store.models.get(model_id)
+        if model_row is None:
             raise StoreError(f"space '{space}': model '{model_id}' cannot embed new audio files")
         if descriptors is not None and descriptors[0] == model_id:
             vector = descriptors[1]  # this file's descriptors, computed above with this very model
         else:
-            vector = embed(store, model_row, path, data)
-        hits = store.similar(space, vector, k=k, exclude=known, model_id=model_id)
+            vector = file_vector(store, model_row, path, data)
+        hits = store.vectors.similar(space, vector, k=k, exclude=known, model_id=model_id)
     result = QueryResult(space, model_id, hits)
     result.query_track = min(known) if known else None
     result.stale_vectors = stale
@@ -124,6 +94,31 @@ def query_file(
     return result
 
 
+def _searched_model(store: Store, space: str | None, model: str | None) -> tuple[str, str, int]:
+    """(space, model id, vectors of other models left out) that a query searches: `model`'s vectors when
+    given, else the newest model's in `space` (default: `default_space`)."""
+    if model is not None:
+        row = store.models.get(model)
+        if row is None:
+            raise ConfigError(f"{store.path}: no model '{model}' in the registry")
+        space = space or row["space"]
+        if row["space"] != space:
+            raise ConfigError(f"model '{model}' fills space '{row['space']}', not '{space}'")
+    space = space or default_space(store)
+    counts = store.vectors.spaces().get(space, {})
+    if not counts:
+        have = ", ".join(store.vectors.spaces()) or "none"
+        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
+    if model is None:
+        return space, *store.vectors.search_model(space)
+    if model not in counts:
+        raise StoreError(
+            f"{store.path}: no '{space}' vectors by model '{model}' (re-embed with `audiograph embed-audio DIR"
+            f" --model {model}`)"
+        )
+    return space, model, sum(n for m, n in counts.items() if m != model)
+
+
 def similar_track(store: Store, track: str | os.PathLike, *, space: str | None = None, k: int = 10) -> QueryResult:
     """The k stored tracks nearest to the stored track `track` (a track id, or the path of a stored file).
 
@@ -133,34 +128,40 @@ def similar_track(store: Store, track: str | os.PathLike, *, space: str | None =
     """
     if k < 1:
         raise ConfigError(f"-k must be at least 1 (got {k})")
-    row = resolve_track(store, track)
-    track_id = row["id"]
-    current = _spaces_of_track(store, track_id)
-    if space is None:
-        preferred = default_space(store)
-        ordered = [preferred, *SPACE_PREFERENCE, *sorted(current)]
-        space = next((s for s in ordered if s in current), preferred)
-    if space not in store.spaces():
-        have = ", ".join(store.spaces()) or "none"
-        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
-    if space not in current:
-        where = ", ".join(sorted(current)) or "no space"
-        raise StoreError(f"track {track_id} has no vector in space '{space}' (it has vectors in: {where})")
-    model_id, stale = store.search_model(space)
-    vector = store.index(space, model_id).vector(track_id)
+    track_id = resolve_track(store, track)["id"]
+    space = track_space(store, track_id, space)
+    model_id, stale = store.vectors.search_model(space)
+    vector = store.vectors.index(space, model_id).vector(track_id)
     # The index holds vectors already standardised and normalised: searched as they are.
-    hits = store.similar(space, vector, k=k, exclude={track_id}, model_id=model_id, normalised=True)
+    hits = store.vectors.similar(space, vector, k=k, exclude={track_id}, model_id=model_id, normalised=True)
     result = QueryResult(space, model_id, hits, query_track=track_id, stale_vectors=stale)
     if stale:
         result.notes.append(f"{stale} vectors in '{space}' come from older models and were left out")
     return result
 
 
+def track_space(store: Store, track_id: str, space: str | None = None) -> str:
+    """The space to search from a stored track: `space` (checked to hold the track's vector), else
+    `default_space`, else the first space (in `SPACE_PREFERENCE` order, then by name) where it has one."""
+    current = _spaces_of_track(store, track_id)
+    if space is None:
+        preferred = default_space(store)
+        ordered = [preferred, *SPACE_PREFERENCE, *sorted(current)]
+        space = next((s for s in ordered if s in current), preferred)
+    if space not in store.vectors.spaces():
+        have = ", ".join(store.vectors.spaces()) or "none"
+        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
+    if space not in current:
+        where = ", ".join(sorted(current)) or "no space"
+        raise StoreError(f"track {track_id} has no vector in space '{space}' (it has vectors in: {where})")
+    return space
+
+
 def resolve_track(store: Store, track: str | os.PathLike) -> dict:
     """The stored track row that `track` names: a track id, else the path of a stored file."""
-    row = store.track(os.fspath(track))
+    row = store.tracks.get(os.fspath(track))
     if row is None and Path(track).exists():
-        row = store.track_by_path(track)
+        row = store.tracks.by_path(track)
     if row is None:
         hint = " (not a stored file: use `audiograph query FILE`)" if Path(track).is_file() else ""
         raise ConfigError(f"{track}: no such track id or stored file path in {store.path}{hint}")
@@ -170,8 +171,9 @@ def resolve_track(store: Store, track: str | os.PathLike) -> dict:
 def _spaces_of_track(store: Store, track_id: str) -> set[str]:
     """The spaces holding a vector of `track_id` by the model each space's searches use."""
     return {
-        space for space in store.spaces()
-        if store.vector_states(space).get(track_id, (None,))[0] == store.search_model(space)[0]
+        space
+        for space in store.vectors.spaces()
+        if store.vectors.states(space).get(track_id, (None,))[0] == store.vectors.search_model(space)[0]
     }
 
 
@@ -186,58 +188,35 @@ def _same_audio_tracks(
     """
     from audiograph.store import DESCRIPTORS_SPACE
 
-    if DESCRIPTORS_SPACE not in store.spaces():
+    if DESCRIPTORS_SPACE not in store.vectors.spaces():
         return set(), None
-    index = store.index(DESCRIPTORS_SPACE)
+    index = store.vectors.index(DESCRIPTORS_SPACE)
     fingerprint = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
     computed = None
     if fingerprint is None:
-        model_id = store.search_model(DESCRIPTORS_SPACE)[0]
-        model_row = store.model(model_id)
+        model_id = store.vectors.search_model(DESCRIPTORS_SPACE)[0]
+        model_row = store.models.get(model_id)
         if model_row is None or "frontend" not in model_row["config"]:
             return set(), None
-        computed = (model_id, QUERY_EMBEDDERS["descriptors"](store, model_row, path, data))
+        computed = (model_id, file_vector(store, model_row, path, data))
         fingerprint = index.normalise(computed[1])
     return set(index.matching(fingerprint)), computed
 
 
 def track_label(hit: dict) -> str:
-    """"Artist – Title" from tags, else the file name."""
+    """ "Artist – Title" from tags, else the file name."""
     if hit.get("title"):
         return f"{hit.get('artist') or 'Unknown'} – {hit['title']}"
     return Path(hit.get("path") or hit["track_id"]).stem
 
 
-def format_hits(hits: list[dict], extra: tuple[str, ...] = ()) -> str:
-    """Hits as a table: rank, score, artist – title, any `extra` track columns, path."""
-    rows = [
-        [h["rank"], f"{h['score']:.3f}", track_label(h), *(h.get(c) for c in extra), h.get("path") or h["track_id"]]
-        for h in hits
-    ]
-    return format_table(["rank", "score", "artist – title", *extra, "path"], rows, right={0, 1})
-
-
-@query_embedder("descriptors")
-def _embed_descriptors(store: Store, model: dict, path: Path, data: bytes) -> np.ndarray:
-    from audiograph.audio.analysis import analyse
-    from audiograph.audio.frontend import AudioFrontend
-
-    frontend = AudioFrontend(**model["config"]["frontend"])
-    return analyse(path, frontend, data=data).descriptors
-
-
-@query_embedder("audio-encoder")
-def _embed_acoustic(store: Store, model: dict, path: Path, data: bytes) -> np.ndarray:
-    from audiograph.audio.analysis import analyse, chunks_as_tensors
-    from audiograph.audio.encoder import embed_tracks, resolve_encoder
-
-    encoder, frontend, _ = resolve_encoder(store, model["id"])
-    analysis = analyse(path, frontend, data=data, descriptors=False)
-    return embed_tracks(encoder, [chunks_as_tensors(analysis.mel_chunks)])[0].numpy()
-
-
-@query_embedder("musig")
-def _embed_musig(store: Store, model: dict, path: Path, data: bytes) -> np.ndarray:
-    from audiograph.musig.inductive import embed_new_file
-
-    return embed_new_file(store, model, path, data)
+def format_hits(hits: list[dict], extra: tuple[str, ...] = (), wide: bool = False) -> str:
+    """Hits as a table: rank, score, artist – title, any `extra` track columns, and with `wide` the path
+    (without it, the table fits 100 columns)."""
+    rows = [[h["rank"], f"{h['score']:.3f}", track_label(h), *(h.get(c) for c in extra)] for h in hits]
+    headers = ["rank", "score", "artist – title", *extra]
+    if wide:
+        headers.append("path")
+        for row, h in zip(rows, hits):
+            row.append(h.get("path") or h["track_id"])
+    return format_table(headers, rows, right={0, 1})

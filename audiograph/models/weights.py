@@ -1,5 +1,5 @@
-"""Loading trained weights without running code from a file: checkpoints are read with torch's weights-only
-unpickler, and only from inside the folder they must be in.
+"""Saving and loading trained weights without running code from a file: checkpoints are read with torch's
+weights-only unpickler.
 
 A Lightning checkpoint is a pickle. Unpickled in full, it may run any code its author chose, so a store
 from someone else could run code on `embed-audio` or `query`. The weights-only unpickler builds tensors,
@@ -10,6 +10,7 @@ holds are allowed by name.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 import torch
 
 from audiograph.errors import StoreError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.pt"
 
 
 def _allowed_globals() -> list:
@@ -29,19 +33,6 @@ def _allowed_globals() -> list:
 
         allowed.append(PytorchAttributeDict)
     return allowed
-
-
-def contained_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike, what: str = "model") -> Path:
-    """`path` as a checkpoint file that lies inside `root` once every symbolic link is resolved; otherwise
-    a `StoreError` that says, in one line, why `what` was refused."""
-    if not path:
-        raise StoreError(f"{what}: no checkpoint registered")
-    resolved, root = Path(path).resolve(), Path(root).resolve()
-    if not resolved.is_relative_to(root):
-        raise StoreError(f"{what} refused: its checkpoint {path} lies outside {root}, the only folder models load from")
-    if not resolved.is_file():
-        raise StoreError(f"{what}: checkpoint {path} is missing")
-    return resolved
 
 
 @contextlib.contextmanager
@@ -72,3 +63,23 @@ def load_checkpoint(path: str | os.PathLike, what: str = "model") -> dict:
     """A checkpoint's contents (state_dict, hyper_parameters, ...) read with the weights-only unpickler."""
     with weights_only_loading(path, what):
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_weights(module: torch.nn.Module, folder: Path, config: dict) -> Path:
+    """Write `config.json` and `weights.pt` (the state dict: tensors only) into `folder`; returns `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, folder / WEIGHTS_FILE)
+    return folder
+
+
+def read_saved(folder: str | os.PathLike, what: str = "model") -> tuple[dict, dict]:
+    """(config, state dict) of a folder written by `save_weights`, the weights read weights-only."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{what}: {folder / CONFIG_FILE} is unreadable ({_first_line(e)})") from None
+    with weights_only_loading(folder / WEIGHTS_FILE, what):
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    return config, state

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from audiograph.errors import ConfigError
 from audiograph.graph.cooccurrence import choose_min_weight, cooccurrence_matrix, graph_summary, threshold
 from audiograph.graph.csr import CSRGraph
-from audiograph.graph.readers import Playlist, read_sources
+from audiograph.graph.readers import EdgeList, Playlist, read_sources
 from audiograph.store import Store, TrackRecord
 
 UNMATCHED_EXAMPLES = 5
@@ -73,7 +73,7 @@ def build_graph(
     if add_missing:
         report.added_tracks = _add_missing_tracks(store, playlists, edge_lists)
 
-    node_ids = store.node_ids()
+    node_ids = store.tracks.node_ids()
     position = {t: i for i, t in enumerate(node_ids)}
     stored_playlists, unmatched = match_playlists(store, playlists, node_ids)
     report.matched = sum(len(p[4]) for p in stored_playlists)
@@ -82,15 +82,7 @@ def build_graph(
     track_index = [position[t] for playlist in stored_playlists for t in playlist[4]]
 
     weights = cooccurrence_matrix(playlist_index, track_index, len(node_ids))
-    for edges in edge_lists:
-        pairs = [(position[a], position[b], w) for a, b, w in zip(edges.src, edges.dst, edges.weight)
-                 if a in position and b in position and a != b]  # fmt: skip
-        report.unmatched += len(edges.src) - len(pairs)
-        if pairs:
-            rows, cols, w = map(np.asarray, zip(*pairs))
-            extra = sp.coo_matrix((w.astype(np.float32), (rows, cols)), shape=weights.shape).tocsr()
-            weights = weights + extra + extra.T
-
+    weights = _add_edge_lists(weights, edge_lists, position, report)
     if min_weight == "auto":
         report.min_weight, report.min_weight_reason = choose_min_weight(weights)
     else:
@@ -98,7 +90,37 @@ def build_graph(
         report.min_weight_reason = f"min weight {report.min_weight:g}: set with --min-weight"
     graph = CSRGraph.from_scipy(threshold(weights, report.min_weight))
     report.summary = graph_summary(graph)
+    report.replaced = _replace_stored_graph(store, sources, node_ids, stored_playlists, graph, report)
+    return report
 
+
+def _add_edge_lists(
+    weights: sp.csr_matrix, edge_lists: list[EdgeList], position: dict[str, int], report: GraphReport
+) -> sp.csr_matrix:
+    """`weights` plus the weights of edge-list rows between stored tracks; the other rows count as unmatched."""
+    for edges in edge_lists:
+        pairs = [
+            (position[a], position[b], w)
+            for a, b, w in zip(edges.src, edges.dst, edges.weight, strict=True)
+            if a in position and b in position and a != b
+        ]
+        report.unmatched += len(edges.src) - len(pairs)
+        if pairs:
+            rows, cols, w = map(np.asarray, zip(*pairs, strict=True))
+            extra = sp.coo_matrix((w.astype(np.float32), (rows, cols)), shape=weights.shape).tocsr()
+            weights = weights + extra + extra.T
+    return weights
+
+
+def _replace_stored_graph(
+    store: Store,
+    sources: list[str | os.PathLike],
+    node_ids: list[str],
+    stored_playlists: list[tuple[str, str, str, int, list[str]]],
+    graph: CSRGraph,
+    report: GraphReport,
+) -> dict | None:
+    """Store the playlists and `graph` (never an empty graph over one with edges); returns the replaced summary."""
     upper = (graph.row < graph.col).numpy()
     src = [node_ids[i] for i in graph.row.numpy()[upper]]
     dst = [node_ids[i] for i in graph.col.numpy()[upper]]
@@ -109,15 +131,14 @@ def build_graph(
         "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "summary": report.summary,
     }
-    previous = store.stored_graph()
+    previous = store.graph.summary()
     if not src and previous and previous["edges"]:
         raise ConfigError(
             f"{', '.join(map(str, sources))}: the new graph has no edges ({report.playlists} playlists,"
             f" {report.matched} of {report.entries} entries matched stored tracks); kept the stored graph"
             f" ({previous['playlists']} playlists, {previous['edges']} edges)"
         )
-    report.replaced = store.replace_graph(stored_playlists, (src, dst, graph.weight.numpy()[upper].tolist()), info)
-    return report
+    return store.graph.replace(stored_playlists, (src, dst, graph.weight.numpy()[upper].tolist()), info)
 
 
 def match_playlists(
@@ -128,8 +149,8 @@ def match_playlists(
     Returns the playlists as (id, name, source, entries listed, matched track ids in order),
     and one "entry (in 'playlist')" line per unmatched entry.
     """
-    by_path = {t["path"]: t["id"] for t in store.tracks(status="ok") if t["path"]}
-    known = set(store.node_ids() if node_ids is None else node_ids)
+    by_path = {t["path"]: t["id"] for t in store.tracks.rows(status="ok") if t["path"]}
+    known = set(store.tracks.node_ids() if node_ids is None else node_ids)
     matched_playlists, unmatched = [], []
     for playlist in playlists:
         matched = []
@@ -145,28 +166,39 @@ def match_playlists(
 
 def _add_missing_tracks(store: Store, playlists: list[Playlist], edge_lists) -> int:
     """Create audio-less tracks for id-based entries that match nothing; returns how many."""
-    known = set(store.node_ids())
+    known = set(store.tracks.node_ids())
     new: dict[str, TrackRecord] = {}
     for playlist in playlists:
         for e in playlist.entries:
             if e.track_id and e.track_id not in known and e.track_id not in new:
                 new[e.track_id] = TrackRecord(
-                    id=e.track_id, collection=None, path=None, status="imported", duration=e.duration,
+                    id=e.track_id,
+                    collection=None,
+                    path=None,
+                    status="imported",
+                    duration=e.duration,
                     tags={"title": e.title, "artist": e.artist},
-                )  # fmt: skip
+                )
     for edges in edge_lists:
         for track_id in (*edges.src, *edges.dst):
             if track_id not in known and track_id not in new:
                 new[track_id] = TrackRecord(id=track_id, collection=None, path=None, status="imported")
-    store.write_tracks(list(new.values()))
+    store.tracks.write(list(new.values()))
     return len(new)
+
+
+def load_graph(store: Store, node_ids: list[str] | None = None) -> tuple[list[str], CSRGraph]:
+    """(node ids, the stored co-occurrence graph over them): every usable track unless `node_ids` are given."""
+    node_ids = store.tracks.node_ids() if node_ids is None else node_ids
+    src, dst, weight = store.graph.edges(node_ids)
+    return node_ids, CSRGraph.from_edges(src, dst, len(node_ids), weight=weight)
 
 
 def export_graphml(store: Store, path: str | os.PathLike) -> None:
     """Write the stored graph, with track titles, artists and genres, as GraphML (via networkx)."""
-    node_ids, graph = store.graph()
+    node_ids, graph = load_graph(store)
     g = nx.Graph()
-    tracks = {t["id"]: t for t in store.tracks(status=None)}
+    tracks = {t["id"]: t for t in store.tracks.rows(status=None)}
     for track_id in node_ids:
         t = tracks[track_id]
         g.add_node(track_id, **{k: t[k] for k in ("title", "artist", "genre") if t.get(k)})

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from audiograph.audio.analysis import analyse, chunks_as_tensors
+from audiograph.audio.config import AudioConfig
 from audiograph.audio.decode import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS, DecodeError, content_hash
-from audiograph.audio.descriptors import DESCRIPTOR_NAMES, DESCRIPTORS_VERSION
-from audiograph.audio.encoder import AudioEncoder, embed_tracks, resolve_encoder
+from audiograph.audio.descriptors import DESCRIPTOR_NAMES
 from audiograph.audio.frontend import AudioFrontend
 from audiograph.errors import ConfigError
+from audiograph.models import DESCRIPTORS_KIND, AcousticModel
+from audiograph.pipelines.encoders import descriptors_model_id, resolve_acoustic_model
 from audiograph.runtime import inference_trainer, progress_bar
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, path_text
-
 
 
 @dataclass
@@ -86,11 +85,6 @@ def _os_reason(error: OSError, path: Path | None = None) -> str:
     return error.strerror or str(error)
 
 
-def descriptors_model_id(frontend: AudioFrontend) -> str:
-    """Descriptors depend on the front-end's settings, so the id names both."""
-    return f"{DESCRIPTORS_VERSION}@{hashlib.blake2b(frontend.signature().encode(), digest_size=4).hexdigest()}"
-
-
 @dataclass
 class _Job:
     track_id: str
@@ -112,7 +106,12 @@ class _FileDataset(Dataset):
     """Reads each file once: hash the bytes, and decode the same bytes only if something is missing."""
 
     def __init__(self, jobs: list[_Job], frontend: AudioFrontend, collection: str, descriptors_model: str):
-        self.jobs, self.frontend, self.collection, self.descriptors_model = jobs, frontend, collection, descriptors_model
+        self.jobs, self.frontend, self.collection, self.descriptors_model = (
+            jobs,
+            frontend,
+            collection,
+            descriptors_model,
+        )
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -139,9 +138,14 @@ class _FileDataset(Dataset):
             record.status, record.error = "failed", e.reason
             return outcome
         a = analysis.audio
-        record.duration, record.sample_rate, record.channels, record.format = a.duration, a.source_rate, a.channels, a.format
+        record.duration, record.sample_rate, record.channels, record.format = (
+            a.duration,
+            a.source_rate,
+            a.channels,
+            a.format,
+        )
         record.tags = a.tags
-        record.mel_chunks, record.frontend = analysis.mel_chunks, self.frontend.signature()
+        record.mel_chunks, record.frontend = analysis.mel_chunks, self.frontend.config.signature()
         if analysis.descriptors is not None:
             record.vectors[DESCRIPTORS_SPACE] = (self.descriptors_model, analysis.descriptors)
         outcome.wants_acoustic = not (same and job.complete["acoustic"])
@@ -151,17 +155,19 @@ class _FileDataset(Dataset):
 class _EmbedModule(L.LightningModule):
     """Runs the acoustic encoder (when one is trained) over the decoded files of a batch."""
 
-    def __init__(self, encoder: AudioEncoder | None, model_id: str | None):
+    def __init__(self, model: AcousticModel | None, model_id: str | None):
         super().__init__()
-        self.encoder, self.model_id = encoder, model_id
+        self.model, self.model_id = model, model_id
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # outcomes hold numpy data; predict_step moves what the encoder needs
 
     def predict_step(self, batch: list[_Outcome], batch_idx: int) -> list[_Outcome]:
-        todo = [o for o in batch if self.encoder is not None and o.wants_acoustic and o.record and o.record.status == "ok"]
+        todo = [
+            o for o in batch if self.model is not None and o.wants_acoustic and o.record and o.record.status == "ok"
+        ]
         if todo:
-            vectors = embed_tracks(self.encoder, [chunks_as_tensors(o.record.mel_chunks) for o in todo])
+            vectors = self.model.encode_chunks([chunks_as_tensors(o.record.mel_chunks) for o in todo])
             for o, v in zip(todo, vectors):
                 o.record.vectors[ACOUSTIC_SPACE] = (self.model_id, v.numpy())
         return batch
@@ -176,9 +182,9 @@ class _StoreWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         records = [o.record for o in prediction if o.record is not None]
-        self.store.write_tracks(records)
+        self.store.tracks.write(records)
         unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in prediction if o.record is None]
-        self.store.touch_tracks(unchanged)
+        self.store.tracks.touch(unchanged)
         self.summary.skipped += len(unchanged)
         _count(records, self.summary, self.on_failure)
         self.bar.update(len(prediction))
@@ -220,49 +226,77 @@ def embed_audio(
     `acoustic_model` is a registered encoder id, "latest" (the newest, if any) or None (skip).
     """
     root = check_root(root)
+    audio_files, ignored, unreadable = _scan_checked(root)
+    collection = store.tracks.collection(root, collection)
+    model, audio, model_id = resolve_acoustic_model(store, acoustic_model)
+    descriptors_model = _register_descriptors(store, audio)
+    summary = EmbedSummary(ignored=ignored, acoustic_model=model_id)
+    for problem in unreadable:
+        _fail(summary, on_failure, problem["path"], problem["error"])
+    targets = {"descriptors": descriptors_model, "acoustic": model_id, "signature": audio.signature()}
+    dims = {"acoustic": model.embedding_dim if model is not None else None}
+    jobs = _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_failure)
+    if jobs:
+        frontend = model.frontend if model is not None else AudioFrontend(audio)
+        workers = min(len(jobs), os.cpu_count() or 1) if num_workers is None else num_workers
+        loader = DataLoader(
+            _FileDataset(jobs, frontend, collection, descriptors_model),
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=list,
+        )
+        with progress_bar(len(audio_files), "embed-audio", quiet, unit="file") as bar:
+            bar.update(len(audio_files) - len(jobs))
+            writer = _StoreWriter(store, summary, bar, on_failure)
+            trainer = inference_trainer(accelerator, devices, callbacks=[writer])
+            trainer.predict(_EmbedModule(model, model_id), dataloaders=loader, return_predictions=False)
+    summary.duplicates = store.tracks.duplicates(collection)
+    return summary
+
+
+def _scan_checked(root: Path) -> tuple[list[Path], int, list[dict]]:
+    """`scan(root)`, refusing a root that cannot be read or holds no audio file."""
     audio_files, ignored, unreadable = scan(root)
     if any(problem["path"] == path_text(root) for problem in unreadable):
         reason = unreadable[0]["error"].removeprefix("folder skipped: ")
         raise ConfigError(f"{root}: cannot read this folder ({reason})")
     if not audio_files and not unreadable:
         raise ConfigError(f"{root}: no audio files found ({', '.join(sorted(AUDIO_EXTENSIONS))})")
-    collection = store.collection_name(root, collection)
+    return audio_files, ignored, unreadable
 
-    encoder, frontend, model_id = resolve_encoder(store, acoustic_model)
-    descriptors_model = descriptors_model_id(frontend)
-    store.register_model(
-        descriptors_model,
-        "descriptors",
-        DESCRIPTORS_SPACE,
-        config={"names": list(DESCRIPTOR_NAMES), "frontend": frontend.config(), "standardize": True},
-    )
-    summary = EmbedSummary(ignored=ignored, acoustic_model=model_id)
-    for problem in unreadable:
-        _fail(summary, on_failure, problem["path"], problem["error"])
 
-    def track_id(path: Path) -> str:
-        return f"{collection}/{path_text(path.relative_to(root).as_posix())}"
+def _register_descriptors(store: Store, audio: AudioConfig) -> str:
+    """Register the descriptors model of these audio settings; returns its id."""
+    model_id = descriptors_model_id(audio)
+    config = {"names": list(DESCRIPTOR_NAMES), "frontend": audio.to_dict(), "standardize": True}
+    store.models.register(model_id, DESCRIPTORS_KIND, DESCRIPTORS_SPACE, config=config)
+    return model_id
 
-    states = store.file_states(collection)
-    descriptor_states = store.vector_states(DESCRIPTORS_SPACE, dim=len(DESCRIPTOR_NAMES))
-    acoustic_dim = encoder.head[-1].out_features if encoder is not None else None
-    acoustic_states = store.vector_states(ACOUSTIC_SPACE, dim=acoustic_dim)
-    mel_states = store.mel_states()
-    signature = frontend.signature()
+
+def _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_failure) -> list[_Job]:
+    """The files that need work: new or changed, or missing a target (descriptors, mels, acoustic vector).
+    Unchanged complete files count as skipped; files that cannot be read are stored as failed."""
+    states = store.tracks.file_states(collection)
+    have = {
+        "descriptors": store.vectors.states(DESCRIPTORS_SPACE, dim=len(DESCRIPTOR_NAMES)),
+        "acoustic": store.vectors.states(ACOUSTIC_SPACE, dim=dims["acoustic"]),
+        "mels": store.mels.states(),
+    }
     jobs, unstatable, named = [], [], {}
     for path in audio_files:
-        tid = track_id(path)
+        tid = f"{collection}/{path_text(path.relative_to(root).as_posix())}"
         if tid in named:  # two names that are not UTF-8 and differ only where they are not
-            reason = f"its stored name {tid} is also that of {named[tid]}; rename one"
-            _fail(summary, on_failure, path_text(path), reason)
+            _fail(
+                summary, on_failure, path_text(path), f"its stored name {tid} is also that of {named[tid]}; rename one"
+            )
             continue
         named[tid] = path_text(path)
         state = states.get(tid) or {}
         h = state.get("content_hash")
         complete = {
-            "descriptors": descriptor_states.get(tid) == (descriptors_model, h),
-            "mels": mel_states.get(tid) == (h, signature),
-            "acoustic": model_id is None or acoustic_states.get(tid) == (model_id, h),
+            "descriptors": have["descriptors"].get(tid) == (targets["descriptors"], h),
+            "mels": have["mels"].get(tid) == (h, targets["signature"]),
+            "acoustic": targets["acoustic"] is None or have["acoustic"].get(tid) == (targets["acoustic"], h),
         }
         try:
             stat = path.stat()
@@ -276,27 +310,10 @@ def embed_audio(
             continue
         jobs.append(_Job(tid, path, h, complete))
     if unstatable:
-        store.write_tracks(unstatable)
+        store.tracks.write(unstatable)
         _count(unstatable, summary, on_failure)
-
     summary.missing = sum(1 for tid in states if tid not in named)
-
-    if jobs:
-        workers = min(len(jobs), os.cpu_count() or 1) if num_workers is None else num_workers
-        loader = DataLoader(
-            _FileDataset(jobs, frontend, collection, descriptors_model),
-            batch_size=batch_size,
-            num_workers=workers,
-            collate_fn=list,
-        )
-        with progress_bar(len(audio_files), "embed-audio", quiet, unit="file") as bar:
-            bar.update(len(audio_files) - len(jobs))
-            writer = _StoreWriter(store, summary, bar, on_failure)
-            trainer = inference_trainer(accelerator, devices, callbacks=[writer])
-            trainer.predict(_EmbedModule(encoder, model_id), dataloaders=loader, return_predictions=False)
-
-    summary.duplicates = _duplicates(store, collection)
-    return summary
+    return jobs
 
 
 def check_root(root: str | os.PathLike) -> Path:
@@ -304,12 +321,3 @@ def check_root(root: str | os.PathLike) -> Path:
     if not Path(root).is_dir():
         raise ConfigError(f"{root}: no such folder")
     return Path(root).resolve()
-
-
-def _duplicates(store: Store, collection: str) -> list[dict]:
-    rows = store.db.execute(
-        """SELECT content_hash, json_group_array(path) FROM tracks
-           WHERE collection = ? AND status = 'ok' GROUP BY content_hash HAVING count(*) > 1""",
-        [collection],
-    ).fetchall()
-    return [{"content_hash": h, "paths": sorted(json.loads(paths))} for h, paths in rows]

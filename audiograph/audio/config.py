@@ -1,0 +1,57 @@
+"""`AudioConfig`: every setting that turns audio into encoder inputs, in one frozen object that the front-end,
+the encoder and the training data all take, and that is saved with each model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from audiograph.audio.decode import SAMPLE_RATE
+from audiograph.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Sample rate, STFT, mel bands and the chunking of tracks into fixed-length encoder inputs.
+
+    A track is decoded at `sample_rate`, turned into a log-mel spectrogram (`n_fft`, `hop_length`,
+    `n_mels`, floored `top_db` below its peak) and cut into at most `max_chunks` chunks of
+    `chunk_seconds` (None: no cap) spread over its length.
+    """
+
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = 2048
+    hop_length: int = 1024
+    n_mels: int = 128
+    top_db: float | None = 80.0
+    chunk_seconds: float = 30.0
+    max_chunks: int | None = 4
+
+    def __post_init__(self):
+        if min(self.sample_rate, self.n_fft, self.hop_length, self.n_mels) < 1 or self.chunk_seconds <= 0:
+            raise ConfigError(f"invalid audio settings: {self.to_dict()}")
+
+    @classmethod
+    def from_dict(cls, settings: dict | None) -> AudioConfig:
+        """Rebuild from `to_dict()` output (as saved with a model); unknown keys are an error."""
+        settings = dict(settings or {})
+        unknown = set(settings) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown audio setting(s): {', '.join(sorted(unknown))}")
+        return cls(**settings)
+
+    def to_dict(self) -> dict:
+        """Every setting, as JSON-able values."""
+        return asdict(self)
+
+    def signature(self) -> str:
+        """A stable string naming these settings; cached chunks are reused only under the same one."""
+        return ",".join(f"{k}={v}" for k, v in self.to_dict().items())
+
+    def frames_for(self, seconds: float) -> int:
+        """How many spectrogram frames cover `seconds` of audio."""
+        return max(1, round(seconds * self.sample_rate / self.hop_length))
+
+    @property
+    def chunk_frames(self) -> int:
+        """Frames per chunk."""
+        return self.frames_for(self.chunk_seconds)

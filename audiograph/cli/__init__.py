@@ -1,0 +1,164 @@
+"""The `audiograph` command: argument parsing, and errors turned into one-line messages.
+
+Library modules are imported inside each command so that `audiograph query` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import sys
+
+from audiograph.cli.arguments import (
+    args_build_graph,
+    args_demo,
+    args_embed_audio,
+    args_embed_musig,
+    args_evaluate,
+    args_export,
+    args_import_tracks,
+    args_index,
+    args_info,
+    args_map,
+    args_query,
+    args_radio,
+    args_similar,
+    args_synth,
+    args_train_audio,
+    args_train_musig,
+)
+from audiograph.cli.commands import (
+    cmd_build_graph,
+    cmd_demo,
+    cmd_embed_audio,
+    cmd_embed_musig,
+    cmd_evaluate,
+    cmd_export,
+    cmd_import_tracks,
+    cmd_index,
+    cmd_info,
+    cmd_map,
+    cmd_query,
+    cmd_radio,
+    cmd_similar,
+    cmd_synth,
+    cmd_train_audio,
+    cmd_train_musig,
+)
+from audiograph.cli.output import QUIET, one_line
+from audiograph.errors import AudiographError
+from audiograph.runtime import Terminated, stop_on_sigterm
+
+# name -> (help, argument builder, command)
+COMMANDS = {
+    "synth": ("write a synthetic music collection (audio, playlists, ground truth)", args_synth, cmd_synth),
+    "embed-audio": ("embed every audio file under DIR into the store", args_embed_audio, cmd_embed_audio),
+    "query": ("find the stored tracks most similar to an audio file", args_query, cmd_query),
+    "similar": ("find the stored tracks most similar to a stored track (imported ones too)", args_similar, cmd_similar),
+    "radio": ("a playlist that starts from a seed track and walks a space, with variety", args_radio, cmd_radio),
+    "map": ("draw a 2-D map of a space (t-SNE or UMAP), coloured by genre or playlist", args_map, cmd_map),
+    "index": ("build an approximate-nearest-neighbour index of a space (needs audiograph[ann])", args_index, cmd_index),
+    "export": (
+        "write a space's vectors, ids, model id and track metadata to NPZ, CSV or Parquet",
+        args_export,
+        cmd_export,
+    ),
+    "build-graph": ("build the playlist co-occurrence graph from playlist sources", args_build_graph, cmd_build_graph),
+    "train-audio": (
+        "train the audio encoder on the playlist graph (contrastive or triplet loss)",
+        args_train_audio,
+        cmd_train_audio,
+    ),
+    "import-tracks": (
+        "import tracks without audio (features, genre, popularity) from a CSV",
+        args_import_tracks,
+        cmd_import_tracks,
+    ),
+    "train-musig": (
+        "train MUSIG on the graph and every feature group; vectors for all tracks",
+        args_train_musig,
+        cmd_train_musig,
+    ),
+    "embed-musig": (
+        "write MUSIG vectors for every track, new ones included, without retraining",
+        args_embed_musig,
+        cmd_embed_musig,
+    ),
+    "evaluate": (
+        "playlist-completion evaluation of MUSIG and the baselines (the paper's Table 2)",
+        args_evaluate,
+        cmd_evaluate,
+    ),
+    "info": ("summarise the store: tracks, spaces, models", args_info, cmd_info),
+    "demo": ("run every capability on a freshly synthesized collection", args_demo, cmd_demo),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only the command named in `argv` (all, when None) gets its arguments."""
+    from audiograph import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="store file (default: $AUDIOGRAPH_DB or ./audiograph.db)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+    parser = argparse.ArgumentParser(
+        prog="audiograph", description="Music-track representations from audio, playlists and metadata."
+    )
+    parser.add_argument("--version", action="version", version=f"audiograph {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = None if argv is None else next((a for a in argv if a in COMMANDS), "")
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        p = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=run)
+        if chosen is None or name == chosen:
+            add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `audiograph` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    QUIET["on"] = args.quiet
+    try:
+        with stop_on_sigterm():
+            return args.func(args)
+    except AudiographError as e:
+        if args.debug:
+            raise
+        print(f"audiograph: error: {one_line(str(e))}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as e:
+        if args.debug:
+            raise
+        from audiograph.store import default_db_path, sqlite_error
+
+        print(f"audiograph: error: {one_line(str(sqlite_error(args.db or default_db_path(), e)))}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system refused (permissions, a full disk): the user's to fix
+        if args.debug:
+            raise
+        where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
+        print(f"audiograph: error: {one_line(where + (e.strerror or str(e)))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("audiograph: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("audiograph: stopped by SIGTERM (every finished transaction is kept)", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except Exception as e:
+        # Lightning rejects accelerator/devices settings the machine cannot honour: a user error too.
+        if type(e).__name__ != "MisconfigurationException" or args.debug:
+            raise
+        print(f"audiograph: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""One function per command: open the store, call the pipeline, print what it did.
+
+Library modules are imported inside each command so that `audiograph query` starts fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from audiograph.cli.arguments import CSV_COLUMN_OPTIONS, TRAIN_AUDIO_OPTIONS, TRAIN_MUSIG_OPTIONS
+from audiograph.cli.output import check_m3u, hits_json, print_embed_summary, print_hits, report_failure, say, write_m3u
+from audiograph.errors import ConfigError
+
+
+def open_store(args, must_exist: bool = True):
+    from audiograph.store import Store
+
+    return Store(args.db, must_exist=must_exist)
+
+
+def refuse_db(args, command: str) -> None:
+    """`command` writes files, not a store: a --db is a mistake, said so."""
+    if args.db:
+        raise ConfigError(f"{command} writes files, not a store: --db does not apply (got {args.db})")
+
+
+def cmd_synth(args) -> int:
+    from audiograph.synth import synthesize
+
+    refuse_db(args, "synth")
+    result = synthesize(
+        args.out_dir,
+        tracks=args.tracks,
+        genres=args.genres,
+        playlists=args.playlists,
+        seconds=args.seconds,
+        seed=args.seed,
+        with_faults=args.with_faults,
+        progress=not args.quiet,
+    )
+    if args.json:
+        summary = {
+            "out_dir": str(result.out_dir),
+            "tracks": result.tracks,
+            "playlists": result.playlists,
+            "faults": [{"path": p, "kind": k} for p, k in result.faults],
+        }
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return 0
+    faults = f", {len(result.faults)} faulty files" if result.faults else ""
+    say(f"wrote {result.tracks} tracks and {result.playlists} playlists{faults} to {result.out_dir}")
+    return 0
+
+
+def cmd_embed_audio(args) -> int:
+    from audiograph.pipelines.embed_audio import check_root, embed_audio
+
+    check_root(args.dir)  # before the store is opened, so that a mistyped folder leaves no store behind
+    store = open_store(args, must_exist=False)
+    summary = embed_audio(
+        args.dir,
+        store,
+        collection=args.collection,
+        acoustic_model=args.acoustic_model,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        quiet=args.quiet or args.json,
+        on_failure=report_failure,
+    )
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    print_embed_summary(summary, args.quiet)
+    return 0
+
+
+def cmd_query(args) -> int:
+    from audiograph.pipelines.query import query_file
+
+    if args.m3u:
+        check_m3u(args.m3u)
+    store = open_store(args)
+    store.check(["tracks", "vectors", "models"])  # what a search reads: a damaged store is said, not searched
+    result = query_file(store, args.file, space=args.space, k=args.k, model=args.model)
+    if args.m3u:
+        write_m3u(args.m3u, result.hits, store)
+    if args.json:
+        print(json.dumps(hits_json(result.hits), indent=2, ensure_ascii=False))
+        return 0
+    print_hits(result, wide=args.wide)
+    if args.m3u:
+        say(f"wrote {len(result.hits)} tracks to {args.m3u}", args.quiet)
+    return 0
+
+
+def cmd_similar(args) -> int:
+    from audiograph.pipelines.query import similar_track
+
+    store = open_store(args)
+    store.check(["tracks", "vectors", "models"])
+    result = similar_track(store, args.track, space=args.space, k=args.k)
+    if args.json:
+        print(json.dumps(hits_json(result.hits), indent=2, ensure_ascii=False))
+        return 0
+    print_hits(result, wide=args.wide)
+    return 0
+
+
+def cmd_radio(args) -> int:
+    from audiograph.pipelines.explore import radio
+    from audiograph.pipelines.query import format_hits
+
+    if args.m3u:
+        check_m3u(args.m3u)
+    store = open_store(args)
+    store.check(["tracks", "vectors", "models"])
+    result = radio(store, args.seed, length=args.length, space=args.space, diversity=args.diversity, walk=args.walk)
+    if args.m3u:
+        write_m3u(args.m3u, result.tracks, store)
+    if args.json:
+        print(json.dumps(hits_json(result.tracks), indent=2, ensure_ascii=False))
+        return 0
+    print(f"radio from {result.seed} in space '{result.space}' (model {result.model_id}); score: cosine to the seed")
+    print(format_hits(result.tracks, extra=("genre",), wide=args.wide))
+    if args.m3u:
+        say(f"wrote {len(result.tracks)} tracks to {args.m3u}")
+    return 0
+
+
+def cmd_map(args) -> int:
+    from audiograph.pipelines.explore import map_space
+
+    store = open_store(args)
+    report = map_space(
+        store, args.space, args.out, method=args.method, colour=args.colour, max_points=args.max_points, seed=args.seed
+    )
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
+        return 0
+    say(
+        f"mapped {report.points} '{report.space}' vectors of model {report.model_id} with {report.method}"
+        f" to {report.out}"
+    )
+    return 0
+
+
+def cmd_index(args) -> int:
+    from audiograph.pipelines.index import build_index
+
+    store = open_store(args)
+    report = build_index(store, args.space, kind=args.kind)
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
+        return 0
+    say(
+        f"indexed {report.rows} '{report.space}' vectors of model {report.model_id}: {report.kind}"
+        f" {report.params} in {report.folder}; query and similar use it while it is current"
+    )
+    return 0
+
+
+def cmd_export(args) -> int:
+    from audiograph.pipelines.export import export_space
+
+    store = open_store(args)
+    report = export_space(store, args.space, args.out, format=args.format, model=args.model)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    what = f"{report.tracks} {report.dim}-d '{report.space}' vectors of model {report.model_id}"
+    say(f"wrote {what} to {report.out} ({report.format})", args.quiet)
+    return 0
+
+
+def cmd_build_graph(args) -> int:
+    from audiograph.pipelines.build_graph import build_graph, export_graphml
+
+    store = open_store(args)
+    csv_options = {k: getattr(args, k) for k in CSV_COLUMN_OPTIONS if getattr(args, k) is not None}
+    report = build_graph(store, args.sources, min_weight=args.min_weight, add_missing=args.add_missing, **csv_options)
+    if args.graphml:
+        export_graphml(store, args.graphml)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    from audiograph.tables import format_table
+
+    s = report.summary
+    if report.replaced:
+        r = report.replaced
+        sources = ", ".join(r["sources"]) or "nothing"
+        say(
+            f"replaced the stored graph: {r['playlists']} playlists and {r['edges']} edges, built {r['built']}"
+            f" from {sources}"
+        )
+    say(
+        f"read {report.playlists} playlists with {report.entries} entries: {report.matched} matched stored tracks,"
+        f" {report.unmatched} did not" + (f", {report.urls_skipped} URLs skipped" if report.urls_skipped else "")
+    )
+    for example in report.unmatched_examples:
+        say(f"  unmatched: {example}")
+    for line in report.malformed:
+        say(f"  malformed: {line}")
+    if report.added_tracks:
+        say(f"added {report.added_tracks} tracks without audio")
+    say(report.min_weight_reason)
+    say(
+        f"graph: {s['nodes']} nodes, {s['edges']} edges, {s['components']} connected components"
+        f" (largest {s['largest_component']}), {s['isolated_nodes']} isolated tracks"
+    )
+    say(format_table(["weight", "edges"], list(s["weight_histogram"].items()), right={1}))
+    if args.graphml:
+        say(f"wrote {args.graphml}")
+    return 0
+
+
+def cmd_train_audio(args) -> int:
+    from audiograph.pipelines.train_audio import train_audio
+
+    store = open_store(args)
+    options = {k: getattr(args, k) for k in TRAIN_AUDIO_OPTIONS}
+    report = train_audio(
+        store,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        quiet=args.quiet or args.json,
+        num_workers=args.num_workers,
+        **options,
+    )
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
+        return 0
+    m = report.metrics
+    say(
+        f"trained {report.model_id} for {report.epochs} epochs: val accuracy"
+        f" {m.get('val_accuracy', float('nan')):.3f}, graph-neighbour precision@5"
+        f" {m.get('val_precision_at_5', float('nan')):.3f}"
+    )
+    say(f"checkpoint {report.checkpoint}")
+    say(f"re-embedded {report.embedded} tracks into the acoustic space from the log-mel cache")
+    return 0
+
+
+def cmd_import_tracks(args) -> int:
+    from audiograph.pipelines.import_tracks import import_tracks, parse_feature_groups
+
+    if not Path(args.csv).is_file():  # before the store is opened, so that a mistyped name leaves no store behind
+        raise ConfigError(f"{args.csv}: no such file")
+    store = open_store(args, must_exist=False)
+    report = import_tracks(
+        store,
+        args.csv,
+        id_col=args.id_col,
+        features=parse_feature_groups(args.features or []),
+        genre_col=args.genre_col,
+        popularity_col=args.popularity_col,
+        title_col=args.title_col,
+        artist_col=args.artist_col,
+        playlist_col=args.playlist_col,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    groups = ", ".join(f"{g} ({n} columns)" for g, n in report.feature_groups.items()) or "none"
+    genres = f"; {report.genres} genres" if args.genre_col else "; genres left as they were"
+    say(f"imported {report.tracks} tracks from {report.rows} rows; feature groups: {groups}{genres}", args.quiet)
+    for group, model in report.extended.items():
+        say(f"  feature group '{group}': added to the existing space of model {model} (same columns)", args.quiet)
+    for line in report.replaced:
+        print(f"note: {line}", file=sys.stderr)
+    for line in report.skipped[:10]:
+        say(f"  skipped: {line}", args.quiet)
+    if len(report.skipped) > 10:
+        say(f"  ... and {len(report.skipped) - 10} more skipped rows", args.quiet)
+    return 0
+
+
+def cmd_train_musig(args) -> int:
+    from audiograph.pipelines.train_musig import train_musig
+
+    store = open_store(args)
+    options = {k: getattr(args, k) for k in TRAIN_MUSIG_OPTIONS}
+    report = train_musig(
+        store,
+        features=args.features,
+        similarity=None if args.similarity == "none" else args.similarity,
+        task_weights=args.task_weights,
+        fanouts=tuple(args.fanouts),
+        skip=not args.no_skip,
+        space=args.space,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        batches_per_epoch=args.batches_per_epoch or None,
+        num_workers=args.num_workers,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        quiet=args.quiet or args.json,
+        **options,
+    )
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
+        return 0
+    m = report.metrics
+    say(
+        f"trained {report.model_id} on features {', '.join(report.features)} with task weights"
+        f" {report.task_weights} (similarity task on {report.similarity_group or 'none'})"
+    )
+    if "val_hr" in m:
+        say(
+            f"best epoch {int(m.get('epoch', 0))}: playlist completion on held-out playlists, hit rate"
+            f" {m['val_hr']:.3f} against {m.get('val_hr_features', float('nan')):.3f} for the z-scored input"
+            f" features; {report.seeds_per_second:.0f} seeds/s"
+        )
+    else:
+        say(
+            f"best epoch {int(m.get('epoch', 0))}: held-out link AUC {m.get('val_auc', float('nan')):.3f};"
+            f" {report.seeds_per_second:.0f} seeds/s"
+        )
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    say(f"checkpoint {report.checkpoint}")
+    say(
+        f"wrote {report.embedded} vectors to the {report.space} space"
+        + ("; `audiograph query` now searches it by default" if report.space == "musig" else "")
+    )
+    return 0
+
+
+def cmd_embed_musig(args) -> int:
+    from audiograph.pipelines.train_musig import embed_musig
+
+    store = open_store(args)
+    count = embed_musig(store, args.model)
+    if args.json:
+        print(json.dumps({"embedded": count}, ensure_ascii=False))
+    else:
+        say(f"wrote {count} vectors", args.quiet)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from audiograph.eval.results import format_results
+    from audiograph.pipelines.evaluate import evaluate, held_out_playlists
+
+    store = open_store(args)
+    held_out = None
+    if args.playlists:
+        held_out, unmatched = held_out_playlists(store, args.playlists)
+        say(
+            f"read {len(held_out)} held-out playlists; {unmatched} entries matched no stored track",
+            args.quiet or args.json,
+        )
+    options = {k: getattr(args, k) for k in ("min_length", "seed_fraction", "holdout", "max_playlists")}
+    musig_options = {k: getattr(args, k) for k in ("max_epochs", "batches_per_epoch") if getattr(args, k) is not None}
+    evaluation = evaluate(
+        store,
+        methods=args.methods,
+        held_out=held_out,
+        seeds=tuple(range(args.seed, args.seed + args.repeats)),
+        task_weights=args.task_weights,
+        accelerator=args.accelerator,
+        musig_options=musig_options,
+        progress=None if args.quiet or args.json else say,
+        **options,
+    )
+    if args.json:
+        print(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    info = evaluation.info
+    say(
+        f"\n{info['eval_playlists']} evaluation playlists (at least {info['min_length']} tracks, first"
+        f" {info['seed_fraction']:.0%} as seeds) and {info['train_playlists']} training playlists;"
+        f" mean ± std over seeds {', '.join(map(str, evaluation.seeds))}"
+    )
+    say(format_results(evaluation))
+    for note in evaluation.notes:
+        say(f"note: {note}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from audiograph.tables import format_table
+
+    store = open_store(args)
+    store.check()
+    counts, spaces = store.tracks.status_counts(), store.vectors.spaces()
+    serving = {space: store.vectors.search_model(space)[0] for space in spaces}
+    vectors_by_model = {m: n for models in spaces.values() for m, n in models.items()}
+    models = [
+        {
+            **{k: m[k] for k in ("id", "kind", "space", "created")},
+            "vectors": vectors_by_model.get(m["id"], 0),
+            "serves": serving.get(m["space"]) == m["id"],
+        }
+        for m in store.models.rows()
+    ]
+    if args.json:
+        info = {"store": str(store.path), "tracks": counts, "spaces": spaces, "serving": serving, "models": models}
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    print(f"store {store.path}")
+    print("tracks: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"))
+    rows = [
+        [space, sum(by_model.values()), serving[space], sum(n for m, n in by_model.items() if m != serving[space])]
+        for space, by_model in spaces.items()
+    ]
+    print(format_table(["space", "vectors", "searched model", "older vectors"], rows, right={1, 3}))
+    shown = [m for m in models if m["vectors"] or m["kind"] not in ("import", "descriptors")]
+    rows = [[m["id"], m["kind"], m["space"], m["vectors"], "yes" if m["serves"] else "", m["created"]] for m in shown]
+    print(format_table(["model", "kind", "space", "vectors", "searched", "created"], rows, right={3}))
+    if len(shown) < len(models):
+        print(f"({len(models) - len(shown)} import or descriptor models without vectors not shown; --json lists all)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from audiograph.pipelines.demo import run_demo
+
+    refuse_db(args, "demo (it makes its own store in --out)")
+    if args.json:
+        raise ConfigError("demo prints a walkthrough, not a result: --json does not apply")
+    run_demo(args.out, quiet=args.quiet)
+    return 0

@@ -1,0 +1,91 @@
+"""What the commands print: one-line messages, result tables and playlists."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from audiograph.errors import ConfigError
+
+QUIET = {"on": False}  # set once per command from --quiet
+
+
+def say(message: str = "", quiet: bool = False) -> None:
+    """Print a line of chatter, unless `quiet` or the command runs with --quiet."""
+    if not (quiet or QUIET["on"]):
+        print(message, flush=True)
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters (a newline in a file name) escaped, so that it prints as one line."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return json.dumps(text, ensure_ascii=False)[1:-1]
+    return text
+
+
+def report_failure(path: str, reason: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"failed: {one_line(path)}: {one_line(reason)}", file=sys.stderr)
+
+
+def print_embed_summary(summary, quiet: bool) -> None:
+    say(
+        f"embedded {summary.embedded}, skipped {summary.skipped} unchanged, failed {len(summary.failed)}"
+        + (f", ignored {summary.ignored} non-audio files" if summary.ignored else ""),
+        quiet,
+    )
+    for dup in summary.duplicates:
+        say(f"same audio content: {' = '.join(one_line(p) for p in dup['paths'])}", quiet)
+    if summary.missing:
+        say(f"{summary.missing} stored tracks of this collection are no longer on disk", quiet)
+    if summary.acoustic_model:
+        say(f"acoustic vectors by model {summary.acoustic_model}", quiet)
+    else:
+        say("no trained audio encoder yet: acoustic vectors appear after `audiograph train-audio`", quiet)
+
+
+def print_hits(result, wide: bool = False) -> None:
+    from audiograph.pipelines.query import format_hits
+
+    print(
+        f"space '{result.space}' (model {result.model_id})"
+        + (f"; query is stored track {result.query_track}" if result.query_track else "")
+    )
+    print(format_hits(result.hits, wide=wide))
+    for note in result.notes:
+        print(f"note: {note}")
+
+
+def check_m3u(out: str) -> None:
+    if Path(out).is_dir():
+        raise ConfigError(f"{out}: is a folder; --m3u needs a file name, such as {Path(out) / 'similar.m3u8'}")
+
+
+def write_m3u(out: str, hits: list[dict], store) -> None:
+    out_path = Path(out)
+    lines = ["#EXTM3U"]
+    for h in hits:
+        if not h.get("path"):
+            continue
+        # "artist - title" with the separator audiograph's own M3U reader splits on; -1: duration unknown.
+        duration = (store.tracks.get(h["track_id"]) or {}).get("duration")
+        seconds = round(duration) if duration is not None else -1
+        label = f"{h.get('artist') or 'Unknown'} - {h['title']}" if h.get("title") else Path(h["path"]).stem
+        lines.append(f"#EXTINF:{seconds},{one_line(label)}")
+        try:
+            lines.append(Path(os.path.relpath(h["path"], out_path.parent.resolve())).as_posix())
+        except ValueError:  # another drive on Windows
+            lines.append(h["path"])
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot write the playlist ({e.strerror or e})") from None
+
+
+def hits_json(hits: list[dict]) -> list[dict]:
+    keys = ("rank", "track_id", "path", "title", "artist", "score")
+    return [{k: h[k] for k in keys} for h in hits]

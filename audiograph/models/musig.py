@@ -1,0 +1,107 @@
+"""`MusigModel`: the trained aggregators with the feature spec they read, the one object that turns track
+features (and, where a track has them, its playlist neighbours) into MUSIG vectors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiograph.graph.csr import CSRGraph
+from audiograph.models import MUSIG_KIND
+from audiograph.models.weights import load_checkpoint, read_saved, save_weights
+from audiograph.musig.features import FeatureSpec
+from audiograph.musig.model import MUSIG, full_adjacency
+
+ARCHITECTURE = ("in_channels", "hidden_channels", "out_channels", "num_layers", "dropout", "skip")
+
+
+class MusigModel(nn.Module):
+    """`MUSIG` over the node features a `FeatureSpec` describes (its input width is the spec's, unless
+    `in_channels` says otherwise, for features built elsewhere)."""
+
+    kind = MUSIG_KIND
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        hidden_channels: int = 256,
+        out_channels: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        skip: bool = True,
+        similarity_group: str | None = None,
+        in_channels: int | None = None,
+    ):
+        super().__init__()
+        self.spec, self.similarity_group = spec, similarity_group
+        in_channels = in_channels or spec.num_features
+        values = (in_channels, hidden_channels, out_channels, num_layers, dropout, skip)
+        self.architecture = dict(zip(ARCHITECTURE, values))
+        self.aggregator = MUSIG(in_channels, hidden_channels, out_channels, num_layers, dropout, skip=skip)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.aggregator.convs)
+
+    def forward(self, x: torch.Tensor, adjacencies: list[torch.Tensor]) -> torch.Tensor:
+        return self.aggregator(x, adjacencies)
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray | torch.Tensor, graph: CSRGraph | None = None) -> torch.Tensor:
+        """Unit vectors [N, D] of N tracks' feature rows `x` [N, F] (built as `spec` says): one exact pass
+        with every neighbour in `graph`, or, without a graph, each track on its own (a new track in no
+        playlist aggregates an empty neighbourhood)."""
+        x = torch.as_tensor(np.asarray(x, np.float32)) if not isinstance(x, torch.Tensor) else x
+        was_training = self.training
+        self.eval()
+        try:
+            if graph is None:
+                graph = CSRGraph.from_edges([], [], len(x))
+            adjacency = full_adjacency(graph.rowptr, graph.col, graph.num_nodes).to(x.device)
+            return self.aggregator(x, [adjacency] * self.num_layers)
+        finally:
+            self.train(was_training)
+
+    def settings(self) -> dict:
+        """What rebuilds this model: kind, architecture, feature spec and similarity group."""
+        return {
+            "kind": self.kind,
+            **self.architecture,
+            "features": self.spec.to_dict(),
+            "similarity_group": self.similarity_group,
+        }
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the settings (config.json) and the weights (weights.pt) into `folder`."""
+        return save_weights(self, Path(folder), self.settings())
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> MusigModel:
+        """An untrained model shaped as `settings()` (or a `MusigModule`'s hyperparameters) say."""
+        architecture = {k: settings[k] for k in ARCHITECTURE if k in settings}
+        architecture.setdefault("skip", False)  # models saved before the skip path had none
+        spec = FeatureSpec.from_dict(settings["features"]) if settings.get("features") else FeatureSpec([])
+        return cls(spec, similarity_group=settings.get("similarity_group"), **architecture)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, what: str = "model") -> MusigModel:
+        """A model saved by `save` (a folder), or a training checkpoint of a `MusigModule` (a file);
+        weights are read weights-only, so loading never runs code."""
+        if Path(path).is_dir():
+            settings, state = read_saved(path, what)
+        else:
+            checkpoint = load_checkpoint(path, what)
+            settings = checkpoint["hyper_parameters"]
+            prefixes = ("model.aggregator.", "model.")
+            state = {}
+            for k, v in checkpoint["state_dict"].items():
+                prefix = next((p for p in prefixes if k.startswith(p)), None)
+                if prefix is not None:
+                    state[f"aggregator.{k.removeprefix(prefix)}"] = v
+        model = cls.from_settings(settings)
+        model.load_state_dict(state)
+        return model.eval()

@@ -1,0 +1,127 @@
+"""Node features of the store's tracks, built group by group as a `FeatureSpec` says."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+
+from audiograph.errors import ConfigError
+from audiograph.graph.csr import CSRGraph
+from audiograph.musig.features import FEATURE_GROUPS, GROUP_SPACES, TOP_GENRES, FeatureSpec
+from audiograph.store import POPULARITY_SPACE, Store
+
+
+def available_groups(store: Store) -> list[str]:
+    """The feature groups the store can supply (vector groups need vectors; genre needs labels)."""
+    spaces = store.vectors.spaces()
+    groups = [g for g, candidates in GROUP_SPACES.items() if any(s in spaces for s in candidates)]
+    if any(t["genre"] for t in store.tracks.rows(status=None)):
+        groups.append("genre")
+    groups.append("popularity")
+    return [g for g in FEATURE_GROUPS if g in groups]
+
+
+def own_genres(store: Store) -> dict[str, str | None]:
+    """track id -> the genre a track has without any playlist: its own tag, unless playlists voted it."""
+    voted = store.graph.genre_votes()
+    return {t["id"]: None if t["id"] in voted else t["genre"] for t in store.tracks.rows(status=None)}
+
+
+def playlist_counts(store: Store, node_ids: list[str], playlists: list[dict] | None = None) -> np.ndarray:
+    """How many playlists list each node (from `playlists`, default: all stored playlists)."""
+    position = {t: i for i, t in enumerate(node_ids)}
+    counts = np.zeros(len(node_ids), np.float32)
+    for p in store.graph.playlists() if playlists is None else playlists:
+        for t in set(p["tracks"]):
+            if t in position:
+                counts[position[t]] += 1
+    return counts
+
+
+def build_features(
+    store: Store,
+    node_ids: list[str],
+    graph: CSRGraph,
+    groups: list[str],
+    *,
+    genres: dict[str, str | None] | None = None,
+    playlists: list[dict] | None = None,
+    spec: FeatureSpec | None = None,
+) -> tuple[np.ndarray, FeatureSpec, np.ndarray]:
+    """Node features [N, F], the spec that made them, and a mask [N, G] of which groups each node has.
+
+    `genres` overrides the tracks' own genre labels (an evaluation derives them from training
+    playlists only); `playlists` likewise for the popularity counts. With `spec`, its scaling,
+    vocabulary and models are reused (inference); otherwise they are fitted to these nodes.
+    A node without a group's vectors gets zeros, the group's mean.
+    """
+    fitting = spec is None
+    spec = spec or FeatureSpec(groups=list(groups))
+    genres = genres if genres is not None else {t["id"]: t["genre"] for t in store.tracks.rows(status=None)}
+    parts, present = {}, {}
+    for group in spec.groups:
+        if group in GROUP_SPACES:
+            if fitting:
+                spec.spaces[group], spec.models[group] = _vector_source(store, group)
+            values, has = _vectors_for(store, spec.spaces[group], spec.models[group], node_ids)
+            if fitting:
+                spec.fit(group, values[has])
+        elif group == "genre":
+            labels = [genres.get(t) for t in node_ids]
+            if fitting:
+                common = Counter(g for g in labels if g).most_common(TOP_GENRES)
+                spec.genres = sorted(g for g, _ in common)
+            values = spec.one_hot(labels)
+            has = values.any(axis=1)
+            if fitting:
+                spec.fit(group, values)
+            parts[group] = spec.standardize(group, values)
+            present[group] = has
+            continue
+        else:  # popularity
+            values = np.stack(
+                [np.log1p(playlist_counts(store, node_ids, playlists)), np.log1p(graph.degree.numpy())], 1
+            )
+            if fitting and POPULARITY_SPACE in store.vectors.spaces():
+                spec.popularity_model = store.vectors.search_model(POPULARITY_SPACE)[0]
+            if spec.popularity_model:
+                imported, _ = _vectors_for(store, POPULARITY_SPACE, spec.popularity_model, node_ids)
+                values = np.concatenate([values, np.nan_to_num(imported, nan=0.0)], axis=1)  # none imported: 0
+            has = np.ones(len(node_ids), bool)
+            if fitting:
+                spec.fit(group, values)
+        parts[group] = np.where(has[:, None], spec.standardize(group, values), 0.0).astype(np.float32)
+        present[group] = has
+    mask = np.stack([present[g] for g in spec.groups], axis=1)
+    return spec.assemble(parts), spec, mask
+
+
+def _vector_source(store: Store, group: str) -> tuple[str, str]:
+    spaces = store.vectors.spaces()
+    for space in GROUP_SPACES[group]:
+        if space in spaces:
+            return space, store.vectors.search_model(space)[0]
+    raise ConfigError(
+        f"{store.path}: no vectors for feature group '{group}' (looked in spaces {', '.join(GROUP_SPACES[group])})"
+    )
+
+
+def _vectors_for(store: Store, space: str, model_id: str, node_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """[N, d] raw vectors of `model_id` in node order (NaN rows where missing), and the has-vector mask."""
+    ids, matrix = store.vectors.matrix(space, model_id)
+    position = {t: i for i, t in enumerate(node_ids)}
+    values = np.full((len(node_ids), matrix.shape[1] if len(ids) else 0), np.nan, np.float32)
+    rows = [(position[t], i) for i, t in enumerate(ids) if t in position]
+    if rows:
+        target, source = map(np.asarray, zip(*rows))
+        values[target] = matrix[source]
+    return values, ~np.isnan(values).any(axis=1) if values.shape[1] else np.zeros(len(node_ids), bool)
+
+
+def cold_features(store: Store, node_ids: list[str], spec: FeatureSpec) -> np.ndarray:
+    """Node features [N, F] as each track would have them in no playlist (see the module's docstring)."""
+    empty = CSRGraph(torch.zeros(len(node_ids) + 1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+    x, _, _ = build_features(store, node_ids, empty, spec.groups, genres=own_genres(store), playlists=[], spec=spec)
+    return x

@@ -1,0 +1,166 @@
+"""`fit_and_register`, the one training loop both trainings use, and its parts: option routing,
+best-epoch metrics and throughput."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from audiograph.errors import ConfigError
+from audiograph.models.weights import weights_only_loading
+from audiograph.runtime import show_progress
+from audiograph.store import Store
+
+
+def split_options(options: dict, *targets) -> list[dict]:
+    """Split keyword options between callables by their parameter names; unknown names are an error."""
+    names = [set(inspect.signature(t).parameters) for t in targets]
+    unknown = set(options) - set().union(*names)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return [{k: v for k, v in options.items() if k in n} for n in names]
+
+
+def best_epoch_metrics(metrics_csv: Path, monitor: str, mode: str = "min") -> dict:
+    """The logged validation metrics of the epoch with the best `monitor` value (the checkpoint kept)."""
+    with open(metrics_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get(monitor)]
+    if not rows:
+        return {}
+    best = (min if mode == "min" else max)(rows, key=lambda r: float(r[monitor]))
+    return {k: float(v) for k, v in best.items() if v and (k.startswith("val_") or k == "epoch")}
+
+
+class EpochLog(Callback):
+    """One line per epoch on stderr, for runs whose output is not a terminal (no progress bar there):
+    the epoch, its training loss, the validation metrics and the time so far."""
+
+    def __init__(self, max_epochs: int):
+        self.max_epochs, self.started = max_epochs, time.monotonic()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_") or k == "train_loss"
+        }
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+        elapsed = time.monotonic() - self.started
+        print(
+            f"epoch {trainer.current_epoch + 1}/{self.max_epochs}: {figures} ({elapsed:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class TrainingThroughput(Callback):
+    """Training samples per second, data loading included, validation excluded.
+
+    `count(batch)` says how many samples a batch holds (default: the length of its first element).
+    """
+
+    def __init__(self, count=lambda batch: len(batch[0])):
+        self.count = count
+        self.seconds, self.samples, self._start, self._last = 0.0, 0, None, None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._last = time.perf_counter()
+        self.samples += self.count(batch)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds += self._last - self._start
+
+    @property
+    def per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class FitResult:
+    """One training run: the module restored to its best epoch, where its model was saved, and how it went."""
+
+    model_id: str
+    module: L.LightningModule
+    saved: Path
+    epochs: int
+    metrics: dict
+    per_second: float
+
+
+def fit_and_register(
+    store: Store,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    *,
+    kind: str,
+    space: str,
+    monitor: str,
+    max_epochs: int,
+    patience: int,
+    seed: int = 0,
+    count=lambda batch: len(batch[0]),
+    accelerator: str = "auto",
+    devices="auto",
+    quiet: bool = False,
+    register: bool = True,
+    config: dict | None = None,
+    models_dir: str | Path | None = None,
+    **trainer_options,
+) -> FitResult:
+    """Fit `module` (a LightningModule whose `model` is a model object) with early stopping on `monitor`
+    (higher is better), restore its best epoch, save that model into `<models_dir>/<model id>/model`, and,
+    with `register`, record it in the store's registry as `kind` filling `space`, with its
+    hyperparameters, `config` and the best epoch's validation metrics. `count(batch)` is how many
+    samples a batch holds, for the throughput figure."""
+    models_dir = Path(models_dir) if models_dir is not None else store.models_dir
+    model_id = store.models.new_id(kind, models_dir)
+    L.seed_everything(seed, workers=True, verbose=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=models_dir / model_id / "checkpoints", monitor=monitor, mode="max", save_last=True
+    )
+    throughput = TrainingThroughput(count)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        deterministic=True,
+        logger=CSVLogger(models_dir, name=model_id, version=""),
+        callbacks=[
+            checkpoint,
+            throughput,
+            EarlyStopping(monitor=monitor, mode="max", patience=patience),
+            *([EpochLog(max_epochs)] if not quiet and not show_progress(quiet) else []),
+        ],
+        enable_progress_bar=show_progress(quiet),
+        enable_model_summary=False,
+        **trainer_options,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    metrics = best_epoch_metrics(Path(trainer.logger.log_dir) / "metrics.csv", monitor, mode="max")
+    with weights_only_loading(best, f"model '{model_id}'"):
+        module = type(module).load_from_checkpoint(best, map_location="cpu", weights_only=True)
+    saved = module.model.save(models_dir / model_id / "model")
+    result = FitResult(model_id, module.eval(), saved, trainer.current_epoch, metrics, throughput.per_second)
+    if register and trainer.is_global_zero:
+        register_fit(store, result, kind, space, config)
+    return result
+
+
+def register_fit(store: Store, result: FitResult, kind: str, space: str, config: dict | None = None) -> None:
+    """Record a run's saved model in the registry, with its hyperparameters, `config` and metrics."""
+    settings = {**dict(result.module.hparams), **(config or {})}
+    store.models.register(
+        result.model_id, kind, space, checkpoint=result.saved, config=settings, metrics=result.metrics
+    )

@@ -1,0 +1,32 @@
+"""`build_index`: an approximate nearest-neighbour index of a space, beside the store, for large catalogues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from audiograph.store import Store
+
+
+@dataclass
+class IndexReport:
+    """What `build_index` built."""
+
+    space: str
+    model_id: str
+    rows: int
+    kind: str
+    params: dict
+    folder: str
+
+
+def build_index(store: Store, space: str, kind: str = "auto") -> IndexReport:
+    """Build the approximate index of the vectors a search in `space` uses (faiss, `audiograph[ann]`),
+    calibrated to recall@10 >= 0.95, and save it in `<store>.index/<space>/`. `query` and `similar` use
+    it while it is current (same model and row count), and scan exactly otherwise."""
+    from audiograph.store.ann import ann_folder, build_ann_index
+
+    model_id = store.vectors.search_model(space)[0]
+    index = store.vectors.index(space, model_id)
+    ann = build_ann_index(index.ids, index.matrix, model_id, kind=kind)
+    folder = ann.save(ann_folder(store.path, space))
+    return IndexReport(space, model_id, len(index.ids), ann.kind, dict(ann.params), str(folder))

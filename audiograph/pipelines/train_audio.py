@@ -1,0 +1,207 @@
+"""Graph-supervised training of the audio encoder: positives and negatives by playlist-graph distance,
+a multi-positive contrastive loss over in-batch negatives (or the blog's cosine triplet loss), and a
+guard that compares the trained space with the descriptors and the untrained encoder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import lightning as L
+import numpy as np
+import torch
+
+from audiograph.audio.analysis import chunks_as_tensors
+from audiograph.audio.config import AudioConfig
+from audiograph.eval.neighbours import neighbour_precision_at_k
+from audiograph.models.acoustic import ACOUSTIC_KIND, AcousticModel
+from audiograph.pipelines.build_graph import load_graph
+from audiograph.pipelines.fit import fit_and_register, register_fit, split_options
+from audiograph.runtime import keyword_defaults, limit_threads, quiet_lightning
+from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, VectorIndex
+from audiograph.training.audio import GUARD_K, MONITOR, AudioEncoderModule
+from audiograph.training.audio_data import GraphAudioData
+
+
+class CachedMels:
+    """Reads a track's cached log-mel chunks from the store, with one connection per process."""
+
+    def __init__(self, db_path: str):
+        self.db_path, self._store, self._pid = db_path, None, None
+
+    def __call__(self, track_id: str) -> list[np.ndarray]:
+        if self._pid != os.getpid():  # DataLoader workers must not share the parent's connection
+            self._store, self._pid = Store(self.db_path, must_exist=True), os.getpid()
+        return self._store.mels.chunks([track_id])[track_id]
+
+    def __getstate__(self):
+        return {"db_path": self.db_path, "_store": None, "_pid": None}
+
+
+def standardised_descriptors(store: Store, track_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """(ids, rows) of the descriptor space for those of `track_ids` that have descriptors, z-scored over
+    them and L2-normalised: the space a descriptor search uses."""
+    ids, matrix = store.vectors.matrix(DESCRIPTORS_SPACE)
+    row = {t: i for i, t in enumerate(ids)}
+    keep = [t for t in track_ids if t in row]
+    return keep, VectorIndex(keep, matrix[[row[t] for t in keep]], standardize=True).matrix
+
+
+@dataclass
+class TrainAudioReport:
+    """The outcome of `train_audio`. `guard`: validation graph-neighbour precision@k of the trained
+    space, the descriptors and the untrained encoder, and whether the trained space is worse."""
+
+    model_id: str
+    checkpoint: str
+    epochs: int
+    metrics: dict = field(default_factory=dict)
+    embedded: int = 0
+    crops_per_second: float = 0.0
+    guard: dict = field(default_factory=dict)
+
+
+def compare_with_inputs(
+    store: Store, datamodule: GraphAudioData, module: AudioEncoderModule, seed: int, k: int = GUARD_K
+) -> dict:
+    """Graph-neighbour precision@k of the validation tracks in three spaces over the same tracks: the
+    trained encoder of `module`, the z-scored descriptors and the same architecture untrained
+    (seeded by `seed`, with the trained encoder's input statistics)."""
+    trained = module.model
+    ids = datamodule.eligible_ids()
+    described, descriptors = standardised_descriptors(store, ids)
+    position = {t: i for i, t in enumerate(datamodule.node_ids)}
+    nodes = torch.tensor([position[t] for t in described], dtype=torch.int64)
+    in_nodes = torch.zeros(len(datamodule.node_ids), dtype=torch.bool)
+    in_nodes[nodes] = True
+    queries = datamodule.val_nodes[in_nodes[datamodule.val_nodes]]
+    row = {t: i for i, t in enumerate(ids)}
+    keep = [row[t] for t in described]
+
+    torch.manual_seed(seed)
+    untrained = AcousticModel(trained.config, trained.encoder_options)
+    if untrained.encoder.input_norm_kind == "collection":
+        untrained.encoder.set_input_statistics(trained.encoder.band_mean, trained.encoder.band_std)
+    spaces = {
+        "trained": datamodule.embed_eligible(trained)[keep],
+        "descriptors": torch.from_numpy(descriptors),
+        "untrained": datamodule.embed_eligible(untrained)[keep],
+    }
+    guard = {
+        f"{name}_precision_at_{k}": neighbour_precision_at_k(datamodule.graph, nodes, vectors, queries, k)
+        for name, vectors in spaces.items()
+    }
+    guard["val_tracks"] = len(queries)
+    trained_value = guard[f"trained_precision_at_{k}"]
+    guard["worse_than"] = [s for s in ("descriptors", "untrained") if trained_value < guard[f"{s}_precision_at_{k}"]]
+    return guard
+
+
+def audio_data(store: Store, audio: AudioConfig | None = None, **options) -> GraphAudioData:
+    """The encoder's training data over the store's graph and log-mel cache (`options`: keyword
+    arguments of `GraphAudioData`)."""
+    audio = audio or AudioConfig()
+    node_ids, graph = load_graph(store)
+    cached = store.mels.states()
+    signature = audio.signature()
+    eligible = torch.tensor([cached.get(t, (None, None))[1] == signature for t in node_ids])
+    return GraphAudioData(node_ids, graph, eligible, CachedMels(str(store.path)), audio, **options)
+
+
+def train_audio(
+    store: Store,
+    *,
+    max_epochs: int = 10,
+    patience: int = 4,
+    accelerator: str = "auto",
+    devices="auto",
+    quiet: bool = False,
+    **options,
+) -> TrainAudioReport:
+    """Train the acoustic model on the store's graph and mel cache, register it, re-embed every cached
+    track, and compare the trained space with the descriptors and the untrained encoder on the validation
+    tracks (printed, with a warning on stderr when the trained space is worse).
+
+    `options` are keyword arguments of `AudioEncoderModule` (loss, lr, temperature, encoder, ...)
+    and of `GraphAudioData` (batch_size, crop_seconds, views, d_pos, weight_power, seed, ...).
+    """
+    quiet_lightning()
+    limit_threads()
+    module_options, data_options = split_options(options, AudioEncoderModule, GraphAudioData)
+    seed = data_options.get("seed", keyword_defaults(GraphAudioData)["seed"])
+    L.seed_everything(seed, workers=True, verbose=False)
+    datamodule = audio_data(store, **data_options)
+    datamodule.setup()
+    module = AudioEncoderModule(audio=datamodule.audio.to_dict(), **module_options)
+    if module.model.encoder.input_norm_kind == "collection":
+        module.model.encoder.set_input_statistics(datamodule.band_mean, datamodule.band_std)
+    fit = fit_and_register(
+        store,
+        module,
+        datamodule,
+        kind=ACOUSTIC_KIND,
+        space=ACOUSTIC_SPACE,
+        monitor=MONITOR,
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=seed,
+        count=_crops,
+        accelerator=accelerator,
+        devices=devices,
+        quiet=quiet,
+        register=False,
+        log_every_n_steps=10,
+        reload_dataloaders_every_n_epochs=1,
+        num_sanity_val_steps=0,
+    )
+    fit.metrics["train_crops_per_second"] = fit.per_second
+    guard = compare_with_inputs(store, datamodule, fit.module, seed)
+    fit.metrics.update({f"val_{k}": v for k, v in guard.items() if k.endswith(f"_at_{GUARD_K}")})
+    config = {
+        **datamodule.hparams,
+        "max_epochs": max_epochs,
+        "patience": patience,
+        "train_tracks": int(datamodule.train_eligible.sum()),
+        "val_tracks": len(datamodule.val_nodes),
+    }
+    register_fit(store, fit, ACOUSTIC_KIND, ACOUSTIC_SPACE, config)
+    embedded = embed_cached_tracks(store, fit.module.model, datamodule.eligible_ids(), fit.model_id)
+    _say_guard(guard, quiet)
+    return TrainAudioReport(fit.model_id, str(fit.saved), fit.epochs, fit.metrics, embedded, fit.per_second, guard)
+
+
+def _crops(batch) -> int:
+    """Crops in a batch: three per triplet; the views of a contrastive batch."""
+    return sum(map(len, batch)) if len(batch) == 3 else len(batch[0])
+
+
+def _say_guard(guard: dict, quiet: bool) -> None:
+    k = GUARD_K
+    figures = (
+        f"trained encoder {guard[f'trained_precision_at_{k}']:.3f},"
+        f" descriptors {guard[f'descriptors_precision_at_{k}']:.3f},"
+        f" untrained encoder {guard[f'untrained_precision_at_{k}']:.3f}"
+    )
+    if not quiet:
+        print(f"graph-neighbour precision@{k} of {guard['val_tracks']} validation tracks: {figures}")
+    if guard["worse_than"]:
+        print(
+            f"warning: the trained acoustic space is worse than the {' and the '.join(guard['worse_than'])} on"
+            f" its validation tracks ({figures}); more playlists, or other training options, may help",
+            file=sys.stderr,
+        )
+
+
+def embed_cached_tracks(
+    store: Store, model: AcousticModel, track_ids: list[str], model_id: str, batch_size: int = 32
+) -> int:
+    """Re-embed tracks into the acoustic space from the mel cache (no decoding); returns how many."""
+    mels = CachedMels(str(store.path))
+    vectors = {}
+    for start in range(0, len(track_ids), batch_size):
+        part = track_ids[start : start + batch_size]
+        encoded = model.encode_chunks([chunks_as_tensors(mels(t)) for t in part])
+        vectors.update(zip(part, encoded.numpy()))
+    store.vectors.put(ACOUSTIC_SPACE, model_id, vectors)
+    return len(vectors)

@@ -1,0 +1,245 @@
+"""train-musig: multi-task training of the aggregator in Lightning, and inductive inference for any track."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audiograph.errors import ConfigError, StoreError
+from audiograph.graph.csr import CSRGraph
+from audiograph.models.musig import MUSIG_KIND, MusigModel
+from audiograph.musig.features import GROUP_SPACES, FeatureSpec, parse_groups
+from audiograph.musig.model import (
+    TASK_WEIGHT_PRESETS,
+    parse_task_weights,
+)
+from audiograph.pipelines.build_graph import load_graph
+from audiograph.pipelines.features import available_groups, build_features, cold_features
+from audiograph.pipelines.fit import FitResult, fit_and_register, register_fit, split_options
+from audiograph.runtime import keyword_defaults, limit_threads, quiet_lightning
+from audiograph.store import MUSIG_SPACE, Store
+from audiograph.training.musig import MusigModule
+from audiograph.training.musig_data import MusigData, MusigDataModule, _only, assemble_musig_data
+
+
+def prepare_musig_data(
+    store: Store,
+    groups: list[str],
+    *,
+    similarity_group: str | None = None,
+    spec: FeatureSpec | None = None,
+    genres: dict[str, str | None] | None = None,
+    playlists: list[dict] | None = None,
+    graph: tuple[list[str], CSRGraph] | None = None,
+) -> MusigData:
+    """Node features, genre labels and similarity features over the store's graph (or the given one)."""
+    node_ids, csr = graph or load_graph(store)
+    genres = genres if genres is not None else {t["id"]: t["genre"] for t in store.tracks.rows(status=None)}
+    playlists = store.graph.playlists() if playlists is None else playlists
+    x, spec, _ = build_features(store, node_ids, csr, groups, genres=genres, playlists=playlists, spec=spec)
+    x_cold = cold_features(store, node_ids, spec)
+    sim = has_sim = None
+    if similarity_group is not None:
+        # Scaled like the input features when the group is one of them, else fitted on its own.
+        sim_spec = _only(spec, similarity_group) if similarity_group in spec.groups else None
+        sim, _, mask = build_features(
+            store, node_ids, csr, [similarity_group], genres=genres, playlists=playlists, spec=sim_spec
+        )
+        has_sim = mask[:, 0]
+    position = {t: i for i, t in enumerate(node_ids)}
+    members = [np.asarray(list(dict.fromkeys(position[t] for t in p["tracks"] if t in position))) for p in playlists]
+    return assemble_musig_data(
+        node_ids, csr, x, genres, spec, similarity_group, sim, has_sim, x_cold=x_cold, playlists=members
+    )
+
+
+def default_similarity_group(store: Store) -> str | None:
+    """The content group the similarity task regresses on: acoustic vectors if any, else audio features."""
+    spaces = store.vectors.spaces()
+    for group in ("acoustic", "audio"):
+        if any(s in spaces for s in GROUP_SPACES[group]):
+            return group
+    return None
+
+
+@dataclass
+class TrainMusigReport:
+    """The outcome of `train_musig`."""
+
+    model_id: str
+    checkpoint: str
+    epochs: int
+    features: list[str]
+    similarity_group: str | None
+    task_weights: tuple[float, float, float]
+    metrics: dict = field(default_factory=dict)
+    embedded: int = 0
+    seeds_per_second: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    hparams: dict = field(default_factory=dict)  # the trained module's hyperparameters
+    space: str = MUSIG_SPACE
+
+
+def train_musig(
+    store: Store,
+    *,
+    features: str | list[str] | None = None,
+    similarity: str | None = "auto",
+    task_weights: str | tuple = "multi",
+    max_epochs: int = 30,
+    patience: int = 5,
+    batches_per_epoch: int | None = 100,
+    accelerator: str = "auto",
+    devices="auto",
+    quiet: bool = False,
+    musig_data: MusigData | None = None,
+    register: bool = True,
+    models_dir: str | Path | None = None,
+    space: str | None = None,
+    **options,
+) -> TrainMusigReport:
+    """Train MUSIG on the store's graph, register it, and write every track's vector into the `musig` space.
+
+    `features`: feature groups (default: every group the store has); `similarity`: the group the
+    similarity task regresses on ("auto": acoustic, else audio; None: no similarity labels);
+    `task_weights`: c1,c2,c3, a preset name, or "auto" (the paper's grid search: every preset is
+    trained and the best on validation kept); `options`: keyword arguments of `MusigModule`
+    (lr, fanouts, cold_start_rate, ...) and of `MusigDataModule` (batch_size, val_fraction, seed, ...).
+    `musig_data`, `register=False` and `models_dir` are for evaluations that train on a held-out split.
+    """
+    quiet_lightning()
+    limit_threads()
+    module_options, data_options = split_options(options, MusigModule, MusigDataModule)
+    data_options = {**keyword_defaults(MusigDataModule), **data_options}
+    data = musig_data or store_musig_data(store, features, similarity)
+    if data.graph.num_edges == 0:
+        raise ConfigError(f"{store.path}: the graph has no edges to train on (run `audiograph build-graph`)")
+    datamodule = MusigDataModule(data, **data_options)
+    space = space or ("graphsage" if task_weights == "graphsage" else MUSIG_SPACE)
+    fit_options = dict(
+        max_epochs=max_epochs,
+        patience=patience,
+        seed=data_options["seed"],
+        accelerator=accelerator,
+        devices=devices,
+        quiet=quiet,
+        models_dir=models_dir,
+        limit_train_batches=batches_per_epoch or 1.0,
+    )
+    best = _fit_best(store, data, datamodule, task_weights, space, module_options, fit_options)
+    report = _report(best, data, space)
+    _guard(report, datamodule.features_baseline())
+    if register:
+        config = {**data_options, "max_epochs": max_epochs, "batches_per_epoch": batches_per_epoch}
+        register_fit(store, best, MUSIG_KIND, space, config)
+        report.embedded = embed_musig(store, best.model_id)
+    return report
+
+
+def store_musig_data(store: Store, features: str | list[str] | None, similarity: str | None) -> MusigData:
+    """MUSIG's data over the store: `features` groups (default: all it has), and the similarity task on
+    `similarity` ("auto": acoustic, else audio; None: none)."""
+    groups = parse_groups(features) if features else available_groups(store)
+    if similarity not in ("auto", None, *GROUP_SPACES):
+        raise ConfigError(f"--similarity must be auto, none, {' or '.join(GROUP_SPACES)}; got {similarity!r}")
+    similarity_group = default_similarity_group(store) if similarity == "auto" else similarity
+    return prepare_musig_data(store, groups, similarity_group=similarity_group)
+
+
+def _report(best: FitResult, data: MusigData, space: str) -> TrainMusigReport:
+    hparams = dict(best.module.hparams)
+    return TrainMusigReport(
+        best.model_id,
+        str(best.saved),
+        best.epochs,
+        data.spec.groups,
+        data.similarity_group,
+        tuple(hparams["task_weights"]),
+        best.metrics,
+        seeds_per_second=best.per_second,
+        hparams=hparams,
+        space=space,
+    )
+
+
+def _fit_best(store, data, datamodule, task_weights, space, module_options, fit_options) -> FitResult:
+    """Fit one model per candidate task weighting (every preset for "auto"), and keep the best on validation."""
+    candidates = list(TASK_WEIGHT_PRESETS.values()) if task_weights == "auto" else [parse_task_weights(task_weights)]
+    runs = []
+    for weights in candidates:
+        module = MusigModule(
+            data.data.num_features,
+            features=data.spec.to_dict(),
+            similarity_group=data.similarity_group,
+            task_weights=weights,
+            **module_options,
+        )
+        runs.append(
+            fit_and_register(
+                store,
+                module,
+                datamodule,
+                kind=MUSIG_KIND,
+                space=space,
+                monitor=datamodule.monitor,
+                count=_seed_nodes,
+                register=False,
+                log_every_n_steps=5,
+                **fit_options,
+            )
+        )
+    best = max(runs, key=lambda r: r.metrics.get(datamodule.monitor, float("-inf")))
+    best.metrics["train_seeds_per_second"] = best.per_second
+    return best
+
+
+def _seed_nodes(batch) -> int:
+    return batch.num_sampled_nodes[0]
+
+
+def _guard(report: TrainMusigReport, baseline: float | None) -> None:
+    """Record the z-scored input features' validation hit rate, and warn when MUSIG's is lower."""
+    if baseline is None or "val_hr" not in report.metrics:
+        return
+    report.metrics["val_hr_features"] = baseline
+    if report.metrics["val_hr"] < baseline:
+        report.warnings.append(
+            f"MUSIG's validation hit rate {report.metrics['val_hr']:.3f} is below that of its own z-scored input"
+            f" features ({baseline:.3f}): its vectors rank held-out playlists worse than the features alone"
+        )
+
+
+def musig_model_row(store: Store, model_id: str | None = None) -> dict:
+    """The registry row of a MUSIG model id, or of the newest MUSIG model."""
+    row = store.models.latest(MUSIG_KIND) if model_id is None else store.models.get(model_id)
+    if row is None:
+        raise StoreError(f"{store.path}: no MUSIG model (run `audiograph train-musig`)")
+    if row["kind"] != MUSIG_KIND:
+        raise ConfigError(f"model '{row['id']}' is a {row['kind']} model, not MUSIG")
+    return row
+
+
+def load_musig(store: Store, model_id: str | None = None) -> tuple[MusigModel, dict]:
+    """(the trained model, its registry row) for a MUSIG model id, or the newest; only from the store's
+    models folder, and weights-only."""
+    row = musig_model_row(store, model_id)
+    return MusigModel.load(store.models.checkpoint_file(row), f"model '{row['id']}'"), row
+
+
+def embed_musig(store: Store, model_id: str | None = None) -> int:
+    """Write the MUSIG vector of every track in the store (new ones included, no retraining) into the
+    model's space."""
+    model, row = load_musig(store, model_id)
+    spec = model.spec
+    for group, vectors_model in spec.models.items():
+        if vectors_model not in store.vectors.spaces().get(spec.spaces[group], {}):
+            raise StoreError(
+                f"model '{row['id']}' was trained on {spec.spaces[group]} vectors of model '{vectors_model}', which"
+                " the store no longer holds; retrain with `audiograph train-musig`"
+            )
+    data = prepare_musig_data(store, spec.groups, spec=spec)
+    vectors = model.encode(data.data.x, data.graph)
+    store.vectors.put(row["space"], row["id"], dict(zip(data.node_ids, vectors.numpy())))
+    return len(data.node_ids)

@@ -1,0 +1,135 @@
+"""The SQLite connection every store module shares, and the small text helpers they agree on."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from audiograph.errors import StoreError
+from audiograph.store.migrations import migrate
+
+DEFAULT_DB = "audiograph.db"
+BUSY_TIMEOUT_SECONDS = 30
+
+
+def default_db_path() -> Path:
+    """`$AUDIOGRAPH_DB`, else ./audiograph.db."""
+    return Path(os.environ.get("AUDIOGRAPH_DB") or DEFAULT_DB)
+
+
+def path_text(path: str | os.PathLike) -> str:
+    """A path as the store keeps it: the text itself, or, for a file name that is not valid UTF-8, its
+    bytes with each undecodable one written as \\xNN, so that every file has one stable, storable name."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that no file-system decoding made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def sqlite_error(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:
+    """An SQLite failure as a one-line `StoreError` that says what happened to the store at `path`."""
+    message = str(error)
+    if "readonly" in message or "read-only" in message:
+        return StoreError(f"{path}: the store is read-only ({message}); copy it somewhere writable, or pass --db")
+    if "locked" in message or "busy" in message:
+        return StoreError(f"{path}: another process kept the store locked for {BUSY_TIMEOUT_SECONDS} s ({message})")
+    if isinstance(error, sqlite3.DatabaseError) and any(
+        sign in message for sign in ("malformed", "not a database", "disk I/O", "corrupt")
+    ):
+        return StoreError(f"{path}: the store is corrupt ({message}); restore it from a backup or rebuild it")
+    return StoreError(f"{path}: store error ({message})")
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 text, to the second: the stores' timestamps."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Connection:
+    """The open store file: its connection (schema migrated), transactions, meta values and models folder."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, must_exist: bool = False):
+        self.path = Path(path) if path is not None else default_db_path()
+        if must_exist and not self.path.exists():
+            raise StoreError(f"{self.path}: no store here (run `audiograph embed-audio DIR` first, or pass --db)")
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a store file")
+        try:
+            # The busy timeout is part of the connection from its first statement, so that a process
+            # creating the schema waits for another one doing the same instead of failing.
+            self.db = sqlite_utils.Database(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS))
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.db.execute("PRAGMA journal_mode = wal")
+            migrate(self.db)
+        except sqlite3.DatabaseError as e:
+            if "readonly" in str(e) or "locked" in str(e) or "busy" in str(e):
+                raise sqlite_error(self.path, e) from None
+            raise StoreError(f"{self.path}: not a usable audiograph store ({e})") from None
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One write transaction, all or nothing. It takes SQLite's write lock at its start (BEGIN
+        IMMEDIATE), so a concurrent writer waits for the busy timeout instead of failing midway."""
+        conn = self.db.conn
+        if conn.in_transaction:  # nested: a savepoint inside the open transaction
+            with self.db.atomic():
+                yield
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise sqlite_error(self.path, e) from None
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            if conn.in_transaction:
+                conn.rollback()
+            raise sqlite_error(self.path, e) from None
+
+    def check(self, tables: list[str] | None = None) -> None:
+        """Raise `StoreError` unless SQLite's quick check finds `tables` (default: all) and their
+        indexes intact. Payload bytes have no checksum in SQLite; structure is what this can see."""
+        try:
+            for table in tables or [None]:
+                rows = self.db.execute("PRAGMA quick_check" + (f"('{table}')" if table else "")).fetchall()
+                if rows != [("ok",)]:
+                    raise sqlite_error(self.path, sqlite3.DatabaseError(f"corrupt: {rows[0][0]}"))
+        except sqlite3.DatabaseError as e:
+            raise sqlite_error(self.path, e) from None
+
+    def compact(self) -> None:
+        """Fold the write-ahead log into the store file (before copying the file elsewhere)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @property
+    def models_dir(self) -> Path:
+        """Where checkpoints live: a folder beside the store file."""
+        return self.path.parent / f"{self.path.stem}.models"
+
+    def set_meta(self, key: str, value) -> None:
+        """Store one JSON value under `key`."""
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, json.dumps(value)])
+
+    def get_meta(self, key: str, default=None):
+        """The JSON value stored under `key`, else `default`."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return default if row is None else json.loads(row[0])

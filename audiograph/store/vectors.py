@@ -1,0 +1,157 @@
+"""Vectors by named space, keyed on (space, track id) and tagged with the model that made them and the
+content hash they were made from; searched through an in-memory `VectorIndex` per (space, model)."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import numpy as np
+
+from audiograph.errors import StoreError
+from audiograph.spaces import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, MUSIG_SPACE
+from audiograph.store.connection import Connection, utc_now
+from audiograph.store.index import Hit, VectorIndex, blobs_to_matrix, vector_to_blob
+from audiograph.store.models import ModelRegistry
+
+# Which command writes each space's vectors, for messages that say how to repair them.
+_SPACE_COMMANDS = {DESCRIPTORS_SPACE: "embed-audio", ACOUSTIC_SPACE: "embed-audio", MUSIG_SPACE: "embed-musig"}
+
+
+class Vectors:
+    """The `vectors` table: write, list, load as a matrix, and search."""
+
+    def __init__(self, store: Connection, models: ModelRegistry):
+        self.store, self.db, self.models = store, store.db, models
+        self._indexes: dict[tuple[str, str], VectorIndex] = {}
+
+    def put_one(self, space, track_id, model_id, content_hash, vector, now) -> None:
+        """Write one vector (inside the caller's transaction)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO vectors (space, track_id, model_id, content_hash, vector, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [space, track_id, model_id, content_hash, vector_to_blob(vector), now],
+        )
+
+    def put(self, space: str, model_id: str, vectors: dict[str, np.ndarray]) -> None:
+        """Store vectors for existing tracks (keyed by track id) in one transaction."""
+        now = utc_now()
+        hashes = dict(self.db.execute("SELECT id, content_hash FROM tracks").fetchall())
+        with self.store.transaction():
+            for track_id, vector in vectors.items():
+                self.put_one(space, track_id, model_id, hashes.get(track_id), vector, now)
+        self.forget_indexes()
+
+    def delete_track(self, track_id: str) -> None:
+        """Drop every vector of a track (inside the caller's transaction)."""
+        self.db.execute("DELETE FROM vectors WHERE track_id = ?", [track_id])
+
+    def forget_indexes(self) -> None:
+        """Drop the loaded search indexes, after a write."""
+        self._indexes.clear()
+
+    def states(self, space: str, dim: int | None = None) -> dict[str, tuple[str, str]]:
+        """track id -> (model id, content hash) of its stored vector in `space`; with `dim`, vectors of
+        another length are left out (so that they count as missing and are made again)."""
+        rows = self.db.execute(
+            "SELECT track_id, model_id, content_hash, length(vector) FROM vectors WHERE space = ?", [space]
+        )
+        return {t: (m, h) for t, m, h, n in rows if dim is None or n == 4 * dim}
+
+    def spaces(self) -> dict[str, dict[str, int]]:
+        """space -> {model id: number of vectors}."""
+        out: dict[str, dict[str, int]] = {}
+        for space, model_id, n in self.db.execute(
+            "SELECT space, model_id, count(*) FROM vectors GROUP BY space, model_id ORDER BY space"
+        ):
+            out.setdefault(space, {})[model_id] = n
+        return out
+
+    def search_model(self, space: str) -> tuple[str, int]:
+        """The model whose vectors a search in `space` uses (the newest registered one with vectors), and how
+        many vectors of older models the space still holds (never mixed into the search)."""
+        counts = self.spaces().get(space)
+        if not counts:
+            raise StoreError(f"{self.store.path}: no vectors in space '{space}'")
+        registered = self.models.ids_for_space(space)
+        model_id = next((m for m in registered if m in counts), max(counts, key=counts.get))
+        return model_id, sum(n for m, n in counts.items() if m != model_id)
+
+    def matrix(self, space: str, model_id: str | None = None) -> tuple[list[str], np.ndarray]:
+        """(track ids, [N, d] float32 matrix) of one model's vectors in `space`, ordered by id."""
+        model_id = model_id or self.search_model(space)[0]
+        rows = self.db.execute(
+            "SELECT track_id, vector FROM vectors WHERE space = ? AND model_id = ? ORDER BY track_id",
+            [space, model_id],
+        ).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        size = Counter(len(r[1]) for r in rows).most_common(1)[0][0]
+        bad = [(r[0], len(r[1])) for r in rows if len(r[1]) != size]
+        if bad or not size or size % 4:
+            track, length = bad[0] if bad else (rows[0][0], size)
+            command = _SPACE_COMMANDS.get(space, "import-tracks")
+            raise StoreError(
+                f"{self.store.path}: {len(bad) or len(rows)} '{space}' vectors of model '{model_id}' are damaged"
+                f" (track {track}: {length} bytes where the others have {size}); re-run `audiograph {command}` to"
+                " make them again"
+            )
+        return [r[0] for r in rows], blobs_to_matrix([r[1] for r in rows], size // 4)
+
+    def index(self, space: str, model_id: str | None = None) -> VectorIndex:
+        """The search index of one model's vectors in `space`, loaded once per process."""
+        model_id = model_id or self.search_model(space)[0]
+        key = (space, model_id)
+        if key not in self._indexes:
+            ids, matrix = self.matrix(space, model_id)
+            config = (self.models.get(model_id) or {}).get("config", {})
+            self._indexes[key] = VectorIndex(ids, matrix, standardize=bool(config.get("standardize")))
+        return self._indexes[key]
+
+    def similar(
+        self,
+        space: str,
+        vector: np.ndarray,
+        k: int = 10,
+        exclude=(),
+        model_id: str | None = None,
+        normalised: bool = False,
+    ) -> list[dict]:
+        """The k tracks nearest to `vector` in `space` by cosine, best first, as track rows plus rank and score.
+
+        `vector` is a raw vector of the space, or with `normalised` one already in the index's form
+        (`VectorIndex.vector`: standardised where the space is, and of unit length).
+        """
+        model_id = model_id or self.search_model(space)[0]
+        index = self.index(space, model_id)
+        if len(vector) != index.matrix.shape[1]:
+            raise StoreError(f"space '{space}' holds {index.matrix.shape[1]}-d vectors, not {len(vector)}-d")
+        ann = self.ann_index(space, model_id, len(index))
+        if ann is not None:
+            query = np.asarray(vector, np.float32) if normalised else index.normalise(vector)
+            return self.hit_rows(ann.hits(query, k=k, exclude=exclude))
+        return self.hit_rows(index.search(vector, k=k, exclude=exclude, normalised=normalised))
+
+    def ann_index(self, space: str, model_id: str, n_rows: int):
+        """The approximate index built for `space` (`audiograph index`), when it exists and is current for
+        this model and row count; else None, and searches scan exactly. A damaged one is warned about."""
+        from audiograph.store.ann import AnnIndex, AnnIndexError, ann_folder
+
+        folder = ann_folder(self.store.path, space)
+        if not folder.is_dir():
+            return None
+        try:
+            return AnnIndex.load(folder, model_id, n_rows)
+        except AnnIndexError as e:
+            warnings.warn(f"{e}; searching exactly instead (rebuild it with `audiograph index {space}`)", stacklevel=2)
+            return None
+
+    def hit_rows(self, hits: list[Hit]) -> list[dict]:
+        """Search hits as rows: rank, score, track id, and the track's path, title, artist and genre."""
+        out = []
+        for rank, hit in enumerate(hits, 1):
+            row = self.db.execute("SELECT path, title, artist, genre FROM tracks WHERE id = ?", [hit.id]).fetchone()
+            row = dict(zip(("path", "title", "artist", "genre"), row)) if row else {}
+            fields = {k: row.get(k) for k in ("path", "title", "artist", "genre")}
+            out.append({"rank": rank, "score": hit.score, "track_id": hit.id, **fields})
+        return out

@@ -1,0 +1,88 @@
+"""Model objects: one way to get vectors, saved and loaded as config plus weights, and never running code."""
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from audiograph.audio.analysis import analyse, chunks_as_tensors
+from audiograph.audio.config import AudioConfig
+from audiograph.audio.encoder import embed_tracks
+from audiograph.errors import ConfigError, StoreError
+from audiograph.graph.csr import CSRGraph
+from audiograph.models import MODEL_CLASSES, AcousticModel, MusigModel, load_model
+from audiograph.musig.features import FeatureSpec
+
+
+def test_acoustic_model_encodes_files_and_waveforms_like_the_front_end_and_encoder(synth_collection):
+    torch.manual_seed(0)
+    model = AcousticModel(AudioConfig(n_mels=64, chunk_seconds=5.0), {"embedding_dim": 32}).eval()
+    paths = sorted((synth_collection / "audio").rglob("*.mp3"))[:3]
+    vectors = model.encode(paths, batch_size=2)
+    # The same chunks through the bare encoder (an independent path through embed_tracks).
+    expected = embed_tracks(
+        model.encoder, [chunks_as_tensors(analyse(p, model.frontend, descriptors=False).mel_chunks) for p in paths]
+    ).numpy()
+    assert vectors.shape == (3, 32) and model.encoder.head[-1].out_features == 32
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # A waveform at the config's sample rate gives the file's vector (float16 chunks, as cached).
+    samples = analyse(paths[0], model.frontend, descriptors=False).audio
+    assert samples.duration > 0
+    from audiograph.audio.decode import decode
+
+    waveform = decode(paths[0], model.config.sample_rate).samples
+    np.testing.assert_allclose(model.encode([waveform])[0], vectors[0], atol=1e-5)
+
+
+def test_saved_models_load_equal_and_record_their_settings(tmp_path):
+    torch.manual_seed(1)
+    acoustic = AcousticModel(AudioConfig(n_mels=48), {"input_norm": "collection", "head_layers": 1}).eval()
+    acoustic.encoder.set_input_statistics(torch.arange(48.0), torch.full((48,), 3.0))
+    folder = acoustic.save(tmp_path / "acoustic")
+    assert json.loads((folder / "config.json").read_text())["audio"]["n_mels"] == 48
+    loaded = load_model("audio-encoder", folder)
+    x = torch.randn(2, 48, 40)
+    torch.testing.assert_close(loaded(x), acoustic(x))
+    assert loaded.config == acoustic.config and torch.equal(loaded.encoder.band_mean, torch.arange(48.0))
+
+    spec = FeatureSpec(["audio"], center={"audio": [0.0] * 5}, scale={"audio": [1.0] * 5})
+    musig = MusigModel(spec, hidden_channels=16, out_channels=8).eval()
+    again = MusigModel.load(musig.save(tmp_path / "musig"))
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    graph = CSRGraph.from_edges([0, 1, 2], [1, 2, 3], 6)
+    torch.testing.assert_close(again.encode(x, graph), musig.encode(x, graph))
+    assert again.spec == spec and set(MODEL_CLASSES) == {"audio-encoder", "musig"}
+
+
+def test_a_new_track_encodes_as_the_full_pass_without_its_edges():
+    spec = FeatureSpec(["audio"], center={"audio": [0.0] * 4}, scale={"audio": [1.0] * 4})
+    torch.manual_seed(2)
+    model = MusigModel(spec, hidden_channels=8, out_channels=6)
+    x = torch.randn(5, 4)
+    graph = CSRGraph.from_edges([0, 0, 1, 3], [1, 2, 2, 4], 5)
+    without_node_0 = CSRGraph.from_edges([1, 3], [2, 4], 5)
+    torch.testing.assert_close(model.encode(x[:1])[0], model.encode(x, without_node_0)[0])
+    assert not torch.allclose(model.encode(x, graph)[0], model.encode(x[:1])[0])
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_weights_that_would_run_code_are_refused(tmp_path):
+    folder = AcousticModel().save(tmp_path / "model")
+    marker = tmp_path / "ran"
+    evil = _RunsCode()
+    evil.marker = marker
+    with open(folder / "weights.pt", "wb") as f:
+        pickle.dump({"encoder.head.0.weight": evil}, f)
+    with pytest.raises(StoreError, match="refused: checkpoint .* holds objects other than weights"):
+        AcousticModel.load(folder, "model 'x'")
+    assert not marker.exists()
+    with pytest.raises(ConfigError, match="no weights"):
+        load_model("descriptors", folder)
