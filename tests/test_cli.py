@@ -251,3 +251,15 @@ def test_help_imports_no_torch():
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip().splitlines()[-1] == "[]", (command, out[-300:])
+
+
+def test_a_redirected_training_logs_one_line_per_epoch(embedded_db, tmp_path):
+    db = tmp_path / "store.db"
+    shutil.copy(embedded_db, db)
+    args = ["--epochs", "2", "--patience", "5", "--batches-per-epoch", "2", "--hidden-channels", "16"]
+    proc = run("train-musig", "--db", db, *args, "--accelerator", "cpu")
+    epochs = [line for line in proc.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"], proc.stderr[-2000:]
+    assert all("val_auc" in line and "train_loss" in line for line in epochs)
+    quiet = run("train-musig", "--db", db, *args, "--accelerator", "cpu", "--quiet")
+    assert not [line for line in quiet.stderr.splitlines() if line.startswith("epoch ")]

@@ -266,3 +266,42 @@ def test_without_given_playlists_no_method_reads_the_acoustic_vectors(catalogue,
     assert seen == [{"audio", "genre", "popularity"}] and evaluation.notes == []
     defaults = evaluate_module.default_methods(["audio", "genre", "popularity"])
     assert not any("acoustic" in s.groups for s in defaults)
+
+
+def test_the_results_chart_has_a_chance_line_and_a_legend_that_covers_no_bar():
+    from audiograph.eval.metrics import METRICS
+    from audiograph.eval.report import CHANCE_HR, chart_figure
+    from audiograph.eval.results import Evaluation, MethodResult, MethodSpec
+
+    results = [
+        MethodResult(
+            MethodSpec(kind, ("audio",) if kind != "cf" else ()),
+            {m: hr for m in METRICS},
+            {m: 0.02 for m in METRICS},
+            [],
+            [],
+            10,
+            1.0,
+        )
+        for kind, hr in (("cf", 0.55), ("features", 0.98), ("musig", 0.99))
+    ]
+    fig = chart_figure(Evaluation(results, [0, 1]), "title")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if list(line.get_ydata()) == [CHANCE_HR, CHANCE_HR]]
+    assert len(lines) == 1 and CHANCE_HR == 0.5  # half the targets in the top |targets| of 2|targets|
+    legend = ax.get_legend().get_window_extent()
+    bars = [patch.get_window_extent() for patch in ax.patches]
+    assert bars and not any(legend.overlaps(bar) for bar in bars)
+    assert legend.y0 >= ax.get_window_extent().y1 - 1  # above the axes
+
+
+def test_the_time_left_is_each_methods_time_per_seed_times_the_fits_to_go():
+    from audiograph.eval.results import MethodSpec
+    from audiograph.pipelines.evaluate import _seconds_left
+
+    a, b = MethodSpec("cf"), MethodSpec("node2vec")
+    specs, seeds = [a, b], (0, 1, 2)
+    assert _seconds_left(specs, seeds, 0, a, {a: 10.0, b: 0.0}) is None  # b has not run yet
+    assert _seconds_left(specs, seeds, 0, b, {a: 10.0, b: 20.0}) == 2 * 30.0
+    assert _seconds_left(specs, seeds, 1, a, {a: 22.0, b: 20.0}) == 20.0 + 1 * (11.0 + 20.0)

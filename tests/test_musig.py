@@ -25,6 +25,7 @@ from audiograph.musig.model import (
     MUSIG,
     TASK_WEIGHT_PRESETS,
     PairHeads,
+    batch_genre_loss,
     full_adjacency,
     layer_adjacencies,
     multitask_loss,
@@ -243,6 +244,25 @@ def bce_by_hand(logits: torch.Tensor, labels: torch.Tensor) -> float:
     p = torch.sigmoid(logits.double())
     y = labels.double()
     return float(-(y * p.log() + (1 - y) * (1 - p).log()).mean())
+
+
+def test_batch_genre_loss_matches_a_loop_over_every_pair():
+    g = torch.Generator().manual_seed(3)
+    z = F.normalize(torch.randn(12, 6, generator=g), dim=-1)
+    genre = torch.randint(-1, 3, (12,), generator=g)
+    heads = PairHeads(6)
+    with torch.no_grad():
+        heads.weight.uniform_(-2, 2, generator=g)
+        heads.bias.fill_(0.3)
+    known = [a for a in range(12) if genre[a] >= 0]
+    logits, labels = [], []
+    for a in known:
+        for b in known:
+            if a != b:
+                logits.append(float((heads.weight[1] * z[a] * z[b]).sum() + heads.bias[1]))
+                labels.append(float(genre[a] == genre[b]))
+    want = bce_by_hand(torch.tensor(logits), torch.tensor(labels))
+    assert float(batch_genre_loss(z, genre, heads)) == pytest.approx(want, rel=1e-5)
 
 
 def test_multitask_loss_matches_hand_computation():
@@ -680,3 +700,15 @@ def test_validation_playlists_leave_the_graph_and_become_completion_cases():
         decoys = np.setdiff1d(case.candidates, case.targets)
         assert len(decoys) == len(case.targets) and not np.isin(decoys, playlist).any()
         assert seen[decoys].sum() == seen[case.targets].sum()  # matched on being in a training playlist
+
+
+def test_the_batch_genre_loss_trains_and_is_recorded(embedded_db, tmp_path):
+    db = tmp_path / "store.db"
+    shutil.copy(embedded_db, db)
+    store = Store(db)
+    report = train_musig(store, genre_loss="batch", **SMOKE)
+    row = store.models.get(report.model_id)
+    assert row["config"]["genre_loss"] == "batch" and np.isfinite(report.metrics["val_auc"])
+    with pytest.raises(ConfigError, match="genre loss must be one of pairs, batch"):
+        train_musig(store, genre_loss="supcon", **SMOKE)
+    store.close()

@@ -1,19 +1,26 @@
 """embed-audio throughput on a synthetic collection, next to the decode-only throughput of the same files.
 
-    python tools/bench_embed.py [--collection DIR | --tracks 200 --seconds 20] [--workers N]
+    python tools/bench_embed.py [--collection DIR | --tracks 200 --seconds 20] [--workers N] [--json] [--quick]
 
 Per file, on one thread (what each DataLoader worker does):
 - decode only: libsndfile reading the file's bytes (the reference);
 - acoustic path: decode + mono + resample + log-mel + chunking + encoder forward;
 - descriptors: the 42 descriptors from the spectrogram the front-end already made (reported apart).
-Then the whole `embed_audio` pipeline with `--workers` processes, next to decoding the same files
-with the same number of processes.
+Then the whole `embed_audio` pipeline with `--workers` processes (a fresh store each run), next to
+decoding the same files with the same number of processes; the two are timed in alternation, so that a
+change in the machine's load moves both.
+
+Every figure is the median of repeats after one warm-up. With `--json` the figures go to stdout as one
+JSON object (`embed_audio_vs_decode`: embed-audio's tracks/s over parallel decoding's;
+`acoustic_vs_decode_resample`: the one-thread acoustic path's tracks/s over decode to 22.05k mono's)
+and the tables to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import tempfile
 import time
@@ -22,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from benchlib import alternating_medians, report_to_stderr, say
 from torch.utils.data import DataLoader, Dataset
 
 from audiograph.audio.analysis import chunks_as_tensors
@@ -94,11 +102,10 @@ class _DecodeOnly(Dataset):
         return decode_only(self.files[i].read_bytes())
 
 
-def parallel_decode_only(files: list[Path], workers: int) -> float:
-    start = time.perf_counter()
+def parallel_decode_only(files: list[Path], workers: int) -> None:
+    """The reference of the pipeline: every file decoded by libsndfile in `workers` DataLoader processes."""
     for _ in DataLoader(_DecodeOnly(files), batch_size=8, num_workers=workers, collate_fn=list):
         pass
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -108,7 +115,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--passes", type=int, default=3, help="timed single-thread passes (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed embed-audio runs (median)")
+    parser.add_argument("--quick", action="store_true", help="a few short tracks, one pass: checks that it runs")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
+    if args.quick:
+        args.tracks, args.seconds, args.passes, args.repeats = 8, 4.0, 1, 1
+        args.workers = min(args.workers, 2)
+    if args.json:
+        report_to_stderr()
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.collection
@@ -116,38 +131,60 @@ def main() -> None:
             start = time.perf_counter()
             synthesize(Path(tmp) / "synth", tracks=args.tracks, seconds=args.seconds, seed=0)
             root = Path(tmp) / "synth" / "audio"
-            print(f"synthesized {args.tracks} tracks of ~{args.seconds:g} s in {time.perf_counter() - start:.1f} s")
+            say(f"synthesized {args.tracks} tracks of ~{args.seconds:g} s in {time.perf_counter() - start:.1f} s")
         files = [f for f in scan(root)[0] if _decodes(f)]
 
         torch.set_num_threads(1)
         frontend, encoder = AudioFrontend(), AudioEncoder().eval()
         t = median_stage_times(files, frontend, encoder, args.passes)
         audio_seconds = t.pop("audio seconds")
-        print(
-            f"\none thread, {len(files)} files, {audio_seconds / 60:.1f} min of audio, median of {args.passes} passes"
-        )
-        print(
-            f"{'stage':<22} {'tracks/s':>9} {'x realtime':>11} {'rate vs libsndfile':>19} {'vs decode to 22.05k':>20}"
-        )
+        say(f"\none thread, {len(files)} files, {audio_seconds / 60:.1f} min of audio, median of {args.passes} passes")
+        say(f"{'stage':<22} {'tracks/s':>9} {'x realtime':>11} {'rate vs libsndfile':>19} {'vs decode to 22.05k':>20}")
         for stage, seconds in t.items():
-            print(
+            say(
                 f"{stage:<22} {len(files) / seconds:>9.1f} {audio_seconds / seconds:>11.0f}"
                 f" {t['libsndfile decode'] / seconds:>19.2f} {t['decode to 22.05k mono'] / seconds:>20.2f}"
             )
-        print(
+        say(
             f"(descriptors: {1e3 * t['descriptors'] / audio_seconds * 30:.0f} ms per 30 s of audio,"
             f" on the spectrogram the acoustic path already computed)"
         )
 
         torch.set_num_threads(os.cpu_count())
-        reference = parallel_decode_only(files, args.workers)
-        start = time.perf_counter()
-        embed_audio(root, Store(Path(tmp) / "bench.db"), num_workers=args.workers, quiet=True)
-        pipeline = time.perf_counter() - start
-        print(f"\nembed-audio, {args.workers} workers (decode, log-mel, descriptors, cache, store writes)")
-        print(f"{'':<22} {'tracks/s':>9} {'x realtime':>11}")
-        print(f"{'libsndfile decode':<22} {len(files) / reference:>9.1f} {audio_seconds / reference:>11.0f}")
-        print(f"{'embed-audio':<22} {len(files) / pipeline:>9.1f} {audio_seconds / pipeline:>11.0f}")
+        runs = iter(range(args.repeats + 1))
+
+        def run_pipeline() -> None:
+            folder = Path(tmp) / f"store{next(runs)}"  # a fresh store: nothing to skip
+            folder.mkdir()
+            embed_audio(root, Store(folder / "bench.db"), num_workers=args.workers, quiet=True)
+
+        reference, pipeline = alternating_medians(
+            [lambda: parallel_decode_only(files, args.workers), run_pipeline], args.repeats
+        )
+        say(
+            f"\nembed-audio, {args.workers} workers (decode, log-mel, descriptors, cache, store writes),"
+            f" median of {args.repeats} runs"
+        )
+        say(f"{'':<22} {'tracks/s':>9} {'x realtime':>11} {'rate vs decode':>15}")
+        say(f"{'libsndfile decode':<22} {len(files) / reference:>9.1f} {audio_seconds / reference:>11.0f} {1:>15.2f}")
+        say(
+            f"{'embed-audio':<22} {len(files) / pipeline:>9.1f} {audio_seconds / pipeline:>11.0f}"
+            f" {reference / pipeline:>15.2f}"
+        )
+
+    figures = {
+        "embed_audio_vs_decode": reference / pipeline,
+        "acoustic_vs_decode_resample": t["decode to 22.05k mono"] / t["acoustic path"],
+        "workers": args.workers,
+        "files": len(files),
+        "embed_audio_tracks_per_second": len(files) / pipeline,
+        "decode_tracks_per_second": len(files) / reference,
+        "acoustic_tracks_per_second": len(files) / t["acoustic path"],
+        "decode_resample_tracks_per_second": len(files) / t["decode to 22.05k mono"],
+        "descriptors_ms_per_30s": 1e3 * t["descriptors"] / audio_seconds * 30,
+    }
+    if args.json:
+        print(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -5,41 +5,58 @@ Training: `train_musig` (MusigModule + LightningLinkData + UniformNeighborSample
 `train-musig` command runs) against a bare loop over the same batch shapes: draw pairs, sample,
 mean-aggregate, linear layers, link BCE, backward, Adam step; no Lightning, no loader, one head.
 The bare loop runs twice, aggregating with `index_add_` and with the torch.sparse CSR matmul that
-MUSIG uses; train_musig does as many batches as the latter. Seeds/s counts each batch's seed
-nodes (the distinct endpoints of its positive and negative pairs).
+MUSIG uses; train_musig does as many batches as the latter. Both train on the same training split
+(`MusigDataModule`'s: the graph less its validation edges or playlists) with the same torch threads.
+Seeds/s counts each batch's seed nodes (the distinct endpoints of its positive and negative pairs).
+
+`--store DB` measures the same on an existing store's graph and features (the groups `train-musig`
+would use, or `--features`), with train-musig's default validation split; the store is copied to a
+temporary folder first and never written.
 
 Inference: `MusigModel.encode` (one exact pass over the torch.sparse CSR adjacency) against the
 same model called directly, and against one bare `torch.sparse.mm(adjacency, features)`.
 
-    python tools/bench_musig.py [--nodes 15900 --edges 5200000 --seconds 30] [--quick]
+Every figure is the median of `--repeats` runs after one warm-up; the bare loops and train_musig run
+in alternation, so that a change in the machine's load moves all of them. With `--json` the figures go
+to stdout as one JSON object (`seeds_per_second`: train_musig's; `bare_seeds_per_second`: the bare loop
+with the torch.sparse mean) and the table to stderr.
+
+    python tools/bench_musig.py [--nodes 15900 --edges 5200000 --seconds 10] [--store DB] [--json] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from benchlib import median_seconds, report_to_stderr, say
 from torch_geometric.data import Data
 from torch_geometric.sampler import NodeSamplerInput
 
+from audiograph.errors import AudiographError, ConfigError
 from audiograph.graph.random_graph import powerlaw_graph
 from audiograph.graph.sampler import UniformNeighborSampler
 from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import full_adjacency
-from audiograph.pipelines.train_musig import train_musig
+from audiograph.pipelines.train_musig import store_musig_data, train_musig
+from audiograph.runtime import keyword_defaults
 from audiograph.store import Store
 from audiograph.tables import format_table
 from audiograph.training.musig import MusigModule
-from audiograph.training.musig_data import MusigData, split_edges
+from audiograph.training.musig_data import MusigData, MusigDataModule
 
 FANOUTS = (25, 10)
 HIDDEN, OUT = 256, 128
 VAL_PAIRS = 2048  # held-out edges: enough for a val_auc, few enough that validation stays short
+WARM_UP_BATCHES = 3
 
 
 def synthetic_data(nodes: int, edges: int, dim: int, seed: int) -> MusigData:
@@ -59,11 +76,12 @@ def synthetic_data(nodes: int, edges: int, dim: int, seed: int) -> MusigData:
 
 
 def bare_training(
-    data: MusigData, aggregate: str, batch_size: int, seconds: float, seed: int
+    split: MusigDataModule, aggregate: str, batch_size: int, seconds: float, seed: int, max_batches: int | None = None
 ) -> tuple[int, int, float]:
-    """(batches, seeds, wall seconds) of the bare loop run for about `seconds`, on train_musig's training split."""
-    train_graph, train_edges, _ = split_edges(data.graph, val_fraction(data), torch.Generator().manual_seed(seed))
-    sampler = UniformNeighborSampler(train_graph, list(FANOUTS))
+    """(batches, seeds, wall seconds) of the bare loop run for about `seconds` (or `max_batches`), on
+    train_musig's training split."""
+    data, train_edges = split.data, split.train_edges
+    sampler = UniformNeighborSampler(split.train_graph, list(FANOUTS))
     torch.manual_seed(seed)
     sizes = [data.data.num_features, HIDDEN, OUT]
     layers = torch.nn.ModuleList(
@@ -74,7 +92,7 @@ def bare_training(
     labels = torch.cat([torch.ones(batch_size), torch.zeros(batch_size)])
     batches = seeds = 0
     start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    while time.perf_counter() - start < seconds and batches != max_batches:
         positives = train_edges[:, torch.randint(train_edges.shape[1], (batch_size,))]
         pairs = torch.cat([positives, torch.randint(data.graph.num_nodes, (2, batch_size))], dim=1)
         nodes, pair_index = pairs.unique(return_inverse=True)
@@ -110,21 +128,25 @@ def bare_forward(layers, h: torch.Tensor, out, aggregate: str) -> torch.Tensor:
     return F.normalize(h, dim=-1)
 
 
-def val_fraction(data: MusigData) -> float:
+def synthetic_val_fraction(data: MusigData) -> float:
+    """The validation fraction that holds out `VAL_PAIRS` edges of a synthetic graph."""
     return VAL_PAIRS / (data.graph.num_edges / 2)
 
 
-def lightning_training(data: MusigData, batch_size: int, batches: int, seed: int, workdir: Path):
-    """The `train_musig` report of one epoch of `batches` batches (validation excluded from seeds/s)."""
-    store = Store(workdir / "bench.db")
+def lightning_training(
+    data: MusigData, store: Store, batch_size: int, batches: int, val_fraction: float, seed: int, workdir: Path
+):
+    """The `train_musig` report of one epoch of `batches` batches (validation excluded from seeds/s);
+    its model files go to `workdir`, nothing is registered in `store`."""
     return train_musig(
         store,
         musig_data=data,
         register=False,
+        models_dir=workdir,
         max_epochs=1,
         batches_per_epoch=batches,
         batch_size=batch_size,
-        val_fraction=val_fraction(data),
+        val_fraction=val_fraction,
         seed=seed,
         accelerator="cpu",
         quiet=True,
@@ -134,14 +156,36 @@ def lightning_training(data: MusigData, batch_size: int, batches: int, seed: int
     )
 
 
-def best_of(fn, repeats: int) -> float:
-    """The fastest of `repeats` timed calls, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def load_data(args, workdir: Path) -> tuple[MusigData, Store, str]:
+    """(the data to train on, a store for train_musig, a line saying what the data is): from a copy of
+    `--store`, or a synthetic power-law graph (with an empty store)."""
+    start = time.perf_counter()
+    if args.store is None:
+        data = synthetic_data(args.nodes, args.edges, args.dim, args.seed)
+        store = Store(workdir / "bench.db")
+        what = (
+            f"powerlaw_graph({args.nodes:,} nodes, {data.graph.num_edges // 2:,} undirected edges)"
+            f" with {args.dim} random features"
+        )
+    else:
+        copy = workdir / "store" / args.store.name
+        copy.parent.mkdir()
+        for suffix in ("", "-wal"):  # the store is never written: train_musig sees only the copy
+            if Path(f"{args.store}{suffix}").exists():
+                shutil.copy2(f"{args.store}{suffix}", f"{copy}{suffix}")
+        store = Store(copy)
+        data = store_musig_data(store, args.features, "auto")
+        what = (
+            f"{args.store}: {data.graph.num_nodes:,} tracks, {data.graph.num_edges // 2:,} undirected edges,"
+            f" {data.data.num_features} features ({', '.join(data.spec.groups)})"
+        )
+    degree = data.graph.degree.float()
+    seconds = time.perf_counter() - start
+    return (
+        data,
+        store,
+        f"{what}, loaded in {seconds:.1f} s: degree median {degree.median():.0f}, max {degree.max():.0f}",
+    )
 
 
 def main() -> None:
@@ -149,70 +193,122 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=15_900)
     parser.add_argument("--edges", type=int, default=5_200_000, help="undirected edges (the paper counts them once)")
     parser.add_argument("--dim", type=int, default=64, help="feature dimensions")
+    parser.add_argument("--store", type=Path, help="measure on this store's graph and features (read from a copy)")
+    parser.add_argument("--features", help="with --store: feature groups (default: those train-musig would use)")
     parser.add_argument("--batch-size", type=int, default=512, help="positive pairs per batch (as many negatives)")
-    parser.add_argument("--seconds", type=float, default=30.0, help="time budget of the bare training loop")
-    parser.add_argument("--repeats", type=int, default=3, help="timed inference passes (the best is kept)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time budget of each bare training run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each measure (the median is kept)")
     parser.add_argument(
         "--threads", type=int, help="torch threads (default: one per core; 1 is faster on a busy machine)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a small graph and short runs, for a smoke test")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
     if args.quick:
-        args.nodes, args.edges, args.seconds, args.repeats = 2000, 100_000, 3.0, 1
+        args.nodes, args.edges, args.seconds, args.repeats = 2000, 100_000, 1.0, 1
+    if args.json:
+        report_to_stderr()
+    if args.store is not None and not args.store.is_file():
+        parser.error(f"{args.store}: no such store")
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # train_musig keeps these threads (limit_threads yields to it)
 
-    start = time.perf_counter()
-    data = synthetic_data(args.nodes, args.edges, args.dim, args.seed)
-    degree = data.graph.degree.float()
-    print(
-        f"powerlaw_graph({args.nodes:,} nodes, {data.graph.num_edges // 2:,} undirected edges) with {args.dim} random"
-        f" features, built in {time.perf_counter() - start:.1f} s: degree median {degree.median():.0f},"
-        f" max {degree.max():.0f}; {threads} threads, torch {torch.__version__}"
-    )
-
-    bare = {
-        aggregate: bare_training(data, aggregate, args.batch_size, args.seconds, args.seed)
-        for aggregate in ("index_add", "sparse")
-    }
-    batches = bare["sparse"][0]
     with tempfile.TemporaryDirectory() as workdir:
-        start = time.perf_counter()
-        report = lightning_training(data, args.batch_size, batches, args.seed, Path(workdir))
-        lightning_wall = time.perf_counter() - start
+        try:
+            data, store, what = load_data(args, Path(workdir))
+            val_fraction = (
+                synthetic_val_fraction(data)
+                if args.store is None
+                else keyword_defaults(MusigDataModule)["val_fraction"]
+            )
+            if data.graph.num_edges == 0:
+                raise ConfigError(f"{args.store}: the graph has no edges to train on (run `audiograph build-graph`)")
+            split = MusigDataModule(data, FANOUTS, args.batch_size, val_fraction, seed=args.seed)
+        except AudiographError as error:
+            parser.exit(1, f"{error}\n")
+        say(f"{what}; {threads} threads, torch {torch.__version__}")
 
-    module = MusigModule(args.dim, HIDDEN, OUT, fanouts=FANOUTS).eval()
+        def lightning(batches: int):
+            return lightning_training(data, store, args.batch_size, batches, val_fraction, args.seed, Path(workdir))
+
+        aggregates = ("index_add", "sparse")
+        for aggregate in aggregates:  # warm-up
+            bare_training(split, aggregate, args.batch_size, args.seconds, args.seed, max_batches=WARM_UP_BATCHES)
+        lightning(WARM_UP_BATCHES)
+        bare = {aggregate: [] for aggregate in aggregates}
+        trained, lightning_walls = [], []
+        for _ in range(args.repeats):
+            for aggregate in aggregates:
+                bare[aggregate].append(bare_training(split, aggregate, args.batch_size, args.seconds, args.seed))
+            start = time.perf_counter()
+            trained.append(lightning(bare["sparse"][-1][0]))
+            lightning_walls.append(time.perf_counter() - start)
+
+    module = MusigModule(data.data.num_features, HIDDEN, OUT, fanouts=FANOUTS).eval()
     adjacency = full_adjacency(data.graph.rowptr, data.graph.col, data.graph.num_nodes)
     x = data.data.x
-    module.model.encode(x, data.graph)  # warm-up
-    inference = best_of(lambda: module.model.encode(x, data.graph), args.repeats)
+    inference = median_seconds(lambda: module.model.encode(x, data.graph), args.repeats)
     with torch.no_grad():
-        direct = best_of(lambda: module.model(x, [adjacency] * len(FANOUTS)), args.repeats)
-        spmm = best_of(lambda: torch.sparse.mm(adjacency, x, "mean"), args.repeats)
+        direct = median_seconds(lambda: module.model(x, [adjacency] * len(FANOUTS)), args.repeats)
+        spmm = median_seconds(lambda: torch.sparse.mm(adjacency, x, "mean"), args.repeats)
 
-    seeds_per_batch = bare["sparse"][1] / batches
+    rates = {aggregate: [seeds / seconds for _, seeds, seconds in runs] for aggregate, runs in bare.items()}
+    seeds_per_second = float(np.median([r.seeds_per_second for r in trained]))
+    bare_seeds_per_second = float(np.median(rates["sparse"]))
+    batches = int(np.median([n for n, _, _ in bare["sparse"]]))
+    seeds_per_batch = sum(seeds for _, seeds, _ in bare["sparse"]) / sum(n for n, _, _ in bare["sparse"])
     rows = [
         [
             "train_musig (Lightning, loader, 3 heads)",
-            f"{report.seeds_per_second:,.0f} seeds/s",
-            f"{batches} batches; {lightning_wall:.1f} s wall with setup and validation",
+            f"{seeds_per_second:,.0f} seeds/s",
+            f"{seeds_per_second / bare_seeds_per_second:.2f} of the bare sparse loop; ~{batches} batches,"
+            f" {np.median(lightning_walls):.1f} s wall with setup and validation",
         ]
     ]
-    for aggregate, (n, seeds, seconds) in bare.items():
+    for aggregate, runs in bare.items():
         rows.append(
-            [f"bare loop, {aggregate} mean", f"{seeds / seconds:,.0f} seeds/s", f"{n} batches in {seconds:.1f} s"]
+            [
+                f"bare loop, {aggregate} mean",
+                f"{np.median(rates[aggregate]):,.0f} seeds/s",
+                f"{int(np.median([n for n, _, _ in runs]))} batches in {np.median([s for _, _, s in runs]):.1f} s",
+            ]
         )
     rows += [
-        ["MusigModel.encode (full graph)", f"{inference:.3f} s", f"all {args.nodes:,} nodes, {len(FANOUTS)} layers"],
+        [
+            "MusigModel.encode (full graph)",
+            f"{inference:.3f} s",
+            f"all {data.graph.num_nodes:,} nodes, {len(FANOUTS)} layers",
+        ],
         ["MUSIG forward, no Lightning", f"{direct:.3f} s", "same adjacency and weights"],
-        ["bare torch.sparse.mm(adj, x, 'mean')", f"{spmm:.3f} s", f"one aggregation of the {args.dim}-dim features"],
+        [
+            "bare torch.sparse.mm(adj, x, 'mean')",
+            f"{spmm:.3f} s",
+            f"one aggregation of the {data.data.num_features}-dim features",
+        ],
     ]
-    print(
+    say(
         f"\nfanouts {list(FANOUTS)}, batch {args.batch_size} positive pairs + {args.batch_size} negatives,"
-        f" {seeds_per_batch:,.0f} seed nodes per batch; layers {args.dim}-{HIDDEN}-{OUT}"
+        f" {seeds_per_batch:,.0f} seed nodes per batch; layers {data.data.num_features}-{HIDDEN}-{OUT};"
+        f" median of {args.repeats} runs after a warm-up, in alternation"
     )
-    print(format_table(["measure", "result", "notes"], rows, right={1}))
+    say(format_table(["measure", "result", "notes"], rows, right={1}))
+    if args.json:
+        figures = {
+            "seeds_per_second": seeds_per_second,
+            "bare_seeds_per_second": bare_seeds_per_second,
+            "bare_index_add_seeds_per_second": float(np.median(rates["index_add"])),
+            "ratio": seeds_per_second / bare_seeds_per_second,
+            "encode_seconds": inference,
+            "spmm_seconds": spmm,
+            "nodes": data.graph.num_nodes,
+            "edges": data.graph.num_edges // 2,
+            "features": data.data.num_features,
+            "threads": threads,
+            "store": None if args.store is None else str(args.store),
+        }
+        print(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import alternating_medians, median_seconds, report_to_stderr, say
 
 from audiograph.store.index import VectorIndex
 
@@ -38,37 +39,6 @@ RATIO_TARGET = 1.2
 COLD_TARGET_SECONDS = 1.0
 RECALL_TARGET = 0.95
 SPEEDUP_TARGET = 5.0
-
-
-def say(text: str) -> None:
-    """A line of the human-readable report (stderr under --json, so stdout stays one JSON object)."""
-    print(text, file=REPORT, flush=True)
-
-
-REPORT = sys.stdout
-
-
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall time of `fn` over `repeats` calls, after one warm-up call."""
-    fn()  # warm caches and lazy allocations
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def alternating_medians(fns: list, repeats: int) -> list[float]:
-    """Median wall time of each of `fns`, called in turn `repeats` times after one warm-up round."""
-    times = [[] for _ in fns]
-    for round_ in range(repeats + 1):
-        for fn, spent in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            if round_:
-                spent.append(time.perf_counter() - start)
-    return [float(np.median(spent)) for spent in times]
 
 
 def random_unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -233,7 +203,6 @@ def ann_figures(index: VectorIndex, n_queries: int, timed_queries: int, repeats:
 
 
 def main() -> None:
-    global REPORT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=128)
@@ -252,7 +221,7 @@ def main() -> None:
         args.sizes, args.repeats, args.cold_size, args.cold_repeats = [20_000], 3, 2_000, 1
         args.ann_queries, args.ann_timed_queries = 50, 20
     if args.json:
-        REPORT = sys.stderr
+        report_to_stderr()
 
     rows, largest = warm_latency(args.sizes, args.dim, args.repeats)
     figures = {

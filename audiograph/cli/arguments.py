@@ -181,6 +181,7 @@ def args_build_graph(p) -> None:
 
 
 TRAINING_OPTION_HELP = {
+    "genre_loss": "genre task on the sampled pairs (pairs, the paper's) or on every pair of the batch's seeds (batch)",
     "loss": "contrastive (multi-positive InfoNCE, in-batch negatives) or triplet (the blog's cosine triplet loss)",
     "margin": "triplet margin",
     "views": "contrastive: random crops per track (two crops of a track are positives)",
@@ -262,6 +263,7 @@ def args_import_tracks(p) -> None:
 
 
 TRAIN_MUSIG_OPTIONS = (
+    "genre_loss",
     "batch_size",
     "lr",
     "hidden_channels",

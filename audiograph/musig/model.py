@@ -140,6 +140,20 @@ def info_nce(zi: torch.Tensor, zj: torch.Tensor, temperature: float) -> torch.Te
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
+def batch_genre_loss(z: torch.Tensor, genre: torch.Tensor, heads: PairHeads) -> torch.Tensor:
+    """The genre task on every pair of a batch's tracks (z [n, D], genre [n] class ids, -1 unknown): the
+    genre head's same-genre BCE over all pairs, not only the sampled edges and negatives, which are
+    nearly all same-genre pairs and random pairs and so repeat the playlist task."""
+    known = genre >= 0
+    z, genre = z[known], genre[known]
+    if len(z) < 2:
+        return z.sum() * 0
+    same = (genre[:, None] == genre[None, :]).float()
+    off_diagonal = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
+    logits = (z * heads.weight[1]) @ z.T + heads.bias[1]
+    return F.binary_cross_entropy_with_logits(logits[off_diagonal], same[off_diagonal])
+
+
 def multitask_loss(
     outputs: torch.Tensor,
     playlist: torch.Tensor,
@@ -149,6 +163,7 @@ def multitask_loss(
     *,
     contrast: tuple[torch.Tensor, torch.Tensor] | None = None,
     temperature: float = 0.1,
+    genre_loss: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """c1 * L_playlist + c2 * BCE(same genre) + c3 * RMSE(similarity), the paper's Eq. 6.
 
@@ -156,7 +171,8 @@ def multitask_loss(
     [B] says which pairs are edges. L_playlist is the paper's BCE on the first head, or, given
     `contrast` (the pairs' vectors zi, zj [B, D]), InfoNCE of each edge against the batch's other
     edges (in-batch negatives). `genre` and `similarity` hold NaN for pairs without a label (a track
-    without genre or features), which are left out of that task's mean.
+    without genre or features), which are left out of that task's mean. `genre_loss`, when given,
+    replaces the genre task's loss on the B pairs (see `batch_genre_loss`).
     """
     if contrast is None:
         parts = {"playlist": F.binary_cross_entropy_with_logits(outputs[:, 0], playlist.float())}
@@ -165,9 +181,12 @@ def multitask_loss(
         zi, zj = contrast
         parts = {"playlist": info_nce(zi[edges], zj[edges], temperature) if edges.sum() > 1 else outputs.sum() * 0}
     known = ~torch.isnan(genre)
-    parts["genre"] = (
-        F.binary_cross_entropy_with_logits(outputs[known, 1], genre[known]) if known.any() else outputs.sum() * 0
-    )
+    if genre_loss is not None:
+        parts["genre"] = genre_loss
+    elif known.any():
+        parts["genre"] = F.binary_cross_entropy_with_logits(outputs[known, 1], genre[known])
+    else:
+        parts["genre"] = outputs.sum() * 0
     known = ~torch.isnan(similarity)
     parts["audio"] = (
         torch.sqrt(F.mse_loss(outputs[known, 2], similarity[known]) + 1e-12) if known.any() else outputs.sum() * 0

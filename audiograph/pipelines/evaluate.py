@@ -199,6 +199,9 @@ def evaluate(
     def method_of(spec: MethodSpec) -> EmbeddingMethod:
         return build_method(spec, store, task_weights, accelerator, musig_options)
 
+    if progress:
+        progress(_plan(specs, seeds, musig_options))
+
     per_seed, case_playlists, seconds = _score_methods(store, specs, first, seeds, split_options, method_of, progress)
     results, best = _method_results(specs, per_seed, case_playlists, seconds)
     info = {**first.info, "seeds": list(seeds), "best": best.spec.label}
@@ -231,8 +234,42 @@ def _score_methods(
             seconds[spec] += time.perf_counter() - started
             if progress:
                 hit_rate = summarise(per_seed[spec][-1])["HR"]
-                progress(f"seed {seed}: {spec.label} HR {hit_rate:.3f} ({time.perf_counter() - started:.1f} s)")
+                left = _seconds_left(specs, seeds, seed, spec, seconds)
+                progress(
+                    f"seed {seed}: {spec.label} HR {hit_rate:.3f} ({time.perf_counter() - started:.1f} s)"
+                    + (f"; about {left / 60:.0f} min left" if left is not None else "")
+                )
     return per_seed, case_playlists, seconds
+
+
+def _plan(specs: list[MethodSpec], seeds: tuple[int, ...], musig_options: dict | None) -> str:
+    """What `evaluate` is about to do, in one line."""
+    from audiograph.pipelines.train_musig import train_musig
+    from audiograph.runtime import keyword_defaults
+
+    graph_kinds = [s for s in specs if s.kind.startswith(("musig", "graphsage"))]
+    defaults = {**keyword_defaults(train_musig), **(musig_options or {})}
+    training = (
+        f"; MUSIG/GraphSAGE train at most {defaults['max_epochs']} epochs of {defaults['batches_per_epoch']}"
+        " batches each"
+        if graph_kinds
+        else ""
+    )
+    return (
+        f"plan: {len(specs)} methods x {len(seeds)} seeds = {len(specs) * len(seeds)} fits"
+        f" ({', '.join(s.label for s in specs)}){training}; the time left is estimated after the first seed"
+    )
+
+
+def _seconds_left(specs, seeds, seed, spec, seconds) -> float | None:
+    """Seconds the remaining fits should take, by each method's time on the seeds done so far (None during
+    the first seed, when some methods have not run yet)."""
+    done = seeds.index(seed) + 1
+    if done == 1 and spec is not specs[-1]:
+        return None
+    per_seed = {s: seconds[s] / (done if specs.index(s) <= specs.index(spec) else max(done - 1, 1)) for s in specs}
+    later_this_seed = sum(per_seed[s] for s in specs[specs.index(spec) + 1 :])
+    return later_this_seed + (len(seeds) - done) * sum(per_seed.values())
 
 
 def _method_specs(

@@ -46,9 +46,7 @@ class EpochLog(Callback):
     def __init__(self, max_epochs: int):
         self.max_epochs, self.started = max_epochs, time.monotonic()
 
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
+    def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation, whose metrics it reports
         metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_") or k == "train_loss"
         }

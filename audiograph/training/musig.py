@@ -17,11 +17,13 @@ from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import (
     TASKS,
     PairHeads,
+    batch_genre_loss,
     layer_adjacencies,
     multitask_loss,
 )
 
 PLAYLIST_LOSSES = ("infonce", "bce")
+GENRE_LOSSES = ("pairs", "batch")
 
 
 TASK_WEIGHTINGS = ("static", "uncertainty")
@@ -43,7 +45,11 @@ class MusigModule(L.LightningModule):
     playlist-derived features (see `cold_features`) for that step, so that the aggregators learn
     to place a track in no playlist, the common case when completing real playlists.
     `task_weighting` "uncertainty" learns one weight per task (Kendall et al., 2018) on top of
-    `task_weights`, which then only switch tasks on or off and scale them.
+    `task_weights`, which then only switch tasks on or off and scale them. `genre_loss` "pairs" (the
+    paper's) puts the genre task on the sampled pairs; "batch" on every pair of the batch's seed tracks
+    (`batch_genre_loss`). On the Spotify dev split, 3 seeds, "batch" gave HR 0.820 against GraphSAGE's
+    0.814 (+0.007, p = 0.0095; +0.006, p = 0.06 against a rerun of one seed): within run-to-run noise of
+    the margin that would make it the default.
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class MusigModule(L.LightningModule):
         task_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         task_weighting: str = "static",
         playlist_loss: str = "infonce",
+        genre_loss: str = "pairs",
         temperature: float = 0.1,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
@@ -70,6 +77,8 @@ class MusigModule(L.LightningModule):
             raise ConfigError(f"need one fanout per layer: {num_layers} layers, fanouts {list(fanouts)}")
         if playlist_loss not in PLAYLIST_LOSSES:
             raise ConfigError(f"playlist loss must be one of {', '.join(PLAYLIST_LOSSES)}, got {playlist_loss!r}")
+        if genre_loss not in GENRE_LOSSES:
+            raise ConfigError(f"genre loss must be one of {', '.join(GENRE_LOSSES)}, got {genre_loss!r}")
         if task_weighting not in TASK_WEIGHTINGS:
             raise ConfigError(f"task weighting must be one of {', '.join(TASK_WEIGHTINGS)}, got {task_weighting!r}")
         if not 0 <= cold_start_rate <= 1:
@@ -109,6 +118,7 @@ class MusigModule(L.LightningModule):
             self.hparams.task_weights,
             contrast=contrast,
             temperature=self.hparams.temperature,
+            genre_loss=self._batch_genre_loss(batch, z),
         )
         if self.log_vars is not None:
             active = torch.tensor(self.hparams.task_weights, device=self.device) > 0
@@ -122,6 +132,13 @@ class MusigModule(L.LightningModule):
             self.val_auc.update(outputs[:, 0], batch.edge_label.long())
             self.log("val_auc", self.val_auc, prog_bar=True, batch_size=size)
         return loss
+
+    def _batch_genre_loss(self, batch, z: torch.Tensor) -> torch.Tensor | None:
+        """With genre_loss "batch", the genre task over every pair of the batch's seed tracks."""
+        if self.hparams.genre_loss != "batch" or self.hparams.task_weights[1] == 0:
+            return None
+        seeds = batch.num_sampled_nodes[0]
+        return batch_genre_loss(z[:seeds], batch.genre[:seeds], self.heads)
 
     def training_step(self, batch, batch_idx):
         return self._pair_step(batch, "train")

@@ -1,0 +1,81 @@
+"""The benchmarks in tools/ run, and `--json` prints one JSON object with the fields issue 13 names, each a
+positive number (`--quick`: tiny sizes, one repeat)."""
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def run_benchmark(name: str, *options: str, timeout: float = 300) -> dict:
+    """The JSON object `tools/NAME.py --quick --json OPTIONS` prints on stdout (its table goes to stderr)."""
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / f"{name}.py"), "--quick", "--json", *options],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=TOOLS.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.strip(), "the human-readable table belongs on stderr"
+    return json.loads(done.stdout)
+
+
+def assert_positive_numbers(figures: dict, fields: list[str]) -> None:
+    for field in fields:
+        value = figures.get(field)
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{field}: {value!r}"
+        assert math.isfinite(value) and value > 0, f"{field}: {value!r}"
+
+
+def test_bench_embed_json():
+    figures = run_benchmark("bench_embed")
+    assert_positive_numbers(figures, ["embed_audio_vs_decode", "acoustic_vs_decode_resample"])
+    # The ratios are the tracks/s figures divided, not something else.
+    assert figures["embed_audio_vs_decode"] == pytest.approx(
+        figures["embed_audio_tracks_per_second"] / figures["decode_tracks_per_second"]
+    )
+    assert figures["acoustic_vs_decode_resample"] == pytest.approx(
+        figures["acoustic_tracks_per_second"] / figures["decode_resample_tracks_per_second"]
+    )
+
+
+def test_bench_build_graph_json():
+    figures = run_benchmark("bench_build_graph")
+    assert_positive_numbers(figures, ["seconds", "parse_seconds", "algebra_seconds"])
+    # The whole build parses the slice and does the algebra: it cannot be faster than either part.
+    assert figures["seconds"] > max(figures["parse_seconds"], figures["algebra_seconds"])
+
+
+def test_bench_musig_json():
+    figures = run_benchmark("bench_musig")
+    assert_positive_numbers(figures, ["seeds_per_second", "bare_seeds_per_second"])
+    assert figures["ratio"] == pytest.approx(figures["seeds_per_second"] / figures["bare_seeds_per_second"])
+
+
+@pytest.mark.slow
+def test_bench_musig_on_a_store_leaves_it_untouched(embedded_db):
+    before = hashlib.sha256(embedded_db.read_bytes()).hexdigest()
+    figures = run_benchmark("bench_musig", "--store", str(embedded_db))
+    assert_positive_numbers(figures, ["seeds_per_second", "bare_seeds_per_second"])
+    assert figures["store"] == str(embedded_db)
+    assert hashlib.sha256(embedded_db.read_bytes()).hexdigest() == before
+
+
+def test_bench_musig_refuses_a_missing_store(tmp_path):
+    missing = tmp_path / "absent.db"
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / "bench_musig.py"), "--quick", "--json", "--store", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert str(missing) in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
