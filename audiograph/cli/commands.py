@@ -312,13 +312,13 @@ def cmd_train_musig(args) -> int:
     )
     if "val_hr" in m:
         say(
-            f"best epoch {int(m.get('epoch', 0))}: playlist completion on held-out playlists, hit rate"
+            f"best epoch {int(m.get('epoch', 0)) + 1}: playlist completion on held-out playlists, hit rate"
             f" {m['val_hr']:.3f} against {m.get('val_hr_features', float('nan')):.3f} for the z-scored input"
             f" features; {report.seeds_per_second:.0f} seeds/s"
         )
     else:
         say(
-            f"best epoch {int(m.get('epoch', 0))}: held-out link AUC {m.get('val_auc', float('nan')):.3f};"
+            f"best epoch {int(m.get('epoch', 0)) + 1}: held-out link AUC {m.get('val_auc', float('nan')):.3f};"
             f" {report.seeds_per_second:.0f} seeds/s"
         )
     for warning in report.warnings:

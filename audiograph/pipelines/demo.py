@@ -140,7 +140,7 @@ def _train_musig(store: Store, quiet: bool) -> None:
     m = musig.metrics
     print(
         f"{musig.model_id} on {', '.join(musig.features)} (similarity task on {musig.similarity_group}), best"
-        f" epoch {int(m.get('epoch', 0))}: completing held-out playlists, hit rate"
+        f" epoch {int(m.get('epoch', 0)) + 1}: completing held-out playlists, hit rate"
         f" {m.get('val_hr', float('nan')):.3f} against {m.get('val_hr_features', float('nan')):.3f} for its"
         f" z-scored input features; {musig.embedded} tracks in the musig space"
     )
