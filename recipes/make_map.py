@@ -78,7 +78,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "map.png")
     parser.add_argument("--html", action="store_true", help="also write the map as a self-contained HTML page")
+    parser.add_argument("--quick", action="store_true", help="300 tracks, written to a temporary folder: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        import tempfile
+
+        args.sample, args.out = 300, Path(tempfile.mkdtemp(prefix="audiograph-map-")) / "map.png"
     try:
         tracks = read_tracks(args.csv)
         rng = np.random.default_rng(args.seed)
