@@ -7,6 +7,7 @@ import csv
 import inspect
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,11 +99,37 @@ class FitResult:
 
 def fit_and_register(
     store: Store,
-    module: L.LightningModule,
+    modules: list[L.LightningModule],
     datamodule: L.LightningDataModule,
     *,
     kind: str,
     space: str,
+    monitor: str,
+    register: bool = True,
+    config: dict | None = None,
+    add_metrics: Callable[[FitResult], dict] | None = None,
+    **fit_options,
+) -> FitResult:
+    """Fit each of `modules` (LightningModules whose `model` is a model object; several for a grid search)
+    with `fit_one`, keep the best on `monitor` (higher is better), add `add_metrics(best)` to its metrics
+    (figures measured after training, such as a guard's), and with `register` record its saved model in
+    the store's registry as `kind` filling `space`, with its hyperparameters, `config` and the metrics."""
+    runs = [fit_one(store, module, datamodule, kind=kind, monitor=monitor, **fit_options) for module in modules]
+    best = max(runs, key=lambda run: run.metrics.get(monitor, float("-inf")))
+    if add_metrics is not None:
+        best.metrics.update(add_metrics(best))
+    if register:
+        settings = {**dict(best.module.hparams), **(config or {})}
+        store.models.register(best.model_id, kind, space, checkpoint=best.saved, config=settings, metrics=best.metrics)
+    return best
+
+
+def fit_one(
+    store: Store,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    *,
+    kind: str,
     monitor: str,
     max_epochs: int,
     patience: int,
@@ -111,16 +138,12 @@ def fit_and_register(
     accelerator: str = "auto",
     devices="auto",
     quiet: bool = False,
-    register: bool = True,
-    config: dict | None = None,
     models_dir: str | Path | None = None,
     **trainer_options,
 ) -> FitResult:
-    """Fit `module` (a LightningModule whose `model` is a model object) with early stopping on `monitor`
-    (higher is better), restore its best epoch, save that model into `<models_dir>/<model id>/model`, and,
-    with `register`, record it in the store's registry as `kind` filling `space`, with its
-    hyperparameters, `config` and the best epoch's validation metrics. `count(batch)` is how many
-    samples a batch holds, for the throughput figure."""
+    """Fit `module` with early stopping on `monitor` (higher is better), restore its best epoch, and save
+    that model into `<models_dir>/<model id>/model`. `count(batch)` is how many samples a batch holds,
+    for the throughput figure."""
     models_dir = Path(models_dir) if models_dir is not None else store.models_dir
     model_id = store.models.new_id(kind, models_dir)
     L.seed_everything(seed, workers=True, verbose=False)
@@ -150,15 +173,4 @@ def fit_and_register(
     with weights_only_loading(best, f"model '{model_id}'"):
         module = type(module).load_from_checkpoint(best, map_location="cpu", weights_only=True)
     saved = module.model.save(models_dir / model_id / "model")
-    result = FitResult(model_id, module.eval(), saved, trainer.current_epoch, metrics, throughput.per_second)
-    if register and trainer.is_global_zero:
-        register_fit(store, result, kind, space, config)
-    return result
-
-
-def register_fit(store: Store, result: FitResult, kind: str, space: str, config: dict | None = None) -> None:
-    """Record a run's saved model in the registry, with its hyperparameters, `config` and metrics."""
-    settings = {**dict(result.module.hparams), **(config or {})}
-    store.models.register(
-        result.model_id, kind, space, checkpoint=result.saved, config=settings, metrics=result.metrics
-    )
+    return FitResult(model_id, module.eval(), saved, trainer.current_epoch, metrics, throughput.per_second)

@@ -17,7 +17,7 @@ from audiograph.audio.config import AudioConfig
 from audiograph.eval.neighbours import neighbour_precision_at_k
 from audiograph.models.acoustic import ACOUSTIC_KIND, AcousticModel
 from audiograph.pipelines.build_graph import load_graph
-from audiograph.pipelines.fit import fit_and_register, register_fit, split_options
+from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
 from audiograph.runtime import keyword_defaults, limit_threads, quiet_lightning
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, VectorIndex
 from audiograph.training.audio import GUARD_K, MONITOR, AudioEncoderModule
@@ -136,13 +136,23 @@ def train_audio(
     module = AudioEncoderModule(audio=datamodule.audio.to_dict(), **module_options)
     if module.model.encoder.input_norm_kind == "collection":
         module.model.encoder.set_input_statistics(datamodule.band_mean, datamodule.band_std)
+    config = {**datamodule.hparams, "max_epochs": max_epochs, "patience": patience, **_split_sizes(datamodule)}
+    guard = {}
+
+    def compare(fit: FitResult) -> dict:
+        guard.update(compare_with_inputs(store, datamodule, fit.module, seed))
+        figures = {f"val_{k}": v for k, v in guard.items() if k.endswith(f"_at_{GUARD_K}")}
+        return {"train_crops_per_second": fit.per_second, **figures}
+
     fit = fit_and_register(
         store,
-        module,
+        [module],
         datamodule,
         kind=ACOUSTIC_KIND,
         space=ACOUSTIC_SPACE,
         monitor=MONITOR,
+        config=config,
+        add_metrics=compare,
         max_epochs=max_epochs,
         patience=patience,
         seed=seed,
@@ -150,25 +160,17 @@ def train_audio(
         accelerator=accelerator,
         devices=devices,
         quiet=quiet,
-        register=False,
         log_every_n_steps=10,
         reload_dataloaders_every_n_epochs=1,
         num_sanity_val_steps=0,
     )
-    fit.metrics["train_crops_per_second"] = fit.per_second
-    guard = compare_with_inputs(store, datamodule, fit.module, seed)
-    fit.metrics.update({f"val_{k}": v for k, v in guard.items() if k.endswith(f"_at_{GUARD_K}")})
-    config = {
-        **datamodule.hparams,
-        "max_epochs": max_epochs,
-        "patience": patience,
-        "train_tracks": int(datamodule.train_eligible.sum()),
-        "val_tracks": len(datamodule.val_nodes),
-    }
-    register_fit(store, fit, ACOUSTIC_KIND, ACOUSTIC_SPACE, config)
     embedded = embed_cached_tracks(store, fit.module.model, datamodule.eligible_ids(), fit.model_id)
     _say_guard(guard, quiet)
     return TrainAudioReport(fit.model_id, str(fit.saved), fit.epochs, fit.metrics, embedded, fit.per_second, guard)
+
+
+def _split_sizes(datamodule: GraphAudioData) -> dict:
+    return {"train_tracks": int(datamodule.train_eligible.sum()), "val_tracks": len(datamodule.val_nodes)}
 
 
 def _crops(batch) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from audiograph.musig.model import (
 )
 from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.features import available_groups, build_features, cold_features
-from audiograph.pipelines.fit import FitResult, fit_and_register, register_fit, split_options
+from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
 from audiograph.runtime import keyword_defaults, limit_threads, quiet_lightning
 from audiograph.store import MUSIG_SPACE, Store
 from audiograph.training.musig import MusigModule
@@ -100,13 +101,11 @@ def train_musig(
     space: str | None = None,
     **options,
 ) -> TrainMusigReport:
-    """Train MUSIG on the store's graph, register it, and write every track's vector into the `musig` space.
+    """Train MUSIG on the store's graph, register it, and write every track's vector into its space.
 
-    `features`: feature groups (default: every group the store has); `similarity`: the group the
-    similarity task regresses on ("auto": acoustic, else audio; None: no similarity labels);
-    `task_weights`: c1,c2,c3, a preset name, or "auto" (the paper's grid search: every preset is
-    trained and the best on validation kept); `options`: keyword arguments of `MusigModule`
-    (lr, fanouts, cold_start_rate, ...) and of `MusigDataModule` (batch_size, val_fraction, seed, ...).
+    `features`: groups (default: all the store has); `similarity`: the similarity task's group ("auto":
+    acoustic, else audio); `task_weights`: c1,c2,c3, a preset, or "auto" (every preset, best kept);
+    `options`: of `MusigModule` (lr, fanouts, ...) and `MusigDataModule` (batch_size, val_fraction, seed).
     `musig_data`, `register=False` and `models_dir` are for evaluations that train on a held-out split.
     """
     quiet_lightning()
@@ -118,7 +117,17 @@ def train_musig(
         raise ConfigError(f"{store.path}: the graph has no edges to train on (run `audiograph build-graph`)")
     datamodule = MusigDataModule(data, **data_options)
     space = space or ("graphsage" if task_weights == "graphsage" else MUSIG_SPACE)
-    fit_options = dict(
+    best = fit_and_register(
+        store,
+        _candidate_modules(data, task_weights, module_options),
+        datamodule,
+        kind=MUSIG_KIND,
+        space=space,
+        monitor=datamodule.monitor,
+        register=register,
+        config={**data_options, "max_epochs": max_epochs, "batches_per_epoch": batches_per_epoch},
+        add_metrics=functools.partial(_added_metrics, datamodule.features_baseline()),
+        count=_seed_nodes,
         max_epochs=max_epochs,
         patience=patience,
         seed=data_options["seed"],
@@ -127,13 +136,11 @@ def train_musig(
         quiet=quiet,
         models_dir=models_dir,
         limit_train_batches=batches_per_epoch or 1.0,
+        log_every_n_steps=5,
     )
-    best = _fit_best(store, data, datamodule, task_weights, space, module_options, fit_options)
     report = _report(best, data, space)
-    _guard(report, datamodule.features_baseline())
+    _guard(report)
     if register:
-        config = {**data_options, "max_epochs": max_epochs, "batches_per_epoch": batches_per_epoch}
-        register_fit(store, best, MUSIG_KIND, space, config)
         report.embedded = embed_musig(store, best.model_id)
     return report
 
@@ -164,46 +171,39 @@ def _report(best: FitResult, data: MusigData, space: str) -> TrainMusigReport:
     )
 
 
-def _fit_best(store, data, datamodule, task_weights, space, module_options, fit_options) -> FitResult:
-    """Fit one model per candidate task weighting (every preset for "auto"), and keep the best on validation."""
+def _candidate_modules(data: MusigData, task_weights, module_options: dict) -> list[MusigModule]:
+    """One module per candidate task weighting: every preset for "auto" (the paper's grid search)."""
     candidates = list(TASK_WEIGHT_PRESETS.values()) if task_weights == "auto" else [parse_task_weights(task_weights)]
-    runs = []
-    for weights in candidates:
-        module = MusigModule(
+    return [
+        MusigModule(
             data.data.num_features,
             features=data.spec.to_dict(),
             similarity_group=data.similarity_group,
             task_weights=weights,
             **module_options,
         )
-        runs.append(
-            fit_and_register(
-                store,
-                module,
-                datamodule,
-                kind=MUSIG_KIND,
-                space=space,
-                monitor=datamodule.monitor,
-                count=_seed_nodes,
-                register=False,
-                log_every_n_steps=5,
-                **fit_options,
-            )
-        )
-    best = max(runs, key=lambda r: r.metrics.get(datamodule.monitor, float("-inf")))
-    best.metrics["train_seeds_per_second"] = best.per_second
-    return best
+        for weights in candidates
+    ]
 
 
 def _seed_nodes(batch) -> int:
     return batch.num_sampled_nodes[0]
 
 
-def _guard(report: TrainMusigReport, baseline: float | None) -> None:
-    """Record the z-scored input features' validation hit rate, and warn when MUSIG's is lower."""
-    if baseline is None or "val_hr" not in report.metrics:
+def _added_metrics(baseline: float | None, fit: FitResult) -> dict:
+    """Metrics recorded with the model: its training throughput, and the z-scored input features'
+    validation hit rate (the bar it must clear) when validation is by playlist completion."""
+    added = {"train_seeds_per_second": fit.per_second}
+    if baseline is not None and "val_hr" in fit.metrics:
+        added["val_hr_features"] = baseline
+    return added
+
+
+def _guard(report: TrainMusigReport) -> None:
+    """Warn when MUSIG's validation hit rate is below that of its own z-scored input features."""
+    baseline = report.metrics.get("val_hr_features")
+    if baseline is None:
         return
-    report.metrics["val_hr_features"] = baseline
     if report.metrics["val_hr"] < baseline:
         report.warnings.append(
             f"MUSIG's validation hit rate {report.metrics['val_hr']:.3f} is below that of its own z-scored input"

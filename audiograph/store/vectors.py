@@ -24,6 +24,7 @@ class Vectors:
     def __init__(self, store: Connection, models: ModelRegistry):
         self.store, self.db, self.models = store, store.db, models
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
+        self._ann_indexes: dict[tuple[str, str, int], object] = {}  # current approximate indexes, once read
 
     def put_one(self, space, track_id, model_id, content_hash, vector, now) -> None:
         """Write one vector (inside the caller's transaction)."""
@@ -49,6 +50,7 @@ class Vectors:
     def forget_indexes(self) -> None:
         """Drop the loaded search indexes, after a write."""
         self._indexes.clear()
+        self._ann_indexes.clear()
 
     def states(self, space: str, dim: int | None = None) -> dict[str, tuple[str, str]]:
         """track id -> (model id, content hash) of its stored vector in `space`; with `dim`, vectors of
@@ -137,14 +139,20 @@ class Vectors:
         this model and row count; else None, and searches scan exactly. A damaged one is warned about."""
         from audiograph.store.ann import AnnIndex, AnnIndexError, ann_folder
 
+        key = (space, model_id, n_rows)
+        if key in self._ann_indexes:
+            return self._ann_indexes[key]
         folder = ann_folder(self.store.path, space)
         if not folder.is_dir():
             return None
         try:
-            return AnnIndex.load(folder, model_id, n_rows)
+            ann = AnnIndex.load(folder, model_id, n_rows)
         except AnnIndexError as e:
             warnings.warn(f"{e}; searching exactly instead (rebuild it with `audiograph index {space}`)", stacklevel=2)
             return None
+        if ann is not None:  # an absent or stale index is looked for again: `index` may build it meanwhile
+            self._ann_indexes[key] = ann
+        return ann
 
     def hit_rows(self, hits: list[Hit]) -> list[dict]:
         """Search hits as rows: rank, score, track id, and the track's path, title, artist and genre."""
