@@ -62,7 +62,7 @@ def test_weights_match_a_brute_force_count_and_unmatched_are_reported(store_with
     assert report.playlists == 13 and report.unmatched == 1 and report.urls_skipped == 1
     assert "gone.mp3" in report.unmatched_examples[0]
     expected = _brute_force_weights([[f"m/{t}" for t in p] for p in playlists])
-    stored = {(a, b): w for a, b, w in store.db.execute("SELECT src, dst, weight FROM edges")}
+    stored = {(a, b): w for a, b, w in store.graph.edge_rows()}
     assert stored == expected
     node_ids, graph = load_graph(store)
     assert graph.num_edges == 2 * len(expected)
@@ -70,7 +70,7 @@ def test_weights_match_a_brute_force_count_and_unmatched_are_reported(store_with
 
     # A threshold keeps only the edges at or above it; the report says why.
     report = build_graph(store, [lists], min_weight=3)
-    stored = {(a, b): w for a, b, w in store.db.execute("SELECT src, dst, weight FROM edges")}
+    stored = {(a, b): w for a, b, w in store.graph.edge_rows()}
     assert stored == {k: v for k, v in expected.items() if v >= 3}
     assert "--min-weight" in report.min_weight_reason
     assert store.get_meta("graph")["min_weight"] == 3
@@ -115,14 +115,14 @@ def test_id_sources_with_and_without_add_missing(store_with_tracks, tmp_path):
     edges.write_text("src,dst,weight\nm/t1.mp3,m/t2.mp3,2.5\nm/t1.mp3,nowhere,1\n")
     report = build_graph(store, [mpd, edges], min_weight=1)
     assert report.unmatched == 2 and report.added_tracks == 0
-    stored = {(a, b): w for a, b, w in store.db.execute("SELECT src, dst, weight FROM edges")}
+    stored = {(a, b): w for a, b, w in store.graph.edge_rows()}
     assert stored == {("m/t1.mp3", "m/t2.mp3"): 2.5}
 
     report = build_graph(store, [mpd, edges], min_weight=1, add_missing=True)
     assert report.added_tracks == 2 and report.unmatched == 0
     assert store.tracks.get("spotify:track:new")["status"] == "imported"
     assert store.tracks.get("spotify:track:new")["title"] == "New"
-    stored = {(a, b): w for a, b, w in store.db.execute("SELECT src, dst, weight FROM edges")}
+    stored = {(a, b): w for a, b, w in store.graph.edge_rows()}
     assert stored[("m/t0.mp3", "spotify:track:new")] == 1.0 and stored[("m/t1.mp3", "nowhere")] == 1.0
 
 
@@ -146,14 +146,14 @@ def test_an_empty_new_graph_keeps_the_stored_one_and_a_replacement_is_reported(s
     _write_m3u(good, [str(music / f"t{i}.mp3") for i in range(4)])
     first = build_graph(store, [good], min_weight=1)
     assert first.replaced is None and first.summary["edges"] == 6
-    before = sorted(store.db.execute("SELECT src, dst, weight FROM edges").fetchall())
+    before = sorted(store.graph.edge_rows())
 
     bad = tmp_path / "bad.m3u8"
     _write_m3u(bad, [str(tmp_path / "elsewhere.mp3")])
     expected = r"bad.m3u8: the new graph has no edges \(1 playlists, 0 of 1 .* kept the stored graph \(1 playlists, 6"
     with pytest.raises(ConfigError, match=expected):
         build_graph(store, [bad], min_weight=1)
-    assert sorted(store.db.execute("SELECT src, dst, weight FROM edges").fetchall()) == before
+    assert sorted(store.graph.edge_rows()) == before
     assert [p["name"] for p in store.graph.playlists()] == ["good"]
 
     other = tmp_path / "other.m3u8"

@@ -89,12 +89,12 @@ def test_query_with_a_file_outside_the_collection(embedded_db, shared_data, tmp_
     assert len(hits) == 4 and all(h["track_id"].startswith("synth/") for h in hits)
     # Same answer as searching the store with the file's own descriptors (an independent path).
     from audiograph.audio.analysis import analyse
-    from audiograph.audio.frontend import AudioFrontend
+    from audiograph.audio.config import AudioConfig
     from audiograph.store import Store
 
     store = Store(embedded_db)
     ids, matrix = store.vectors.matrix("descriptors")
-    q = analyse(outside, AudioFrontend()).descriptors
+    q = analyse(outside, AudioConfig()).descriptors
     mean, std = matrix.mean(0), matrix.std(0)
     z = (matrix - mean) / std
     z /= np.linalg.norm(z, axis=1, keepdims=True)
@@ -177,13 +177,13 @@ def test_build_graph_keeps_the_stored_graph_or_says_what_it_replaced(store_copy,
     from audiograph.cli import main
 
     db = str(store_copy.path)
-    edges = store_copy.db.execute("SELECT count(*) FROM edges").fetchone()[0]
+    edges = store_copy.graph.summary()["edges"]
     bad = tmp_path / "bad.m3u8"
     bad.write_text("#EXTM3U\n/nowhere/song.mp3\n", encoding="utf-8")
     assert main(["build-graph", str(bad), "--db", db]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.m3u8: the new graph has no edges" in err[0] and f"{edges} edges)" in err[0]
-    assert store_copy.db.execute("SELECT count(*) FROM edges").fetchone()[0] == edges
+    assert store_copy.graph.summary()["edges"] == edges
     assert main(["build-graph", str(synth_collection / "playlists"), "--db", db]) == 0
     assert f"replaced the stored graph: 12 playlists and {edges} edges" in capsys.readouterr().out
 

@@ -24,13 +24,13 @@ def test_acoustic_model_encodes_files_and_waveforms_like_the_front_end_and_encod
     vectors = model.encode(paths, batch_size=2)
     # The same chunks through the bare encoder (an independent path through embed_tracks).
     expected = embed_tracks(
-        model.encoder, [chunks_as_tensors(analyse(p, model.frontend, descriptors=False).mel_chunks) for p in paths]
+        model.encoder, [chunks_as_tensors(analyse(p, model.config, descriptors=False).mel_chunks) for p in paths]
     ).numpy()
     assert vectors.shape == (3, 32) and model.encoder.head[-1].out_features == 32
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # A waveform at the config's sample rate gives the file's vector (float16 chunks, as cached).
-    samples = analyse(paths[0], model.frontend, descriptors=False).audio
+    samples = analyse(paths[0], model.config, descriptors=False).audio
     assert samples.duration > 0
     from audiograph.audio.decode import decode
 

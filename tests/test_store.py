@@ -55,26 +55,37 @@ def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):
     assert store.tracks.get("c/001.mp3")["title"] == "Song 1"  # data survives the upgrade
 
 
-def test_edges_survive_the_move_to_a_table_without_rowid(tmp_path, monkeypatch):
-    path = tmp_path / "graph.db"
+def test_edges_of_an_older_store_survive_every_change_of_their_table(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
     monkeypatch.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:3])
-    old = Store(path)
+    old = Store(path)  # rows keyed on (src, dst) with a second index, as the first stores had them
     old.tracks.write([_record(i) for i in range(3)])
-    old.graph.replace(
-        [("p", "p", "src", 3, ["c/000.mp3", "c/001.mp3", "c/002.mp3"])],
-        (["c/001.mp3", "c/000.mp3"], ["c/002.mp3", "c/001.mp3"], [2.0, 1.0]),
-        {"min_weight": 1},
-    )
+    with old.transaction():
+        old.db.conn.executemany(
+            "INSERT INTO edges (src, dst, weight) VALUES (?, ?, ?)",
+            [("c/001.mp3", "c/002.mp3", 2.0), ("c/000.mp3", "c/001.mp3", 1.0)],
+        )
+        old.set_meta("graph", {"min_weight": 1})
     old.close()
     monkeypatch.undo()
     store = Store(path)
-    assert "WITHOUT ROWID" in store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'edges'").fetchone()[0]
-    assert sorted(store.db.execute("SELECT src, dst, weight FROM edges").fetchall()) == [
-        ("c/000.mp3", "c/001.mp3", 1.0),
-        ("c/001.mp3", "c/002.mp3", 2.0),
-    ]
+    assert store.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'edges'").fetchone()[0] == 0
+    assert sorted(store.graph.edge_rows()) == [("c/000.mp3", "c/001.mp3", 1.0), ("c/001.mp3", "c/002.mp3", 2.0)]
     node_ids, graph = load_graph(store)
-    assert graph.num_edges == 4
+    assert graph.num_edges == 4 and store.graph.summary()["edges"] == 2
+
+
+def test_graph_arrays_round_trip_onto_any_node_list(tmp_path):
+    store = Store(tmp_path / "s.db")
+    nodes = [f"t{i}" for i in range(6)]
+    src, dst, weight = np.array([0, 4, 2]), np.array([3, 1, 5]), np.array([1.0, 2.5, 7.0])
+    store.graph.replace([], nodes, (src, dst, weight), {"sources": []})
+    assert sorted(store.graph.edge_rows()) == [("t0", "t3", 1.0), ("t1", "t4", 2.5), ("t2", "t5", 7.0)]
+    # Onto another node list: positions follow it, and edges to nodes it leaves out are dropped.
+    s, d, w = store.graph.edges(["t5", "t1", "t2", "t4", "x"])
+    assert sorted(zip(s.tolist(), d.tolist(), w.tolist())) == [(1, 3, 2.5), (2, 0, 7.0)]
+    with pytest.raises(ValueError):
+        store.graph.replace([], nodes[:3], (src, dst, weight), {})
 
 
 def test_must_exist_and_corrupt_files(tmp_path):
@@ -191,6 +202,47 @@ def test_index_edge_cases_and_standardisation():
     assert [h.id for h in z.search(query, k=3)] == [
         str(i) for i in np.argsort(-(expected @ (q / np.linalg.norm(q))))[:3]
     ]
+
+
+def test_a_new_process_reads_the_index_from_its_cache_until_the_space_changes(tmp_path):
+    path = tmp_path / "s.db"
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((30, 6)).astype(np.float32) * 10 + 3
+    store = Store(path)
+    store.models.register("d1", "descriptors", "descriptors", config={"standardize": True})
+    store.tracks.write([_record(i, {"descriptors": ("d1", vectors[i])}) for i in range(30)])
+    built = store.vectors.index("descriptors")
+    assert not isinstance(built.matrix, np.memmap)
+    store.close()
+
+    reopened = Store(path)  # a new process: the matrix comes from the cache, memory-mapped and equal
+    cached = reopened.vectors.index("descriptors")
+    assert isinstance(cached.matrix, np.memmap)
+    assert cached.ids == built.ids
+    np.testing.assert_array_equal(cached.matrix, built.matrix)
+    np.testing.assert_array_equal(cached.normalise(vectors[4]), built.normalise(vectors[4]))
+    hits = reopened.vectors.similar("descriptors", vectors[4], k=3)
+    assert hits[0]["track_id"] == "c/004.mp3"
+    reopened.close()
+
+    # Any write to the space, even one that keeps the row count, makes the cache stale.
+    writer = Store(path)
+    writer.vectors.put("descriptors", "d1", {"c/004.mp3": -vectors[4]})
+    writer.close()
+    fresh = Store(path)
+    index = fresh.vectors.index("descriptors")
+    assert not isinstance(index.matrix, np.memmap)
+    assert fresh.vectors.similar("descriptors", -vectors[4], k=1)[0]["track_id"] == "c/004.mp3"
+    assert len(list((tmp_path / "s.db.index" / "descriptors" / "exact").glob("matrix-*.npy"))) == 1
+
+
+def test_a_store_whose_cache_cannot_be_written_is_still_searched(tmp_path):
+    path = tmp_path / "s.db"
+    store = Store(path)
+    vectors = np.eye(4, dtype=np.float32)
+    store.tracks.write([_record(i, {"acoustic": ("m", vectors[i])}) for i in range(4)])
+    (tmp_path / "s.db.index").write_text("a file where the cache folder would go")
+    assert store.vectors.similar("acoustic", vectors[2], k=1)[0]["track_id"] == "c/002.mp3"
 
 
 def test_a_batch_is_written_atomically(tmp_path):
@@ -314,7 +366,8 @@ def test_replacing_the_graph_returns_what_it_replaced(tmp_path):
     store = Store(tmp_path / "s.db")
     store.tracks.write([_record(i) for i in range(3)])
     assert store.graph.summary() is None
-    edges = (["c/000.mp3"], ["c/001.mp3"], [1.0])
-    assert store.graph.replace([("p", "p", "a.m3u8", 2, ["c/000.mp3", "c/001.mp3"])], edges, {"sources": ["a"]}) is None
-    previous = store.graph.replace([], ([], [], []), {"sources": ["b"]})
+    nodes, edges = ["c/000.mp3", "c/001.mp3"], (np.array([0]), np.array([1]), np.array([1.0]))
+    playlist = ("p", "p", "a.m3u8", 2, ["c/000.mp3", "c/001.mp3"])
+    assert store.graph.replace([playlist], nodes, edges, {"sources": ["a"]}) is None
+    previous = store.graph.replace([], [], (np.array([]), np.array([]), np.array([])), {"sources": ["b"]})
     assert previous["playlists"] == 1 and previous["edges"] == 1 and previous["sources"] == ["a"]

@@ -1,16 +1,20 @@
-"""One file -> decoded metadata, cached-form log-mel chunks and descriptors: the per-file work of ingest and query."""
+"""One file -> decoded metadata, cached-form log-mel chunks and descriptors: the per-file work of ingest and query.
+
+Plain numpy (no torch, no librosa import), so that embedding one file for a query starts fast.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-import torch
 
+from audiograph.audio.config import AudioConfig, chunk_spans
 from audiograph.audio.decode import DecodedAudio, decode
 from audiograph.audio.descriptors import compute_descriptors
-from audiograph.audio.frontend import AudioFrontend
+from audiograph.audio.spectral import mel_filterbank, power_spectrogram, power_to_db
 
 
 @dataclass
@@ -22,28 +26,36 @@ class Analysis:
     descriptors: np.ndarray | None
 
 
-@torch.no_grad()
+@lru_cache(maxsize=8)
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    filters = mel_filterbank(sample_rate, n_fft, n_mels)
+    filters.setflags(write=False)
+    return filters
+
+
 def analyse(
-    path: str | os.PathLike, frontend: AudioFrontend, *, data: bytes | None = None, descriptors: bool = True
+    path: str | os.PathLike, config: AudioConfig, *, data: bytes | None = None, descriptors: bool = True
 ) -> Analysis:
-    """Decode `path` and compute its log-mel chunks (and descriptors) from one shared STFT.
+    """Decode `path` and compute its log-mel chunks (and descriptors) from one shared STFT, as `config` sets them.
 
     Raises `DecodeError` for unusable files.
     """
-    audio = decode(path, frontend.sample_rate, data=data)
-    lm = frontend.logmel
-    power = lm.power_spectrogram(torch.from_numpy(audio.samples))
-    mel = lm.mel_db(power)
+    audio = decode(path, config.sample_rate, data=data)
+    power = power_spectrogram(audio.samples, config.n_fft, config.hop_length)
+    mel = power_to_db(_mel_filters(config.sample_rate, config.n_fft, config.n_mels) @ power, top_db=config.top_db)
     # Chunks are kept in float16, the cache's precision, so that a vector computed now equals
     # one recomputed from the cache later.
-    chunks = [c.numpy().astype(np.float16) for c in frontend.chunks(mel)]
+    spans = chunk_spans(mel.shape[1], config.chunk_frames, config.max_chunks)
+    chunks = [mel[:, a:b].astype(np.float16) for a, b in spans]
     desc = None
     if descriptors:
-        desc = compute_descriptors(audio.samples, power.numpy(), mel.numpy(), lm.sample_rate, lm.n_fft, lm.hop_length)
+        desc = compute_descriptors(audio.samples, power, mel, config.sample_rate, config.n_fft, config.hop_length)
     audio.samples = np.zeros(0, np.float32)
     return Analysis(audio, chunks, desc)
 
 
-def chunks_as_tensors(chunks: list[np.ndarray]) -> list[torch.Tensor]:
+def chunks_as_tensors(chunks: list[np.ndarray]) -> list:
     """Cached float16 chunks -> float32 tensors for the encoder."""
+    import torch
+
     return [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in chunks]

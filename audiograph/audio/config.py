@@ -3,6 +3,7 @@ the encoder and the training data all take, and that is saved with each model.""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from audiograph.audio.decode import SAMPLE_RATE
@@ -55,3 +56,23 @@ class AudioConfig:
     def chunk_frames(self) -> int:
         """Frames per chunk."""
         return self.frames_for(self.chunk_seconds)
+
+
+def chunk_spans(n_frames: int, chunk_frames: int, max_chunks: int | None) -> list[tuple[int, int]]:
+    """The (start, stop) frame spans of the chunks that represent a track.
+
+    A track shorter than one chunk is one chunk of its own length. A longer one is covered by
+    ceil(n_frames / chunk_frames) chunks, capped at `max_chunks`, spread evenly from start to end
+    (so a capped long track is sampled across its whole length, not just its opening).
+    """
+    if n_frames <= chunk_frames:
+        return [(0, n_frames)]
+    count = math.ceil(n_frames / chunk_frames)
+    if max_chunks is not None:
+        count = min(count, max_chunks)
+    if count == 1:
+        start = (n_frames - chunk_frames) // 2
+        return [(start, start + chunk_frames)]
+    last_start = n_frames - chunk_frames
+    starts = [round(i * last_start / (count - 1)) for i in range(count)]
+    return [(s, s + chunk_frames) for s in starts]

@@ -5,7 +5,7 @@ is a summary over the whole track; see `DESCRIPTOR_NAMES` for the order.
 
 | index | name | meaning |
 |---|---|---|
-| 0 | tempo_bpm | global tempo estimate (librosa.feature.tempo on the mel onset envelope) |
+| 0 | tempo_bpm | global tempo estimate (librosa's `tempo` on the mel onset envelope) |
 | 1 | onset_strength | mean onset strength: how percussive/rhythmic the track is |
 | 2-3 | rms_mean, rms_std | frame RMS energy (linear) |
 | 4 | loudness_db | mean frame RMS in dBFS |
@@ -21,17 +21,10 @@ is a summary over the whole track; see `DESCRIPTOR_NAMES` for the order.
 
 from __future__ import annotations
 
-import librosa
-
-# Imported eagerly, not on librosa's lazy first use: these modules compile numba functions at
-# import and cache them on disk. Importing here, in the process that later forks DataLoader
-# workers, means the workers inherit them instead of compiling concurrently, which can leave a
-# corrupt cache that crashes every later run.
-import librosa.feature
-import librosa.onset
 import numpy as np
 
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES, DESCRIPTORS_VERSION, PITCH_CLASSES  # noqa: F401
+from audiograph.audio.spectral import chroma_filterbank, fft_frequencies, frames, normalize_columns, power_to_db
 
 
 def compute_descriptors(
@@ -40,25 +33,26 @@ def compute_descriptors(
     """The descriptor vector (float32, len(DESCRIPTOR_NAMES)) of one track.
 
     `power` is the |STFT|^2 [n_fft // 2 + 1, frames] and `mel_db` the log-mel [n_mels, frames]
-    of `samples`; every spectral feature reuses them instead of computing its own STFT.
+    of `samples`; every spectral feature reuses them instead of computing its own STFT. Each
+    feature is librosa's (`librosa.feature.*` with these inputs and its defaults, chroma at A440),
+    written in numpy so that a one-file query does not import librosa; the tests compare them.
     """
     sr, hop = sample_rate, hop_length
     magnitude = np.sqrt(power)
-    onset_env = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=hop)
-    tempo = librosa.feature.tempo(onset_envelope=onset_env, sr=sr, hop_length=hop)[0]
-    rms = librosa.feature.rms(S=magnitude, frame_length=n_fft)[0]
-    centroid = librosa.feature.spectral_centroid(S=magnitude, sr=sr, n_fft=n_fft)[0]
-    bandwidth = librosa.feature.spectral_bandwidth(S=magnitude, sr=sr, n_fft=n_fft)[0]
-    rolloff = librosa.feature.spectral_rolloff(S=magnitude, sr=sr, n_fft=n_fft)[0]
-    flatness = librosa.feature.spectral_flatness(S=magnitude)[0]
-    contrast = librosa.feature.spectral_contrast(S=magnitude, sr=sr, n_fft=n_fft)
-    zcr = librosa.feature.zero_crossing_rate(samples, frame_length=n_fft, hop_length=hop)[0]
-    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=13)
-    # tuning=0 (A440) skips librosa's pitch-tracking tuning estimate: 20x cheaper, and no numba JIT,
-    # whose on-disk cache can be corrupted when several worker processes compile at once.
-    chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=n_fft, tuning=0.0)
+    freq = fft_frequencies(sr, n_fft)
+    onset_env = onset_strength(mel_db, n_fft, hop)
+    rms = frame_rms(power, n_fft)
+    share = normalize_columns(magnitude, 1)
+    centroid = freq @ share
+    bandwidth = np.sqrt(np.sum(share * (freq[:, None] - centroid[None, :]) ** 2, axis=0))
+    cumulative = np.cumsum(magnitude, axis=0)
+    # The lowest frequency at which the cumulative magnitude reaches 85 % of the total.
+    rolloff = freq[np.argmax(cumulative >= 0.85 * cumulative[-1:], axis=0)]
+    floored = np.maximum(1e-10, magnitude**2)
+    flatness = np.exp(np.mean(np.log(floored), axis=0)) / np.mean(floored, axis=0)
+    chroma = normalize_columns(chroma_filterbank(sr, n_fft) @ power, np.inf)
     values = [
-        tempo,
+        tempo(onset_env, sr, hop),
         onset_env.mean(),
         rms.mean(),
         rms.std(),
@@ -67,9 +61,87 @@ def compute_descriptors(
         bandwidth.mean(),
         rolloff.mean(),
         flatness.mean(),
-        zcr.mean(),
-        *contrast.mean(axis=1),
-        *mfcc.mean(axis=1),
+        zero_crossing_rate(samples, n_fft, hop).mean(),
+        *spectral_contrast(magnitude, freq).mean(axis=1),
+        *mfcc(mel_db, 13).mean(axis=1),
         *chroma.mean(axis=1),
     ]
     return np.asarray(values, dtype=np.float32)
+
+
+def onset_strength(mel_db: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """Mean positive log-mel flux per frame, shifted to centred frames (`librosa.onset.onset_strength`)."""
+    flux = np.maximum(0.0, mel_db[:, 1:] - mel_db[:, :-1]).mean(axis=0)
+    lag_and_centre = 1 + n_fft // (2 * hop_length)
+    return np.pad(flux, (lag_and_centre, 0))[: mel_db.shape[1]]
+
+
+def tempo(onset_env: np.ndarray, sample_rate: int, hop_length: int, start_bpm: float = 120.0) -> float:
+    """Global tempo in BPM: the mean 8 s autocorrelation tempogram, weighted by a log-normal prior around
+    `start_bpm` (one octave wide) and capped at 320 BPM (`librosa.feature.tempo`)."""
+    win = int(8.0 * sample_rate) // hop_length
+    n = len(onset_env)
+    padded = np.pad(onset_env, win // 2, mode="linear_ramp", end_values=0)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
+    windows = frames(padded, win, 1)[:n] * window
+    size = 2 * win - 1
+    spectrum = np.fft.rfft(windows, n=size, axis=1)
+    autocorrelation = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=size, axis=1)[:, :win]
+    tempogram = normalize_columns(autocorrelation.T, np.inf).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        bpms = 60.0 * sample_rate / (hop_length * np.arange(win, dtype=np.float64))
+        log_prior = -0.5 * (np.log2(bpms) - np.log2(start_bpm)) ** 2
+    log_prior[: int(np.argmax(bpms < 320.0))] = -np.inf
+    return float(bpms[np.argmax(np.log1p(1e6 * tempogram) + log_prior)])
+
+
+def frame_rms(power: np.ndarray, n_fft: int) -> np.ndarray:
+    """Frame RMS from the power spectrum by Parseval (`librosa.feature.rms(S=...)`)."""
+    weighted = power.copy()
+    weighted[0] *= 0.5
+    if n_fft % 2 == 0:
+        weighted[-1] *= 0.5
+    return np.sqrt(2 * weighted.sum(axis=0) / n_fft**2)
+
+
+def zero_crossing_rate(samples: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """Share of sign changes per centred frame, |x| <= 1e-10 counting as positive
+    (`librosa.feature.zero_crossing_rate`)."""
+    negative = np.signbit(np.where(np.abs(samples) <= 1e-10, 0.0, samples))
+    negative = np.pad(negative, frame_length // 2, mode="edge")
+    changes = frames(negative, frame_length, hop_length)
+    return np.count_nonzero(changes[:, 1:] != changes[:, :-1], axis=1) / frame_length
+
+
+def spectral_contrast(
+    magnitude: np.ndarray, freq: np.ndarray, fmin: float = 200.0, n_bands: int = 6, quantile: float = 0.02
+) -> np.ndarray:
+    """Peak minus valley in dB, in octave bands from `fmin` plus the band above (`librosa.feature.spectral_contrast`)."""
+    edges = np.zeros(n_bands + 2)
+    edges[1:] = fmin * 2.0 ** np.arange(n_bands + 1)
+    valley = np.zeros((n_bands + 1, magnitude.shape[1]))
+    peak = np.zeros_like(valley)
+    for k, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+        band = (freq >= low) & (freq <= high)
+        idx = np.flatnonzero(band)
+        if k > 0:
+            band[idx[0] - 1] = True
+        if k == n_bands:
+            band[idx[-1] + 1 :] = True
+        rows = magnitude[band]
+        if k < n_bands:
+            rows = rows[:-1]
+        count = max(int(np.rint(quantile * band.sum())), 1)
+        ordered = np.sort(rows, axis=0)
+        valley[k] = ordered[:count].mean(axis=0)
+        peak[k] = ordered[-count:].mean(axis=0)
+    return power_to_db(peak) - power_to_db(valley)
+
+
+def mfcc(mel_db: np.ndarray, n_mfcc: int) -> np.ndarray:
+    """The first `n_mfcc` coefficients of the orthonormal DCT-II of the log-mel (`librosa.feature.mfcc`)."""
+    n = mel_db.shape[0]
+    k = np.arange(n_mfcc)[:, None]
+    basis = np.cos(np.pi / n * (np.arange(n)[None, :] + 0.5) * k) * np.sqrt(2.0 / n)
+    basis[0] /= np.sqrt(2.0)
+    return basis @ mel_db

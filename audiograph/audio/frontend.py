@@ -1,15 +1,13 @@
-"""The log-mel front-end (`torch.stft` + librosa's Slaney filterbank) and the fixed-length chunking of tracks."""
+"""The log-mel front-end (`torch.stft` + the Slaney mel filterbank) and the fixed-length chunking of tracks."""
 
 from __future__ import annotations
 
-import math
-
-import librosa
 import torch
 from torch import nn
 
-from audiograph.audio.config import AudioConfig
+from audiograph.audio.config import AudioConfig, chunk_spans  # noqa: F401 (chunk_spans: re-exported)
 from audiograph.audio.decode import SAMPLE_RATE
+from audiograph.audio.spectral import mel_filterbank
 
 
 class LogMel(nn.Module):
@@ -35,7 +33,7 @@ class LogMel(nn.Module):
         super().__init__()
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
         self.amin, self.top_db = amin, top_db
-        filters = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+        filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
         self.register_buffer("mel_filters", torch.from_numpy(filters), persistent=False)
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True, dtype=torch.float64), persistent=False)
 
@@ -65,26 +63,6 @@ class LogMel(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.mel_db(self.power_spectrogram(waveform))
-
-
-def chunk_spans(n_frames: int, chunk_frames: int, max_chunks: int | None) -> list[tuple[int, int]]:
-    """The (start, stop) frame spans of the chunks that represent a track.
-
-    A track shorter than one chunk is one chunk of its own length. A longer one is covered by
-    ceil(n_frames / chunk_frames) chunks, capped at `max_chunks`, spread evenly from start to end
-    (so a capped long track is sampled across its whole length, not just its opening).
-    """
-    if n_frames <= chunk_frames:
-        return [(0, n_frames)]
-    count = math.ceil(n_frames / chunk_frames)
-    if max_chunks is not None:
-        count = min(count, max_chunks)
-    if count == 1:
-        start = (n_frames - chunk_frames) // 2
-        return [(start, start + chunk_frames)]
-    last_start = n_frames - chunk_frames
-    starts = [round(i * last_start / (count - 1)) for i in range(count)]
-    return [(s, s + chunk_frames) for s in starts]
 
 
 class AudioFrontend(nn.Module):

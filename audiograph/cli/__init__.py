@@ -49,7 +49,7 @@ from audiograph.cli.commands import (
 )
 from audiograph.cli.output import QUIET, one_line
 from audiograph.errors import AudiographError
-from audiograph.runtime import Terminated, stop_on_sigterm
+from audiograph.runtime import SIGTERM_RECEIVED, Terminated, stop_on_sigterm
 
 # name -> (help, argument builder, command)
 COMMANDS = {
@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audiograph: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
+    except (Terminated, SystemExit) as e:
+        if isinstance(e, SystemExit) and SIGTERM_RECEIVED["at"] is None:
+            raise
         print("audiograph: stopped by SIGTERM (every finished transaction is kept)", file=sys.stderr)
         return 128 + signal.SIGTERM
     except Exception as e:

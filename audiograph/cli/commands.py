@@ -83,7 +83,7 @@ def cmd_query(args) -> int:
     if args.m3u:
         check_m3u(args.m3u)
     store = open_store(args)
-    store.check(["tracks", "vectors", "models"])  # what a search reads: a damaged store is said, not searched
+    store.check(["tracks", "models"])  # and the vectors, when read: a damaged store is said, not searched
     result = query_file(store, args.file, space=args.space, k=args.k, model=args.model)
     if args.m3u:
         write_m3u(args.m3u, result.hits, store)
@@ -100,7 +100,7 @@ def cmd_similar(args) -> int:
     from audiograph.pipelines.query import similar_track
 
     store = open_store(args)
-    store.check(["tracks", "vectors", "models"])
+    store.check(["tracks", "models"])
     result = similar_track(store, args.track, space=args.space, k=args.k)
     if args.json:
         print(json.dumps(hits_json(result.hits), indent=2, ensure_ascii=False))
@@ -116,7 +116,7 @@ def cmd_radio(args) -> int:
     if args.m3u:
         check_m3u(args.m3u)
     store = open_store(args)
-    store.check(["tracks", "vectors", "models"])
+    store.check(["tracks", "models"])
     result = radio(store, args.seed, length=args.length, space=args.space, diversity=args.diversity, walk=args.walk)
     if args.m3u:
         write_m3u(args.m3u, result.tracks, store)

@@ -44,7 +44,8 @@ class CSRGraph:
     def from_scipy(cls, matrix: sp.spmatrix) -> CSRGraph:
         """Wrap a symmetric scipy sparse matrix; its values become edge weights."""
         m = sp.csr_matrix(matrix, dtype=np.float32)
-        m.setdiag(0)
+        if m.diagonal().any():  # setdiag rebuilds the whole matrix: only when there is a loop to drop
+            m.setdiag(0)
         m.eliminate_zeros()
         m.sort_indices()
         return cls(

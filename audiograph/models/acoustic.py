@@ -68,7 +68,7 @@ class AcousticModel(nn.Module):
         if isinstance(item, np.ndarray):
             mel = self.frontend.logmel(torch.from_numpy(np.asarray(item, np.float32)))
             return [c.to(torch.float16).float() for c in self.frontend.chunks(mel)]
-        return chunks_as_tensors(analyse(item, self.frontend, descriptors=False).mel_chunks)
+        return chunks_as_tensors(analyse(item, self.config, descriptors=False).mel_chunks)
 
     def settings(self) -> dict:
         """What rebuilds this model: its kind, audio config and encoder options."""

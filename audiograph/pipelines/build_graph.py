@@ -122,8 +122,7 @@ def _replace_stored_graph(
 ) -> dict | None:
     """Store the playlists and `graph` (never an empty graph over one with edges); returns the replaced summary."""
     upper = (graph.row < graph.col).numpy()
-    src = [node_ids[i] for i in graph.row.numpy()[upper]]
-    dst = [node_ids[i] for i in graph.col.numpy()[upper]]
+    src, dst, weight = graph.row.numpy()[upper], graph.col.numpy()[upper], graph.weight.numpy()[upper]
     info = {
         "sources": [os.path.abspath(s) for s in sources],
         "min_weight": report.min_weight,
@@ -132,13 +131,13 @@ def _replace_stored_graph(
         "summary": report.summary,
     }
     previous = store.graph.summary()
-    if not src and previous and previous["edges"]:
+    if not len(src) and previous and previous["edges"]:
         raise ConfigError(
             f"{', '.join(map(str, sources))}: the new graph has no edges ({report.playlists} playlists,"
             f" {report.matched} of {report.entries} entries matched stored tracks); kept the stored graph"
             f" ({previous['playlists']} playlists, {previous['edges']} edges)"
         )
-    return store.graph.replace(stored_playlists, (src, dst, graph.weight.numpy()[upper].tolist()), info)
+    return store.graph.replace(stored_playlists, node_ids, (src, dst, weight), info)
 
 
 def match_playlists(

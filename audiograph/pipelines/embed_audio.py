@@ -133,7 +133,7 @@ class _FileDataset(Dataset):
             return outcome
         need_descriptors = not (same and job.complete["descriptors"])
         try:
-            analysis = analyse(job.path, self.frontend, data=data, descriptors=need_descriptors)
+            analysis = analyse(job.path, self.frontend.config, data=data, descriptors=need_descriptors)
         except DecodeError as e:
             record.status, record.error = "failed", e.reason
             return outcome

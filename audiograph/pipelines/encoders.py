@@ -45,23 +45,21 @@ def resolve_acoustic_model(
     return loaded, loaded.config, row["id"]
 
 
-def _frontend(row: dict):
-    from audiograph.audio.frontend import AudioFrontend
-
-    return AudioFrontend(AudioConfig.from_dict(row["config"]["frontend"]))
+def _audio_config(row: dict) -> AudioConfig:
+    return AudioConfig.from_dict(row["config"]["frontend"])
 
 
 def _descriptors(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:
     from audiograph.audio.analysis import analyse
 
-    return analyse(path, _frontend(row), data=data).descriptors
+    return analyse(path, _audio_config(row), data=data).descriptors
 
 
 def _acoustic(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:
     from audiograph.audio.analysis import analyse, chunks_as_tensors
 
     model, _, _ = resolve_acoustic_model(store, row["id"])
-    chunks = chunks_as_tensors(analyse(path, model.frontend, data=data, descriptors=False).mel_chunks)
+    chunks = chunks_as_tensors(analyse(path, model.config, data=data, descriptors=False).mel_chunks)
     return model.encode_chunks([chunks])[0].numpy()
 
 
@@ -98,7 +96,7 @@ def file_features(store: Store, spec: FeatureSpec, path: Path, data: bytes) -> n
             if space == "acoustic":
                 values = _acoustic(store, store.models.get(model), path, data)
             elif space == "descriptors":
-                analysis = analysis or analyse(path, _frontend(store.models.get(model)), data=data)
+                analysis = analysis or analyse(path, _audio_config(store.models.get(model)), data=data)
                 values = analysis.descriptors
             else:
                 raise ConfigError(f"this MUSIG model uses imported '{group}' features, which an audio file lacks")

@@ -1,5 +1,12 @@
-"""Playlists and the co-occurrence graph built from them, as tables; callers build graph objects from
-the arrays these return."""
+"""Playlists and the co-occurrence graph built from them; callers build graph objects from the arrays these
+return.
+
+Playlists are tables. The graph's nodes are a table too (`graph_nodes`: position, track id), but its edges,
+millions of them for a Million Playlist Dataset slice, are three little-endian arrays in `graph_arrays`
+(src and dst node positions as int32, weight as float32; each undirected edge once, src < dst): written and
+read in a fraction of a second, where one SQL row per edge took seconds each way. `build-graph --graphml`
+exports the graph for other tools.
+"""
 
 from __future__ import annotations
 
@@ -18,17 +25,22 @@ class GraphTables:
     def replace(
         self,
         playlists: list[tuple[str, str, str, int, list[str]]],
-        edges: tuple[list[str], list[str], list[float]],
+        nodes: list[str],
+        edges: tuple[np.ndarray, np.ndarray, np.ndarray],
         info: dict,
     ) -> dict | None:
         """Replace the stored playlists and graph in one transaction; returns `summary()` as it was.
 
-        `playlists` holds (id, name, source, entries listed, matched track ids in order);
-        `edges` holds parallel lists (src, dst, weight) of undirected edges.
+        `playlists` holds (id, name, source, entries listed, matched track ids in order); `nodes` the
+        graph's track ids, and `edges` parallel arrays (src, dst, weight) of undirected edges, each once,
+        as positions in `nodes`.
         """
+        src, dst, weight = (np.asarray(a) for a in edges)
+        if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= len(nodes)):
+            raise ValueError("edge ends must be positions in `nodes`")
         with self.store.transaction():
             previous = self.summary()
-            for table in ("playlist_tracks", "playlists", "edges"):
+            for table in ("playlist_tracks", "playlists", "graph_nodes", "graph_arrays"):
                 self.db.execute(f"DELETE FROM {table}")
             self.db.conn.executemany(
                 "INSERT INTO playlists (id, name, source, entries, matched) VALUES (?, ?, ?, ?, ?)",
@@ -38,11 +50,17 @@ class GraphTables:
                 "INSERT INTO playlist_tracks (playlist_id, position, track_id) VALUES (?, ?, ?)",
                 [(pid, i, t) for pid, _, _, _, tracks in playlists for i, t in enumerate(tracks)],
             )
-            src, dst, weight = edges
-            self.db.conn.executemany(
-                "INSERT INTO edges (src, dst, weight) VALUES (?, ?, ?)",
-                [(min(a, b), max(a, b), float(w)) for a, b, w in zip(src, dst, weight)],
-            )
+            self.db.conn.executemany("INSERT INTO graph_nodes (position, track_id) VALUES (?, ?)", enumerate(nodes))
+            low, high = np.minimum(src, dst), np.maximum(src, dst)
+            for name, array in (
+                ("src", low.astype("<i4")),
+                ("dst", high.astype("<i4")),
+                ("weight", weight.astype("<f4")),
+            ):
+                self.db.execute(
+                    "INSERT INTO graph_arrays (name, dtype, length, data) VALUES (?, ?, ?, ?)",
+                    [name, array.dtype.str, len(array), array.tobytes()],
+                )
             self.store.set_meta("graph", info)
         return previous
 
@@ -51,7 +69,9 @@ class GraphTables:
         info = self.store.get_meta("graph")
         if info is None:
             return None
-        count = self.db.execute("SELECT (SELECT count(*) FROM playlists), (SELECT count(*) FROM edges)").fetchone()
+        count = self.db.execute(
+            "SELECT (SELECT count(*) FROM playlists), (SELECT coalesce(max(length), 0) FROM graph_arrays)"
+        ).fetchone()
         sources, built = info.get("sources", []), info.get("built")
         return {"playlists": count[0], "edges": count[1], "sources": sources, "built": built}
 
@@ -72,13 +92,25 @@ class GraphTables:
         if self.store.get_meta("graph") is None:
             raise StoreError(f"{self.store.path}: no graph yet (run `audiograph build-graph PLAYLISTS...`)")
         position = {t: i for i, t in enumerate(node_ids)}
-        src, dst, weight = [], [], []
-        for a, b, w in self.db.execute("SELECT src, dst, weight FROM edges"):
-            if a in position and b in position:
-                src.append(position[a])
-                dst.append(position[b])
-                weight.append(w)
-        return np.asarray(src, np.int64), np.asarray(dst, np.int64), np.asarray(weight, np.float32)
+        stored = [t for (t,) in self.db.execute("SELECT track_id FROM graph_nodes ORDER BY position")]
+        # stored node position -> position in `node_ids`, or -1 for a node the caller left out
+        lookup = np.fromiter((position.get(t, -1) for t in stored), np.int64, len(stored))
+        arrays = {
+            name: np.frombuffer(data, dtype=dtype, count=length)
+            for name, dtype, length, data in self.db.execute("SELECT name, dtype, length, data FROM graph_arrays")
+        }
+        if not arrays:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        src, dst = lookup[arrays["src"]], lookup[arrays["dst"]]
+        keep = (src >= 0) & (dst >= 0)
+        return src[keep], dst[keep], arrays["weight"][keep].astype(np.float32)
+
+    def edge_rows(self) -> list[tuple[str, str, float]]:
+        """Every stored edge as (src track id, dst track id, weight), src < dst."""
+        stored = [t for (t,) in self.db.execute("SELECT track_id FROM graph_nodes ORDER BY position")]
+        src, dst, weight = self.edges(stored)
+        pairs = zip(src.tolist(), dst.tolist(), weight.tolist())
+        return [(*sorted((stored[a], stored[b])), w) for a, b, w in pairs]
 
     def put_genre_votes(self, votes: dict[str, list[tuple[str, str]]]) -> None:
         """Record, per track, (source, genre) labels such as the genre of each playlist listing it."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +52,49 @@ class VectorIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @classmethod
+    def load(cls, folder: Path, state: dict) -> VectorIndex | None:
+        """The index `save` wrote in `folder` for exactly `state` (a dict naming what the vectors are, such as
+        their model and version), memory-mapped; None when there is none for that state or it is unreadable."""
+        try:
+            saved = json.loads((folder / "state.json").read_text())
+            if saved.get("state") != state:
+                return None
+            files = {name: folder / f"{name}-{saved['token']}.npy" for name in ("matrix", "mean", "scale")}
+            index = cls.__new__(cls)
+            index.ids = json.loads((folder / f"ids-{saved['token']}.json").read_text())
+            index.matrix = np.load(files["matrix"], mmap_mode="r", allow_pickle=False)
+            has_mean = files["mean"].exists()
+            index.mean = np.load(files["mean"], allow_pickle=False) if has_mean else None
+            index.scale = np.load(files["scale"], allow_pickle=False) if has_mean else None
+        except (OSError, ValueError, KeyError):
+            return None
+        if index.matrix.shape[0] != len(index.ids) or index.matrix.dtype != np.float32:
+            return None
+        index._position = {track_id: i for i, track_id in enumerate(index.ids)}
+        return index
+
+    def save(self, folder: Path, state: dict) -> None:
+        """Write the index to `folder` for `load`, tagged with `state`; the old files go once the new ones are
+        in place, so a concurrent reader sees either index whole. Best effort: a folder that cannot be
+        written (a read-only store) only means the next process reads the store again."""
+        token = hashlib.blake2b(json.dumps(state, sort_keys=True).encode(), digest_size=8).hexdigest()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / f"matrix-{token}.npy", self.matrix, allow_pickle=False)
+            if self.mean is not None:
+                np.save(folder / f"mean-{token}.npy", self.mean, allow_pickle=False)
+                np.save(folder / f"scale-{token}.npy", self.scale, allow_pickle=False)
+            (folder / f"ids-{token}.json").write_text(json.dumps(self.ids, ensure_ascii=False))
+            staged = folder / f"state.json.{os.getpid()}"
+            staged.write_text(json.dumps({"state": state, "token": token}))
+            os.replace(staged, folder / "state.json")
+            for old in folder.glob("*-*.*"):
+                if token not in old.name:
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def _normalise(self, x: np.ndarray) -> np.ndarray:
         if self.mean is not None:

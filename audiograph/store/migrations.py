@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+import numpy as np
 import sqlite_utils
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
@@ -149,3 +150,44 @@ def m004_edges_without_rowid(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO edges_new (src, dst, weight) SELECT src, dst, weight FROM edges")
     db.execute("DROP TABLE edges")
     db.execute("ALTER TABLE edges_new RENAME TO edges")
+
+
+@migration
+def m005_space_versions(db: sqlite_utils.Database) -> None:
+    # A counter per space that every write to its vectors bumps (by trigger, so no writer can forget),
+    # which tells a cached copy of a space's matrix whether it is still current.
+    db.execute("CREATE TABLE space_versions (space TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    db.execute("INSERT INTO space_versions (space, version) SELECT DISTINCT space, 1 FROM vectors")
+    bump = (
+        "INSERT INTO space_versions (space, version) VALUES ({row}.space, 1)"
+        " ON CONFLICT (space) DO UPDATE SET version = version + 1;"
+    )
+    db.execute(f"CREATE TRIGGER vectors_inserted AFTER INSERT ON vectors BEGIN {bump.format(row='NEW')} END")
+    db.execute(
+        "CREATE TRIGGER vectors_updated AFTER UPDATE ON vectors"
+        f" BEGIN {bump.format(row='NEW')} {bump.format(row='OLD')} END"
+    )
+    db.execute(f"CREATE TRIGGER vectors_deleted AFTER DELETE ON vectors BEGIN {bump.format(row='OLD')} END")
+
+
+@migration
+def m006_graph_as_arrays(db: sqlite_utils.Database) -> None:
+    # The graph's edges as three arrays over a node table, instead of one row per edge (see store/graph.py).
+    db.execute("CREATE TABLE graph_nodes (position INTEGER PRIMARY KEY, track_id TEXT NOT NULL)")
+    db.execute("CREATE TABLE graph_arrays (name TEXT PRIMARY KEY, dtype TEXT, length INTEGER, data BLOB)")
+    rows = db.execute("SELECT src, dst, weight FROM edges").fetchall()
+    if rows:
+        nodes = sorted({t for a, b, _ in rows for t in (a, b)})
+        position = {t: i for i, t in enumerate(nodes)}
+        db.conn.executemany("INSERT INTO graph_nodes (position, track_id) VALUES (?, ?)", enumerate(nodes))
+        arrays = {
+            "src": np.array([position[a] for a, _, _ in rows], "<i4"),
+            "dst": np.array([position[b] for _, b, _ in rows], "<i4"),
+            "weight": np.array([w for _, _, w in rows], "<f4"),
+        }
+        for name, array in arrays.items():
+            db.execute(
+                "INSERT INTO graph_arrays (name, dtype, length, data) VALUES (?, ?, ?, ?)",
+                [name, array.dtype.str, len(array), array.tobytes()],
+            )
+    db.execute("DROP TABLE edges")

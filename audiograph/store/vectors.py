@@ -10,6 +10,7 @@ import numpy as np
 
 from audiograph.errors import StoreError
 from audiograph.spaces import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, MUSIG_SPACE
+from audiograph.store.ann import ann_folder
 from audiograph.store.connection import Connection, utc_now
 from audiograph.store.index import Hit, VectorIndex, blobs_to_matrix, vector_to_blob
 from audiograph.store.models import ModelRegistry
@@ -25,6 +26,7 @@ class Vectors:
         self.store, self.db, self.models = store, store.db, models
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
         self._ann_indexes: dict[tuple[str, str, int], object] = {}  # current approximate indexes, once read
+        self._spaces: tuple[list, dict] | None = None  # (space versions, `spaces()`) as last counted
 
     def put_one(self, space, track_id, model_id, content_hash, vector, now) -> None:
         """Write one vector (inside the caller's transaction)."""
@@ -62,12 +64,15 @@ class Vectors:
 
     def spaces(self) -> dict[str, dict[str, int]]:
         """space -> {model id: number of vectors}."""
-        out: dict[str, dict[str, int]] = {}
-        for space, model_id, n in self.db.execute(
-            "SELECT space, model_id, count(*) FROM vectors GROUP BY space, model_id ORDER BY space"
-        ):
-            out.setdefault(space, {})[model_id] = n
-        return out
+        versions = self.db.execute("SELECT space, version FROM space_versions ORDER BY space").fetchall()
+        if self._spaces is None or self._spaces[0] != versions:
+            out: dict[str, dict[str, int]] = {}
+            for space, model_id, n in self.db.execute(
+                "SELECT space, model_id, count(*) FROM vectors GROUP BY space, model_id ORDER BY space"
+            ):
+                out.setdefault(space, {})[model_id] = n
+            self._spaces = (versions, out)
+        return {space: dict(counts) for space, counts in self._spaces[1].items()}
 
     def search_model(self, space: str) -> tuple[str, int]:
         """The model whose vectors a search in `space` uses (the newest registered one with vectors), and how
@@ -100,14 +105,32 @@ class Vectors:
             )
         return [r[0] for r in rows], blobs_to_matrix([r[1] for r in rows], size // 4)
 
+    def version(self, space: str) -> int:
+        """A number that every write to `space`'s vectors changes."""
+        row = self.db.execute("SELECT version FROM space_versions WHERE space = ?", [space]).fetchone()
+        return row[0] if row else 0
+
     def index(self, space: str, model_id: str | None = None) -> VectorIndex:
-        """The search index of one model's vectors in `space`, loaded once per process."""
+        """The search index of one model's vectors in `space`, loaded once per process.
+
+        A copy of the index's float32 matrix is kept beside the store (`<db>.index/<space>/exact/`) and
+        memory-mapped while the space's version says it is current, so that a new process need not read
+        and convert every vector from SQLite again.
+        """
         model_id = model_id or self.search_model(space)[0]
         key = (space, model_id)
         if key not in self._indexes:
-            ids, matrix = self.matrix(space, model_id)
             config = (self.models.get(model_id) or {}).get("config", {})
-            self._indexes[key] = VectorIndex(ids, matrix, standardize=bool(config.get("standardize")))
+            standardize = bool(config.get("standardize"))
+            state = {"model_id": model_id, "version": self.version(space), "standardize": standardize}
+            folder = ann_folder(self.store.path, space) / "exact"
+            index = VectorIndex.load(folder, state)
+            if index is None:
+                self.store.check(["vectors"])  # a damaged table is said, not searched
+                ids, matrix = self.matrix(space, model_id)
+                index = VectorIndex(ids, matrix, standardize=standardize)
+                index.save(folder, state)
+            self._indexes[key] = index
         return self._indexes[key]
 
     def similar(
@@ -137,7 +160,7 @@ class Vectors:
     def ann_index(self, space: str, model_id: str, n_rows: int):
         """The approximate index built for `space` (`audiograph index`), when it exists and is current for
         this model and row count; else None, and searches scan exactly. A damaged one is warned about."""
-        from audiograph.store.ann import AnnIndex, AnnIndexError, ann_folder
+        from audiograph.store.ann import AnnIndex, AnnIndexError
 
         key = (space, model_id, n_rows)
         if key in self._ann_indexes:

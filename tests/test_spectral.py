@@ -1,0 +1,113 @@
+"""The numpy spectrogram, filterbanks and descriptors against librosa, the library they reproduce."""
+
+import librosa
+import numpy as np
+import pytest
+
+from audiograph.audio import spectral
+from audiograph.audio.analysis import analyse
+from audiograph.audio.config import AudioConfig
+from audiograph.audio.decode import decode
+from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
+from audiograph.audio.descriptors import compute_descriptors
+
+SR, N_FFT, HOP = 22050, 2048, 1024
+
+
+def librosa_descriptors(samples, power, mel_db):
+    """The descriptors as librosa computes them from the same spectrogram (the original implementation)."""
+    feature, magnitude = librosa.feature, np.sqrt(power)
+    onset = librosa.onset.onset_strength(S=mel_db, sr=SR, hop_length=HOP)
+    rms = feature.rms(S=magnitude, frame_length=N_FFT)[0]
+    spectral_kw = {"S": magnitude, "sr": SR, "n_fft": N_FFT}
+    values = [
+        feature.tempo(onset_envelope=onset, sr=SR, hop_length=HOP)[0],
+        onset.mean(),
+        rms.mean(),
+        rms.std(),
+        20 * np.log10(max(float(rms.mean()), 1e-10)),
+        feature.spectral_centroid(**spectral_kw).mean(),
+        feature.spectral_bandwidth(**spectral_kw).mean(),
+        feature.spectral_rolloff(**spectral_kw).mean(),
+        feature.spectral_flatness(S=magnitude).mean(),
+        feature.zero_crossing_rate(samples, frame_length=N_FFT, hop_length=HOP).mean(),
+        *feature.spectral_contrast(**spectral_kw).mean(axis=1),
+        *feature.mfcc(S=mel_db, n_mfcc=13).mean(axis=1),
+        *feature.chroma_stft(S=power, sr=SR, n_fft=N_FFT, tuning=0.0).mean(axis=1),
+    ]
+    return np.asarray(values, np.float32)
+
+
+def test_filterbanks_equal_librosa():
+    for sr, n_fft, n_mels in [(22050, 2048, 128), (16000, 1024, 64), (44100, 4096, 96)]:
+        ours = spectral.mel_filterbank(sr, n_fft, n_mels)
+        np.testing.assert_allclose(ours, librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels), atol=1e-7)
+        ours = spectral.chroma_filterbank(sr, n_fft)
+        np.testing.assert_allclose(ours, librosa.filters.chroma(sr=sr, n_fft=n_fft), atol=1e-6)
+
+
+def _signals():
+    rng = np.random.default_rng(0)
+    t = np.arange(SR * 12) / SR
+    clicks = (np.sin(2 * np.pi * 2 * t) > 0.999).astype(np.float32)  # 120 BPM pulses
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t * (1 + 0.1 * t / t[-1]))
+    yield "tone+clicks+noise", (tone + clicks + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    yield "silence then noise", np.concatenate([np.zeros(SR * 3), 0.2 * rng.standard_normal(SR * 5)]).astype(np.float32)
+
+
+def _check_equal(name, samples):
+    power = spectral.power_spectrogram(samples, N_FFT, HOP)
+    reference_power = np.abs(librosa.stft(samples, n_fft=N_FFT, hop_length=HOP, pad_mode="constant")) ** 2
+    assert power.shape == reference_power.shape
+    np.testing.assert_allclose(power, reference_power, rtol=1e-3, atol=1e-6 * reference_power.max(), err_msg=name)
+    mel_db = spectral.power_to_db(spectral.mel_filterbank(SR, N_FFT, 128) @ power)
+    reference_db = librosa.power_to_db(librosa.feature.melspectrogram(S=reference_power, sr=SR), top_db=80)
+    assert np.abs(mel_db - reference_db).max() < 1e-3, name
+    ours = compute_descriptors(samples, power, mel_db, SR, N_FFT, HOP)
+    theirs = librosa_descriptors(samples, power, mel_db)
+    for i, descriptor in enumerate(DESCRIPTOR_NAMES):
+        assert ours[i] == pytest.approx(theirs[i], rel=1e-4, abs=1e-5), f"{name}: {descriptor}"
+
+
+def test_descriptors_equal_librosa_on_made_signals():
+    for name, samples in _signals():
+        _check_equal(name, samples)
+
+
+def test_descriptors_equal_librosa_on_real_recordings(shared_data):
+    paths = sorted((shared_data / "audio").glob("*.[om][gp][g3]"))
+    assert len(paths) == 9
+    for path in paths:
+        _check_equal(path.name, decode(path, SR).samples)
+
+
+def test_analysis_imports_neither_torch_nor_librosa(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from audiograph.audio.analysis import analyse\n"
+        "from audiograph.audio.config import AudioConfig\n"
+        "import numpy as np, soundfile as sf\n"
+        f"sf.write({str(tmp_path / 'a.wav')!r}, np.random.default_rng(0).standard_normal(44100) * 0.1, 22050)\n"
+        f"a = analyse({str(tmp_path / 'a.wav')!r}, AudioConfig())\n"
+        "assert a.descriptors.shape == (42,)\n"
+        "print(sorted(m for m in ('torch', 'librosa', 'scipy.signal', 'numba') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_analysis_chunks_equal_the_torch_frontend(shared_data):
+    torch = pytest.importorskip("torch")
+    from audiograph.audio.frontend import AudioFrontend
+
+    path = shared_data / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
+    frontend = AudioFrontend(AudioConfig(chunk_seconds=10.0))
+    mel = frontend.logmel(torch.from_numpy(decode(path, SR).samples))
+    expected = [c.numpy() for c in frontend.chunks(mel)]
+    chunks = analyse(path, frontend.config, descriptors=False).mel_chunks
+    assert len(chunks) == len(expected) == 4
+    for ours, theirs in zip(chunks, expected):
+        assert np.abs(ours.astype(np.float32) - theirs).max() < 0.05  # float16 rounding of -80..+40 dB
