@@ -10,7 +10,7 @@ from audiograph.errors import ConfigError, StoreError
 from audiograph.pipelines.build_graph import load_graph
 from audiograph.store import Store, TrackRecord, default_db_path
 from audiograph.store import migrations as migrations_module
-from audiograph.store.index import VectorIndex
+from audiograph.store.index import VectorIndex, top_k_rows
 
 
 def _record(i, vectors=None, status="ok", **kw):
@@ -243,6 +243,20 @@ def test_a_store_whose_cache_cannot_be_written_is_still_searched(tmp_path):
     store.tracks.write([_record(i, {"acoustic": ("m", vectors[i])}) for i in range(4)])
     (tmp_path / "s.db.index").write_text("a file where the cache folder would go")
     assert store.vectors.similar("acoustic", vectors[2], k=1)[0]["track_id"] == "c/002.mp3"
+
+
+def test_top_k_rows_equals_a_full_sort_with_ties_and_excluded_rows():
+    rng = np.random.default_rng(4)
+    for n in (1, 7, 100, 5_000, 300_000):
+        for k in (1, 3, 10, 50):
+            if k > n:
+                continue
+            scores = rng.standard_normal(n).astype(np.float32)
+            scores[rng.integers(0, n, n // 10)] = -np.inf  # excluded rows
+            scores[: min(n, 4)] = scores[min(n, 4) - 1]  # ties
+            top = top_k_rows(scores, k)
+            np.testing.assert_array_equal(scores[top], np.sort(scores)[::-1][:k])
+            assert len(set(top.tolist())) == k
 
 
 def test_a_batch_is_written_atomically(tmp_path):
