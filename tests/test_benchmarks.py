@@ -79,3 +79,13 @@ def test_bench_musig_refuses_a_missing_store(tmp_path):
     assert done.returncode != 0
     assert str(missing) in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_bench_store_size_json():
+    figures = run_benchmark("bench_store_size")
+    (size,) = figures["sizes"]
+    per_track = size["bytes_per_track"]
+    # Every stored vector costs at least its float32 bytes, and the tables cannot outweigh the file.
+    assert per_track["vectors"] >= figures["raw_vector_bytes_per_track"]
+    assert sum(per_track.values()) <= size["file_bytes"] / size["tracks"] + 1
+    assert figures["mel_cache_bytes_per_track"] >= 4 * 128 * 646 * 2  # 4 float16 chunks of 128 x 646
