@@ -154,6 +154,38 @@ def limit_threads() -> int:
     return threads
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Within this block, this process's BLAS, OpenMP and (when loaded) torch run on one thread each.
+
+    For a process that is one of several doing the same work (a worker, or the main process beside
+    them): numpy's OpenBLAS otherwise starts a thread per core, and on a 2-core machine that is busy
+    its threads spin, making a 128 x 1025 mel product 50 times slower (44 ms instead of 0.9 ms).
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
+    with threadpool_limits(limits=1):
+        if torch:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if torch:
+                torch.set_num_threads(threads)
+
+
+def one_thread_worker(*_) -> None:
+    """A worker process's initializer (a process pool's or a DataLoader's): one thread per numeric library
+    for the whole life of the process (see `one_thread`)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
 def free_cores() -> int:
     """Cores not already busy (by the 1-minute load average), at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -77,9 +77,11 @@ def args_embed_audio(p) -> None:
     p.add_argument("--collection", help="collection name, the prefix of its track ids (default: DIR's name)")
     option(p, "--model", d, "acoustic encoder id from the registry", key="acoustic_model")
     option(p, "--batch-size", d, "files per batch and per transaction")
-    p.add_argument("--workers", type=int, help="decoding processes (default: one per CPU core)")
-    option(p, "--accelerator", d, "Lightning accelerator for the encoder")
-    option(p, "--devices", d, "Lightning devices")
+    p.add_argument("--workers", type=int, help="decoding processes (default: one per CPU core; per rank with DDP)")
+    option(p, "--accelerator", d, "accelerator for the encoder (auto, cpu, gpu, or any Lightning accelerator)")
+    option(p, "--devices", d, "devices; more than 1 shares the files out over ranks with Lightning", type=str)
+    option(p, "--strategy", d, "Lightning strategy for several devices or nodes (e.g. ddp)")
+    option(p, "--num-nodes", d, "nodes; every node runs the same command, global rank 0 writes")
 
 
 def args_query(p) -> None:

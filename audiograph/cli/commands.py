@@ -67,9 +67,13 @@ def cmd_embed_audio(args) -> int:
         num_workers=args.workers,
         accelerator=args.accelerator,
         devices=args.devices,
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
         quiet=args.quiet or args.json,
         on_failure=report_failure,
     )
+    if summary is None:  # a rank of a multi-device run other than the writing one: rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
         return 0

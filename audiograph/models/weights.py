@@ -14,10 +14,12 @@ import json
 import os
 import pickle
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from audiograph.errors import StoreError
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
@@ -40,6 +42,8 @@ def weights_only_loading(path: str | os.PathLike, what: str = "model"):
     """Within this block, `torch.load(..., weights_only=True)` (directly or through Lightning's
     `load_from_checkpoint(..., weights_only=True)`) accepts our checkpoints' types, and a checkpoint that
     holds anything else raises a one-line `StoreError` naming `path` instead of running it."""
+    import torch
+
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
             yield
@@ -61,12 +65,16 @@ def _first_line(error: Exception) -> str:
 
 def load_checkpoint(path: str | os.PathLike, what: str = "model") -> dict:
     """A checkpoint's contents (state_dict, hyper_parameters, ...) read with the weights-only unpickler."""
+    import torch
+
     with weights_only_loading(path, what):
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def save_weights(module: torch.nn.Module, folder: Path, config: dict) -> Path:
     """Write `config.json` and `weights.pt` (the state dict: tensors only) into `folder`; returns `folder`."""
+    import torch
+
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, folder / WEIGHTS_FILE)
@@ -75,11 +83,19 @@ def save_weights(module: torch.nn.Module, folder: Path, config: dict) -> Path:
 
 def read_saved(folder: str | os.PathLike, what: str = "model") -> tuple[dict, dict]:
     """(config, state dict) of a folder written by `save_weights`, the weights read weights-only."""
+    import torch
+
     folder = Path(folder)
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{what}: {folder / CONFIG_FILE} is unreadable ({_first_line(e)})") from None
+    config = read_settings(folder, what)
     with weights_only_loading(folder / WEIGHTS_FILE, what):
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     return config, state
+
+
+def read_settings(folder: str | os.PathLike, what: str = "model") -> dict:
+    """The `config.json` of a folder written by `save_weights` (plain JSON: no torch, no weights)."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{what}: {path} is unreadable ({_first_line(e)})") from None

@@ -1,27 +1,39 @@
-"""`embed_audio`: scan a folder, decode in DataLoader workers, embed in batches, write to the store incrementally."""
+"""`embed_audio`: plan from the store, analyse the files that need work in worker processes, and write each
+batch in one transaction.
+
+A run first compares each file's size and mtime with the store, and the stored vectors with the models the
+registry names: an unchanged collection costs a scan and a few queries, and imports neither torch nor the
+encoder. The encoder (and torch) is loaded only when a file needs an acoustic vector, and Lightning only for
+a run across several devices or nodes (`embed_distributed`), which shares this module's per-file work and
+its one writer.
+"""
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
-from lightning.pytorch.callbacks import BasePredictionWriter
-from torch.utils.data import DataLoader, Dataset
-
-from audiograph.audio.analysis import analyse, chunks_as_tensors
+from audiograph.audio.analysis import analyse
 from audiograph.audio.config import AudioConfig
 from audiograph.audio.decode import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS, DecodeError, content_hash
-from audiograph.audio.descriptors import DESCRIPTOR_NAMES
-from audiograph.audio.frontend import AudioFrontend
+from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.errors import ConfigError
-from audiograph.models import DESCRIPTORS_KIND, AcousticModel
-from audiograph.pipelines.encoders import descriptors_model_id, resolve_acoustic_model
-from audiograph.runtime import inference_trainer, progress_bar
+from audiograph.models import DESCRIPTORS_KIND
+from audiograph.models.weights import read_settings
+from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
+from audiograph.runtime import one_thread, one_thread_worker, progress_bar
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, path_text
+
+# Accelerators the one-process path drives itself; any other goes through Lightning.
+LOCAL_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+# Files handed to each worker process ahead of the one it is analysing.
+JOBS_AHEAD_PER_WORKER = 4
 
 
 @dataclass
@@ -102,92 +114,95 @@ class _Outcome:
     wants_acoustic: bool = False
 
 
-class _FileDataset(Dataset):
-    """Reads each file once: hash the bytes, and decode the same bytes only if something is missing."""
+@dataclass
+class EmbedPlan:
+    """What a run does: the files that need work, and the models and settings they are embedded with."""
 
-    def __init__(self, jobs: list[_Job], frontend: AudioFrontend, collection: str, descriptors_model: str):
-        self.jobs, self.frontend, self.collection, self.descriptors_model = (
-            jobs,
-            frontend,
-            collection,
-            descriptors_model,
+    root: Path
+    collection: str
+    audio: AudioConfig
+    descriptors_model: str
+    acoustic_model: str | None
+    jobs: list[_Job]
+    files: int  # audio files under root
+
+    def work(self) -> Callable[[_Job], _Outcome]:
+        """The per-file work of this plan, as a picklable callable for worker processes."""
+        return functools.partial(
+            analyse_job, audio=self.audio, collection=self.collection, descriptors_model=self.descriptors_model
         )
 
-    def __len__(self) -> int:
-        return len(self.jobs)
+    def needs_encoder(self) -> bool:
+        """Whether some planned file lacks its acoustic vector (files that only moved may still turn out to)."""
+        return self.acoustic_model is not None and any(not job.complete["acoustic"] for job in self.jobs)
 
-    def __getitem__(self, i: int) -> _Outcome:
-        job = self.jobs[i]
-        record = TrackRecord(id=job.track_id, collection=self.collection, path=path_text(job.path))
-        try:
-            stat = job.path.stat()
-            data = job.path.read_bytes()
-        except OSError as e:
-            record.status, record.error = "failed", _os_reason(e, job.path)
-            return _Outcome(job, record)
-        outcome = _Outcome(job, record, stat.st_size, stat.st_mtime_ns)
-        record.size, record.mtime_ns, record.content_hash = stat.st_size, stat.st_mtime_ns, content_hash(data)
-        same = record.content_hash == job.stored_hash
-        if same and all(job.complete.values()):
-            outcome.record = None
-            return outcome
-        need_descriptors = not (same and job.complete["descriptors"])
-        try:
-            analysis = analyse(job.path, self.frontend.config, data=data, descriptors=need_descriptors)
-        except DecodeError as e:
-            record.status, record.error = "failed", e.reason
-            return outcome
-        a = analysis.audio
-        record.duration, record.sample_rate, record.channels, record.format = (
-            a.duration,
-            a.source_rate,
-            a.channels,
-            a.format,
-        )
-        record.tags = a.tags
-        record.mel_chunks, record.frontend = analysis.mel_chunks, self.frontend.config.signature()
-        if analysis.descriptors is not None:
-            record.vectors[DESCRIPTORS_SPACE] = (self.descriptors_model, analysis.descriptors)
-        outcome.wants_acoustic = not (same and job.complete["acoustic"])
+
+def analyse_job(job: _Job, *, audio: AudioConfig, collection: str, descriptors_model: str) -> _Outcome:
+    """One file's work: read it once, hash the bytes, and decode and analyse them only if something is missing.
+    A file that cannot be read or decoded becomes a failed record with its reason."""
+    record = TrackRecord(id=job.track_id, collection=collection, path=path_text(job.path))
+    try:
+        stat = job.path.stat()
+        data = job.path.read_bytes()
+    except OSError as e:
+        record.status, record.error = "failed", _os_reason(e, job.path)
+        return _Outcome(job, record)
+    outcome = _Outcome(job, record, stat.st_size, stat.st_mtime_ns)
+    record.size, record.mtime_ns, record.content_hash = stat.st_size, stat.st_mtime_ns, content_hash(data)
+    same = record.content_hash == job.stored_hash
+    if same and all(job.complete.values()):
+        outcome.record = None
         return outcome
+    need_descriptors = not (same and job.complete["descriptors"])
+    try:
+        analysis = analyse(job.path, audio, data=data, descriptors=need_descriptors)
+    except DecodeError as e:
+        record.status, record.error = "failed", e.reason
+        return outcome
+    a = analysis.audio
+    record.duration, record.sample_rate, record.channels, record.format = (
+        a.duration,
+        a.source_rate,
+        a.channels,
+        a.format,
+    )
+    record.tags = a.tags
+    record.mel_chunks, record.frontend = analysis.mel_chunks, audio.signature()
+    if analysis.descriptors is not None:
+        record.vectors[DESCRIPTORS_SPACE] = (descriptors_model, analysis.descriptors)
+    outcome.wants_acoustic = not (same and job.complete["acoustic"])
+    return outcome
 
 
-class _EmbedModule(L.LightningModule):
-    """Runs the acoustic encoder (when one is trained) over the decoded files of a batch."""
+def encode_acoustic(model, model_id: str | None, outcomes: list[_Outcome]) -> None:
+    """Add the acoustic vector to each analysed record of `outcomes` that wants one (`model` on its device)."""
+    todo = [o for o in outcomes if o.wants_acoustic and o.record is not None and o.record.status == "ok"]
+    if model is None or not todo:
+        return
+    from audiograph.audio.analysis import chunks_as_tensors
 
-    def __init__(self, model: AcousticModel | None, model_id: str | None):
-        super().__init__()
-        self.model, self.model_id = model, model_id
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch  # outcomes hold numpy data; predict_step moves what the encoder needs
-
-    def predict_step(self, batch: list[_Outcome], batch_idx: int) -> list[_Outcome]:
-        todo = [
-            o for o in batch if self.model is not None and o.wants_acoustic and o.record and o.record.status == "ok"
-        ]
-        if todo:
-            vectors = self.model.encode_chunks([chunks_as_tensors(o.record.mel_chunks) for o in todo])
-            for o, v in zip(todo, vectors):
-                o.record.vectors[ACOUSTIC_SPACE] = (self.model_id, v.numpy())
-        return batch
+    vectors = model.encode_chunks([chunks_as_tensors(o.record.mel_chunks) for o in todo])
+    for o, v in zip(todo, vectors):
+        o.record.vectors[ACOUSTIC_SPACE] = (model_id, v.numpy())
 
 
-class _StoreWriter(BasePredictionWriter):
-    """Commits each batch in one transaction, so a killed run loses at most the batch in flight."""
+class BatchWriter:
+    """The one writer of a run: commits each batch of outcomes in one transaction, so that a killed run
+    loses at most the batch in flight, and counts and reports what it wrote."""
 
     def __init__(self, store: Store, summary: EmbedSummary, bar, on_failure: Callable[[str, str], None] | None):
-        super().__init__(write_interval="batch")
         self.store, self.summary, self.bar, self.on_failure = store, summary, bar, on_failure
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        records = [o.record for o in prediction if o.record is not None]
+    def write(self, outcomes: list[_Outcome]) -> None:
+        """Commit one batch: analysed and failed files as records, files that only moved as new stats."""
+        records = [o.record for o in outcomes if o.record is not None]
         self.store.tracks.write(records)
-        unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in prediction if o.record is None]
-        self.store.tracks.touch(unchanged)
+        unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in outcomes if o.record is None]
+        if unchanged:
+            self.store.tracks.touch(unchanged)
         self.summary.skipped += len(unchanged)
         _count(records, self.summary, self.on_failure)
-        self.bar.update(len(prediction))
+        self.bar.update(len(outcomes))
 
 
 def _count(records: list[TrackRecord], summary: EmbedSummary, on_failure) -> None:
@@ -214,44 +229,134 @@ def embed_audio(
     batch_size: int = 8,
     num_workers: int | None = None,
     accelerator: str = "auto",
-    devices="auto",
+    devices=1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
     quiet: bool = False,
     on_failure: Callable[[str, str], None] | None = None,
-) -> EmbedSummary:
+) -> EmbedSummary | None:
     """Embed every audio file under `root` into `store`: descriptors, the log-mel cache and, once an
     encoder is trained, acoustic vectors.
 
     Files whose content and models are already stored are skipped; bad files are recorded with
     their error and reported through `on_failure(path, reason)` without stopping the run.
     `acoustic_model` is a registered encoder id, "latest" (the newest, if any) or None (skip).
+    `num_workers` processes decode and analyse (default one per core; 0: in this process). With
+    more than one device or node (`devices`, `num_nodes`, `strategy`, passed to Lightning), the files
+    are shared out over the ranks and global rank 0 alone writes; the other ranks return None.
     """
     root = check_root(root)
-    audio_files, ignored, unreadable = _scan_checked(root)
-    collection = store.tracks.collection(root, collection)
-    model, audio, model_id = resolve_acoustic_model(store, acoustic_model)
-    descriptors_model = _register_descriptors(store, audio)
-    summary = EmbedSummary(ignored=ignored, acoustic_model=model_id)
-    for problem in unreadable:
-        _fail(summary, on_failure, problem["path"], problem["error"])
-    targets = {"descriptors": descriptors_model, "acoustic": model_id, "signature": audio.signature()}
-    dims = {"acoustic": model.embedding_dim if model is not None else None}
-    jobs = _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_failure)
-    if jobs:
-        frontend = model.frontend if model is not None else AudioFrontend(audio)
-        workers = min(len(jobs), os.cpu_count() or 1) if num_workers is None else num_workers
-        loader = DataLoader(
-            _FileDataset(jobs, frontend, collection, descriptors_model),
-            batch_size=batch_size,
-            num_workers=workers,
-            collate_fn=list,
+    scanned = _scan_checked(root)
+    if _distributed(accelerator, devices, strategy, num_nodes):
+        from audiograph.pipelines.embed_distributed import embed_distributed
+
+        planner = functools.partial(
+            plan_embedding,
+            root,
+            store,
+            scanned,
+            collection=collection,
+            acoustic_model=acoustic_model,
+            on_failure=on_failure,
         )
-        with progress_bar(len(audio_files), "embed-audio", quiet, unit="file") as bar:
-            bar.update(len(audio_files) - len(jobs))
-            writer = _StoreWriter(store, summary, bar, on_failure)
-            trainer = inference_trainer(accelerator, devices, callbacks=[writer])
-            trainer.predict(_EmbedModule(model, model_id), dataloaders=loader, return_predictions=False)
-    summary.duplicates = store.tracks.duplicates(collection)
+        return embed_distributed(
+            planner,
+            store,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            num_nodes=num_nodes,
+            quiet=quiet,
+            on_failure=on_failure,
+        )
+    summary = EmbedSummary()
+    plan = plan_embedding(
+        root,
+        store,
+        scanned,
+        collection=collection,
+        acoustic_model=acoustic_model,
+        summary=summary,
+        on_failure=on_failure,
+    )
+    if plan.jobs:
+        _embed_here(plan, store, summary, batch_size, num_workers, accelerator, quiet, on_failure)
+    summary.duplicates = store.tracks.duplicates(plan.collection)
     return summary
+
+
+def _distributed(accelerator: str, devices, strategy: str, num_nodes: int) -> bool:
+    """Whether a run needs Lightning: several devices or nodes, a strategy, or an accelerator other than CPU/CUDA."""
+    return num_nodes != 1 or str(devices) != "1" or strategy != "auto" or accelerator not in LOCAL_ACCELERATORS
+
+
+def _embed_here(plan: EmbedPlan, store, summary, batch_size, num_workers, accelerator, quiet, on_failure) -> None:
+    """The one-process run: worker processes analyse, this process encodes (if needed) and writes each batch."""
+    loaded = {}
+
+    def model():
+        if "model" not in loaded:
+            loaded["model"], _, _ = resolve_acoustic_model(store, plan.acoustic_model)
+            loaded["model"].to(_torch_device(accelerator))
+        return loaded["model"]
+
+    if plan.needs_encoder():
+        model()  # before any work: a model that cannot be loaded stops the run here
+    workers = min(len(plan.jobs), os.cpu_count() or 1) if num_workers is None else num_workers
+    with one_thread(), progress_bar(plan.files, "embed-audio", quiet, unit="file") as bar:
+        bar.update(plan.files - len(plan.jobs))
+        writer = BatchWriter(store, summary, bar, on_failure)
+        for batch in _batches(_outcomes(plan.jobs, plan.work(), workers), batch_size):
+            if any(o.wants_acoustic for o in batch) and plan.acoustic_model is not None:
+                encode_acoustic(model(), plan.acoustic_model, batch)
+            writer.write(batch)
+
+
+def _torch_device(accelerator: str) -> str:
+    """The torch device of a one-process run: CUDA when asked for (or, with "auto", when present), else the CPU."""
+    import torch
+
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--accelerator {accelerator}: no CUDA device is available")
+    return "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+
+
+def _outcomes(jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int) -> Iterator[_Outcome]:
+    """`work(job)` of every job, in `workers` processes (0: here), as they finish. Only a few jobs per worker
+    are handed out ahead, so that memory stays flat however many files there are."""
+    if workers == 0:
+        yield from map(work, jobs)
+        return
+    pool = ProcessPoolExecutor(workers, initializer=one_thread_worker)
+    try:
+        todo, pending = iter(jobs), set()
+        for job in todo:
+            pending.add(pool.submit(work, job))
+            if len(pending) >= workers * JOBS_AHEAD_PER_WORKER:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = next(todo, None)
+                if job is not None:
+                    pending.add(pool.submit(work, job))
+                yield future.result()
+    finally:
+        pool.shutdown(wait=sys.exc_info()[0] is None, cancel_futures=True)
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    """`items` in lists of `size` (the last one shorter)."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _scan_checked(root: Path) -> tuple[list[Path], int, list[dict]]:
@@ -265,11 +370,55 @@ def _scan_checked(root: Path) -> tuple[list[Path], int, list[dict]]:
     return audio_files, ignored, unreadable
 
 
+def plan_embedding(
+    root: Path,
+    store: Store,
+    scanned: tuple[list[Path], int, list[dict]],
+    *,
+    collection: str | None,
+    acoustic_model: str | None,
+    summary: EmbedSummary | None = None,
+    on_failure: Callable[[str, str], None] | None = None,
+) -> EmbedPlan:
+    """The plan of a run over `root` (`scanned` by `_scan_checked`), from the store and the registry alone:
+    no audio is read and no model loaded. Registers the collection and the descriptors model, stores the
+    files that cannot even be listed as failed, and counts the unchanged files in `summary` as skipped."""
+    audio_files, ignored, unreadable = scanned
+    summary = summary if summary is not None else EmbedSummary()
+    collection = store.tracks.collection(root, collection)
+    model_id, audio, dim = _acoustic_target(store, acoustic_model)
+    descriptors_model = _register_descriptors(store, audio)
+    summary.ignored, summary.acoustic_model = ignored, model_id
+    for problem in unreadable:
+        _fail(summary, on_failure, problem["path"], problem["error"])
+    targets = {"descriptors": descriptors_model, "acoustic": model_id, "signature": audio.signature()}
+    jobs = _plan_jobs(store, root, collection, audio_files, targets, {"acoustic": dim}, summary, on_failure)
+    return EmbedPlan(root, collection, audio, descriptors_model, model_id, jobs, len(audio_files))
+
+
+def _acoustic_target(store: Store, acoustic_model: str | None) -> tuple[str | None, AudioConfig, int | None]:
+    """(model id, audio settings, vector length) of the acoustic model a run embeds with, read from the
+    registry and the model's saved settings (JSON) without loading it; (None, default settings, None)
+    without a trained encoder. Only a training checkpoint, which keeps its settings inside, is loaded."""
+    row = acoustic_model_row(store, acoustic_model)
+    if row is None:
+        return None, AudioConfig(), None
+    saved = store.models.checkpoint_file(row)
+    settings = read_settings(saved, f"model '{row['id']}'") if saved.is_dir() else {}
+    dim = settings.get("encoder", {}).get("embedding_dim")
+    if "audio" not in settings or dim is None:
+        model, audio, model_id = resolve_acoustic_model(store, row["id"])
+        return model_id, audio, model.embedding_dim
+    return row["id"], AudioConfig.from_dict(settings["audio"]), int(dim)
+
+
 def _register_descriptors(store: Store, audio: AudioConfig) -> str:
-    """Register the descriptors model of these audio settings; returns its id."""
+    """Register the descriptors model of these audio settings (unless it already is); returns its id."""
     model_id = descriptors_model_id(audio)
     config = {"names": list(DESCRIPTOR_NAMES), "frontend": audio.to_dict(), "standardize": True}
-    store.models.register(model_id, DESCRIPTORS_KIND, DESCRIPTORS_SPACE, config=config)
+    row = store.models.get(model_id)
+    if row is None or (row["kind"], row["space"], row["config"]) != (DESCRIPTORS_KIND, DESCRIPTORS_SPACE, config):
+        store.models.register(model_id, DESCRIPTORS_KIND, DESCRIPTORS_SPACE, config=config)
     return model_id
 
 

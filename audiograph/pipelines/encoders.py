@@ -26,20 +26,29 @@ def descriptors_model_id(config: AudioConfig) -> str:
     return f"{DESCRIPTORS_VERSION}@{hashlib.blake2b(config.signature().encode(), digest_size=4).hexdigest()}"
 
 
+def acoustic_model_row(store: Store, model: str | None = "latest") -> dict | None:
+    """The registry row of a registered acoustic model id or "latest" (the newest, if any); None with
+    `model=None` or when no encoder is trained yet. Reads the registry only (no torch)."""
+    if model is None:
+        return None
+    row = store.models.latest(ACOUSTIC_KIND) if model == "latest" else store.models.get(model)
+    if row is None:
+        if model != "latest":
+            raise ConfigError(f"{store.path}: no model '{model}' in the registry")
+        return None
+    if row["kind"] != ACOUSTIC_KIND:
+        raise ConfigError(f"model '{model}' is a {row['kind']} model, not an audio encoder")
+    return row
+
+
 def resolve_acoustic_model(
     store: Store, model: str | None = "latest"
 ) -> tuple[AcousticModel | None, AudioConfig, str | None]:
     """(model, its audio config, model id) for a registered acoustic model id or "latest"; without a
     trained one (or with `model=None`): (None, the default audio config, None)."""
-    if model is None:
-        return None, AudioConfig(), None
-    row = store.models.latest(ACOUSTIC_KIND) if model == "latest" else store.models.get(model)
+    row = acoustic_model_row(store, model)
     if row is None:
-        if model != "latest":
-            raise ConfigError(f"{store.path}: no model '{model}' in the registry")
         return None, AudioConfig(), None
-    if row["kind"] != ACOUSTIC_KIND:
-        raise ConfigError(f"model '{model}' is a {row['kind']} model, not an audio encoder")
     # Only from the store's models folder, and without running code.
     loaded = model_class(ACOUSTIC_KIND).load(store.models.checkpoint_file(row), f"model '{row['id']}'")
     return loaded, loaded.config, row["id"]
