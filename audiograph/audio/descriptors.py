@@ -46,8 +46,9 @@ def compute_descriptors(
     centroid = freq @ share
     bandwidth = np.sqrt(np.sum(share * (freq[:, None] - centroid[None, :]) ** 2, axis=0))
     cumulative = np.cumsum(magnitude, axis=0)
-    # The lowest frequency at which the cumulative magnitude reaches 85 % of the total.
-    rolloff = freq[np.argmax(cumulative >= 0.85 * cumulative[-1:], axis=0)]
+    # The lowest frequency at which the cumulative magnitude reaches 85 % of the total: as the cumulative
+    # sums never decrease, its index is the count of bins below the threshold.
+    rolloff = freq[np.count_nonzero(cumulative < 0.85 * cumulative[-1:], axis=0)]
     floored = np.maximum(1e-10, magnitude**2)
     flatness = np.exp(np.mean(np.log(floored), axis=0)) / np.mean(floored, axis=0)
     chroma = normalize_columns(chroma_filterbank(sr, n_fft) @ power, np.inf)
@@ -79,14 +80,16 @@ def onset_strength(mel_db: np.ndarray, n_fft: int, hop_length: int) -> np.ndarra
 def tempo(onset_env: np.ndarray, sample_rate: int, hop_length: int, start_bpm: float = 120.0) -> float:
     """Global tempo in BPM: the mean 8 s autocorrelation tempogram, weighted by a log-normal prior around
     `start_bpm` (one octave wide) and capped at 320 BPM (`librosa.feature.tempo`)."""
+    from scipy import fft
+
     win = int(8.0 * sample_rate) // hop_length
     n = len(onset_env)
     padded = np.pad(onset_env, win // 2, mode="linear_ramp", end_values=0)
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
     windows = frames(padded, win, 1)[:n] * window
     size = 2 * win - 1
-    spectrum = np.fft.rfft(windows, n=size, axis=1)
-    autocorrelation = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=size, axis=1)[:, :win]
+    spectrum = fft.rfft(windows, n=size, axis=1)
+    autocorrelation = fft.irfft(spectrum.real**2 + spectrum.imag**2, n=size, axis=1)[:, :win]
     tempogram = normalize_columns(autocorrelation.T, np.inf).mean(axis=1)
     with np.errstate(divide="ignore"):
         bpms = 60.0 * sample_rate / (hop_length * np.arange(win, dtype=np.float64))
@@ -107,10 +110,12 @@ def frame_rms(power: np.ndarray, n_fft: int) -> np.ndarray:
 def zero_crossing_rate(samples: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
     """Share of sign changes per centred frame, |x| <= 1e-10 counting as positive
     (`librosa.feature.zero_crossing_rate`)."""
-    negative = np.signbit(np.where(np.abs(samples) <= 1e-10, 0.0, samples))
-    negative = np.pad(negative, frame_length // 2, mode="edge")
-    changes = frames(negative, frame_length, hop_length)
-    return np.count_nonzero(changes[:, 1:] != changes[:, :-1], axis=1) / frame_length
+    negative = np.pad(samples < -1e-10, frame_length // 2, mode="edge")
+    # Where the sign changes, found once over the signal; a frame counts the changes that fall inside it.
+    changes = np.flatnonzero(negative[1:] != negative[:-1])
+    starts = np.arange(0, len(negative) - frame_length + 1, hop_length)
+    inside = np.searchsorted(changes, starts + frame_length - 1) - np.searchsorted(changes, starts)
+    return inside / frame_length
 
 
 def spectral_contrast(
