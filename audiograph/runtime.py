@@ -30,10 +30,13 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*No negative samples in targets.*")  # a one-class sanity batch
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")  # nothing to do
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
 
 
-def inference_trainer(accelerator: str = "auto", devices="auto", callbacks=()):
+def inference_trainer(
+    accelerator: str = "auto", devices="auto", callbacks=(), strategy: str = "auto", num_nodes: int = 1
+):
     """A Trainer for `predict` passes: no logger, no checkpoints, no Lightning progress bar."""
     import lightning as L
 
@@ -41,6 +44,8 @@ def inference_trainer(accelerator: str = "auto", devices="auto", callbacks=()):
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -1,5 +1,6 @@
 """embed-audio: what gets embedded, skipped and reported; incremental runs; a killed run resumed."""
 
+import json
 import os
 import shutil
 import signal
@@ -176,3 +177,104 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(synth_collection, tmp_p
         == 0
     )
     assert _count(db, "SELECT count(*) FROM mels") == len(good)
+
+
+def _register_untrained_encoder(store: Store, model_id: str = "audio-encoder-29990101-000000") -> str:
+    """An untrained acoustic model saved in the store's models folder and registered: acoustic vectors
+    without a training run (the same weights in every store, from a fixed seed)."""
+    import torch
+
+    from audiograph.models import ACOUSTIC_KIND
+    from audiograph.models.acoustic import AcousticModel
+
+    torch.manual_seed(0)
+    folder = AcousticModel().save(store.models_dir / model_id / "model")
+    store.models.register(model_id, ACOUSTIC_KIND, "acoustic", checkpoint=folder)
+    return model_id
+
+
+def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "audiograph", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_a_run_with_nothing_to_do_imports_neither_torch_nor_the_encoder(synth_collection, tmp_path):
+    store = Store(tmp_path / "s.db")
+    model_id = _register_untrained_encoder(store)
+    first = embed_audio(synth_collection / "audio", store, collection="c", num_workers=0, quiet=True)
+    assert first.embedded > 0 and first.acoustic_model == model_id
+    assert len(store.vectors.states("acoustic")) == first.embedded
+    code = (
+        "import json, sys\n"
+        "from audiograph.cli import main\n"
+        f"main(['embed-audio', {str(synth_collection / 'audio')!r}, '--db', {str(store.path)!r}, '--json'])\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'lightning', 'librosa', 'scipy') if m in sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    summary = json.loads("\n".join(lines[:-1]))
+    assert summary["embedded"] == 0 and summary["skipped"] == first.embedded
+    assert summary["acoustic_model"] == model_id
+    assert json.loads(lines[-1]) == []
+
+
+def _store_contents(db: Path) -> dict:
+    """Every track row (but its write time), vector and cached log-mel of a store, keyed by track."""
+    conn = sqlite3.connect(db)
+    try:
+        columns = [c[1] for c in conn.execute("PRAGMA table_info(tracks)") if c[1] != "updated"]
+        tracks = {r[0]: r for r in conn.execute(f"SELECT {', '.join(columns)} FROM tracks")}
+        vectors = {
+            (space, track): (model, content, np.frombuffer(blob, np.float32))
+            for space, track, model, content, blob in conn.execute(
+                "SELECT space, track_id, model_id, content_hash, vector FROM vectors"
+            )
+        }
+        mels = {
+            r[0]: r[1:] for r in conn.execute("SELECT track_id, content_hash, frontend, chunk_frames, data FROM mels")
+        }
+    finally:
+        conn.close()
+    return {"tracks": tracks, "vectors": vectors, "mels": mels}
+
+
+@pytest.mark.slow
+def test_two_ranks_store_what_one_process_stores(synth_collection, tmp_path):
+    """embed-audio over 2 CPU processes (Lightning DDP): each file analysed by one rank, rank 0 the one
+    writer, and the store equal to a one-process run's: track rows, descriptors, log-mels, acoustic vectors."""
+    contents, outputs = {}, {}
+    distributed = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    for name, options in (("one", []), ("ddp", distributed)):
+        db = tmp_path / f"{name}.db"
+        _register_untrained_encoder(Store(db))
+        outputs[name] = _cli(
+            "embed-audio", synth_collection / "audio", "--db", db, "--batch-size", "3", "--json", *options
+        )
+        contents[name] = _store_contents(db)
+    one, ddp = contents["one"], contents["ddp"]
+    summaries = {name: json.loads(done.stdout) for name, done in outputs.items()}  # one JSON object: rank 0's only
+    for key in ("embedded", "skipped", "duplicates", "missing", "acoustic_model"):
+        assert summaries["ddp"][key] == summaries["one"][key], key
+    assert sorted(map(str, summaries["ddp"]["failed"])) == sorted(map(str, summaries["one"]["failed"]))
+    lines = [line for line in outputs["ddp"].stderr.splitlines() if line.startswith("failed: ")]
+    assert len(lines) == len(summaries["one"]["failed"])  # each failure said once, by the writing rank
+
+    assert ddp["tracks"] == one["tracks"]
+    assert ddp["mels"] == one["mels"]
+    assert set(ddp["vectors"]) == set(one["vectors"])
+    assert {space for space, _ in one["vectors"]} == {"descriptors", "acoustic"}
+    for key, (model, content, vector) in one["vectors"].items():
+        assert ddp["vectors"][key][:2] == (model, content), key
+        # Descriptors are the same arithmetic on the same bytes; the encoder batches files differently.
+        np.testing.assert_allclose(ddp["vectors"][key][2], vector, rtol=0, atol=0 if key[0] == "descriptors" else 1e-5)
+
+    # A second run over two ranks finds nothing to do, and still says what is broken.
+    again = json.loads(
+        _cli("embed-audio", synth_collection / "audio", "--db", tmp_path / "ddp.db", "--json", *distributed).stdout
+    )
+    assert again["embedded"] == 0 and again["skipped"] == summaries["one"]["embedded"]
+    assert len(again["failed"]) == len(summaries["one"]["failed"])

@@ -457,6 +457,11 @@ def _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_
         if state.get("status") == "ok" and unchanged_stat and all(complete.values()):
             summary.skipped += 1
             continue
+        if state.get("status") == "failed" and unchanged_stat:
+            # It was read and would not decode; unchanged, it still would not: said again, not decoded again.
+            # (Files that could not be read at all have no stored size, and are tried again.)
+            _fail(summary, on_failure, path_text(path), state["error"])
+            continue
         jobs.append(_Job(tid, path, h, complete))
     if unstatable:
         store.tracks.write(unstatable)

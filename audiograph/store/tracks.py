@@ -142,9 +142,9 @@ class Tracks:
         return dict(self.db.execute("SELECT status, count(*) FROM tracks GROUP BY status").fetchall())
 
     def file_states(self, collection: str) -> dict[str, dict]:
-        """id -> the stored size, mtime, hash and status of a collection's files (for change detection)."""
+        """id -> the stored size, mtime, hash, status and error of a collection's files (for change detection)."""
         rows = self.db.query(
-            "SELECT id, size, mtime_ns, content_hash, status FROM tracks WHERE collection = ?", [collection]
+            "SELECT id, size, mtime_ns, content_hash, status, error FROM tracks WHERE collection = ?", [collection]
         )
         return {r["id"]: r for r in rows}
 
