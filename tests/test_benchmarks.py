@@ -36,7 +36,11 @@ def assert_positive_numbers(figures: dict, fields: list[str]) -> None:
 
 def test_bench_embed_json():
     figures = run_benchmark("bench_embed")
-    assert_positive_numbers(figures, ["embed_audio_vs_decode", "acoustic_vs_decode_resample"])
+    assert_positive_numbers(
+        figures, ["embed_audio_vs_decode", "acoustic_vs_decode_resample", "noop_seconds", "python_start_seconds"]
+    )
+    # A run with nothing to do starts Python and does more: it cannot take less time than the start alone.
+    assert figures["noop_seconds"] > figures["python_start_seconds"]
     # The ratios are the tracks/s figures divided, not something else.
     assert figures["embed_audio_vs_decode"] == pytest.approx(
         figures["embed_audio_tracks_per_second"] / figures["decode_tracks_per_second"]

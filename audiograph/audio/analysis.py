@@ -33,6 +33,12 @@ def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     return filters
 
 
+def preload() -> None:
+    """Import what `analyse` imports on first use (scipy's FFT), so that worker processes forked afterwards
+    inherit it instead of each importing it again."""
+    import scipy.fft  # noqa: F401
+
+
 def analyse(
     path: str | os.PathLike, config: AudioConfig, *, data: bytes | None = None, descriptors: bool = True
 ) -> Analysis:

@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiograph.audio.analysis import analyse
+from audiograph.audio.analysis import analyse, preload
 from audiograph.audio.config import AudioConfig
 from audiograph.audio.decode import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS, DecodeError, content_hash
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
@@ -329,6 +329,7 @@ def _outcomes(jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int) 
     if workers == 0:
         yield from map(work, jobs)
         return
+    preload()
     pool = ProcessPoolExecutor(workers, initializer=one_thread_worker)
     try:
         todo, pending = iter(jobs), set()

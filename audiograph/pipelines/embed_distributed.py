@@ -19,6 +19,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
+from audiograph.audio.analysis import preload
 from audiograph.pipelines.embed_audio import BatchWriter, EmbedPlan, EmbedSummary, encode_acoustic
 from audiograph.pipelines.encoders import resolve_acoustic_model
 from audiograph.runtime import inference_trainer, one_thread_worker, progress_bar
@@ -67,6 +68,7 @@ class _ShardedEmbed(L.LightningModule):
             self.encoder, _, _ = resolve_acoustic_model(self.store, self.plan.acoustic_model)
 
     def predict_dataloader(self) -> DataLoader:
+        preload()
         files = _PlannedFiles(self.plan, self.trainer.world_size * self.batch_size)
         workers = self.num_workers
         if workers is None:  # the node's cores shared out over its ranks
