@@ -278,3 +278,33 @@ def test_two_ranks_store_what_one_process_stores(synth_collection, tmp_path):
     )
     assert again["embedded"] == 0 and again["skipped"] == summaries["one"]["embedded"]
     assert len(again["failed"]) == len(summaries["one"]["failed"])
+
+
+@pytest.mark.slow
+def test_a_killed_two_rank_run_resumes_without_loss_or_duplicates(synth_collection, tmp_path):
+    """Killed mid-way, a DDP run has committed whole steps only (rank 0's transactions); started again, it
+    finishes with exactly what a one-process run stores."""
+    good, failing, _ = _expected(synth_collection)
+    db, one = tmp_path / "ddp.db", tmp_path / "one.db"
+    distributed = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--workers", "0"]
+    cmd = [sys.executable, "-m", "audiograph", "embed-audio", synth_collection / "audio", "--db", db]
+    cmd += ["--batch-size", "1", "--quiet", *distributed]
+    # Its own process group, so that the kill takes the other rank too.
+    proc = subprocess.Popen(
+        list(map(str, cmd)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 900
+    while _count(db, "SELECT count(*) FROM tracks") < 4:
+        assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "embed-audio wrote no two steps in 15 minutes"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < _count(db, "SELECT count(*) FROM tracks") < len(good) + len(failing), "the run was not killed midway"
+
+    again = json.loads(_cli("embed-audio", synth_collection / "audio", "--db", db, "--json", *distributed).stdout)
+    _cli("embed-audio", synth_collection / "audio", "--db", one, "--json")
+    done, reference = _store_contents(db), _store_contents(one)
+    assert done["tracks"] == reference["tracks"] and done["mels"] == reference["mels"]
+    assert set(done["vectors"]) == set(reference["vectors"])
+    assert again["embedded"] + again["skipped"] == len(good)
