@@ -92,13 +92,12 @@ def power_spectrogram(samples: np.ndarray, n_fft: int, hop_length: int) -> np.nd
 
     samples = np.asarray(samples, dtype=np.float32)
     padded = np.pad(samples, n_fft // 2)
-    spectrum = fft.rfft(frames(padded, n_fft, hop_length) * hann_window(n_fft), axis=1).T
-    # The squares in place on contiguous copies: the strided real and imaginary views are slow to square.
-    power = np.ascontiguousarray(spectrum.real)
-    imag = np.ascontiguousarray(spectrum.imag)
-    np.multiply(power, power, out=power)
-    np.multiply(imag, imag, out=imag)
-    power += imag
+    spectrum = fft.rfft(frames(padded, n_fft, hop_length) * hann_window(n_fft), axis=1, overwrite_x=True)
+    # Squared in place as (real, imaginary) pairs, then each pair's sum written straight into [bins, frames].
+    pairs = spectrum.view(np.float32)
+    np.multiply(pairs, pairs, out=pairs)
+    power = np.empty((spectrum.shape[1], spectrum.shape[0]), np.float32)
+    np.add(pairs[:, 0::2].T, pairs[:, 1::2].T, out=power)
     return power
 
 
