@@ -15,7 +15,7 @@ from audiograph.audio.descriptor_names import DESCRIPTORS_VERSION
 from audiograph.errors import ConfigError, StoreError
 from audiograph.models import ACOUSTIC_KIND, DESCRIPTORS_KIND, MUSIG_KIND, model_class
 from audiograph.musig.features import FeatureSpec
-from audiograph.store import Store
+from audiograph.store import ACOUSTIC_SPACE, Store
 
 if TYPE_CHECKING:
     from audiograph.models.acoustic import AcousticModel
@@ -29,11 +29,15 @@ def descriptors_model_id(config: AudioConfig) -> str:
 def resolve_acoustic_model(
     store: Store, model: str | None = "latest"
 ) -> tuple[AcousticModel | None, AudioConfig, str | None]:
-    """(model, its audio config, model id) for a registered acoustic model id or "latest"; without a
+    """(model, its audio config, model id) for a registered acoustic model id or "latest" (the newest that
+    fills the acoustic space: one trained into a space of its own is not embed-audio's encoder); without a
     trained one (or with `model=None`): (None, the default audio config, None)."""
     if model is None:
         return None, AudioConfig(), None
-    row = store.models.latest(ACOUSTIC_KIND) if model == "latest" else store.models.get(model)
+    if model == "latest":
+        row = (store.models.rows(kind=ACOUSTIC_KIND, space=ACOUSTIC_SPACE) or [None])[-1]
+    else:
+        row = store.models.get(model)
     if row is None:
         if model != "latest":
             raise ConfigError(f"{store.path}: no model '{model}' in the registry")
