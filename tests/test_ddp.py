@@ -277,3 +277,18 @@ def test_train_audio_under_ddp_registers_once_and_fills_its_space(ddp_base, tmp_
     assert "acoustic" not in Store(ddp_db, must_exist=True).vectors.spaces()  # a space of its own
     monitor = "val_precision_at_5"
     assert ddp["metrics"][monitor] >= single["metrics"][monitor] - DDP_QUALITY_MARGIN
+
+
+def test_train_musig_with_one_seed_gives_one_model(store_copy):
+    """Every rank builds its module before the processes join: the seed must fix the initial weights."""
+    from audiograph.models.musig import MusigModel
+    from audiograph.pipelines.train_musig import train_musig
+
+    runs = [
+        train_musig(store_copy, max_epochs=1, batches_per_epoch=2, batch_size=32, register=False, quiet=True)
+        for _ in range(2)
+    ]
+    first, second = (MusigModel.load(r.checkpoint).state_dict() for r in runs)
+    assert runs[0].model_id != runs[1].model_id
+    for name, tensor in first.items():
+        assert torch.equal(tensor, second[name]), name

@@ -131,6 +131,7 @@ def train_musig(
     if data.graph.num_edges == 0:
         raise ConfigError(f"{store.path}: the graph has no edges to train on (run `audiograph build-graph`)")
     datamodule = MusigDataModule(data, **data_options)
+    L.seed_everything(data_options["seed"], workers=True, verbose=False)  # the modules' initial weights too
     space = space or ("graphsage" if task_weights == "graphsage" else MUSIG_SPACE)
     best = fit_and_register(
         store,
