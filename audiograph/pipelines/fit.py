@@ -193,8 +193,8 @@ def fit_one(
     for the throughput figure.
 
     `accelerator`, `devices`, `strategy` and `num_nodes` go to Lightning. Under `ddp` every process runs
-    this; each restores the best epoch (the models folder must be one every node reads, as the store
-    is), and only global rank 0 saves the model. The datamodule splits the training examples between
+    this, and only global rank 0 restores the best epoch and saves the model (the others' results say
+    `writer` False and hold their last epoch's module). The datamodule splits the training examples between
     ranks itself (`ShardedBatchSampler`), so Lightning's sampler replacement is off; every rank validates
     on the whole validation set, so every rank sees the same metrics and stops at the same epoch."""
     check_strategy(strategy)
@@ -225,13 +225,12 @@ def fit_one(
         **trainer_options,
     )
     trainer.fit(module, datamodule=datamodule)
-    model_id = run.model_id
-    best = trainer.strategy.broadcast(checkpoint.best_model_path or checkpoint.last_model_path, src=0)
+    model_id, saved = run.model_id, models_dir / run.model_id / "model"
+    if not trainer.is_global_zero:  # the last epoch's weights: rank 0 restores the best, saves and reports
+        return FitResult(model_id, module.eval(), saved, trainer.current_epoch, {}, throughput.per_second, False)
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    metrics = best_epoch_metrics(Path(trainer.logger.log_dir) / "metrics.csv", monitor, mode="max")
     with weights_only_loading(best, f"model '{model_id}'"):
         module = type(module).load_from_checkpoint(best, map_location="cpu", weights_only=True)
-    saved = models_dir / model_id / "model"
-    if not trainer.is_global_zero:
-        return FitResult(model_id, module.eval(), saved, trainer.current_epoch, {}, throughput.per_second, False)
-    metrics = best_epoch_metrics(Path(trainer.logger.log_dir) / "metrics.csv", monitor, mode="max")
     saved = module.model.save(saved)
     return FitResult(model_id, module.eval(), saved, trainer.current_epoch, metrics, throughput.per_second)
