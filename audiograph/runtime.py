@@ -29,15 +29,16 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*Trying to infer the `batch_size`.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*No negative samples in targets.*")  # a one-class sanity batch
+    # Every rank of a distributed training validates on the whole validation set: nothing to synchronise.
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")  # nothing to do
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
 
 
-def inference_trainer(
-    accelerator: str = "auto", devices="auto", callbacks=(), strategy: str = "auto", num_nodes: int = 1
-):
-    """A Trainer for `predict` passes: no logger, no checkpoints, no Lightning progress bar."""
+def inference_trainer(accelerator: str = "auto", devices="auto", callbacks=(), strategy="auto", num_nodes: int = 1):
+    """A Trainer for `predict` passes: no logger, no checkpoints, no Lightning progress bar. Under a
+    distributed strategy Lightning gives each rank its own share of a predict loader's items, none twice."""
     import lightning as L
 
     quiet_lightning()

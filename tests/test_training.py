@@ -294,3 +294,15 @@ def test_query_finds_same_genre_neighbours_for_tracks_held_out_of_training(store
         assert track_id not in [h["track_id"] for h in result.hits]
         shares.append(np.mean([genre[h["track_id"]] == genre[track_id] for h in result.hits]))
     assert len(held_out) >= 4 and np.mean(shares) > 0.6
+
+
+def test_train_audio_into_a_space_of_its_own_leaves_the_acoustic_space_alone(store_copy):
+    from audiograph.pipelines.encoders import resolve_acoustic_model
+
+    store = store_copy
+    report = train_audio(store, space="acoustic-trial", max_epochs=1, quiet=True, crop_seconds=3.0, accelerator="cpu")
+    assert report.space == "acoustic-trial" and store.models.get(report.model_id)["space"] == "acoustic-trial"
+    ids, _ = store.vectors.matrix("acoustic-trial")
+    assert set(ids) == set(store.mels.chunks()) and "acoustic" not in store.vectors.spaces()
+    # embed-audio's encoder is the acoustic space's newest model: none yet, so descriptors only.
+    assert resolve_acoustic_model(store)[2] is None

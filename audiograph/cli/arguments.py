@@ -234,6 +234,7 @@ def args_train_audio(p) -> None:
         **source_defaults("audiograph.training.audio_data", "GraphAudioData"),
         **source_defaults("audiograph.pipelines.train_audio", "train_audio"),
     }
+    p.add_argument("--space", help="the vector space to fill (default: acoustic)")
     training_options(p, d, TRAIN_AUDIO_OPTIONS)
 
 
@@ -244,8 +245,15 @@ def training_options(p, d: dict, options: tuple[str, ...]) -> None:
     for key in options:
         option(p, "--" + key.replace("_", "-"), d, TRAINING_OPTION_HELP[key], key=key)
     option(p, "--workers", d, "DataLoader workers", key="num_workers")
+    distributed_options(p, d)
+
+
+def distributed_options(p, d: dict) -> None:
+    """--accelerator, --devices, --strategy and --num-nodes, passed to Lightning."""
     option(p, "--accelerator", d, "Lightning accelerator")
     option(p, "--devices", d, "Lightning devices")
+    option(p, "--strategy", d, "Lightning strategy, e.g. ddp (the command runs once per process; rank 0 writes)")
+    option(p, "--num-nodes", d, "machines taking part (with --strategy ddp)", type=int)
 
 
 def args_import_tracks(p) -> None:
@@ -324,7 +332,7 @@ def args_train_musig(p) -> None:
 
 def args_embed_musig(p) -> None:
     p.add_argument("--model", help="MUSIG model id (default: the newest)")
-    p.add_argument("--accelerator", default="auto", help="Lightning accelerator (default auto)")
+    distributed_options(p, source_defaults("audiograph.pipelines.train_musig", "embed_musig"))
 
 
 def args_evaluate(p) -> None:

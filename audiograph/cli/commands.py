@@ -25,6 +25,11 @@ def refuse_db(args, command: str) -> None:
         raise ConfigError(f"{command} writes files, not a store: --db does not apply (got {args.db})")
 
 
+def distributed_args(args) -> dict:
+    """The Lightning options every training and MUSIG-embedding command passes on."""
+    return {k: getattr(args, k) for k in ("accelerator", "devices", "strategy", "num_nodes")}
+
+
 def cmd_synth(args) -> int:
     from audiograph.synth import synthesize
 
@@ -228,14 +233,16 @@ def cmd_train_audio(args) -> int:
     options = {k: getattr(args, k) for k in TRAIN_AUDIO_OPTIONS}
     report = train_audio(
         store,
+        space=args.space,
         max_epochs=args.max_epochs,
         patience=args.patience,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        quiet=args.quiet or args.json,
         num_workers=args.num_workers,
+        quiet=args.quiet or args.json,
+        **distributed_args(args),
         **options,
     )
+    if report is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
         return 0
@@ -246,7 +253,7 @@ def cmd_train_audio(args) -> int:
         f" {m.get('val_precision_at_5', float('nan')):.3f}"
     )
     say(f"checkpoint {report.checkpoint}")
-    say(f"re-embedded {report.embedded} tracks into the acoustic space from the log-mel cache")
+    say(f"re-embedded {report.embedded} tracks into the {report.space} space from the log-mel cache")
     return 0
 
 
@@ -301,11 +308,12 @@ def cmd_train_musig(args) -> int:
         patience=args.patience,
         batches_per_epoch=args.batches_per_epoch or None,
         num_workers=args.num_workers,
-        accelerator=args.accelerator,
-        devices=args.devices,
         quiet=args.quiet or args.json,
+        **distributed_args(args),
         **options,
     )
+    if report is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
         return 0
@@ -339,7 +347,9 @@ def cmd_embed_musig(args) -> int:
     from audiograph.pipelines.train_musig import embed_musig
 
     store = open_store(args)
-    count = embed_musig(store, args.model)
+    count = embed_musig(store, args.model, **distributed_args(args))
+    if count is None:  # a rank other than 0 of a distributed run: rank 0 writes and reports
+        return 0
     if args.json:
         print(json.dumps({"embedded": count}, ensure_ascii=False))
     else:

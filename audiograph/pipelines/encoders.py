@@ -15,7 +15,7 @@ from audiograph.audio.descriptor_names import DESCRIPTORS_VERSION
 from audiograph.errors import ConfigError, StoreError
 from audiograph.models import ACOUSTIC_KIND, DESCRIPTORS_KIND, MUSIG_KIND, model_class
 from audiograph.musig.features import FeatureSpec
-from audiograph.store import Store
+from audiograph.store import ACOUSTIC_SPACE, Store
 
 if TYPE_CHECKING:
     from audiograph.models.acoustic import AcousticModel
@@ -31,7 +31,10 @@ def acoustic_model_row(store: Store, model: str | None = "latest") -> dict | Non
     `model=None` or when no encoder is trained yet. Reads the registry only (no torch)."""
     if model is None:
         return None
-    row = store.models.latest(ACOUSTIC_KIND) if model == "latest" else store.models.get(model)
+    if model == "latest":  # the newest that fills the acoustic space, not one trained into a space of its own
+        row = (store.models.rows(kind=ACOUSTIC_KIND, space=ACOUSTIC_SPACE) or [None])[-1]
+    else:
+        row = store.models.get(model)
     if row is None:
         if model != "latest":
             raise ConfigError(f"{store.path}: no model '{model}' in the registry")
@@ -44,7 +47,8 @@ def acoustic_model_row(store: Store, model: str | None = "latest") -> dict | Non
 def resolve_acoustic_model(
     store: Store, model: str | None = "latest"
 ) -> tuple[AcousticModel | None, AudioConfig, str | None]:
-    """(model, its audio config, model id) for a registered acoustic model id or "latest"; without a
+    """(model, its audio config, model id) for a registered acoustic model id or "latest" (the newest that
+    fills the acoustic space: one trained into a space of its own is not embed-audio's encoder); without a
     trained one (or with `model=None`): (None, the default audio config, None)."""
     row = acoustic_model_row(store, model)
     if row is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
@@ -19,6 +20,7 @@ from audiograph.errors import ConfigError
 from audiograph.models.weights import weights_only_loading
 from audiograph.runtime import show_progress
 from audiograph.store import Store
+from audiograph.training.distributed import check_strategy
 
 
 def split_options(options: dict, *targets) -> list[dict]:
@@ -48,6 +50,8 @@ class EpochLog(Callback):
         self.max_epochs, self.started = max_epochs, time.monotonic()
 
     def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation, whose metrics it reports
+        if not trainer.is_global_zero:
+            return
         metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_") or k == "train_loss"
         }
@@ -85,9 +89,46 @@ class TrainingThroughput(Callback):
         return self.samples / self.seconds if self.seconds else 0.0
 
 
+class RunFolder(Callback):
+    """Names the run once for every process: global rank 0 makes the model id (and claims its run folder),
+    broadcasts it, and every rank then checkpoints into and logs under `<models_dir>/<model id>` (only
+    rank 0 writes there). Made here, after the processes have joined, because a launcher (Lightning's
+    `ddp` re-running the command, torchrun, SLURM) starts each rank on its own with its own clock."""
+
+    def __init__(self, store: Store, kind: str, models_dir: Path, checkpoint: ModelCheckpoint):
+        self.store, self.kind, self.models_dir, self.checkpoint = store, kind, models_dir, checkpoint
+        self.model_id = None
+
+    def setup(self, trainer, pl_module, stage):
+        if self.model_id is not None:
+            return
+        mine = self.store.models.new_id(self.kind, self.models_dir) if trainer.is_global_zero else None
+        self.model_id = trainer.strategy.broadcast(mine, src=0)
+        # Callbacks' setup runs before ModelCheckpoint's (Lightning runs checkpointing last), which resolves this.
+        self.checkpoint.dirpath = str(self.models_dir / self.model_id / "checkpoints")
+        trainer.loggers = [CSVLogger(self.models_dir, name=self.model_id, version="")]
+
+
+class RankSeeds(Callback):
+    """Gives each rank but rank 0 its own random stream for what is drawn inside a step (negative pairs,
+    sampled neighbours, cold-start masks), seeded by `seed` and the rank: identical streams would draw the
+    same negatives on every rank. Rank 0 keeps the stream of a single-process run. Which examples each
+    rank takes is drawn from a generator every rank shares (`ShardedBatchSampler`), not from this."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def setup(self, trainer, pl_module, stage):
+        if trainer.global_rank > 0:
+            torch.manual_seed(self.seed + 1_000_003 * trainer.global_rank)
+
+
 @dataclass
 class FitResult:
-    """One training run: the module restored to its best epoch, where its model was saved, and how it went."""
+    """One training run: the module restored to its best epoch, where its model was saved, and how it went.
+
+    In a distributed run every rank gets one, with the same model id; only global rank 0's `writer` is
+    True, and only it saved the model (`saved` is where rank 0 put it)."""
 
     model_id: str
     module: L.LightningModule
@@ -95,6 +136,7 @@ class FitResult:
     epochs: int
     metrics: dict
     per_second: float
+    writer: bool = True
 
 
 def fit_and_register(
@@ -113,9 +155,12 @@ def fit_and_register(
     """Fit each of `modules` (LightningModules whose `model` is a model object; several for a grid search)
     with `fit_one`, keep the best on `monitor` (higher is better), add `add_metrics(best)` to its metrics
     (figures measured after training, such as a guard's), and with `register` record its saved model in
-    the store's registry as `kind` filling `space`, with its hyperparameters, `config` and the metrics."""
+    the store's registry as `kind` filling `space`, with its hyperparameters, `config` and the metrics.
+    In a distributed run only global rank 0 measures `add_metrics` and registers."""
     runs = [fit_one(store, module, datamodule, kind=kind, monitor=monitor, **fit_options) for module in modules]
     best = max(runs, key=lambda run: run.metrics.get(monitor, float("-inf")))
+    if not best.writer:
+        return best
     if add_metrics is not None:
         best.metrics.update(add_metrics(best))
     if register:
@@ -137,27 +182,38 @@ def fit_one(
     count=lambda batch: len(batch[0]),
     accelerator: str = "auto",
     devices="auto",
+    strategy="auto",
+    num_nodes: int = 1,
     quiet: bool = False,
     models_dir: str | Path | None = None,
     **trainer_options,
 ) -> FitResult:
     """Fit `module` with early stopping on `monitor` (higher is better), restore its best epoch, and save
     that model into `<models_dir>/<model id>/model`. `count(batch)` is how many samples a batch holds,
-    for the throughput figure."""
+    for the throughput figure.
+
+    `accelerator`, `devices`, `strategy` and `num_nodes` go to Lightning. Under `ddp` every process runs
+    this, and only global rank 0 restores the best epoch and saves the model (the others' results say
+    `writer` False and hold their last epoch's module). The datamodule splits the training examples between
+    ranks itself (`ShardedBatchSampler`), so Lightning's sampler replacement is off; every rank validates
+    on the whole validation set, so every rank sees the same metrics and stops at the same epoch."""
+    check_strategy(strategy)
     models_dir = Path(models_dir) if models_dir is not None else store.models_dir
-    model_id = store.models.new_id(kind, models_dir)
     L.seed_everything(seed, workers=True, verbose=False)
-    checkpoint = ModelCheckpoint(
-        dirpath=models_dir / model_id / "checkpoints", monitor=monitor, mode="max", save_last=True
-    )
+    checkpoint = ModelCheckpoint(monitor=monitor, mode="max", save_last=True)
+    run = RunFolder(store, kind, models_dir, checkpoint)
     throughput = TrainingThroughput(count)
     trainer = L.Trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
         deterministic=True,
-        logger=CSVLogger(models_dir, name=model_id, version=""),
+        logger=False,  # RunFolder sets it once the run has its id
         callbacks=[
+            run,
+            RankSeeds(seed),
             checkpoint,
             throughput,
             EarlyStopping(monitor=monitor, mode="max", patience=patience),
@@ -165,12 +221,16 @@ def fit_one(
         ],
         enable_progress_bar=show_progress(quiet),
         enable_model_summary=False,
+        use_distributed_sampler=False,
         **trainer_options,
     )
     trainer.fit(module, datamodule=datamodule)
+    model_id, saved = run.model_id, models_dir / run.model_id / "model"
+    if not trainer.is_global_zero:  # the last epoch's weights: rank 0 restores the best, saves and reports
+        return FitResult(model_id, module.eval(), saved, trainer.current_epoch, {}, throughput.per_second, False)
     best = checkpoint.best_model_path or checkpoint.last_model_path
     metrics = best_epoch_metrics(Path(trainer.logger.log_dir) / "metrics.csv", monitor, mode="max")
     with weights_only_loading(best, f"model '{model_id}'"):
         module = type(module).load_from_checkpoint(best, map_location="cpu", weights_only=True)
-    saved = module.model.save(models_dir / model_id / "model")
+    saved = module.model.save(saved)
     return FitResult(model_id, module.eval(), saved, trainer.current_epoch, metrics, throughput.per_second)

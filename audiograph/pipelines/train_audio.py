@@ -60,6 +60,7 @@ class TrainAudioReport:
     embedded: int = 0
     crops_per_second: float = 0.0
     guard: dict = field(default_factory=dict)
+    space: str = ACOUSTIC_SPACE
 
 
 def compare_with_inputs(
@@ -112,22 +113,31 @@ def audio_data(store: Store, audio: AudioConfig | None = None, **options) -> Gra
 def train_audio(
     store: Store,
     *,
+    space: str | None = None,
     max_epochs: int = 10,
     patience: int = 4,
     accelerator: str = "auto",
     devices="auto",
+    strategy="auto",
+    num_nodes: int = 1,
     quiet: bool = False,
     **options,
-) -> TrainAudioReport:
-    """Train the acoustic model on the store's graph and mel cache, register it, re-embed every cached
-    track, and compare the trained space with the descriptors and the untrained encoder on the validation
-    tracks (printed, with a warning on stderr when the trained space is worse).
+) -> TrainAudioReport | None:
+    """Train the acoustic model on the store's graph and mel cache, register it as filling `space`
+    (default: acoustic), re-embed every cached track into it, and compare the trained space with the
+    descriptors and the untrained encoder on the validation tracks (printed, with a warning on stderr
+    when the trained space is worse).
+
+    `accelerator`, `devices`, `strategy` and `num_nodes` go to Lightning (`strategy="ddp"`: every process
+    runs this call). Only global rank 0 measures the guard, registers, re-embeds and gets a report: the
+    other ranks get None.
 
     `options` are keyword arguments of `AudioEncoderModule` (loss, lr, temperature, encoder, ...)
     and of `GraphAudioData` (batch_size, crop_seconds, views, d_pos, weight_power, seed, ...).
     """
     quiet_lightning()
     limit_threads()
+    space = space or ACOUSTIC_SPACE
     module_options, data_options = split_options(options, AudioEncoderModule, GraphAudioData)
     seed = data_options.get("seed", keyword_defaults(GraphAudioData)["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
@@ -149,7 +159,7 @@ def train_audio(
         [module],
         datamodule,
         kind=ACOUSTIC_KIND,
-        space=ACOUSTIC_SPACE,
+        space=space,
         monitor=MONITOR,
         config=config,
         add_metrics=compare,
@@ -159,14 +169,20 @@ def train_audio(
         count=_crops,
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
         quiet=quiet,
         log_every_n_steps=10,
         reload_dataloaders_every_n_epochs=1,
         num_sanity_val_steps=0,
     )
-    embedded = embed_cached_tracks(store, fit.module.model, datamodule.eligible_ids(), fit.model_id)
+    if not fit.writer:
+        return None
+    embedded = embed_cached_tracks(store, fit.module.model, datamodule.eligible_ids(), fit.model_id, space=space)
     _say_guard(guard, quiet)
-    return TrainAudioReport(fit.model_id, str(fit.saved), fit.epochs, fit.metrics, embedded, fit.per_second, guard)
+    return TrainAudioReport(
+        fit.model_id, str(fit.saved), fit.epochs, fit.metrics, embedded, fit.per_second, guard, space
+    )
 
 
 def _split_sizes(datamodule: GraphAudioData) -> dict:
@@ -196,14 +212,19 @@ def _say_guard(guard: dict, quiet: bool) -> None:
 
 
 def embed_cached_tracks(
-    store: Store, model: AcousticModel, track_ids: list[str], model_id: str, batch_size: int = 32
+    store: Store,
+    model: AcousticModel,
+    track_ids: list[str],
+    model_id: str,
+    batch_size: int = 32,
+    space: str = ACOUSTIC_SPACE,
 ) -> int:
-    """Re-embed tracks into the acoustic space from the mel cache (no decoding); returns how many."""
+    """Re-embed tracks into `space` from the mel cache (no decoding); returns how many."""
     mels = CachedMels(str(store.path))
     vectors = {}
     for start in range(0, len(track_ids), batch_size):
         part = track_ids[start : start + batch_size]
         encoded = model.encode_chunks([chunks_as_tensors(mels(t)) for t in part])
         vectors.update(zip(part, encoded.numpy()))
-    store.vectors.put(ACOUSTIC_SPACE, model_id, vectors)
+    store.vectors.put(space, model_id, vectors)
     return len(vectors)

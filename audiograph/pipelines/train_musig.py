@@ -6,7 +6,9 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning as L
 import numpy as np
+import torch
 
 from audiograph.errors import ConfigError, StoreError
 from audiograph.graph.csr import CSRGraph
@@ -19,10 +21,17 @@ from audiograph.musig.model import (
 from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.features import available_groups, build_features, cold_features
 from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
-from audiograph.runtime import keyword_defaults, limit_threads, quiet_lightning
+from audiograph.runtime import inference_trainer, keyword_defaults, limit_threads, quiet_lightning
 from audiograph.store import MUSIG_SPACE, Store
+from audiograph.training.distributed import barrier, check_strategy, gather_to_rank_zero
 from audiograph.training.musig import MusigModule
-from audiograph.training.musig_data import MusigData, MusigDataModule, _only, assemble_musig_data
+from audiograph.training.musig_data import (
+    MusigData,
+    MusigDataModule,
+    NeighbourhoodChunks,
+    _only,
+    assemble_musig_data,
+)
 
 
 def prepare_musig_data(
@@ -94,14 +103,20 @@ def train_musig(
     batches_per_epoch: int | None = 100,
     accelerator: str = "auto",
     devices="auto",
+    strategy="auto",
+    num_nodes: int = 1,
     quiet: bool = False,
     musig_data: MusigData | None = None,
     register: bool = True,
     models_dir: str | Path | None = None,
     space: str | None = None,
     **options,
-) -> TrainMusigReport:
+) -> TrainMusigReport | None:
     """Train MUSIG on the store's graph, register it, and write every track's vector into its space.
+
+    `accelerator`, `devices`, `strategy` and `num_nodes` go to Lightning (`strategy="ddp"`: every process
+    runs this call). Only global rank 0 registers the model and writes vectors, and only it gets a
+    report: the other ranks get None.
 
     `features`: groups (default: all the store has); `similarity`: the similarity task's group ("auto":
     acoustic, else audio); `task_weights`: c1,c2,c3, a preset, or "auto" (every preset, best kept);
@@ -116,6 +131,7 @@ def train_musig(
     if data.graph.num_edges == 0:
         raise ConfigError(f"{store.path}: the graph has no edges to train on (run `audiograph build-graph`)")
     datamodule = MusigDataModule(data, **data_options)
+    L.seed_everything(data_options["seed"], workers=True, verbose=False)  # the modules' initial weights too
     space = space or ("graphsage" if task_weights == "graphsage" else MUSIG_SPACE)
     best = fit_and_register(
         store,
@@ -133,15 +149,23 @@ def train_musig(
         seed=data_options["seed"],
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
         quiet=quiet,
         models_dir=models_dir,
         limit_train_batches=batches_per_epoch or 1.0,
         log_every_n_steps=5,
     )
-    report = _report(best, data, space)
-    _guard(report)
+    report = _report(best, data, space) if best.writer else None
+    if report is not None:
+        _guard(report)
     if register:
-        report.embedded = embed_musig(store, best.model_id)
+        barrier()  # every rank embeds with the model rank 0 has just registered
+        embedded = embed_musig(
+            store, best.model_id, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes
+        )
+        if report is not None:
+            report.embedded = embedded
     return report
 
 
@@ -228,9 +252,65 @@ def load_musig(store: Store, model_id: str | None = None) -> tuple[MusigModel, d
     return MusigModel.load(store.models.checkpoint_file(row), f"model '{row['id']}'"), row
 
 
-def embed_musig(store: Store, model_id: str | None = None) -> int:
+class MusigPredictor(L.LightningModule):
+    """A trained `MusigModel` in Lightning's predict loop over `NeighbourhoodChunks`: each step returns
+    the chunk's node ids and their vectors."""
+
+    def __init__(self, model: MusigModel):
+        super().__init__()
+        self.model = model
+
+    def predict_step(self, batch, batch_idx):
+        nodes, positions, x, adjacency = batch
+        z = self.model(x, [adjacency] * self.model.num_layers)
+        return nodes.cpu(), z[positions].float().cpu()
+
+
+def predict_musig(
+    model: MusigModel,
+    x: torch.Tensor,
+    graph: CSRGraph,
+    *,
+    accelerator: str = "auto",
+    devices="auto",
+    strategy="auto",
+    num_nodes: int = 1,
+    chunk_size: int = 4096,
+) -> torch.Tensor | None:
+    """Every node's vector [N, D] from one exact full-neighbourhood pass, as `MusigModel.encode` makes it,
+    run through Lightning's predict loop in chunks of `chunk_size` nodes. Under a distributed strategy each
+    rank predicts its share of the chunks and global rank 0 gets the whole matrix; the others get None."""
+    check_strategy(strategy)
+    trainer = inference_trainer(accelerator, devices, strategy=strategy, num_nodes=num_nodes)
+    # At least one chunk per rank: Lightning's predict sampler refuses a rank with nothing to do.
+    chunk_size = max(1, min(chunk_size, -(-graph.num_nodes // trainer.world_size)))
+    chunks = NeighbourhoodChunks(x, graph, model.num_layers, chunk_size)
+    loader = torch.utils.data.DataLoader(chunks, batch_size=None)
+    outputs = trainer.predict(MusigPredictor(model.eval()), dataloaders=loader)
+    gathered = gather_to_rank_zero(outputs)
+    if gathered is None:
+        return None
+    parts = [part for rank_outputs in gathered for part in rank_outputs]
+    nodes = torch.cat([p[0] for p in parts])
+    if len(nodes) != graph.num_nodes or not torch.equal(torch.sort(nodes).values, torch.arange(graph.num_nodes)):
+        raise RuntimeError(f"the predict ranks returned {len(nodes)} vectors for {graph.num_nodes} nodes")
+    vectors = torch.empty(graph.num_nodes, parts[0][1].shape[1])
+    vectors[nodes] = torch.cat([p[1] for p in parts])
+    return vectors
+
+
+def embed_musig(
+    store: Store,
+    model_id: str | None = None,
+    *,
+    accelerator: str = "auto",
+    devices="auto",
+    strategy="auto",
+    num_nodes: int = 1,
+) -> int | None:
     """Write the MUSIG vector of every track in the store (new ones included, no retraining) into the
-    model's space."""
+    model's space; returns how many. Under a distributed strategy (`predict_musig`) every rank computes a
+    share, and only global rank 0 writes and gets the count (the others get None)."""
     model, row = load_musig(store, model_id)
     spec = model.spec
     for group, vectors_model in spec.models.items():
@@ -239,7 +319,12 @@ def embed_musig(store: Store, model_id: str | None = None) -> int:
                 f"model '{row['id']}' was trained on {spec.spaces[group]} vectors of model '{vectors_model}', which"
                 " the store no longer holds; retrain with `audiograph train-musig`"
             )
+    quiet_lightning()
+    limit_threads()
     data = prepare_musig_data(store, spec.groups, spec=spec)
-    vectors = model.encode(data.data.x, data.graph)
+    options = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
+    vectors = predict_musig(model, data.data.x, data.graph, **options)
+    if vectors is None:
+        return None
     store.vectors.put(row["space"], row["id"], dict(zip(data.node_ids, vectors.numpy())))
     return len(data.node_ids)

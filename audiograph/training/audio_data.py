@@ -18,6 +18,7 @@ from audiograph.graph.distances import hop_distances
 from audiograph.graph.triplets import sample_positive_pairs, sample_triplets
 from audiograph.models.acoustic import AcousticModel
 from audiograph.training.audio import GUARD_K, LOSSES
+from audiograph.training.distributed import ShardedBatchSampler, shard_batches, trainer_rank
 
 STATISTICS_TRACKS = 512  # tracks sampled for the per-band input statistics
 
@@ -51,7 +52,7 @@ class TripletCrops(Dataset):
         return len(self.triplets)
 
     def __getitem__(self, i: int):
-        rng = None if self.seed is None else np.random.default_rng([self.seed, i])
+        rng = None if self.seed is None else np.random.default_rng([*np.atleast_1d(self.seed), i])
         return tuple(crop(self.mels(self.node_ids[n]), self.frames, rng) for n in self.triplets[i].tolist())
 
 
@@ -81,7 +82,7 @@ class ContrastiveBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int):
-        rng = np.random.default_rng([self.seed, i])
+        rng = np.random.default_rng([*np.atleast_1d(self.seed), i])
         nodes = self.batches[i]
         crops = []
         for n in nodes.tolist():
@@ -210,9 +211,12 @@ class GraphAudioData(L.LightningDataModule):
             generator=generator,
         )
 
-    def _contrastive_batches(self, generator: torch.Generator) -> list[torch.Tensor]:
+    def _contrastive_batches(
+        self, generator: torch.Generator, world_size: int = 1, rank: int = 0
+    ) -> list[torch.Tensor]:
         """One epoch of batches: (anchor, positive) pairs of training tracks, plus the training tracks
-        that are in no playlist as single units (`per_anchor` times each), shuffled together."""
+        that are in no playlist as single units (`per_anchor` times each), shuffled together. In a
+        distributed run (every rank draws the same units) this rank's `shard_batches` of them."""
         h = self.hparams
         pairs = sample_positive_pairs(
             self.train_graph,
@@ -224,20 +228,33 @@ class GraphAudioData(L.LightningDataModule):
         )
         lonely = (self.train_eligible & (self.train_graph.degree == 0)).nonzero().squeeze(1)
         units = [p for p in pairs] + [n.reshape(1) for n in lonely.repeat(h.per_anchor)]
-        order = torch.randperm(len(units), generator=generator).tolist()
+        order = torch.randperm(len(units), generator=generator)
+        if world_size > 1:
+            return [
+                torch.cat([units[j] for j in b.tolist()]) for b in shard_batches(order, h.batch_size, world_size, rank)
+            ]
+        order = order.tolist()
         starts = range(0, len(order), h.batch_size)
         batches = [torch.cat([units[j] for j in order[i : i + h.batch_size]]) for i in starts]
         # A last batch of one or two units has too few negatives to be worth a step.
         return batches[:-1] if len(batches) > 1 and len(batches[-1]) < 4 else batches
 
     def train_dataloader(self) -> DataLoader:
+        """One epoch's training examples, drawn afresh (seeded by `seed` and the epoch). In a distributed
+        run every rank draws the same examples and takes its own share (`shard_batches`), and crops them
+        with a random stream of its own."""
         h = self.hparams
         epoch = self.trainer.current_epoch if self.trainer else 0
+        rank, world_size = trainer_rank(self.trainer)
         seed = h.seed * 100_003 + epoch
         generator = torch.Generator().manual_seed(seed + 1)
+        crop_seed = seed if world_size == 1 else [seed, rank]
         if h.loss == "triplet":
             triplets = self._triplets(self.train_graph, self.train_eligible, generator=generator)
-            dataset = TripletCrops(triplets, self.node_ids, self.mels, self.crop_frames, seed=seed)
+            dataset = TripletCrops(triplets, self.node_ids, self.mels, self.crop_frames, seed=crop_seed)
+            if world_size > 1:
+                shards = ShardedBatchSampler(len(dataset), h.batch_size, world_size, rank, seed)
+                return DataLoader(dataset, batch_sampler=shards, num_workers=h.num_workers)
             return DataLoader(
                 dataset,
                 batch_size=h.batch_size,
@@ -247,14 +264,14 @@ class GraphAudioData(L.LightningDataModule):
                 drop_last=len(dataset) > h.batch_size,
             )
         dataset = ContrastiveBatches(
-            self._contrastive_batches(generator),
+            self._contrastive_batches(generator, world_size, rank),
             self.train_graph,
             self.node_ids,
             self.mels,
             self.crop_frames,
             h.views,
             h.d_pos,
-            seed,
+            crop_seed,
         )
         return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=h.num_workers)
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch_geometric.data import Data
 from torch_geometric.loader import LinkLoader
+from torch_geometric.utils import k_hop_subgraph
 
 from audiograph.errors import ConfigError
 from audiograph.eval.metrics import case_metrics, rank_candidates
@@ -23,6 +24,7 @@ from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import (
     full_adjacency,
 )
+from audiograph.training.distributed import ShardedBatchSampler, trainer_rank
 from audiograph.training.musig import CompletionBatch
 
 
@@ -183,6 +185,7 @@ class MusigDataModule(L.LightningDataModule):
         if not 0 < val_fraction < 1:
             raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
         self.data, self.fanouts, self.batch_size, self.num_workers = data, list(fanouts), batch_size, num_workers
+        self.seed = seed
         generator = torch.Generator().manual_seed(seed)
         by_playlist = split_playlists(data, val_fraction, generator)
         if by_playlist is not None:
@@ -199,21 +202,29 @@ class MusigDataModule(L.LightningDataModule):
         self.pyg_data = copy.copy(data.data)
         self.pyg_data.edge_index = self.train_graph.to_edge_index()
 
-    def _link_loader(self, edges, labels=None, shuffle=False, neg_sampling=None) -> LinkLoader:
+    def _link_loader(self, edges, labels=None, shuffle=False, neg_sampling=None, batch_sampler=None) -> LinkLoader:
+        batching = (
+            {"batch_sampler": batch_sampler} if batch_sampler else {"batch_size": self.batch_size, "shuffle": shuffle}
+        )
         return LinkLoader(
             self.pyg_data,
             link_sampler=UniformNeighborSampler(self.train_graph, self.fanouts),
             edge_label_index=edges,
             edge_label=labels,
             neg_sampling=neg_sampling,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            **batching,
         )
 
     def train_dataloader(self):
-        return self._link_loader(self.train_edges, shuffle=True, neg_sampling="binary")
+        """Training edges in shuffled batches (and as many random negatives); in a distributed run each
+        rank takes its own share of every epoch's edges (`ShardedBatchSampler`)."""
+        rank, world_size = trainer_rank(self.trainer)
+        if world_size == 1:
+            return self._link_loader(self.train_edges, shuffle=True, neg_sampling="binary")
+        shards = ShardedBatchSampler(self.train_edges.shape[1], self.batch_size, world_size, rank, self.seed)
+        return self._link_loader(self.train_edges, neg_sampling="binary", batch_sampler=shards)
 
     def val_dataloader(self):
         if self.val_cases is None:
@@ -233,3 +244,25 @@ class MusigDataModule(L.LightningDataModule):
         return float(
             np.mean([case_metrics(rank_candidates(x, c.seeds, c.candidates), c.targets)["HR"] for c in batch.cases])
         )
+
+
+class NeighbourhoodChunks(torch.utils.data.Dataset):
+    """Exact MUSIG inference in pieces: item i is chunk i of the nodes (`chunk_size` of them) with the
+    subgraph it needs, (node ids [C], their positions in the subgraph [C], the subgraph's node features,
+    its adjacency as torch.sparse CSR). The subgraph is induced on every node within `num_hops` of the
+    chunk, so each chunk node's whole K-hop neighbourhood is in it, with its full degree at every hop but
+    the last: its vector equals that of one pass over the whole graph."""
+
+    def __init__(self, x: torch.Tensor, graph: CSRGraph, num_hops: int, chunk_size: int = 4096):
+        self.x, self.graph, self.num_hops = x, graph, num_hops
+        self.chunks = list(torch.arange(graph.num_nodes).split(chunk_size))
+        self.edge_index, self.matrix = graph.to_edge_index(), graph.to_scipy()
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int):
+        nodes = self.chunks[i]
+        subset, _, positions, _ = k_hop_subgraph(nodes, self.num_hops, self.edge_index, num_nodes=self.graph.num_nodes)
+        sub = CSRGraph.from_scipy(self.matrix[subset.numpy()][:, subset.numpy()])
+        return nodes, positions, self.x[subset], full_adjacency(sub.rowptr, sub.col, sub.num_nodes)
