@@ -152,16 +152,7 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(synth_collection, tmp_p
         "1",
         "--quiet",
     ]
-    # Its own process group, so that the kill takes the DataLoader worker too (no orphan keeps running).
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    # Wait for the event (two batches committed), however long a loaded machine takes to get there.
-    deadline = time.monotonic() + 900
-    while _count(db, "SELECT count(*) FROM tracks") < 4:
-        assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "embed-audio wrote no two batches in 15 minutes"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_after_two_commits(cmd, db)
     done = _count(db, "SELECT count(*) FROM tracks WHERE status = 'ok'")
     total = len(good) + len(failing)
     assert 0 < _count(db, "SELECT count(*) FROM tracks") < total, "the run was not killed midway"
@@ -289,17 +280,7 @@ def test_a_killed_two_rank_run_resumes_without_loss_or_duplicates(synth_collecti
     distributed = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--workers", "0"]
     cmd = [sys.executable, "-m", "audiograph", "embed-audio", synth_collection / "audio", "--db", db]
     cmd += ["--batch-size", "1", "--quiet", *distributed]
-    # Its own process group, so that the kill takes the other rank too.
-    proc = subprocess.Popen(
-        list(map(str, cmd)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    deadline = time.monotonic() + 900
-    while _count(db, "SELECT count(*) FROM tracks") < 4:
-        assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "embed-audio wrote no two steps in 15 minutes"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_after_two_commits(cmd, db)
     assert 0 < _count(db, "SELECT count(*) FROM tracks") < len(good) + len(failing), "the run was not killed midway"
 
     again = json.loads(_cli("embed-audio", synth_collection / "audio", "--db", db, "--json", *distributed).stdout)
@@ -308,3 +289,19 @@ def test_a_killed_two_rank_run_resumes_without_loss_or_duplicates(synth_collecti
     assert done["tracks"] == reference["tracks"] and done["mels"] == reference["mels"]
     assert set(done["vectors"]) == set(reference["vectors"])
     assert again["embedded"] + again["skipped"] == len(good)
+
+
+def _kill_after_two_commits(cmd: list, db) -> None:
+    """Run embed-audio `cmd` and SIGKILL it, with every process it started, once `db` holds 4 track rows
+    (two batches or steps committed), however long a loaded machine takes to get there."""
+    # Its own process group, so that the kill takes the DataLoader workers or the other rank too.
+    proc = subprocess.Popen(
+        list(map(str, cmd)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 900
+    while _count(db, "SELECT count(*) FROM tracks") < 4:
+        assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "embed-audio committed no two batches in 15 minutes"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -26,13 +25,6 @@ class Analysis:
     descriptors: np.ndarray | None
 
 
-@lru_cache(maxsize=8)
-def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    filters = mel_filterbank(sample_rate, n_fft, n_mels)
-    filters.setflags(write=False)
-    return filters
-
-
 def preload() -> None:
     """Import what `analyse` imports on first use (scipy's FFT), so that worker processes forked afterwards
     inherit it instead of each importing it again."""
@@ -48,7 +40,7 @@ def analyse(
     """
     audio = decode(path, config.sample_rate, data=data)
     power = power_spectrogram(audio.samples, config.n_fft, config.hop_length)
-    mel = power_to_db(_mel_filters(config.sample_rate, config.n_fft, config.n_mels) @ power, top_db=config.top_db)
+    mel = power_to_db(mel_filterbank(config.sample_rate, config.n_fft, config.n_mels) @ power, top_db=config.top_db)
     # Chunks are kept in float16, the cache's precision, so that a vector computed now equals
     # one recomputed from the cache later.
     spans = chunk_spans(mel.shape[1], config.chunk_frames, config.max_chunks)

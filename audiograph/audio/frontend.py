@@ -34,7 +34,7 @@ class LogMel(nn.Module):
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
         self.amin, self.top_db = amin, top_db
         filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
-        self.register_buffer("mel_filters", torch.from_numpy(filters), persistent=False)
+        self.register_buffer("mel_filters", torch.tensor(filters), persistent=False)  # a copy: the cache is read-only
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True, dtype=torch.float64), persistent=False)
 
     def power_spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:

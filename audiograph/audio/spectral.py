@@ -36,10 +36,12 @@ def mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return np.where(mels >= _MIN_LOG_MEL, log_part, _F_SP * mels)
 
 
+@functools.lru_cache(maxsize=8)
 def mel_filterbank(
     sample_rate: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None
 ) -> np.ndarray:
-    """Slaney-normalised triangular mel filters [n_mels, n_fft // 2 + 1], float32 (`librosa.filters.mel`)."""
+    """Slaney-normalised triangular mel filters [n_mels, n_fft // 2 + 1], float32 (`librosa.filters.mel`).
+    Read-only: each setting's filters are made once."""
     fmax = sample_rate / 2 if fmax is None else fmax
     edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     ramps = edges[:, None] - fft_frequencies(sample_rate, n_fft)[None, :]
@@ -48,7 +50,9 @@ def mel_filterbank(
     upper = ramps[2:] / widths[1:, None]
     weights = np.maximum(0, np.minimum(lower, upper))
     weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return weights.astype(np.float32)
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights
 
 
 @functools.lru_cache(maxsize=8)
