@@ -26,6 +26,7 @@ from audiograph.musig.model import (
     TASK_WEIGHT_PRESETS,
     PairHeads,
     batch_genre_loss,
+    classify_genre_loss,
     full_adjacency,
     layer_adjacencies,
     multitask_loss,
@@ -263,6 +264,20 @@ def test_batch_genre_loss_matches_a_loop_over_every_pair():
                 labels.append(float(genre[a] == genre[b]))
     want = bce_by_hand(torch.tensor(logits), torch.tensor(labels))
     assert float(batch_genre_loss(z, genre, heads)) == pytest.approx(want, rel=1e-5)
+
+
+def test_classify_genre_loss_is_softmax_cross_entropy_over_known_genres():
+    g = torch.Generator().manual_seed(4)
+    z = F.normalize(torch.randn(10, 5, generator=g), dim=-1)
+    genre = torch.tensor([0, 2, -1, 1, 1, -1, 0, 2, 2, 1])
+    classifier = torch.nn.Linear(5, 3)
+    terms = []
+    for a in range(10):
+        if genre[a] >= 0:
+            logits = [float(classifier.weight[c] @ z[a] + classifier.bias[c]) for c in range(3)]
+            terms.append(np.log(np.exp(logits).sum()) - logits[int(genre[a])])
+    assert float(classify_genre_loss(z, genre, classifier)) == pytest.approx(np.mean(terms), rel=1e-5)
+    assert float(classify_genre_loss(z, torch.full((10,), -1), classifier)) == 0
 
 
 def test_multitask_loss_matches_hand_computation():
@@ -702,13 +717,14 @@ def test_validation_playlists_leave_the_graph_and_become_completion_cases():
         assert seen[decoys].sum() == seen[case.targets].sum()  # matched on being in a training playlist
 
 
-def test_the_batch_genre_loss_trains_and_is_recorded(embedded_db, tmp_path):
+@pytest.mark.parametrize("genre_loss", ["batch", "classify"])
+def test_the_seed_genre_losses_train_and_are_recorded(embedded_db, tmp_path, genre_loss):
     db = tmp_path / "store.db"
     shutil.copy(embedded_db, db)
     store = Store(db)
-    report = train_musig(store, genre_loss="batch", **SMOKE)
+    report = train_musig(store, genre_loss=genre_loss, **SMOKE)
     row = store.models.get(report.model_id)
-    assert row["config"]["genre_loss"] == "batch" and np.isfinite(report.metrics["val_auc"])
-    with pytest.raises(ConfigError, match="genre loss must be one of pairs, batch"):
+    assert row["config"]["genre_loss"] == genre_loss and np.isfinite(report.metrics["val_auc"])
+    with pytest.raises(ConfigError, match="genre loss must be one of pairs, batch, classify"):
         train_musig(store, genre_loss="supcon", **SMOKE)
     store.close()

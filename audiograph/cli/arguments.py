@@ -183,7 +183,8 @@ def args_build_graph(p) -> None:
 
 
 TRAINING_OPTION_HELP = {
-    "genre_loss": "genre task on the sampled pairs (pairs, the paper's) or on every pair of the batch's seeds (batch)",
+    "genre_loss": "genre task on the sampled pairs (pairs, the paper's), on every pair of the batch's seeds (batch), or"
+    " as a genre classifier on the seeds' vectors (classify)",
     "loss": "contrastive (multi-positive InfoNCE, in-batch negatives) or triplet (the blog's cosine triplet loss)",
     "margin": "triplet margin",
     "views": "contrastive: random crops per track (two crops of a track are positives)",

@@ -154,6 +154,16 @@ def batch_genre_loss(z: torch.Tensor, genre: torch.Tensor, heads: PairHeads) -> 
     return F.binary_cross_entropy_with_logits(logits[off_diagonal], same[off_diagonal])
 
 
+def classify_genre_loss(z: torch.Tensor, genre: torch.Tensor, classifier: nn.Linear) -> torch.Tensor:
+    """The genre task as classification (z [n, D], genre [n] class ids, -1 unknown): cross-entropy of a
+    linear genre classifier on the tracks' vectors, which pulls each genre's tracks to one side of the
+    space without asking that every pair of a genre be close."""
+    known = genre >= 0
+    if not known.any():
+        return z.sum() * 0
+    return F.cross_entropy(classifier(z[known]), genre[known])
+
+
 def multitask_loss(
     outputs: torch.Tensor,
     playlist: torch.Tensor,
@@ -172,7 +182,7 @@ def multitask_loss(
     `contrast` (the pairs' vectors zi, zj [B, D]), InfoNCE of each edge against the batch's other
     edges (in-batch negatives). `genre` and `similarity` hold NaN for pairs without a label (a track
     without genre or features), which are left out of that task's mean. `genre_loss`, when given,
-    replaces the genre task's loss on the B pairs (see `batch_genre_loss`).
+    replaces the genre task's loss on the B pairs (see `batch_genre_loss` and `classify_genre_loss`).
     """
     if contrast is None:
         parts = {"playlist": F.binary_cross_entropy_with_logits(outputs[:, 0], playlist.float())}

@@ -204,6 +204,7 @@ def _candidate_modules(data: MusigData, task_weights, module_options: dict) -> l
             features=data.spec.to_dict(),
             similarity_group=data.similarity_group,
             task_weights=weights,
+            num_genres=int(data.data.genre.max()) + 1 if len(data.node_ids) else 0,
             **module_options,
         )
         for weights in candidates

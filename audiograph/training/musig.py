@@ -18,12 +18,13 @@ from audiograph.musig.model import (
     TASKS,
     PairHeads,
     batch_genre_loss,
+    classify_genre_loss,
     layer_adjacencies,
     multitask_loss,
 )
 
 PLAYLIST_LOSSES = ("infonce", "bce")
-GENRE_LOSSES = ("pairs", "batch")
+GENRE_LOSSES = ("pairs", "batch", "classify")
 
 
 TASK_WEIGHTINGS = ("static", "uncertainty")
@@ -71,6 +72,7 @@ class MusigModule(L.LightningModule):
         cold_start_rate: float = 0.5,
         features: dict | None = None,
         similarity_group: str | None = None,
+        num_genres: int = 0,
     ):
         super().__init__()
         if len(fanouts) != num_layers:
@@ -89,6 +91,9 @@ class MusigModule(L.LightningModule):
             spec, hidden_channels, out_channels, num_layers, dropout, skip, similarity_group, in_channels=in_channels
         )
         self.heads = PairHeads(out_channels)
+        self.genre_classifier = (
+            torch.nn.Linear(out_channels, num_genres) if genre_loss == "classify" and num_genres > 1 else None
+        )
         self.log_vars = torch.nn.Parameter(torch.zeros(len(TASKS))) if task_weighting == "uncertainty" else None
         self.val_auc = BinaryAUROC()
 
@@ -134,11 +139,16 @@ class MusigModule(L.LightningModule):
         return loss
 
     def _batch_genre_loss(self, batch, z: torch.Tensor) -> torch.Tensor | None:
-        """With genre_loss "batch", the genre task over every pair of the batch's seed tracks."""
-        if self.hparams.genre_loss != "batch" or self.hparams.task_weights[1] == 0:
+        """The genre task on the batch's seed tracks: over every pair of them ("batch"), or as a genre
+        classifier ("classify"); None for the paper's task on the sampled pairs."""
+        if self.hparams.genre_loss == "pairs" or self.hparams.task_weights[1] == 0:
             return None
         seeds = batch.num_sampled_nodes[0]
-        return batch_genre_loss(z[:seeds], batch.genre[:seeds], self.heads)
+        if self.hparams.genre_loss == "batch":
+            return batch_genre_loss(z[:seeds], batch.genre[:seeds], self.heads)
+        if self.genre_classifier is None:
+            return None
+        return classify_genre_loss(z[:seeds], batch.genre[:seeds], self.genre_classifier)
 
     def training_step(self, batch, batch_idx):
         return self._pair_step(batch, "train")
