@@ -480,6 +480,7 @@ def run(argv: list[str] | None = None) -> dict:
     if args.max_per_album:
         folders = link_collection(args.out / "collection", folders, args.max_per_album)
     # embed-audio skips what an earlier run already embedded, so a rerun only trains and measures.
+    args.out.mkdir(parents=True, exist_ok=True)
     store = Store(args.out / "base.db")
     failed = embed_collection(store, folders)
     embedded = {t["id"]: t for t in store.tracks.rows() if t["collection"] in folders}
