@@ -47,7 +47,7 @@ from audiograph.models import AcousticModel
 from audiograph.pipelines.build_graph import build_graph
 from audiograph.pipelines.embed_audio import embed_audio
 from audiograph.pipelines.encoders import resolve_acoustic_model
-from audiograph.pipelines.train_audio import standardised_descriptors, train_audio
+from audiograph.pipelines.train_audio import raw_descriptors, standardised_descriptors, train_audio
 from audiograph.store import Store
 
 DEFAULT_CACHE = Path("~/.cache/audiograph/debian-music")
@@ -262,14 +262,25 @@ def run_fold(
     untrained = AcousticModel(trained.config, trained.encoder_options)
     if untrained.encoder.input_norm_kind == "collection":
         untrained.encoder.set_input_statistics(trained.encoder.band_mean, trained.encoder.band_std)
+    alone = AcousticModel(trained.config, trained.encoder_options)
+    alone.encoder.load_state_dict(trained.encoder.state_dict())
     described, descriptors = standardised_descriptors(base_store, ids)
+    _, raw = raw_descriptors(base_store, ids)
     if described != ids:
         raise ConfigError(f"{base}: {len(ids) - len(described)} tracks have no descriptors")
     spaces = {
         "descriptors (z-scored)": descriptors,
         "untrained encoder": untrained.encode_chunks(tracks).numpy(),
-        "trained encoder": trained.encode_chunks(tracks).numpy(),
+        "trained encoder": trained.encode_chunks(tracks, descriptors=raw if trained.uses_descriptors else None).numpy(),
+        "trained encoder alone": alone.encode_chunks(tracks).numpy(),
     }
+    if trained.uses_descriptors:  # the untrained encoder joined with the descriptors in the same way
+        untrained.combine_descriptors(
+            trained.descriptor_weight, trained.descriptor_mean.numpy(), trained.descriptor_scale.numpy()
+        )
+    spaces["untrained encoder + descriptors"] = untrained.encode_chunks(
+        tracks, descriptors=raw if untrained.uses_descriptors else None
+    ).numpy()
     album = {t: a for a, members in albums.items() for t in members}
     labels = [album[t] for t in ids]
     queries = [i for i, t in enumerate(ids) if t in held_out]
@@ -290,7 +301,15 @@ def run_fold(
 
 # -- the run ----------------------------------------------------------------------------------
 
-SPACES = ("descriptors (z-scored)", "untrained encoder", "trained encoder")
+# "trained encoder" is what train-audio's defaults make (joined with the descriptors when validation
+# chose a weight); the last two rows separate what the training and the descriptors each bring.
+SPACES = (
+    "descriptors (z-scored)",
+    "untrained encoder",
+    "trained encoder",
+    "trained encoder alone",
+    "untrained encoder + descriptors",
+)
 DIAGNOSTICS = ("cosine_mean", "cosine_std", "cosine_p5", "cosine_p50", "cosine_p95", "effective_rank")
 
 
@@ -359,14 +378,15 @@ def write_results(out: Path, summary: dict, folds: list[dict], collection: dict,
     header = (
         "| fold | held out | training tracks | epochs | "
         + " | ".join(SPACES)
-        + " | guard (validation P@5: trained / descriptors / untrained) | seconds |"
+        + " | descriptor weight | guard (validation P@5: trained / descriptors / untrained) | seconds |"
     )
-    md += ["", diagnosis, "", "## Folds", "", header, "|---" * (6 + len(SPACES)) + "|"]
+    md += ["", diagnosis, "", "## Folds", "", header, "|---" * (7 + len(SPACES)) + "|"]
     for f in folds:
         g = f["guard"]
         md.append(
             f"| {f['fold']} | {f['held_out']} | {f['train_tracks']} | {f['epochs']} | "
             + " | ".join(f"{f['precision_at_5'][s]:.3f}" for s in SPACES)
+            + f" | {g.get('descriptor_weight', 0):g}"
             + f" | {g['trained_precision_at_5']:.3f} / {g['descriptors_precision_at_5']:.3f} /"
             f" {g['untrained_precision_at_5']:.3f} | {f['seconds']:.0f} |"
         )

@@ -306,3 +306,82 @@ def test_train_audio_into_a_space_of_its_own_leaves_the_acoustic_space_alone(sto
     assert set(ids) == set(store.mels.chunks()) and "acoustic" not in store.vectors.spaces()
     # embed-audio's encoder is the acoustic space's newest model: none yet, so descriptors only.
     assert resolve_acoustic_model(store)[2] is None
+
+
+def test_joined_vectors_mix_the_two_cosines_by_the_weight():
+    from audiograph.models.acoustic import combine_with_descriptors
+
+    g = torch.Generator().manual_seed(5)
+    encoded, descriptors = torch.randn(6, 8, generator=g), torch.randn(6, 42, generator=g)
+    for weight in (0.0, 0.3, 0.75):
+        joined = combine_with_descriptors(encoded, descriptors, weight).numpy()
+        e = encoded.numpy() / np.linalg.norm(encoded.numpy(), axis=1, keepdims=True)
+        d = descriptors.numpy() / np.linalg.norm(descriptors.numpy(), axis=1, keepdims=True)
+        np.testing.assert_allclose(np.linalg.norm(joined, axis=1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(joined @ joined.T, (1 - weight) * e @ e.T + weight * d @ d.T, atol=1e-5)
+
+
+def test_a_model_that_joins_descriptors_saves_loads_and_asks_for_them(tmp_path):
+    from audiograph.models.acoustic import AcousticModel
+
+    model = AcousticModel(encoder={"embedding_dim": 16})
+    rng = np.random.default_rng(0)
+    mean, scale = rng.normal(size=42).astype(np.float32), rng.uniform(0.5, 2, 42).astype(np.float32)
+    model.combine_descriptors(0.4, mean, scale)
+    assert model.uses_descriptors and model.embedding_dim == 16 + 42
+    loaded = AcousticModel.load(model.save(tmp_path / "m"))
+    assert loaded.descriptor_weight == 0.4 and loaded.embedding_dim == 58
+    np.testing.assert_array_equal(loaded.descriptor_mean.numpy(), mean)
+    chunks = [[torch.randn(128, 40)], [torch.randn(128, 60)]]
+    raw = rng.normal(size=(2, 42)).astype(np.float32)
+    with pytest.raises(ValueError, match="descriptor row per track"):
+        loaded.encode_chunks(chunks)
+    alone = AcousticModel(encoder={"embedding_dim": 16})
+    alone.load_state_dict({k: v for k, v in loaded.state_dict().items() if not k.startswith("descriptor_")})
+    e = alone.encode_chunks(chunks).numpy()
+    d = (raw - mean) / scale
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    want = np.concatenate([np.sqrt(0.6) * e, np.sqrt(0.4) * d], axis=1)
+    np.testing.assert_allclose(loaded.encode_chunks(chunks, descriptors=raw).numpy(), want, atol=1e-5)
+    # Back to the encoder alone: no descriptor buffers are kept, and vectors are the encoder's.
+    loaded.combine_descriptors(0.0, mean, scale)
+    assert not loaded.uses_descriptors and "descriptor_mean" not in loaded.state_dict()
+
+
+def test_training_with_a_descriptor_weight_stores_joined_vectors_everywhere(store_copy, tmp_path):
+    """A set weight: the stored vectors mix encoder and z-scored descriptor cosines by it, and embedding a new
+    copy of a file (embed-audio) or querying by file gives the same vector as the one stored."""
+    import shutil
+    from pathlib import Path
+
+    from audiograph.pipelines.embed_audio import embed_audio
+    from audiograph.pipelines.encoders import resolve_acoustic_model
+
+    store = store_copy
+    with pytest.raises(ConfigError, match="descriptor weight must be auto or a number in"):
+        train_audio(store, descriptor_weight=1.5, quiet=True)
+    report = train_audio(
+        store, max_epochs=1, quiet=True, crop_seconds=3.0, accelerator="cpu", seed=1, descriptor_weight="0.5"
+    )
+    assert report.guard["descriptor_weight"] == 0.5
+    model, _, _ = resolve_acoustic_model(store, report.model_id)
+    assert model.descriptor_weight == 0.5 and model.embedding_dim == model.encoder.embedding_dim + 42
+    ids, vectors = store.vectors.matrix("acoustic")
+    desc_ids, desc = store.vectors.matrix("descriptors")
+    training = audio_data(store).eligible_ids()
+    rows = desc[[desc_ids.index(t) for t in training]]
+    mean, std = rows.mean(0), rows.std(0)
+    z = (desc[[desc_ids.index(t) for t in ids]] - mean) / np.where(std > 1e-12, std, 1)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    e = vectors[:, : model.encoder.embedding_dim] / np.sqrt(0.5)
+    np.testing.assert_allclose(vectors @ vectors.T, 0.5 * e @ e.T + 0.5 * z @ z.T, atol=1e-4)
+    # A copy of a stored file, embedded by embed-audio with this model, gets the stored track's vector.
+    track = store.tracks.get(ids[0])
+    new = tmp_path / "new"
+    new.mkdir()
+    shutil.copy(track["path"], new / Path(track["path"]).name)
+    summary = embed_audio(new, store, collection="new", quiet=True, num_workers=0)
+    assert summary.embedded == 1 and not summary.failed
+    new_ids, new_vectors = store.vectors.matrix("acoustic")
+    copy_id = next(t for t in new_ids if t.startswith("new"))
+    np.testing.assert_allclose(new_vectors[new_ids.index(copy_id)], vectors[0], atol=1e-4)

@@ -20,7 +20,7 @@ from audiograph.audio.spectral import mel_filterbank, power_spectrogram, power_t
 class Analysis:
     """What one decoded file yields. `audio.samples` is dropped to keep worker-to-main transfers small."""
 
-    audio: DecodedAudio
+    audio: DecodedAudio | None  # None for a waveform given as samples
     mel_chunks: list[np.ndarray]  # float16 [n_mels, frames], exactly as cached
     descriptors: np.ndarray | None
 
@@ -39,7 +39,15 @@ def analyse(
     Raises `DecodeError` for unusable files.
     """
     audio = decode(path, config.sample_rate, data=data)
-    power = power_spectrogram(audio.samples, config.n_fft, config.hop_length)
+    analysis = analyse_samples(audio.samples, config, descriptors=descriptors)
+    audio.samples = np.zeros(0, np.float32)
+    analysis.audio = audio
+    return analysis
+
+
+def analyse_samples(samples: np.ndarray, config: AudioConfig, *, descriptors: bool = True) -> Analysis:
+    """`analyse` of a mono waveform at the config's sample rate (its `audio` is None)."""
+    power = power_spectrogram(samples, config.n_fft, config.hop_length)
     mel = power_to_db(mel_filterbank(config.sample_rate, config.n_fft, config.n_mels) @ power, top_db=config.top_db)
     # Chunks are kept in float16, the cache's precision, so that a vector computed now equals
     # one recomputed from the cache later.
@@ -47,9 +55,8 @@ def analyse(
     chunks = [mel[:, a:b].astype(np.float16) for a, b in spans]
     desc = None
     if descriptors:
-        desc = compute_descriptors(audio.samples, power, mel, config.sample_rate, config.n_fft, config.hop_length)
-    audio.samples = np.zeros(0, np.float32)
-    return Analysis(audio, chunks, desc)
+        desc = compute_descriptors(samples, power, mel, config.sample_rate, config.n_fft, config.hop_length)
+    return Analysis(None, chunks, desc)
 
 
 def chunks_as_tensors(chunks: list[np.ndarray]) -> list:

@@ -207,6 +207,8 @@ TRAINING_OPTION_HELP = {
     "weight_decay": "weight decay",
     "temperature": "InfoNCE temperature",
     "val_fraction": "share held out for validation (train-audio: tracks; train-musig: playlists, else edges)",
+    "descriptor_weight": "share of the acoustic space's cosine that comes from the standardised descriptors,"
+    " from 0 (the encoder alone) to below 1; auto chooses it on the validation tracks",
     "seed": "random seed",
 }
 TRAIN_AUDIO_OPTIONS = (
@@ -225,6 +227,7 @@ TRAIN_AUDIO_OPTIONS = (
     "hard_share",
     "weight_power",
     "val_fraction",
+    "descriptor_weight",
     "seed",
 )
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from audiograph.audio.analysis import analyse, chunks_as_tensors
+from audiograph.audio.analysis import analyse, analyse_samples, chunks_as_tensors
 from audiograph.audio.config import AudioConfig
+from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.audio.encoder import AudioEncoder, embed_tracks
 from audiograph.audio.frontend import AudioFrontend
 from audiograph.models import ACOUSTIC_KIND
@@ -18,37 +20,80 @@ from audiograph.models.weights import load_checkpoint, read_saved, save_weights
 from audiograph.runtime import keyword_defaults, progress_bar
 
 
+def combine_with_descriptors(encoded: torch.Tensor, descriptors: torch.Tensor, weight: float) -> torch.Tensor:
+    """Unit vectors [n, D + d] joining the encoder's unit vectors [n, D] and standardised descriptors [n, d]
+    so that the cosine of two joined vectors is (1 - weight) x the encoders' cosine + weight x the
+    descriptors' cosine (late fusion)."""
+    encoded = F.normalize(encoded.float(), dim=-1)
+    descriptors = F.normalize(descriptors.float(), dim=-1)
+    return torch.cat([(1 - weight) ** 0.5 * encoded, weight**0.5 * descriptors], dim=-1)
+
+
 class AcousticModel(nn.Module):
     """Audio -> unit vectors: `AudioFrontend` (log-mel chunks, as `config` sets them) and `AudioEncoder`
     (keyword arguments in `encoder`; its `n_mels` is the config's). A track's vector is the normalised
-    mean of its chunks' vectors."""
+    mean of its chunks' vectors.
+
+    With `descriptor_weight` w > 0 the vector also holds the track's descriptors, standardised by the
+    statistics of the training collection (`combine_with_descriptors`): cosines are then (1 - w) x the
+    encoder's + w x the descriptors'. `train_audio` chooses w on its validation tracks: on a small
+    collection the descriptors carry what the encoder has not learnt yet.
+    """
 
     kind = ACOUSTIC_KIND
 
-    def __init__(self, config: AudioConfig | None = None, encoder: dict | None = None):
+    def __init__(self, config: AudioConfig | None = None, encoder: dict | None = None, descriptor_weight: float = 0.0):
         super().__init__()
         self.config = config or AudioConfig()
         defaults = {k: v for k, v in keyword_defaults(AudioEncoder).items() if k != "n_mels"}
         self.encoder_options = {**defaults, **(encoder or {})}
         self.frontend = AudioFrontend(self.config)
         self.encoder = AudioEncoder(n_mels=self.config.n_mels, **self.encoder_options)
+        self.descriptor_weight = 0.0
+        if descriptor_weight > 0:
+            self.combine_descriptors(descriptor_weight, np.zeros(len(DESCRIPTOR_NAMES)), np.ones(len(DESCRIPTOR_NAMES)))
 
     @property
     def embedding_dim(self) -> int:
-        return self.encoder.embedding_dim
+        return self.encoder.embedding_dim + (len(DESCRIPTOR_NAMES) if self.uses_descriptors else 0)
+
+    @property
+    def uses_descriptors(self) -> bool:
+        """Whether vectors also hold the descriptors (then every encode call needs them)."""
+        return self.descriptor_weight > 0
+
+    def combine_descriptors(self, weight: float, mean: np.ndarray, scale: np.ndarray) -> None:
+        """From now on, join the descriptors, standardised by `mean` and `scale`, with weight `weight`
+        (0: the encoder alone)."""
+        if not 0 <= weight < 1:
+            raise ValueError(f"descriptor weight must be in [0, 1), got {weight}")
+        self.descriptor_weight = float(weight)
+        for name, value in (("descriptor_mean", mean), ("descriptor_scale", scale)):
+            if weight > 0:
+                self.register_buffer(name, torch.as_tensor(np.asarray(value, np.float32)).clone())
+            elif hasattr(self, name):
+                delattr(self, name)
 
     def forward(self, mel_db: torch.Tensor) -> torch.Tensor:
         return self.encoder(mel_db)
 
     @torch.no_grad()
-    def encode_chunks(self, tracks: list[list[torch.Tensor]], batch_size: int = 64) -> torch.Tensor:
-        """Track vectors [len(tracks), D] from each track's log-mel chunks (as the mel cache holds them)."""
+    def encode_chunks(self, tracks: list[list[torch.Tensor]], batch_size: int = 64, descriptors=None) -> torch.Tensor:
+        """Track vectors [len(tracks), D] from each track's log-mel chunks (as the mel cache holds them), and
+        their raw descriptors (rows of 42) when the model `uses_descriptors`."""
         was_training = self.training
         self.eval()
         try:
-            return embed_tracks(self.encoder, tracks, batch_size)
+            encoded = embed_tracks(self.encoder, tracks, batch_size)
         finally:
             self.train(was_training)
+        if not self.uses_descriptors:
+            return encoded
+        if descriptors is None or len(descriptors) != len(tracks):
+            raise ValueError("this acoustic model joins the descriptors: pass one descriptor row per track")
+        raw = torch.as_tensor(np.asarray(descriptors, np.float32))
+        standardised = (raw - self.descriptor_mean) / self.descriptor_scale
+        return combine_with_descriptors(encoded, standardised, self.descriptor_weight)
 
     def encode(
         self, audio: list[str | os.PathLike | np.ndarray], batch_size: int = 16, progress: bool = False
@@ -58,21 +103,31 @@ class AcousticModel(nn.Module):
         out = []
         with progress_bar(len(audio), "encode", quiet=not progress, unit="track") as bar:
             for start in range(0, len(audio), batch_size):
-                part = audio[start : start + batch_size]
-                out.append(self.encode_chunks([self._chunks(item) for item in part], batch_size).numpy())
+                part = [self._analyse(item) for item in audio[start : start + batch_size]]
+                descriptors = np.stack([d for _, d in part]) if self.uses_descriptors else None
+                out.append(self.encode_chunks([c for c, _ in part], batch_size, descriptors).numpy())
                 bar.update(len(part))
         return np.concatenate(out) if out else np.zeros((0, self.embedding_dim), np.float32)
 
     @torch.no_grad()
-    def _chunks(self, item) -> list[torch.Tensor]:
+    def _analyse(self, item) -> tuple[list[torch.Tensor], np.ndarray | None]:
+        """(log-mel chunks, descriptors when the model uses them) of a file or a waveform."""
         if isinstance(item, np.ndarray):
-            mel = self.frontend.logmel(torch.from_numpy(np.asarray(item, np.float32)))
-            return [c.to(torch.float16).float() for c in self.frontend.chunks(mel)]
-        return chunks_as_tensors(analyse(item, self.config, descriptors=False).mel_chunks)
+            samples = np.asarray(item, np.float32)
+            mel = self.frontend.logmel(torch.from_numpy(samples))
+            chunks = [c.to(torch.float16).float() for c in self.frontend.chunks(mel)]
+            return chunks, (analyse_samples(samples, self.config).descriptors if self.uses_descriptors else None)
+        analysis = analyse(item, self.config, descriptors=self.uses_descriptors)
+        return chunks_as_tensors(analysis.mel_chunks), analysis.descriptors
 
     def settings(self) -> dict:
-        """What rebuilds this model: its kind, audio config and encoder options."""
-        return {"kind": self.kind, "audio": self.config.to_dict(), "encoder": self.encoder_options}
+        """What rebuilds this model: its kind, audio config, encoder options and descriptor weight."""
+        return {
+            "kind": self.kind,
+            "audio": self.config.to_dict(),
+            "encoder": self.encoder_options,
+            "descriptor_weight": self.descriptor_weight,
+        }
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the settings (config.json) and the weights (weights.pt) into `folder`."""
@@ -84,7 +139,9 @@ class AcousticModel(nn.Module):
         weights are read weights-only, so loading never runs code."""
         if Path(path).is_dir():
             settings, state = read_saved(path, what)
-            model = cls(AudioConfig.from_dict(settings["audio"]), settings["encoder"])
+            model = cls(
+                AudioConfig.from_dict(settings["audio"]), settings["encoder"], settings.get("descriptor_weight", 0.0)
+            )
         else:
             checkpoint = load_checkpoint(path, what)
             hparams = checkpoint["hyper_parameters"]

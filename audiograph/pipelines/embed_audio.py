@@ -125,11 +125,16 @@ class EmbedPlan:
     acoustic_model: str | None
     jobs: list[_Job]
     files: int  # audio files under root
+    acoustic_descriptors: bool = False  # the acoustic model joins the descriptors into its vectors
 
     def work(self) -> Callable[[_Job], _Outcome]:
         """The per-file work of this plan, as a picklable callable for worker processes."""
         return functools.partial(
-            analyse_job, audio=self.audio, collection=self.collection, descriptors_model=self.descriptors_model
+            analyse_job,
+            audio=self.audio,
+            collection=self.collection,
+            descriptors_model=self.descriptors_model,
+            acoustic_descriptors=self.acoustic_descriptors,
         )
 
     def needs_encoder(self) -> bool:
@@ -137,9 +142,12 @@ class EmbedPlan:
         return self.acoustic_model is not None and any(not job.complete["acoustic"] for job in self.jobs)
 
 
-def analyse_job(job: _Job, *, audio: AudioConfig, collection: str, descriptors_model: str) -> _Outcome:
+def analyse_job(
+    job: _Job, *, audio: AudioConfig, collection: str, descriptors_model: str, acoustic_descriptors: bool = False
+) -> _Outcome:
     """One file's work: read it once, hash the bytes, and decode and analyse them only if something is missing.
-    A file that cannot be read or decoded becomes a failed record with its reason."""
+    A file that cannot be read or decoded becomes a failed record with its reason. With `acoustic_descriptors`
+    (an acoustic model that joins them) a file that needs its acoustic vector also gets its descriptors."""
     record = TrackRecord(id=job.track_id, collection=collection, path=path_text(job.path))
     try:
         stat = job.path.stat()
@@ -153,7 +161,8 @@ def analyse_job(job: _Job, *, audio: AudioConfig, collection: str, descriptors_m
     if same and all(job.complete.values()):
         outcome.record = None
         return outcome
-    need_descriptors = not (same and job.complete["descriptors"])
+    wants_acoustic = not (same and job.complete["acoustic"])
+    need_descriptors = not (same and job.complete["descriptors"]) or (acoustic_descriptors and wants_acoustic)
     try:
         analysis = analyse(job.path, audio, data=data, descriptors=need_descriptors)
     except DecodeError as e:
@@ -170,7 +179,7 @@ def analyse_job(job: _Job, *, audio: AudioConfig, collection: str, descriptors_m
     record.mel_chunks, record.frontend = analysis.mel_chunks, audio.signature()
     if analysis.descriptors is not None:
         record.vectors[DESCRIPTORS_SPACE] = (descriptors_model, analysis.descriptors)
-    outcome.wants_acoustic = not (same and job.complete["acoustic"])
+    outcome.wants_acoustic = wants_acoustic
     return outcome
 
 
@@ -181,7 +190,10 @@ def encode_acoustic(model, model_id: str | None, outcomes: list[_Outcome]) -> No
         return
     from audiograph.audio.analysis import chunks_as_tensors
 
-    vectors = model.encode_chunks([chunks_as_tensors(o.record.mel_chunks) for o in todo])
+    descriptors = None
+    if model.uses_descriptors:
+        descriptors = [o.record.vectors[DESCRIPTORS_SPACE][1] for o in todo]
+    vectors = model.encode_chunks([chunks_as_tensors(o.record.mel_chunks) for o in todo], descriptors=descriptors)
     for o, v in zip(todo, vectors):
         o.record.vectors[ACOUSTIC_SPACE] = (model_id, v.numpy())
 
@@ -387,30 +399,33 @@ def plan_embedding(
     audio_files, ignored, unreadable = scanned
     summary = summary if summary is not None else EmbedSummary()
     collection = store.tracks.collection(root, collection)
-    model_id, audio, dim = _acoustic_target(store, acoustic_model)
+    model_id, audio, dim, joins_descriptors = _acoustic_target(store, acoustic_model)
     descriptors_model = _register_descriptors(store, audio)
     summary.ignored, summary.acoustic_model = ignored, model_id
     for problem in unreadable:
         _fail(summary, on_failure, problem["path"], problem["error"])
     targets = {"descriptors": descriptors_model, "acoustic": model_id, "signature": audio.signature()}
     jobs = _plan_jobs(store, root, collection, audio_files, targets, {"acoustic": dim}, summary, on_failure)
-    return EmbedPlan(root, collection, audio, descriptors_model, model_id, jobs, len(audio_files))
+    return EmbedPlan(root, collection, audio, descriptors_model, model_id, jobs, len(audio_files), joins_descriptors)
 
 
-def _acoustic_target(store: Store, acoustic_model: str | None) -> tuple[str | None, AudioConfig, int | None]:
-    """(model id, audio settings, vector length) of the acoustic model a run embeds with, read from the
-    registry and the model's saved settings (JSON) without loading it; (None, default settings, None)
-    without a trained encoder. Only a training checkpoint, which keeps its settings inside, is loaded."""
+def _acoustic_target(store: Store, acoustic_model: str | None) -> tuple[str | None, AudioConfig, int | None, bool]:
+    """(model id, audio settings, vector length, whether it joins the descriptors) of the acoustic model a
+    run embeds with, read from the registry and the model's saved settings (JSON) without loading it;
+    (None, default settings, None, False) without a trained encoder. Only a training checkpoint, which
+    keeps its settings inside, is loaded."""
     row = acoustic_model_row(store, acoustic_model)
     if row is None:
-        return None, AudioConfig(), None
+        return None, AudioConfig(), None, False
     saved = store.models.checkpoint_file(row)
     settings = read_settings(saved, f"model '{row['id']}'") if saved.is_dir() else {}
     dim = settings.get("encoder", {}).get("embedding_dim")
     if "audio" not in settings or dim is None:
         model, audio, model_id = resolve_acoustic_model(store, row["id"])
-        return model_id, audio, model.embedding_dim
-    return row["id"], AudioConfig.from_dict(settings["audio"]), int(dim)
+        return model_id, audio, model.embedding_dim, model.uses_descriptors
+    joins = settings.get("descriptor_weight", 0.0) > 0
+    dim = int(dim) + (len(DESCRIPTOR_NAMES) if joins else 0)
+    return row["id"], AudioConfig.from_dict(settings["audio"]), dim, joins
 
 
 def _register_descriptors(store: Store, audio: AudioConfig) -> str:

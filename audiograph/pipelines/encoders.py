@@ -72,8 +72,9 @@ def _acoustic(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:
     from audiograph.audio.analysis import analyse, chunks_as_tensors
 
     model, _, _ = resolve_acoustic_model(store, row["id"])
-    chunks = chunks_as_tensors(analyse(path, model.config, data=data, descriptors=False).mel_chunks)
-    return model.encode_chunks([chunks])[0].numpy()
+    analysis = analyse(path, model.config, data=data, descriptors=model.uses_descriptors)
+    descriptors = analysis.descriptors[None] if model.uses_descriptors else None
+    return model.encode_chunks([chunks_as_tensors(analysis.mel_chunks)], descriptors=descriptors)[0].numpy()
 
 
 def _musig(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:

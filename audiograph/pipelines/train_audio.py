@@ -14,8 +14,9 @@ import torch
 
 from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.audio.config import AudioConfig
+from audiograph.errors import ConfigError
 from audiograph.eval.neighbours import neighbour_precision_at_k
-from audiograph.models.acoustic import ACOUSTIC_KIND, AcousticModel
+from audiograph.models.acoustic import ACOUSTIC_KIND, AcousticModel, combine_with_descriptors
 from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
 from audiograph.runtime import keyword_defaults, limit_threads, quiet_lightning
@@ -39,13 +40,28 @@ class CachedMels:
         return {"db_path": self.db_path, "_store": None, "_pid": None}
 
 
-def standardised_descriptors(store: Store, track_ids: list[str]) -> tuple[list[str], np.ndarray]:
-    """(ids, rows) of the descriptor space for those of `track_ids` that have descriptors, z-scored over
-    them and L2-normalised: the space a descriptor search uses."""
+def raw_descriptors(store: Store, track_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """(ids, rows) of the descriptor space for those of `track_ids` that have descriptors, as stored."""
     ids, matrix = store.vectors.matrix(DESCRIPTORS_SPACE)
     row = {t: i for i, t in enumerate(ids)}
     keep = [t for t in track_ids if t in row]
-    return keep, VectorIndex(keep, matrix[[row[t] for t in keep]], standardize=True).matrix
+    return keep, matrix[[row[t] for t in keep]]
+
+
+def descriptor_statistics(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) that z-score descriptor rows as `VectorIndex(standardize=True)` does (scale 1 for a
+    constant column); (0, 1) without rows."""
+    if not len(rows):
+        return np.zeros(rows.shape[1], np.float32), np.ones(rows.shape[1], np.float32)
+    std = rows.std(axis=0)
+    return rows.mean(axis=0).astype(np.float32), np.where(std > 1e-12, std, 1.0).astype(np.float32)
+
+
+def standardised_descriptors(store: Store, track_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """(ids, rows) of the descriptor space for those of `track_ids` that have descriptors, z-scored over
+    them and L2-normalised: the space a descriptor search uses."""
+    keep, rows = raw_descriptors(store, track_ids)
+    return keep, VectorIndex(keep, rows, standardize=True).matrix
 
 
 @dataclass
@@ -63,15 +79,42 @@ class TrainAudioReport:
     space: str = ACOUSTIC_SPACE
 
 
+# The descriptor weights `descriptor_weight="auto"` chooses from on the validation tracks.
+DESCRIPTOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
+
+
+def parse_descriptor_weight(value: float | str) -> float | str:
+    """ "auto", or a number in [0, 1) (given as a number or as text)."""
+    if value == "auto":
+        return value
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = float("nan")
+    if not 0 <= weight < 1:
+        raise ConfigError(f"descriptor weight must be auto or a number in [0, 1), got {value!r}")
+    return weight
+
+
 def compare_with_inputs(
-    store: Store, datamodule: GraphAudioData, module: AudioEncoderModule, seed: int, k: int = GUARD_K
+    store: Store,
+    datamodule: GraphAudioData,
+    module: AudioEncoderModule,
+    seed: int,
+    k: int = GUARD_K,
+    descriptor_weight: float | str = "auto",
 ) -> dict:
     """Graph-neighbour precision@k of the validation tracks in three spaces over the same tracks: the
-    trained encoder of `module`, the z-scored descriptors and the same architecture untrained
-    (seeded by `seed`, with the trained encoder's input statistics)."""
+    trained acoustic space of `module`, the z-scored descriptors and the same encoder untrained (seeded
+    by `seed`, with the trained encoder's input statistics).
+
+    The trained space joins the descriptors with `descriptor_weight` ("auto": the one of
+    `DESCRIPTOR_WEIGHTS` with the best validation precision, 0 on a tie), which this sets on `module`'s
+    model; the guard also reports the encoder alone (`encoder_precision_at_k`) and the weight."""
     trained = module.model
     ids = datamodule.eligible_ids()
-    described, descriptors = standardised_descriptors(store, ids)
+    described, raw = raw_descriptors(store, ids)
+    mean, scale = descriptor_statistics(raw)
     position = {t: i for i, t in enumerate(datamodule.node_ids)}
     nodes = torch.tensor([position[t] for t in described], dtype=torch.int64)
     in_nodes = torch.zeros(len(datamodule.node_ids), dtype=torch.bool)
@@ -84,14 +127,23 @@ def compare_with_inputs(
     untrained = AcousticModel(trained.config, trained.encoder_options)
     if untrained.encoder.input_norm_kind == "collection":
         untrained.encoder.set_input_statistics(trained.encoder.band_mean, trained.encoder.band_std)
-    spaces = {
-        "trained": datamodule.embed_eligible(trained)[keep],
-        "descriptors": torch.from_numpy(descriptors),
-        "untrained": datamodule.embed_eligible(untrained)[keep],
-    }
+    encoded = datamodule.embed_eligible(trained)[keep]
+    standardised = torch.from_numpy((raw - mean) / scale)
+
+    def precision(vectors: torch.Tensor) -> float:
+        return neighbour_precision_at_k(datamodule.graph, nodes, vectors, queries, k)
+
+    by_weight = {w: precision(combine_with_descriptors(encoded, standardised, w)) for w in DESCRIPTOR_WEIGHTS}
+    weight = max(by_weight, key=lambda w: (by_weight[w], -w)) if descriptor_weight == "auto" else descriptor_weight
+    if weight not in by_weight:
+        by_weight[weight] = precision(combine_with_descriptors(encoded, standardised, weight))
+    trained.combine_descriptors(weight, mean, scale)
     guard = {
-        f"{name}_precision_at_{k}": neighbour_precision_at_k(datamodule.graph, nodes, vectors, queries, k)
-        for name, vectors in spaces.items()
+        f"trained_precision_at_{k}": by_weight[weight],
+        f"descriptors_precision_at_{k}": precision(standardised),
+        f"untrained_precision_at_{k}": precision(datamodule.embed_eligible(untrained)[keep]),
+        f"encoder_precision_at_{k}": by_weight[0.0],
+        "descriptor_weight": weight,
     }
     guard["val_tracks"] = len(queries)
     trained_value = guard[f"trained_precision_at_{k}"]
@@ -121,6 +173,7 @@ def train_audio(
     strategy="auto",
     num_nodes: int = 1,
     quiet: bool = False,
+    descriptor_weight: float | str = "auto",
     **options,
 ) -> TrainAudioReport | None:
     """Train the acoustic model on the store's graph and mel cache, register it as filling `space`
@@ -132,9 +185,13 @@ def train_audio(
     runs this call). Only global rank 0 measures the guard, registers, re-embeds and gets a report: the
     other ranks get None.
 
+    `descriptor_weight`: how much of the trained space's cosine comes from the standardised descriptors
+    (`AcousticModel`), from 0 (the encoder alone) to below 1; "auto" chooses it on the validation tracks.
+
     `options` are keyword arguments of `AudioEncoderModule` (loss, lr, temperature, encoder, ...)
     and of `GraphAudioData` (batch_size, crop_seconds, views, d_pos, weight_power, seed, ...).
     """
+    descriptor_weight = parse_descriptor_weight(descriptor_weight)
     quiet_lightning()
     limit_threads()
     space = space or ACOUSTIC_SPACE
@@ -150,7 +207,8 @@ def train_audio(
     guard = {}
 
     def compare(fit: FitResult) -> dict:
-        guard.update(compare_with_inputs(store, datamodule, fit.module, seed))
+        guard.update(compare_with_inputs(store, datamodule, fit.module, seed, descriptor_weight=descriptor_weight))
+        fit.module.model.save(fit.saved)  # with the descriptor weight and statistics just chosen
         figures = {f"val_{k}": v for k, v in guard.items() if k.endswith(f"_at_{GUARD_K}")}
         return {"train_crops_per_second": fit.per_second, **figures}
 
@@ -196,8 +254,14 @@ def _crops(batch) -> int:
 
 def _say_guard(guard: dict, quiet: bool) -> None:
     k = GUARD_K
+    joined = ""
+    if guard.get("descriptor_weight"):
+        joined = (
+            f" (the encoder alone {guard[f'encoder_precision_at_{k}']:.3f}, joined with the descriptors at"
+            f" weight {guard['descriptor_weight']:g})"
+        )
     figures = (
-        f"trained encoder {guard[f'trained_precision_at_{k}']:.3f},"
+        f"trained encoder {guard[f'trained_precision_at_{k}']:.3f}{joined},"
         f" descriptors {guard[f'descriptors_precision_at_{k}']:.3f},"
         f" untrained encoder {guard[f'untrained_precision_at_{k}']:.3f}"
     )
@@ -219,12 +283,18 @@ def embed_cached_tracks(
     batch_size: int = 32,
     space: str = ACOUSTIC_SPACE,
 ) -> int:
-    """Re-embed tracks into `space` from the mel cache (no decoding); returns how many."""
+    """Re-embed tracks into `space` from the mel cache (no decoding) and, for a model that joins them, the
+    stored descriptors (tracks without are left out); returns how many."""
     mels = CachedMels(str(store.path))
+    descriptors = None
+    if model.uses_descriptors:
+        track_ids, rows = raw_descriptors(store, track_ids)
+        descriptors = dict(zip(track_ids, rows))
     vectors = {}
     for start in range(0, len(track_ids), batch_size):
         part = track_ids[start : start + batch_size]
-        encoded = model.encode_chunks([chunks_as_tensors(mels(t)) for t in part])
+        rows = np.stack([descriptors[t] for t in part]) if descriptors is not None else None
+        encoded = model.encode_chunks([chunks_as_tensors(mels(t)) for t in part], descriptors=rows)
         vectors.update(zip(part, encoded.numpy()))
     store.vectors.put(space, model_id, vectors)
     return len(vectors)
