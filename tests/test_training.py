@@ -308,6 +308,16 @@ def test_train_audio_into_a_space_of_its_own_leaves_the_acoustic_space_alone(sto
     assert resolve_acoustic_model(store)[2] is None
 
 
+def test_descriptor_weight_is_auto_or_a_share_below_one():
+    from audiograph.pipelines.train_audio import parse_descriptor_weight
+
+    assert parse_descriptor_weight("auto") == "auto"
+    assert parse_descriptor_weight("0.25") == 0.25 and parse_descriptor_weight(0) == 0.0
+    for bad in ("1", 1.0, -0.1, "half", None, "nan"):
+        with pytest.raises(ConfigError, match="descriptor weight"):
+            parse_descriptor_weight(bad)
+
+
 def test_joined_vectors_mix_the_two_cosines_by_the_weight():
     from audiograph.models.acoustic import combine_with_descriptors
 
