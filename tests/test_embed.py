@@ -170,16 +170,22 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(synth_collection, tmp_p
     assert _count(db, "SELECT count(*) FROM mels") == len(good)
 
 
-def _register_untrained_encoder(store: Store, model_id: str = "audio-encoder-29990101-000000") -> str:
+def _register_untrained_encoder(
+    store: Store, model_id: str = "audio-encoder-29990101-000000", descriptor_weight: float = 0.0
+) -> str:
     """An untrained acoustic model saved in the store's models folder and registered: acoustic vectors
-    without a training run (the same weights in every store, from a fixed seed)."""
+    without a training run (the same weights in every store, from a fixed seed), joined with the
+    descriptors (unscaled) at `descriptor_weight`."""
     import torch
 
     from audiograph.models import ACOUSTIC_KIND
     from audiograph.models.acoustic import AcousticModel
 
     torch.manual_seed(0)
-    folder = AcousticModel().save(store.models_dir / model_id / "model")
+    model = AcousticModel()
+    if descriptor_weight:
+        model.combine_descriptors(descriptor_weight, np.zeros(42), np.ones(42))
+    folder = model.save(store.models_dir / model_id / "model")
     store.models.register(model_id, ACOUSTIC_KIND, "acoustic", checkpoint=folder)
     return model_id
 
@@ -236,12 +242,13 @@ def _store_contents(db: Path) -> dict:
 @pytest.mark.slow
 def test_two_ranks_store_what_one_process_stores(synth_collection, tmp_path):
     """embed-audio over 2 CPU processes (Lightning DDP): each file analysed by one rank, rank 0 the one
-    writer, and the store equal to a one-process run's: track rows, descriptors, log-mels, acoustic vectors."""
+    writer, and the store equal to a one-process run's: track rows, descriptors, log-mels, acoustic vectors
+    (of an encoder joined with the descriptors)."""
     contents, outputs = {}, {}
     distributed = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
     for name, options in (("one", []), ("ddp", distributed)):
         db = tmp_path / f"{name}.db"
-        _register_untrained_encoder(Store(db))
+        _register_untrained_encoder(Store(db), descriptor_weight=0.25)
         outputs[name] = _cli(
             "embed-audio", synth_collection / "audio", "--db", db, "--batch-size", "3", "--json", *options
         )
@@ -258,6 +265,7 @@ def test_two_ranks_store_what_one_process_stores(synth_collection, tmp_path):
     assert ddp["mels"] == one["mels"]
     assert set(ddp["vectors"]) == set(one["vectors"])
     assert {space for space, _ in one["vectors"]} == {"descriptors", "acoustic"}
+    assert {len(v) for (space, _), (_, _, v) in one["vectors"].items() if space == "acoustic"} == {128 + 42}
     for key, (model, content, vector) in one["vectors"].items():
         assert ddp["vectors"][key][:2] == (model, content), key
         # Descriptors are the same arithmetic on the same bytes; the encoder batches files differently.
