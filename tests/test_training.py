@@ -353,6 +353,16 @@ def test_a_model_that_joins_descriptors_saves_loads_and_asks_for_them(tmp_path):
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     want = np.concatenate([np.sqrt(0.6) * e, np.sqrt(0.4) * d], axis=1)
     np.testing.assert_allclose(loaded.encode_chunks(chunks, descriptors=raw).numpy(), want, atol=1e-5)
+    # A waveform: its descriptors are computed from the samples, as a file's are.
+    from audiograph.audio.analysis import analyse_samples
+
+    t = np.arange(3 * 22_050) / 22_050
+    wave = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+    wave_chunks = [
+        [c.to(torch.float16).float() for c in loaded.frontend.chunks(loaded.frontend.logmel(torch.from_numpy(wave)))]
+    ]
+    want = loaded.encode_chunks(wave_chunks, descriptors=analyse_samples(wave, loaded.config).descriptors[None])
+    np.testing.assert_allclose(loaded.encode([wave]), want.numpy(), atol=1e-6)
     # Back to the encoder alone: no descriptor buffers are kept, and vectors are the encoder's.
     loaded.combine_descriptors(0.0, mean, scale)
     assert not loaded.uses_descriptors and "descriptor_mean" not in loaded.state_dict()
