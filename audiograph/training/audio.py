@@ -111,10 +111,6 @@ class AudioEncoderModule(L.LightningModule):
         if datamodule is not None and not self.trainer.sanity_checking:
             self.log(MONITOR, datamodule.neighbour_precision(self.model), prog_bar=True)
 
-    def predict_step(self, batch, batch_idx):
-        ids, chunks = batch
-        return ids, self.model.encode_chunks(chunks)
-
     def configure_optimizers(self):
         optimiser = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -162,10 +162,6 @@ class MusigModule(L.LightningModule):
         else:
             self._pair_step(batch, "val")
 
-    def predict_step(self, batch, batch_idx):
-        x, adjacency = batch
-        return self.model(x, [adjacency] * self.hparams.num_layers)
-
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
