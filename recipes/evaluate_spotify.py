@@ -74,13 +74,14 @@ ABOUT_DATA = """\
   z-scored features, the learnt content metric) and against single-task GraphSAGE."""
 
 
-def held_out_by_hash(playlist_id: str, share: int = 5) -> bool:
-    """A fixed fifth of the playlists: the same on every machine and in every run."""
-    return int(hashlib.blake2b(playlist_id.encode(), digest_size=8).hexdigest(), 16) % share == 0
+def held_out_by_hash(playlist_id: str, share: int = 5, fold: int = 0) -> bool:
+    """A fixed fifth of the playlists (`fold` picks which): the same on every machine and in every run."""
+    return int(hashlib.blake2b(playlist_id.encode(), digest_size=8).hexdigest(), 16) % share == fold
 
 
-def split_csv(csv_path: Path, out: Path) -> tuple[Path, list[dict]]:
-    """Write the training rows to `out/train.csv`; return it and the held-out playlists as {id, name, tracks}."""
+def split_csv(csv_path: Path, out: Path, fold: int = 0) -> tuple[Path, list[dict]]:
+    """Write the training rows to `out/train.csv`; return it and the held-out playlists (fifth `fold`) as
+    {id, name, tracks}."""
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header, rows = reader.fieldnames, list(reader)
@@ -90,7 +91,7 @@ def split_csv(csv_path: Path, out: Path) -> tuple[Path, list[dict]]:
         writer = csv.DictWriter(f, header)
         writer.writeheader()
         for row in rows:
-            if held_out_by_hash(row["playlist_id"]):
+            if held_out_by_hash(row["playlist_id"], fold=fold):
                 entry = held.setdefault(
                     row["playlist_id"], {"id": row["playlist_id"], "name": row["playlist_name"], "tracks": []}
                 )
@@ -114,6 +115,9 @@ def run() -> None:
     parser.add_argument("--min-length", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=1, help="seeds (each retrains every method)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fold", type=int, default=0, choices=range(5), help="which fifth of the playlists to hold out (default 0)"
+    )
     parser.add_argument("--methods", help="comma-separated methods (default: the benchmark's rows)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer methods and short training")
     args = parser.parse_args()
@@ -124,7 +128,7 @@ def run() -> None:
     for stale in args.out.glob("recipe.db*"):
         stale.unlink()
     store = Store(args.out / "recipe.db")
-    train_csv, held_out = split_csv(args.csv, args.out)
+    train_csv, held_out = split_csv(args.csv, args.out, args.fold)
     imported = import_tracks(
         store,
         args.csv,

@@ -71,3 +71,12 @@ def test_real_playlists_rank_well_above_chance_and_z_scores_beat_min_max(benchma
     assert hr["content:audio+popularity"] > hr["features:audio"]
     assert hr["musig:audio+genre+popularity"] > 0.7
     assert np.isfinite(list(hr.values())).all()
+
+
+def test_the_five_hash_folds_hold_out_every_playlist_once():
+    recipe = load_recipe()
+    ids = [f"playlist-{i}" for i in range(500)]
+    folds = [[p for p in ids if recipe.held_out_by_hash(p, fold=k)] for k in range(5)]
+    assert sorted(p for fold in folds for p in fold) == sorted(ids)
+    assert all(60 < len(fold) < 140 for fold in folds)
+    assert folds[0] == [p for p in ids if recipe.held_out_by_hash(p)]  # fold 0 is the default
