@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -186,9 +187,13 @@ def _read_mono(path: Path, f: sf.SoundFile, sample_rate: int):
             raise DecodeError(path, f"corrupt: decoded samples {value} (valid audio stays within ±1)")
         if decoded > MAX_SECONDS * rate:
             raise DecodeError(path, f"too long: more than {_duration_text(MAX_SECONDS)} of audio")
-        # A matrix-vector product mixes channels several times faster than mean(axis=1) on (frames, channels).
-        mono = samples @ mix if channels > 1 else samples[:, 0].copy()
-        peak = max(peak, float(np.abs(mono).max()))
+        if channels > 1:
+            # A matrix-vector product mixes channels several times faster than mean(axis=1) on (frames, channels).
+            mono = samples @ mix
+            high, low = float(mono.max()), float(mono.min())
+        else:
+            mono = samples[:, 0].copy()
+        peak = max(peak, high, -low)
         parts.append(resampler.resample_chunk(mono) if resampler else mono)
     if resampler:
         parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
@@ -307,6 +312,7 @@ _MP3_BITRATES[False, 3] = _MP3_BITRATES[False, 2]
 _MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
 
 
+@functools.lru_cache(maxsize=1024)  # a file repeats a handful of headers over hundreds of frames
 def _mp3_frame_size(header: bytes) -> int | None:
     """Bytes of the MPEG audio frame this 4-byte header opens, or None if it is not a valid header."""
     h = int.from_bytes(header, "big")
