@@ -192,6 +192,43 @@ def one_thread_worker(*_) -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
+def analysis_worker(*_) -> None:
+    """The initializer of a process that analyses audio files (embed-audio's workers): one thread per numeric
+    library (`one_thread_worker`) and freed memory kept for the next file (`retain_freed_memory`)."""
+    one_thread_worker()
+    retain_freed_memory()
+
+
+# glibc's mallopt parameters, and the values `retain_freed_memory` sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+RETAINED_HEAP_BYTES = 256 << 20
+LARGEST_HEAP_ALLOCATION = 32 << 20  # glibc's upper limit for M_MMAP_THRESHOLD on 64-bit
+
+
+def retain_freed_memory() -> bool:
+    """Make this process keep freed memory for reuse instead of handing it back to the kernel (glibc only;
+    elsewhere a no-op). Returns whether the setting took.
+
+    Analysing one track allocates and frees several arrays of a few MB (decoded blocks, STFT frames,
+    spectrum, power). By default glibc returns them to the kernel once more than a few MB are free at the
+    top of the heap, so every track page-faults them in again: about 2,100 faults per 20 s track, and a
+    third of its STFT's time. Allocations up to 32 MB now come from the heap, and up to 256 MB of free
+    heap is kept.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, LARGEST_HEAP_ALLOCATION)
+            and libc.mallopt(_M_TRIM_THRESHOLD, RETAINED_HEAP_BYTES)
+        )
+    except (OSError, AttributeError):  # not glibc (musl, for example)
+        return False
+
+
 def free_cores() -> int:
     """Cores not already busy (by the 1-minute load average), at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

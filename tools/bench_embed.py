@@ -3,15 +3,16 @@ the time of a run with nothing to do.
 
     python tools/bench_embed.py [--collection DIR | --tracks 200 --seconds 20] [--workers N] [--json] [--quick]
 
-Per file, on one thread (what each worker process does):
+Per file, on one thread, with freed memory kept for reuse (what each worker process does):
 - decode only: libsndfile reading the file's bytes (the reference);
 - acoustic path: what embed-audio does for an acoustic vector: decode + mono + resample + log-mel + chunking
   (`analyse`), then the encoder forward;
 - descriptors: the 42 descriptors from the spectrogram the front-end already made (reported apart).
 Then the whole `embed_audio` pipeline with `--workers` processes (a fresh store each run), next to
-decoding the same files with the same number of processes; the two are timed in alternation, so that a
-change in the machine's load moves both. Last, `audiograph embed-audio` over 1,000 files it has already
-embedded (an acoustic model registered), a new process each time, next to starting Python itself.
+decoding the same files with the same number of processes (which keep freed memory too); the two are
+timed in alternation, so that a change in the machine's load moves both. Last, `audiograph embed-audio`
+over 1,000 files it has already embedded (an acoustic model registered), a new process each time, next to
+starting Python itself.
 
 Every figure is the median of repeats after one warm-up. With `--json` the figures go to stdout as one
 JSON object (`embed_audio_vs_decode`: embed-audio's tracks/s over parallel decoding's;
@@ -42,11 +43,11 @@ from audiograph.audio.config import AudioConfig
 from audiograph.audio.decode import DecodeError, decode
 from audiograph.audio.descriptors import compute_descriptors
 from audiograph.audio.encoder import AudioEncoder, embed_tracks
-from audiograph.audio.spectral import mel_filterbank, power_spectrogram, power_to_db
+from audiograph.audio.spectral import mel_power, power_spectrogram, power_to_db
 from audiograph.models import ACOUSTIC_KIND
 from audiograph.models.acoustic import AcousticModel
 from audiograph.pipelines.embed_audio import embed_audio, scan
-from audiograph.runtime import one_thread
+from audiograph.runtime import one_thread, retain_freed_memory
 from audiograph.store import ACOUSTIC_SPACE, Store
 from audiograph.synth import synthesize
 
@@ -61,7 +62,6 @@ def stage_times(files: list[Path], audio: AudioConfig, encoder: AudioEncoder) ->
     """Seconds spent per stage over all files, single-threaded."""
     totals = dict.fromkeys(("libsndfile decode", "decode to 22.05k mono", "acoustic path", "descriptors"), 0.0)
     totals["audio seconds"] = 0.0
-    filters = mel_filterbank(audio.sample_rate, audio.n_fft, audio.n_mels)
     for path in files:
         data = path.read_bytes()
         start = time.perf_counter()
@@ -78,7 +78,7 @@ def stage_times(files: list[Path], audio: AudioConfig, encoder: AudioEncoder) ->
         totals["acoustic path"] += time.perf_counter() - start
 
         power = power_spectrogram(decoded.samples, audio.n_fft, audio.hop_length)
-        mel = power_to_db(filters @ power, top_db=audio.top_db)
+        mel = power_to_db(mel_power(power, audio.sample_rate, audio.n_fft, audio.n_mels), top_db=audio.top_db)
         start = time.perf_counter()
         compute_descriptors(decoded.samples, power, mel, audio.sample_rate, audio.n_fft, audio.hop_length)
         totals["descriptors"] += time.perf_counter() - start
@@ -152,9 +152,16 @@ class _DecodeOnly(Dataset):
         return decode_only(self.files[i].read_bytes())
 
 
+def _keep_memory(*_) -> None:
+    retain_freed_memory()
+
+
 def parallel_decode_only(files: list[Path], workers: int) -> None:
     """The reference of the pipeline: every file decoded by libsndfile in `workers` DataLoader processes."""
-    for _ in DataLoader(_DecodeOnly(files), batch_size=8, num_workers=workers, collate_fn=list):
+    loader = DataLoader(
+        _DecodeOnly(files), batch_size=8, num_workers=workers, collate_fn=list, worker_init_fn=_keep_memory
+    )
+    for _ in loader:
         pass
 
 
@@ -185,6 +192,7 @@ def main() -> None:
             say(f"synthesized {args.tracks} tracks of ~{args.seconds:g} s in {time.perf_counter() - start:.1f} s")
         files = [f for f in scan(root)[0] if _decodes(f)]
 
+        retain_freed_memory()
         with one_thread():
             t = median_stage_times(files, AudioConfig(), AudioEncoder().eval(), args.passes)
         audio_seconds = t.pop("audio seconds")

@@ -13,7 +13,7 @@ import numpy as np
 from audiograph.audio.config import AudioConfig, chunk_spans
 from audiograph.audio.decode import DecodedAudio, decode
 from audiograph.audio.descriptors import compute_descriptors
-from audiograph.audio.spectral import mel_filterbank, power_spectrogram, power_to_db
+from audiograph.audio.spectral import mel_power, power_spectrogram, power_to_db
 
 
 @dataclass
@@ -48,7 +48,7 @@ def analyse(
 def analyse_samples(samples: np.ndarray, config: AudioConfig, *, descriptors: bool = True) -> Analysis:
     """`analyse` of a mono waveform at the config's sample rate (its `audio` is None)."""
     power = power_spectrogram(samples, config.n_fft, config.hop_length)
-    mel = power_to_db(mel_filterbank(config.sample_rate, config.n_fft, config.n_mels) @ power, top_db=config.top_db)
+    mel = power_to_db(mel_power(power, config.sample_rate, config.n_fft, config.n_mels), top_db=config.top_db)
     # Chunks are kept in float16, the cache's precision, so that a vector computed now equals
     # one recomputed from the cache later.
     spans = chunk_spans(mel.shape[1], config.chunk_frames, config.max_chunks)

@@ -27,7 +27,7 @@ from audiograph.errors import ConfigError
 from audiograph.models import DESCRIPTORS_KIND
 from audiograph.models.weights import read_settings
 from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
-from audiograph.runtime import one_thread, one_thread_worker, progress_bar
+from audiograph.runtime import analysis_worker, one_thread, progress_bar
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, path_text
 
 # Accelerators the one-process path drives itself; any other goes through Lightning.
@@ -342,7 +342,7 @@ def _outcomes(jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int) 
         yield from map(work, jobs)
         return
     preload()
-    pool = ProcessPoolExecutor(workers, initializer=one_thread_worker)
+    pool = ProcessPoolExecutor(workers, initializer=analysis_worker)
     try:
         todo, pending = iter(jobs), set()
         for job in todo:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from audiograph.audio.analysis import preload
 from audiograph.pipelines.embed_audio import BatchWriter, EmbedPlan, EmbedSummary, encode_acoustic
 from audiograph.pipelines.encoders import resolve_acoustic_model
-from audiograph.runtime import inference_trainer, one_thread_worker, progress_bar
+from audiograph.runtime import analysis_worker, inference_trainer, progress_bar
 from audiograph.store import Store
 
 
@@ -78,7 +78,7 @@ class _ShardedEmbed(L.LightningModule):
             batch_size=self.batch_size,
             num_workers=min(workers, len(files)),
             collate_fn=list,
-            worker_init_fn=one_thread_worker,
+            worker_init_fn=analysis_worker,
         )
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
