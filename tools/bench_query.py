@@ -8,6 +8,8 @@ Warm latency: one exact cosine top-10 on an already loaded index (`VectorIndex.s
 unit vectors. Floor: the matrix's bytes divided by the copy bandwidth (np.copyto; read + written bytes over
 time), i.e. the time just to stream the matrix once; search and copy are timed in alternation, so that a
 change in the machine's load moves both. `ratio_1m` is search over floor at the largest size (1M by default).
+Beside them, the bare `matrix @ query` that the search runs (numpy's BLAS, no audiograph code):
+`search_over_bare_matvec` is what the search adds to it, apart from the machine's own variance.
 Cold: `audiograph query FILE` in a fresh process, from start to printed results, on a store holding
 `--cold-size` descriptor vectors (includes imports, loading the vectors from SQLite and embedding FILE).
 ANN (`--ann`, needs audiograph[ann]): `build_ann_index` over the largest size's matrix; recall@10 of fresh
@@ -49,13 +51,18 @@ def random_unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 
 def exact_and_floor(index: VectorIndex, repeats: int) -> dict:
-    """Exact top-10 search time of one stored row and the floor: the time to stream the matrix once."""
+    """Exact top-10 search time of one stored row, the floor (the time to stream the matrix once), and the
+    bare BLAS matrix-vector product that the search is built on (what the machine gives, without our code)."""
     n = len(index)
     query = index.matrix[n // 2].copy()
     src = np.ones(index.matrix.size, np.float32)
     dst = np.empty_like(src)
-    search, copy = alternating_medians(
-        [lambda: index.search(query, k=10, exclude={str(n // 2)}, normalised=True), lambda: np.copyto(dst, src)],
+    search, copy, bare = alternating_medians(
+        [
+            lambda: index.search(query, k=10, exclude={str(n // 2)}, normalised=True),
+            lambda: np.copyto(dst, src),
+            lambda: index.matrix @ query,
+        ],
         repeats,
     )
     bandwidth = 2 * index.matrix.nbytes / copy
@@ -65,13 +72,18 @@ def exact_and_floor(index: VectorIndex, repeats: int) -> dict:
         "search_ms": search * 1e3,
         "floor_ms": floor * 1e3,
         "ratio": search / floor,
+        "bare_matvec_ms": bare * 1e3,
+        "search_over_bare_matvec": search / bare,
         "copy_gb_per_s": bandwidth / 1e9,
     }
 
 
 def warm_latency(sizes: list[int], dim: int, repeats: int) -> tuple[list[dict], VectorIndex]:
     """Exact search and bandwidth floor per size; also returns the largest size's index."""
-    say(f"{'vectors':>10}  {'dim':>4}  {'search ms':>9}  {'floor ms':>8}  {'ratio':>5}  {'GB/s':>5}")
+    say(
+        f"{'vectors':>10}  {'dim':>4}  {'search ms':>9}  {'floor ms':>8}  {'ratio':>5}  {'GB/s':>5}"
+        f"  {'bare matvec ms':>14}  {'search/bare':>11}"
+    )
     rng = np.random.default_rng(0)
     rows, index = [], None
     for n in sizes:
@@ -81,7 +93,7 @@ def warm_latency(sizes: list[int], dim: int, repeats: int) -> tuple[list[dict], 
         rows.append(row)
         say(
             f"{n:>10,}  {dim:>4}  {row['search_ms']:>9.1f}  {row['floor_ms']:>8.1f}  {row['ratio']:>5.2f}  "
-            f"{row['copy_gb_per_s']:>5.1f}"
+            f"{row['copy_gb_per_s']:>5.1f}  {row['bare_matvec_ms']:>14.1f}  {row['search_over_bare_matvec']:>11.2f}"
         )
     return rows, index
 
@@ -230,6 +242,8 @@ def main() -> None:
         "ratio_1m": rows[-1]["ratio"],
         "search_ms": rows[-1]["search_ms"],
         "floor_ms": rows[-1]["floor_ms"],
+        "bare_matvec_ms": rows[-1]["bare_matvec_ms"],
+        "search_over_bare_matvec": rows[-1]["search_over_bare_matvec"],
         "sizes": rows,
         "cpus": os.cpu_count(),
     }
