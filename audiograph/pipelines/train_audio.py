@@ -21,6 +21,7 @@ from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
 from audiograph.runtime import keyword_defaults, limit_threads, quiet_lightning
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, VectorIndex
+from audiograph.store.index import column_statistics
 from audiograph.training.audio import GUARD_K, MONITOR, AudioEncoderModule
 from audiograph.training.audio_data import GraphAudioData
 
@@ -46,15 +47,6 @@ def raw_descriptors(store: Store, track_ids: list[str]) -> tuple[list[str], np.n
     row = {t: i for i, t in enumerate(ids)}
     keep = [t for t in track_ids if t in row]
     return keep, matrix[[row[t] for t in keep]]
-
-
-def descriptor_statistics(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, scale) that z-score descriptor rows as `VectorIndex(standardize=True)` does (scale 1 for a
-    constant column); (0, 1) without rows."""
-    if not len(rows):
-        return np.zeros(rows.shape[1], np.float32), np.ones(rows.shape[1], np.float32)
-    std = rows.std(axis=0)
-    return rows.mean(axis=0).astype(np.float32), np.where(std > 1e-12, std, 1.0).astype(np.float32)
 
 
 def standardised_descriptors(store: Store, track_ids: list[str]) -> tuple[list[str], np.ndarray]:
@@ -115,7 +107,7 @@ def compare_with_inputs(
     trained = module.model
     ids = datamodule.eligible_ids()
     described, raw = raw_descriptors(store, ids)
-    mean, scale = descriptor_statistics(raw)
+    mean, scale = column_statistics(raw)
     position = {t: i for i, t in enumerate(datamodule.node_ids)}
     nodes = torch.tensor([position[t] for t in described], dtype=torch.int64)
     in_nodes = torch.zeros(len(datamodule.node_ids), dtype=torch.bool)
@@ -291,8 +283,8 @@ def embed_cached_tracks(
     mels = CachedMels(str(store.path))
     descriptors = None
     if model.uses_descriptors:
-        track_ids, rows = raw_descriptors(store, track_ids)
-        descriptors = dict(zip(track_ids, rows))
+        track_ids, described = raw_descriptors(store, track_ids)
+        descriptors = dict(zip(track_ids, described))
     vectors = {}
     for start in range(0, len(track_ids), batch_size):
         part = track_ids[start : start + batch_size]

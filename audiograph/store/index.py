@@ -45,9 +45,7 @@ class VectorIndex:
         matrix = np.asarray(matrix, dtype=np.float32)
         self.mean = self.scale = None
         if standardize and len(matrix):
-            self.mean = matrix.mean(axis=0)
-            std = matrix.std(axis=0)
-            self.scale = np.where(std > 1e-12, std, 1.0).astype(np.float32)
+            self.mean, self.scale = column_statistics(matrix)
         self.matrix = self._normalise(matrix)
 
     def __len__(self) -> int:
@@ -131,6 +129,15 @@ class VectorIndex:
             return []
         top = top_k_rows(scores, k)
         return [Hit(int(i), self.ids[i], float(scores[i])) for i in top]
+
+
+def column_statistics(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) per column that z-score `matrix`, float32; scale 1 for a constant column, and (0, 1)
+    for a matrix without rows."""
+    if not len(matrix):
+        return np.zeros(matrix.shape[1], np.float32), np.ones(matrix.shape[1], np.float32)
+    std = matrix.std(axis=0)
+    return matrix.mean(axis=0).astype(np.float32), np.where(std > 1e-12, std, 1.0).astype(np.float32)
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
