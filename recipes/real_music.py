@@ -1,15 +1,17 @@
 """Real-music benchmark of the acoustic spaces: Debian's game soundtracks, one album per package.
 
     python recipes/real_music.py [--out recipe-real-music] [--cache ~/.cache/audiograph/debian-music]
-                                 [--packages PKG ...] [--folds 5] [--run-folds 3] [--quick]
+                                 [--packages PKG ... | --held-out] [--folds 5] [--run-folds 3] [--quick]
 
 Opt-in: it downloads Debian packages (`apt-get download`, `apt-get update` once if a package is not
 found) and unpacks them with `dpkg-deb -x` into a cache folder outside the repository; nothing is
 downloaded again once a package's music is cached. It keeps the recordings libsndfile reads (OGG,
 Opus, WAV, FLAC, MP3) that are at least `--min-seconds` long (shorter files are sound effects and
-voice lines), counts and skips tracker modules and MIDI, and records each package's version and
-licence (from usr/share/doc/PKG/copyright). The nine recordings of ../shared/data/audio are one more
-album.
+voice lines), also those inside zip archives (.pk3, .zip), counts and skips tracker modules and
+MIDI, and records each package's version and licence (from usr/share/doc/PKG/copyright). The nine
+recordings of ../shared/data/audio are one more album. `--held-out` takes another list of
+soundtracks, none of them used to choose a default: the same protocol on music the defaults were
+not tuned on.
 
 Protocol: each album's tracks are ordered by a fixed hash and dealt into `--folds` folds, so every
 fold holds out the same share of each album. For a fold, one M3U8 playlist per album lists its
@@ -33,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +56,9 @@ from audiograph.store import Store
 DEFAULT_CACHE = Path("~/.cache/audiograph/debian-music")
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 SHARED_ALBUM = "shared-recordings"
-# The issue's candidates, then other packaged soundtracks. Packages with no loose recordings
-# (openarena-data, neverball-data: music inside archives; pingus-data: tracker modules only)
-# are reported with what was skipped.
+# The issue's candidates, then other packaged soundtracks. Packages with no recordings
+# (openarena-data and neverball-data hold none; pingus-data only tracker modules) are reported
+# with what was skipped.
 DEFAULT_PACKAGES = (
     "asc-music",
     "drascula-music",
@@ -74,6 +77,29 @@ DEFAULT_PACKAGES = (
     "xmoto-data",
 )
 QUICK_PACKAGES = ("asc-music", "frozen-bubble-data", "extremetuxracer-data", "xmoto-data")
+# Albums never used to choose a default (`--held-out`): a check that the figures of the default
+# collection carry over to other music.
+HELD_OUT_PACKAGES = (
+    "nexuiz-music",
+    "ufoai-music",
+    "supertux-data",
+    "freedroidrpg-data",
+    "megaglest-data",
+    "flare-game",
+    "btanks-data",
+    "starfighter-data",
+    "powermanga-data",
+    "noiz2sa-data",
+    "tumiki-fighters-data",
+    "torus-trooper-data",
+    "mu-cade-data",
+    "parsec47-data",
+    "gunroar-data",
+)
+# Zip archives that games keep their data in (Quake-engine .pk3); their recordings are unpacked.
+ARCHIVES = frozenset({".pk3", ".zip"})
+# Bumped when the way a package's recordings are kept changes, so that cached albums are redone.
+MANIFEST_LAYOUT = 2
 NOT_RECORDINGS = frozenset({".mod", ".xm", ".s3m", ".it", ".mtm", ".669", ".mid", ".midi"})
 MIN_SECONDS = 20.0
 K = 5
@@ -98,9 +124,11 @@ class DebianMusic:
         folder = self.cache / "music" / package
         manifest = folder / "manifest.json"
         if manifest.exists():
-            return json.loads(manifest.read_text())
+            info = json.loads(manifest.read_text())
+            if info.get("layout") == MANIFEST_LAYOUT:
+                return info
         deb = self._download(package)
-        info = {"package": package, "folder": str(folder)}
+        info = {"package": package, "folder": str(folder), "layout": MANIFEST_LAYOUT}
         for field_name in ("Version", "Source"):
             info[field_name.lower()] = _run(["dpkg-deb", "-f", str(deb), field_name]).stdout.strip() or None
         extract = self.cache / "extract" / package
@@ -111,6 +139,7 @@ class DebianMusic:
             raise ConfigError(f"{deb}: dpkg-deb -x failed: {result.stderr.strip()}")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
+        unpack_archives(extract)
         info.update(self._keep_recordings(extract, folder))
         info.update(_licence(extract, package, folder))
         shutil.rmtree(extract)
@@ -161,6 +190,23 @@ class DebianMusic:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(path, target)
         return {"tracks": len(kept), "minutes": round(sum(s for _, s in kept) / 60, 1), "skipped": skipped}
+
+
+def unpack_archives(root: Path) -> int:
+    """Unpack the audio members (recordings, tracker modules, MIDI) of every zip archive under `root`
+    into a folder beside it named after it, and remove the archive; returns how many were unpacked."""
+    wanted = AUDIO_EXTENSIONS | NOT_RECORDINGS
+    count = 0
+    for archive in sorted(p for p in root.rglob("*") if p.suffix.lower() in ARCHIVES and p.is_file()):
+        if not zipfile.is_zipfile(archive):
+            continue
+        with zipfile.ZipFile(archive) as z:
+            members = [m for m in z.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in wanted]
+            # ZipFile.extractall drops absolute paths and ".." parts, so members stay inside the folder.
+            z.extractall(archive.with_name(archive.name + ".d"), members)
+        archive.unlink()
+        count += 1
+    return count
 
 
 def _licence(extract: Path, package: str, folder: Path) -> dict:
@@ -472,6 +518,11 @@ def run(argv: list[str] | None = None) -> dict:
         help=f"download cache (default $AUDIOGRAPH_MUSIC_CACHE or {DEFAULT_CACHE})",
     )
     parser.add_argument("--packages", nargs="+", help="Debian packages, one album each (default: a list of 15)")
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help=f"the {len(HELD_OUT_PACKAGES)} packages never used to choose a default, instead of the default list",
+    )
     parser.add_argument("--shared-audio", type=Path, default=SHARED_AUDIO, help="one more album (skipped if absent)")
     parser.add_argument("--offline", action="store_true", help="use only packages already in the cache")
     parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS, help="shorter files are sound effects")
@@ -491,7 +542,7 @@ def run(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.packages = args.packages or list(QUICK_PACKAGES)
         args.max_per_album, args.run_folds, args.epochs = args.max_per_album or 8, 1, args.epochs or 3
-    args.packages = args.packages or list(DEFAULT_PACKAGES)
+    args.packages = args.packages or list(HELD_OUT_PACKAGES if args.held_out else DEFAULT_PACKAGES)
     if args.cache.expanduser().resolve().is_relative_to(Path(__file__).resolve().parents[1]):
         raise ConfigError(f"{args.cache}: the download cache must be outside the repository")
     started = time.perf_counter()
@@ -507,6 +558,10 @@ def run(argv: list[str] | None = None) -> dict:
     albums: dict[str, list[str]] = {}
     for track_id, track in sorted(embedded.items()):
         albums.setdefault(track["collection"], []).append(track_id)
+    # A held-out track can only be found beside others of its album: one-track albums are left out.
+    lone = {album: ids[0] for album, ids in albums.items() if len(ids) < 2}
+    for album, track_id in lone.items():
+        del albums[album], embedded[track_id]
     store.compact()
     store.close()
     embed_seconds = time.perf_counter() - started
@@ -516,6 +571,8 @@ def run(argv: list[str] | None = None) -> dict:
     sizes = np.array([len(v) for v in albums.values()])
     for manifest in manifests:  # what this run embedded and uses
         used = albums.get(manifest["package"], [])
+        if manifest["package"] in lone:
+            manifest.setdefault("skipped", {})["the album's only track"] = 1
         manifest["tracks"] = len(used)
         manifest["minutes"] = round(sum(embedded[t]["duration"] or 0 for t in used) / 60, 1)
     collection = {

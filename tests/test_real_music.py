@@ -54,6 +54,26 @@ def test_licence_names_read_dep5_and_fall_back(recipe):
     assert "not machine-readable" in recipe.licence_names("License:\n\n  This package is free software")
 
 
+def test_unpack_archives_keeps_audio_members_inside_the_folder(recipe, tmp_path):
+    import zipfile
+
+    game = tmp_path / "usr" / "share" / "games" / "x"
+    game.mkdir(parents=True)
+    with zipfile.ZipFile(game / "music.pk3", "w") as z:
+        z.writestr("sound/cdtracks/one.ogg", b"ogg bytes")
+        z.writestr("music/theme.mod", b"tracker")
+        z.writestr("maps/level.bsp", b"not audio")
+        z.writestr("../../escape.ogg", b"outside")
+    (game / "notes.zip").write_bytes(b"not a zip archive")
+    assert recipe.unpack_archives(tmp_path) == 1
+    unpacked = game / "music.pk3.d"
+    found = sorted(str(p.relative_to(unpacked)) for p in unpacked.rglob("*") if p.is_file())
+    assert found == ["escape.ogg", "music/theme.mod", "sound/cdtracks/one.ogg"]
+    assert (unpacked / "sound" / "cdtracks" / "one.ogg").read_bytes() == b"ogg bytes"
+    assert not (game / "music.pk3").exists() and (game / "notes.zip").exists()
+    assert not list(tmp_path.parent.glob("escape.ogg")) and not (tmp_path / "escape.ogg").exists()
+
+
 def test_fold_store_keeps_only_the_training_tracks(recipe, embedded_db, tmp_path, synth_collection):
     from audiograph.pipelines.build_graph import build_graph
     from audiograph.store import Store

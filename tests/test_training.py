@@ -189,6 +189,25 @@ def test_band_statistics_are_the_training_tracks_per_band_moments(store_copy):
     np.testing.assert_allclose(data.band_std.numpy(), frames.std(1), rtol=1e-4)
 
 
+def test_a_run_is_reproduced_by_its_seed_and_thread_count(embedded_db, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    from audiograph.store import Store
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # what a user sets to fix the count
+    vectors = []
+    for run in range(2):
+        shutil.copy(embedded_db, tmp_path / f"run{run}.db")
+        store = Store(tmp_path / f"run{run}.db")
+        report = train_audio(store, max_epochs=1, quiet=True, batch_size=8, crop_seconds=3.0, accelerator="cpu", seed=5)
+        assert store.models.get(report.model_id)["config"]["torch_threads"] == torch.get_num_threads()
+        vectors.append(store.vectors.matrix("acoustic"))
+    assert vectors[0][0] == vectors[1][0]
+    np.testing.assert_array_equal(vectors[0][1], vectors[1][1])
+
+
 @pytest.mark.parametrize("loss", ["contrastive", "triplet"])
 def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys):
     store = store_copy

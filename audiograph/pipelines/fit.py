@@ -164,7 +164,9 @@ def fit_and_register(
     if add_metrics is not None:
         best.metrics.update(add_metrics(best))
     if register:
-        settings = {**dict(best.module.hparams), **(config or {})}
+        # Training uses as many threads as there are free cores (`limit_threads`), and float sums in
+        # another order change the run: with the seed, the thread count is what reproduces it.
+        settings = {**dict(best.module.hparams), **(config or {}), "torch_threads": torch.get_num_threads()}
         store.models.register(best.model_id, kind, space, checkpoint=best.saved, config=settings, metrics=best.metrics)
     return best
 
