@@ -1,7 +1,8 @@
 """Real-music benchmark of the acoustic spaces: Debian's game soundtracks, one album per package.
 
     python recipes/real_music.py [--out recipe-real-music] [--cache ~/.cache/audiograph/debian-music]
-                                 [--packages PKG ... | --held-out] [--folds 5] [--run-folds 3] [--quick]
+                                 [--packages PKG ... | --held-out] [--max-per-album N] [--clip-seconds S]
+                                 [--folds 5] [--run-folds 3] [--quick]
 
 Opt-in: it downloads Debian packages (`apt-get download`, `apt-get update` once if a package is not
 found) and unpacks them with `dpkg-deb -x` into a cache folder outside the repository; nothing is
@@ -359,9 +360,13 @@ SPACES = (
 DIAGNOSTICS = ("cosine_mean", "cosine_std", "cosine_p5", "cosine_p50", "cosine_p95", "effective_rank")
 
 
-def link_collection(folder: Path, albums: dict[str, Path], max_per_album: int | None) -> dict[str, Path]:
-    """A folder per album of links to its recordings (at most `max_per_album`, chosen by a fixed
-    hash), so that a capped run embeds only what it uses; returns album -> its link folder."""
+def link_collection(
+    folder: Path, albums: dict[str, Path], max_per_album: int | None, clip_seconds: float | None = None
+) -> dict[str, Path]:
+    """A folder per album of its recordings (at most `max_per_album`, chosen by a fixed hash), so that a
+    capped run embeds only what it uses: links to them, or with `clip_seconds` an excerpt of that length
+    from the middle of each (FLAC, the recording's rate and channels; a shorter recording whole), as
+    collections of 30 s previews are. Returns album -> its folder."""
     linked = {}
     for album, source in albums.items():
         target = folder / album
@@ -373,9 +378,21 @@ def link_collection(folder: Path, albums: dict[str, Path], max_per_album: int | 
         for path in files[:max_per_album]:
             link = target / path.relative_to(source)
             link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(path.resolve())
+            if clip_seconds is None:
+                link.symlink_to(path.resolve())
+            else:
+                write_clip(path, link.with_suffix(".flac"), clip_seconds)
         linked[album] = target
     return linked
+
+
+def write_clip(source: Path, target: Path, seconds: float) -> None:
+    """`seconds` of `source` around its middle, written to `target` as FLAC."""
+    with sf.SoundFile(str(source)) as f:
+        frames = min(f.frames, round(seconds * f.samplerate))
+        f.seek((f.frames - frames) // 2)
+        samples = f.read(frames, dtype="float32", always_2d=True)
+        sf.write(str(target), samples, f.samplerate, format="FLAC")
 
 
 def summarise(folds: list[dict]) -> dict:
@@ -527,6 +544,9 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--offline", action="store_true", help="use only packages already in the cache")
     parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS, help="shorter files are sound effects")
     parser.add_argument("--max-per-album", type=int, help="at most this many tracks of each album")
+    parser.add_argument(
+        "--clip-seconds", type=float, help="use an excerpt of this length from the middle of each track (previews)"
+    )
     parser.add_argument("--folds", type=int, default=5, help="hold-out folds: 1/FOLDS of each album per fold")
     parser.add_argument("--run-folds", type=int, help="run only the first N folds (default: all)")
     parser.add_argument("--epochs", type=int, help="train-audio's maximum epochs (default: its own)")
@@ -548,8 +568,8 @@ def run(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
 
     folders, manifests = collect(args)
-    if args.max_per_album:
-        folders = link_collection(args.out / "collection", folders, args.max_per_album)
+    if args.max_per_album or args.clip_seconds:
+        folders = link_collection(args.out / "collection", folders, args.max_per_album, args.clip_seconds)
     # embed-audio skips what an earlier run already embedded, so a rerun only trains and measures.
     args.out.mkdir(parents=True, exist_ok=True)
     store = Store(args.out / "base.db")

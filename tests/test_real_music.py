@@ -74,6 +74,35 @@ def test_unpack_archives_keeps_audio_members_inside_the_folder(recipe, tmp_path)
     assert not list(tmp_path.parent.glob("escape.ogg")) and not (tmp_path / "escape.ogg").exists()
 
 
+def test_link_collection_caps_albums_and_cuts_middle_clips(recipe, tmp_path):
+    import soundfile as sf
+
+    rate = 8000
+    album = tmp_path / "music" / "album"
+    (album / "disc").mkdir(parents=True)
+    ramps = {}
+    for i, name in enumerate(["a.ogg", "b.flac", "disc/c.wav"]):
+        ramp = np.stack([np.linspace(-0.5, 0.5, (5 + i) * rate)] * 2, axis=1).astype(np.float32)
+        sf.write(album / name, ramp, rate, format="FLAC" if name.endswith(".flac") else None)
+        ramps[name] = sf.read(album / name, dtype="float32", always_2d=True)[0]
+    linked = recipe.link_collection(tmp_path / "links", {"album": album}, 2)
+    links = sorted(p for p in linked["album"].rglob("*") if p.is_file())
+    assert len(links) == 2 and all(p.is_symlink() for p in links)
+    # The same two, in the same order, whatever the run: a fixed hash of the relative paths.
+    clipped = recipe.link_collection(tmp_path / "clips", {"album": album}, 2, clip_seconds=2.0)
+    clips = sorted(p for p in clipped["album"].rglob("*") if p.is_file())
+    assert [c.relative_to(clipped["album"]).with_suffix("") for c in clips] == [
+        p.relative_to(linked["album"]).with_suffix("") for p in links
+    ]
+    for clip in clips:
+        name = next(n for n in ramps if Path(n).with_suffix("") == clip.relative_to(clipped["album"]).with_suffix(""))
+        samples, clip_rate = sf.read(clip, dtype="float32", always_2d=True)
+        whole = ramps[name]
+        start = (len(whole) - 2 * rate) // 2
+        assert clip_rate == rate and samples.shape == (2 * rate, 2)
+        np.testing.assert_allclose(samples, whole[start : start + 2 * rate], atol=1e-4)
+
+
 def test_fold_store_keeps_only_the_training_tracks(recipe, embedded_db, tmp_path, synth_collection):
     from audiograph.pipelines.build_graph import build_graph
     from audiograph.store import Store
