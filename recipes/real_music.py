@@ -502,7 +502,7 @@ def collect(args) -> tuple[dict[str, Path], list[dict]]:
         manifests.append(manifest)
         if manifest["tracks"]:
             folders[package] = Path(manifest["folder"])
-    if args.shared_audio.is_dir():
+    if args.shared_audio.is_dir() and not args.held_out:  # the shared recordings helped choose the defaults
         folders[SHARED_ALBUM] = args.shared_audio
         manifests.append(
             {
@@ -538,7 +538,8 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--held-out",
         action="store_true",
-        help=f"the {len(HELD_OUT_PACKAGES)} packages never used to choose a default, instead of the default list",
+        help=f"the {len(HELD_OUT_PACKAGES)} packages never used to choose a default, instead of the default list"
+        " and the shared recordings",
     )
     parser.add_argument("--shared-audio", type=Path, default=SHARED_AUDIO, help="one more album (skipped if absent)")
     parser.add_argument("--offline", action="store_true", help="use only packages already in the cache")
