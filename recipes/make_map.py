@@ -76,14 +76,16 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=3000)
     parser.add_argument("--method", default="tsne", choices=["tsne", "umap", "auto"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "assets" / "map.png")
+    parser.add_argument("--out", type=Path, help="the image (default assets/map.png; with --quick, a temporary folder)")
     parser.add_argument("--html", action="store_true", help="also write the map as a self-contained HTML page")
-    parser.add_argument("--quick", action="store_true", help="300 tracks, written to a temporary folder: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="300 tracks: a smoke run")
     args = parser.parse_args()
     if args.quick:
         import tempfile
 
-        args.sample, args.out = 300, Path(tempfile.mkdtemp(prefix="audiograph-map-")) / "map.png"
+        args.sample = 300
+        args.out = args.out or Path(tempfile.mkdtemp(prefix="audiograph-map-")) / "map.png"
+    args.out = args.out or ROOT / "assets" / "map.png"
     try:
         tracks = read_tracks(args.csv)
         rng = np.random.default_rng(args.seed)

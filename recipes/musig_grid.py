@@ -7,8 +7,8 @@ Without --db, the default synthetic collection is built in the output folder fir
 embed-audio, build-graph, a short train-audio, as `audiograph demo` does). Every preset trains on
 the same features and the same edge split of a seed; nothing is registered, the store's musig
 space is left as it was, and checkpoints and logs go to the output folder's runs/. Reports each
-preset's validation hit rate (or link AUC) and each task's validation loss
-(unweighted, so comparable across presets) at its best epoch, as a Markdown table printed and
+preset's validation hit rate (or link AUC and each task's validation loss, unweighted, so comparable
+across presets) at its best epoch, as a Markdown table printed and
 written to results.md, with the raw numbers, seeds, versions and wall times in results.json.
 """
 
@@ -74,13 +74,16 @@ def summarise(values: list[float]) -> str:
 
 
 def markdown_table(runs: dict[str, list[dict]]) -> str:
-    headers = ["preset", "c1,c2,c3", *METRICS.values(), "best/run epochs", "train seconds"]
+    """One row per preset; a metric no run logged (task losses under validation by playlist completion,
+    HR under validation by edges) gets no column."""
+    logged = [m for m in METRICS if any(m in r["metrics"] for results in runs.values() for r in results)]
+    headers = ["preset", "c1,c2,c3", *(METRICS[m] for m in logged), "best/run epochs", "train seconds"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for preset, results in runs.items():
         cells = [preset, ",".join(f"{w:g}" for w in TASK_WEIGHT_PRESETS[preset])]
-        cells += [summarise([r["metrics"].get(m, float("nan")) for r in results]) for m in METRICS]
+        cells += [summarise([r["metrics"].get(m, float("nan")) for r in results]) for m in logged]
         cells += [
-            ", ".join(f"{r['metrics'].get('epoch', float('nan')):.0f}/{r['epochs']}" for r in results),
+            ", ".join(f"{r['metrics'].get('epoch', float('nan')) + 1:.0f}/{r['epochs']}" for r in results),
             f"{sum(r['seconds'] for r in results):.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -172,8 +175,8 @@ def main() -> None:
     notes = (
         f"Validation on {args.val_fraction:.0%} held-out playlists (completion hit rate) or, with too few"
         f" playlists, held-out edges (link AUC); metrics at each run's best epoch by {METRICS[monitor]}; task"
-        f" losses unweighted (the genre and similarity heads of a preset that gives them weight 0 are"
-        f" untrained). Seeds {args.seeds}; {platform.platform()}; "
+        f" losses (validation by edges only) unweighted (the genre and similarity heads of a preset that gives"
+        f" them weight 0 are untrained). Seeds {args.seeds}; {platform.platform()}; "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
         + f". Wall time {wall / 60:.1f} min."
     )

@@ -43,7 +43,6 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.audio.decode import AUDIO_EXTENSIONS
 from audiograph.errors import ConfigError
 from audiograph.eval.neighbours import embedding_diagnostics, top_k_neighbours
@@ -304,7 +303,7 @@ def run_fold(
     report = train_audio(store, quiet=True, seed=seed, **({"max_epochs": epochs} if epochs else {}), **options)
     trained, _, _ = resolve_acoustic_model(store, report.model_id)
     chunks = base_store.mels.chunks(ids)
-    tracks = [chunks_as_tensors(chunks[t]) for t in ids]
+    tracks = [chunks[t] for t in ids]
     torch.manual_seed(seed)
     untrained = AcousticModel(trained.config, trained.encoder_options)
     if untrained.encoder.input_norm_kind == "collection":

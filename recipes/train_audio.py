@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.eval.neighbours import label_precision_at_k
 from audiograph.models import AcousticModel
 from audiograph.pipelines.build_graph import build_graph
 from audiograph.pipelines.embed_audio import embed_audio
 from audiograph.pipelines.encoders import resolve_acoustic_model
-from audiograph.pipelines.train_audio import standardised_descriptors, train_audio
+from audiograph.pipelines.train_audio import audio_data, standardised_descriptors, train_audio
 from audiograph.runtime import keyword_defaults
 from audiograph.store import ACOUSTIC_SPACE, Store
 from audiograph.synth import synthesize
@@ -37,14 +36,14 @@ from audiograph.training.audio_data import GraphAudioData
 def bare_crops_per_second(module: AudioEncoderModule, data: GraphAudioData, steps: int = 20) -> float:
     """The encoder alone: forward, loss, backward and optimiser step on random batches of the training shapes."""
     optimiser = module.configure_optimizers()["optimizer"]
-    frames = data.frontend.logmel.frames_for(data.hparams.crop_seconds)
+    frames, mels = data.audio.frames_for(data.hparams.crop_seconds), data.audio.n_mels
     size = data.hparams.batch_size
     if module.hparams.loss == "triplet":
-        batch = [torch.randn(size, 128, frames) for _ in range(3)]
+        batch = [torch.randn(size, mels, frames) for _ in range(3)]
     else:
         tracks = 2 * size  # (anchor, positive) pairs
         slot = torch.arange(tracks).repeat_interleave(data.hparams.views)
-        batch = [torch.randn(len(slot), 128, frames), slot[:, None] // 2 == slot[None, :] // 2]
+        batch = [torch.randn(len(slot), mels, frames), slot[:, None] // 2 == slot[None, :] // 2]
     crops = sum(len(b) for b in batch) if module.hparams.loss == "triplet" else len(batch[0])
     for step in range(steps + 3):
         if step == 3:  # after warm-up
@@ -58,7 +57,7 @@ def bare_crops_per_second(module: AudioEncoderModule, data: GraphAudioData, step
 
 def data_keys() -> set[str]:
     """GraphAudioData's options, to rebuild the training batches' shapes from a model's config."""
-    return set(keyword_defaults(GraphAudioData)) - {"num_workers"}
+    return set(keyword_defaults(GraphAudioData)) - {"num_workers", "audio"}
 
 
 def main() -> None:
@@ -107,7 +106,7 @@ def main() -> None:
     if untrained.encoder.input_norm_kind == "collection":  # the same input standardisation as the trained one
         untrained.encoder.set_input_statistics(trained_model.encoder.band_mean, trained_model.encoder.band_std)
     chunks = store.mels.chunks(ids)
-    untrained_vectors = untrained.encode_chunks([chunks_as_tensors(chunks[i]) for i in ids])
+    untrained_vectors = untrained.encode_chunks([chunks[i] for i in ids])
     descriptor_ids, standardised = standardised_descriptors(store, ids)
     precision = {
         "trained encoder": label_precision_at_k(trained, [genre[i] for i in ids], k=10),
@@ -117,7 +116,7 @@ def main() -> None:
     labels = np.array([genre[i] for i in ids])
     chance = float(sum((labels == g).mean() ** 2 for g in set(labels)))
 
-    data = GraphAudioData(str(store.path), **{k: v for k, v in model["config"].items() if k in data_keys()})
+    data = audio_data(store, trained_model.config, **{k: v for k, v in model["config"].items() if k in data_keys()})
     bare = bare_crops_per_second(AudioEncoderModule(**{k: model["config"][k] for k in ("loss", "encoder")}), data)
 
     m, g = report.metrics, report.guard

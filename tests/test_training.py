@@ -377,11 +377,14 @@ def test_a_model_that_joins_descriptors_saves_loads_and_asks_for_them(tmp_path):
 
     t = np.arange(3 * 22_050) / 22_050
     wave = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
-    wave_chunks = [
-        [c.to(torch.float16).float() for c in loaded.frontend.chunks(loaded.frontend.logmel(torch.from_numpy(wave)))]
-    ]
-    want = loaded.encode_chunks(wave_chunks, descriptors=analyse_samples(wave, loaded.config).descriptors[None])
+    wave_analysis = analyse_samples(wave, loaded.config)
+    want = loaded.encode_chunks([wave_analysis.mel_chunks], descriptors=wave_analysis.descriptors[None])
     np.testing.assert_allclose(loaded.encode([wave]), want.numpy(), atol=1e-6)
+    # The same waveform as a file at the model's rate: the file and the waveform get one vector.
+    import soundfile as sf
+
+    sf.write(tmp_path / "wave.wav", wave, 22_050, subtype="FLOAT")
+    np.testing.assert_allclose(loaded.encode([tmp_path / "wave.wav"]), want.numpy(), atol=1e-6)
     # Back to the encoder alone: no descriptor buffers are kept, and vectors are the encoder's.
     loaded.combine_descriptors(0.0, mean, scale)
     assert not loaded.uses_descriptors and "descriptor_mean" not in loaded.state_dict()

@@ -59,8 +59,8 @@ def analyse_samples(samples: np.ndarray, config: AudioConfig, *, descriptors: bo
     return Analysis(None, chunks, desc)
 
 
-def chunks_as_tensors(chunks: list[np.ndarray]) -> list:
-    """Cached float16 chunks -> float32 tensors for the encoder."""
+def chunks_as_tensors(chunks: list) -> list:
+    """Cached float16 chunks (arrays, or tensors already) -> float32 tensors for the encoder."""
     import torch
 
-    return [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in chunks]
+    return [c.float() if isinstance(c, torch.Tensor) else torch.from_numpy(np.asarray(c, np.float32)) for c in chunks]

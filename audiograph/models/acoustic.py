@@ -78,9 +78,11 @@ class AcousticModel(nn.Module):
         return self.encoder(mel_db)
 
     @torch.no_grad()
-    def encode_chunks(self, tracks: list[list[torch.Tensor]], batch_size: int = 64, descriptors=None) -> torch.Tensor:
-        """Track vectors [len(tracks), D] from each track's log-mel chunks (as the mel cache holds them), and
-        their raw descriptors (rows of 42) when the model `uses_descriptors`."""
+    def encode_chunks(self, tracks: list[list], batch_size: int = 64, descriptors=None) -> torch.Tensor:
+        """Track vectors [len(tracks), D] from each track's log-mel chunks (arrays as the mel cache holds them,
+        or tensors), and their raw descriptors (rows of 42) when the model `uses_descriptors` (otherwise
+        `descriptors` is ignored)."""
+        tracks = [chunks_as_tensors(chunks) for chunks in tracks]
         was_training = self.training
         self.eval()
         try:
@@ -109,16 +111,13 @@ class AcousticModel(nn.Module):
                 bar.update(len(part))
         return np.concatenate(out) if out else np.zeros((0, self.embedding_dim), np.float32)
 
-    @torch.no_grad()
-    def _analyse(self, item) -> tuple[list[torch.Tensor], np.ndarray | None]:
-        """(log-mel chunks, descriptors when the model uses them) of a file or a waveform."""
+    def _analyse(self, item) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """(log-mel chunks, descriptors when the model uses them) of a file or a waveform, from one STFT."""
         if isinstance(item, np.ndarray):
-            samples = np.asarray(item, np.float32)
-            mel = self.frontend.logmel(torch.from_numpy(samples))
-            chunks = [c.to(torch.float16).float() for c in self.frontend.chunks(mel)]
-            return chunks, (analyse_samples(samples, self.config).descriptors if self.uses_descriptors else None)
-        analysis = analyse(item, self.config, descriptors=self.uses_descriptors)
-        return chunks_as_tensors(analysis.mel_chunks), analysis.descriptors
+            analysis = analyse_samples(np.asarray(item, np.float32), self.config, descriptors=self.uses_descriptors)
+        else:
+            analysis = analyse(item, self.config, descriptors=self.uses_descriptors)
+        return analysis.mel_chunks, analysis.descriptors
 
     def settings(self) -> dict:
         """What rebuilds this model: its kind, audio config, encoder options and descriptor weight."""

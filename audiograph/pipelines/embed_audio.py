@@ -188,12 +188,10 @@ def encode_acoustic(model, model_id: str | None, outcomes: list[_Outcome]) -> No
     todo = [o for o in outcomes if o.wants_acoustic and o.record is not None and o.record.status == "ok"]
     if model is None or not todo:
         return
-    from audiograph.audio.analysis import chunks_as_tensors
-
     descriptors = None
     if model.uses_descriptors:
         descriptors = [o.record.vectors[DESCRIPTORS_SPACE][1] for o in todo]
-    vectors = model.encode_chunks([chunks_as_tensors(o.record.mel_chunks) for o in todo], descriptors=descriptors)
+    vectors = model.encode_chunks([o.record.mel_chunks for o in todo], descriptors=descriptors)
     for o, v in zip(todo, vectors):
         o.record.vectors[ACOUSTIC_SPACE] = (model_id, v.numpy())
 

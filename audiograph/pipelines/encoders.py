@@ -69,12 +69,11 @@ def _descriptors(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray
 
 
 def _acoustic(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:
-    from audiograph.audio.analysis import analyse, chunks_as_tensors
+    from audiograph.audio.analysis import analyse
 
     model, _, _ = resolve_acoustic_model(store, row["id"])
     analysis = analyse(path, model.config, data=data, descriptors=model.uses_descriptors)
-    descriptors = analysis.descriptors[None] if model.uses_descriptors else None
-    return model.encode_chunks([chunks_as_tensors(analysis.mel_chunks)], descriptors=descriptors)[0].numpy()
+    return model.encode_chunks([analysis.mel_chunks], descriptors=[analysis.descriptors])[0].numpy()
 
 
 def _musig(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:

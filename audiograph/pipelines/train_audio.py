@@ -12,7 +12,6 @@ import lightning as L
 import numpy as np
 import torch
 
-from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.audio.config import AudioConfig
 from audiograph.errors import ConfigError
 from audiograph.eval.neighbours import neighbour_precision_at_k
@@ -289,7 +288,7 @@ def embed_cached_tracks(
     for start in range(0, len(track_ids), batch_size):
         part = track_ids[start : start + batch_size]
         rows = np.stack([descriptors[t] for t in part]) if descriptors is not None else None
-        encoded = model.encode_chunks([chunks_as_tensors(mels(t)) for t in part], descriptors=rows)
+        encoded = model.encode_chunks([mels(t) for t in part], descriptors=rows)
         vectors.update(zip(part, encoded.numpy()))
     store.vectors.put(space, model_id, vectors)
     return len(vectors)

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from audiograph.audio.analysis import chunks_as_tensors
 from audiograph.audio.config import AudioConfig
 from audiograph.errors import ConfigError
 from audiograph.eval.neighbours import neighbour_precision_at_k
@@ -291,7 +290,7 @@ class GraphAudioData(L.LightningDataModule):
     def embed_eligible(self, model: AcousticModel) -> torch.Tensor:
         """Vectors [eligible tracks, D] of every track with cached audio, in node order."""
         nodes = self.eligible.nonzero().squeeze(1).tolist()
-        return model.encode_chunks([chunks_as_tensors(self.mels(self.node_ids[n])) for n in nodes])
+        return model.encode_chunks([self.mels(self.node_ids[n]) for n in nodes])
 
     def neighbour_precision(self, model: AcousticModel, k: int = GUARD_K) -> float:
         """Graph-neighbour precision@k of the model's space, averaged over validation tracks."""
