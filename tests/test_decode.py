@@ -123,6 +123,25 @@ def test_real_recordings_decode(shared_data):
     assert rates == {16000, 22050}
 
 
+@pytest.mark.parametrize(
+    "ext,fmt,subtype",
+    [("au", "AU", "PCM_16"), ("au", "AU", "ULAW"), ("caf", "CAF", "PCM_24"), ("caf", "CAF", "ALAC_16")]
+    + [("w64", "W64", "FLOAT"), ("rf64", "RF64", "PCM_16"), ("aifc", "AIFF", "FLOAT")],
+)
+def test_other_containers_libsndfile_reads_are_audio_files(tmp_path, ext, fmt, subtype):
+    """GTZAN's .au, Apple's .caf (ALAC included), Wave64 and RF64: scanned as audio, decoded like a WAV."""
+    from audiograph.pipelines.embed_audio import scan
+
+    x = _tone(2.0, 44100, channels=2)
+    sf.write(tmp_path / f"tone.{ext}", x, 44100, format=fmt, subtype=subtype)
+    assert scan(tmp_path)[0] == [tmp_path / f"tone.{ext}"]
+    audio = decode(tmp_path / f"tone.{ext}")
+    expected = soxr.resample(x.mean(axis=1), 44100, SAMPLE_RATE, quality="HQ")
+    assert audio.channels == 2 and len(audio.samples) == len(expected)
+    # mu-law keeps about 12 bits near the tone's peak; the others are exact to 16-bit quantisation.
+    np.testing.assert_allclose(audio.samples, expected, atol=2e-2 if subtype == "ULAW" else 2e-4)
+
+
 def _encode(x, rate, fmt, subtype=None) -> bytes:
     import io
 
@@ -134,6 +153,9 @@ def _encode(x, rate, fmt, subtype=None) -> bytes:
 TRUNCATION_CASES = [
     ("WAV", "PCM_16", 22050),
     ("AIFF", "PCM_16", 16000),
+    ("AU", "PCM_16", 22050),
+    ("W64", "FLOAT", 22050),
+    ("RF64", "PCM_24", 44100),
     ("FLAC", "PCM_16", 44100),
     ("OGG", "VORBIS", 22050),
     ("OGG", "OPUS", 48000),

@@ -34,6 +34,10 @@ SEEDS = [
     ("mpeg1.mp3", "MP3", "MPEG_LAYER_III", 44100, 2),
     ("mpeg2.mp3", "MP3", "MPEG_LAYER_III", 22050, 1),
     ("pcm24.aiff", "AIFF", "PCM_24", 22050, 1),
+    ("ulaw.au", "AU", "ULAW", 22050, 1),
+    ("alac.caf", "CAF", "ALAC_16", 44100, 2),
+    ("float.w64", "W64", "FLOAT", 22050, 2),
+    ("pcm16.rf64", "RF64", "PCM_16", 16000, 1),
 ]
 SEED_SECONDS = 1.5
 HANG_SECONDS = 60  # one small input decodes in milliseconds; a minute means it never would
@@ -53,7 +57,8 @@ def write_seeds(folder: Path, real: Path | None = None) -> list[Path]:
         x = np.stack([x, 0.5 * x], axis=1) if channels == 2 else x
         buffer = io.BytesIO()
         with sf.SoundFile(buffer, "w", rate, channels, subtype, format=fmt) as f:
-            f.title, f.artist = "Fuzz seed", "Tester"
+            if fmt not in ("AU", "CAF", "W64", "RF64"):  # containers without string tags
+                f.title, f.artist = "Fuzz seed", "Tester"
             f.write(x.astype(np.float32))
         paths.append(folder / name)
         paths[-1].write_bytes(buffer.getvalue())

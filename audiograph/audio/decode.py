@@ -19,7 +19,9 @@ from audiograph.errors import DecodeError
 
 SAMPLE_RATE = 22_050
 # What libsndfile decodes; scanning treats these as the collection's audio files.
-AUDIO_EXTENSIONS = frozenset({".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff"})
+AUDIO_EXTENSIONS = frozenset(
+    {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64"}
+)
 # Common audio formats libsndfile cannot read: reported as failures rather than silently ignored.
 UNSUPPORTED_AUDIO_EXTENSIONS = frozenset(
     {".m4a", ".mp4", ".aac", ".alac", ".wma", ".ape", ".mpc", ".wv", ".mka", ".webm", ".amr", ".ra"}
@@ -109,7 +111,7 @@ def _file_bytes(path: Path, data: bytes | None) -> bytes:
     """The file's bytes (`data` when already read), rejecting formats libsndfile cannot read and empty files."""
     suffix = path.suffix.lower()
     if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
-        raise DecodeError(path, f"unsupported format '{suffix}' (readable: MP3, WAV, FLAC, OGG/Opus, AIFF)")
+        raise DecodeError(path, f"unsupported format '{suffix}' (readable: MP3, WAV, FLAC, OGG/Opus, AIFF, AU, CAF)")
     if data is None:
         try:
             data = path.read_bytes()
@@ -205,8 +207,12 @@ def _expected_frames(data: bytes, fmt: str, declared: int, rate: int) -> tuple[i
     """(the frames the container says it holds, or None when it does not say reliably; a sentence
     naming a structural sign of truncation, or None)."""
     known = declared if 0 < declared < _UNKNOWN_LENGTH else None
-    if fmt in ("WAV", "WAVEX"):
+    if fmt in ("WAV", "WAVEX", "RF64"):
         return _riff_frames(data), None
+    if fmt == "W64":
+        return _w64_frames(data), None
+    if fmt == "AU":
+        return _au_frames(data), None
     if fmt == "AIFF":
         return _aiff_frames(data), None
     if fmt == "OGG":
@@ -220,24 +226,70 @@ def _expected_frames(data: bytes, fmt: str, declared: int, rate: int) -> tuple[i
 
 
 def _riff_frames(data: bytes) -> int | None:
-    """Frames the 'data' chunk of a PCM or float WAV declares (None: other codings or unknown size)."""
-    if data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+    """Frames the 'data' chunk of a PCM or float WAV (or RF64, whose 'ds64' chunk holds the 64-bit size)
+    declares (None: other codings or unknown size)."""
+    if data[:4] not in (b"RIFF", b"RIFX", b"RF64", b"BW64") or data[8:12] != b"WAVE":
         return None
-    order = "little" if data[:4] == b"RIFF" else "big"
-    pos, coding, block_align = 12, None, 0
+    order = "big" if data[:4] == b"RIFX" else "little"
+    pos, coding, block_align, size64 = 12, None, 0, None
     while pos + 8 <= len(data):
         chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], order)
         body = data[pos + 8 : pos + 8 + size]
-        if chunk == b"fmt " and len(body) >= 16:
-            coding, block_align = int.from_bytes(body[0:2], order), int.from_bytes(body[12:14], order)
-            if coding == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the coding opens the sub-format GUID
-                coding = int.from_bytes(body[24:26], order)
+        if chunk == b"ds64" and len(body) >= 16:
+            size64 = int.from_bytes(body[8:16], order)
+        elif chunk == b"fmt " and len(body) >= 16:
+            coding, block_align = _wave_format(body, order)
         elif chunk == b"data":
+            if size == 0xFFFFFFFF and size64 is not None:
+                size = size64
             if coding not in (1, 3) or not block_align or size in (0, 0xFFFFFFFF):
                 return None
             return size // block_align
         pos += 8 + size + (size & 1)
     return None
+
+
+def _wave_format(body: bytes, order: str) -> tuple[int, int]:
+    """(coding, block align) of a WAVE 'fmt ' chunk's body."""
+    coding, block_align = int.from_bytes(body[0:2], order), int.from_bytes(body[12:14], order)
+    if coding == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the coding opens the sub-format GUID
+        coding = int.from_bytes(body[24:26], order)
+    return coding, block_align
+
+
+def _w64_frames(data: bytes) -> int | None:
+    """Frames the 'data' chunk of a PCM or float Sony Wave64 file declares. Its chunks are named by GUIDs
+    that begin with the RIFF names, and sized in 64 bits, header included, padded to 8 bytes."""
+    if data[:4] != b"riff" or data[24:28] != b"wave":
+        return None
+    pos, coding, block_align = 40, None, 0
+    while pos + 24 <= len(data):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 16 : pos + 24], "little")
+        if size < 24:
+            return None
+        if chunk == b"fmt " and size >= 40:
+            coding, block_align = _wave_format(data[pos + 24 : pos + size], "little")
+        elif chunk == b"data":
+            return (size - 24) // block_align if coding in (1, 3) and block_align else None
+        pos += size + (-size % 8)
+    return None
+
+
+# Bytes per sample of the AU codings libsndfile reads (G.72x ADPCM is left out: not a whole byte).
+_AU_SAMPLE_BYTES = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
+
+
+def _au_frames(data: bytes) -> int | None:
+    """Frames a Sun/NeXT AU header declares (big-endian '.snd', or little-endian 'dns.'); None for an
+    unknown size or coding."""
+    order = {b".snd": "big", b"dns.": "little"}.get(data[:4])
+    if order is None or len(data) < 24:
+        return None
+    size, coding, channels = (int.from_bytes(data[k : k + 4], order) for k in (8, 12, 20))
+    width = _AU_SAMPLE_BYTES.get(coding)
+    if width is None or not channels or size == 0xFFFFFFFF:
+        return None
+    return size // (width * channels)
 
 
 def _aiff_frames(data: bytes) -> int | None:
