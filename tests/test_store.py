@@ -220,6 +220,7 @@ def test_a_new_process_reads_the_index_from_its_cache_until_the_space_changes(tm
     assert isinstance(cached.matrix, np.memmap)
     assert cached.ids == built.ids
     np.testing.assert_array_equal(cached.matrix, built.matrix)
+    assert built.matrix.flags.f_contiguous and cached.matrix.flags.f_contiguous  # the layout search streams fastest
     np.testing.assert_array_equal(cached.normalise(vectors[4]), built.normalise(vectors[4]))
     hits = reopened.vectors.similar("descriptors", vectors[4], k=3)
     assert hits[0]["track_id"] == "c/004.mp3"
@@ -234,6 +235,24 @@ def test_a_new_process_reads_the_index_from_its_cache_until_the_space_changes(tm
     assert not isinstance(index.matrix, np.memmap)
     assert fresh.vectors.similar("descriptors", -vectors[4], k=1)[0]["track_id"] == "c/004.mp3"
     assert len(list((tmp_path / "s.db.index" / "descriptors" / "exact").glob("matrix-*.npy"))) == 1
+
+
+def test_a_row_major_cache_from_before_the_column_major_layout_is_rebuilt(tmp_path):
+    path = tmp_path / "s.db"
+    vectors = np.random.default_rng(4).standard_normal((12, 5)).astype(np.float32)
+    store = Store(path)
+    store.models.register("d1", "descriptors", "descriptors")
+    store.tracks.write([_record(i, {"descriptors": ("d1", vectors[i])}) for i in range(12)])
+    built = store.vectors.index("descriptors")
+    store.close()
+    (cache,) = (tmp_path / "s.db.index" / "descriptors" / "exact").glob("matrix-*.npy")
+    np.save(cache, np.ascontiguousarray(built.matrix), allow_pickle=False)  # as an older version wrote it
+
+    reopened = Store(path)
+    index = reopened.vectors.index("descriptors")
+    assert not isinstance(index.matrix, np.memmap) and index.matrix.flags.f_contiguous
+    np.testing.assert_array_equal(index.matrix, built.matrix)
+    reopened.close()
 
 
 def test_a_store_whose_cache_cannot_be_written_is_still_searched(tmp_path):

@@ -35,6 +35,11 @@ class Hit:
 class VectorIndex:
     """Rows L2-normalised once at load; a query is one matrix-vector product plus a partial sort.
 
+    `matrix` [N, D] is held column-major (each dimension's N values contiguous): BLAS then streams it
+    with the kernel that accumulates the scores dimension by dimension (sgemv "N"), which ran twice as
+    fast as the row-by-row dot products of a row-major matrix (1M x 128: 31 against 60 ms, 2 threads),
+    at about the machine's copy bandwidth.
+
     With `standardize`, columns are z-scored first (for feature spaces whose dimensions have
     unrelated units, such as tempo in BPM next to spectral flatness).
     """
@@ -46,7 +51,7 @@ class VectorIndex:
         self.mean = self.scale = None
         if standardize and len(matrix):
             self.mean, self.scale = column_statistics(matrix)
-        self.matrix = self._normalise(matrix)
+        self.matrix = np.asfortranarray(self._normalise(matrix))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,7 +73,8 @@ class VectorIndex:
             index.scale = np.load(files["scale"], allow_pickle=False) if has_mean else None
         except (OSError, ValueError, KeyError):
             return None
-        if index.matrix.shape[0] != len(index.ids) or index.matrix.dtype != np.float32:
+        layout_ok = index.matrix.flags.f_contiguous and index.matrix.dtype == np.float32
+        if index.matrix.shape[0] != len(index.ids) or not layout_ok:  # a row-major one predates the layout
             return None
         index._position = {track_id: i for i, track_id in enumerate(index.ids)}
         return index
@@ -109,10 +115,14 @@ class VectorIndex:
         same = np.abs(self.matrix - np.asarray(normalised, np.float32)[None, :]).max(axis=1) <= tolerance
         return [self.ids[i] for i in np.flatnonzero(same)]
 
+    def rows(self) -> np.ndarray:
+        """The normalised vectors as a row-major [N, D] copy (for libraries that want rows)."""
+        return np.ascontiguousarray(self.matrix)
+
     def vector(self, track_id: str) -> np.ndarray | None:
-        """The normalised stored vector of `track_id`, or None."""
+        """The normalised stored vector of `track_id` (a copy), or None."""
         i = self._position.get(track_id)
-        return None if i is None else self.matrix[i]
+        return None if i is None else np.ascontiguousarray(self.matrix[i])
 
     def search(
         self, query: np.ndarray, k: int = 10, exclude: tuple[str, ...] | set[str] = (), normalised=False
