@@ -78,19 +78,32 @@ def _check_equal(name, samples):
         assert ours[i] == pytest.approx(theirs[i], rel=1e-4, abs=1e-5), f"{name}: {descriptor}"
 
 
-def test_descriptors_equal_librosa_on_made_signals():
+@pytest.fixture(params=["scipy.fft", "numpy.fft"])
+def fft_backend(request, monkeypatch):
+    """Each FFT module `spectral.fft_functions` may choose: scipy's in a batch, numpy's in a one-file query."""
+    import importlib
+
+    from audiograph.audio import descriptors
+
+    module = importlib.import_module(request.param)
+    monkeypatch.setattr(spectral, "fft_functions", lambda: module)
+    monkeypatch.setattr(descriptors, "fft_functions", lambda: module)
+    return module
+
+
+def test_descriptors_equal_librosa_on_made_signals(fft_backend):
     for name, samples in _signals():
         _check_equal(name, samples)
 
 
-def test_descriptors_equal_librosa_on_real_recordings(shared_data):
+def test_descriptors_equal_librosa_on_real_recordings(shared_data, fft_backend):
     paths = sorted((shared_data / "audio").glob("*.[om][gp][g3]"))
     assert len(paths) == 9
     for path in paths:
         _check_equal(path.name, decode(path, SR).samples)
 
 
-def test_analysis_imports_neither_torch_nor_librosa(tmp_path):
+def test_analysis_imports_neither_torch_nor_librosa_nor_scipy_fft(tmp_path):
     import subprocess
     import sys
 
@@ -102,7 +115,7 @@ def test_analysis_imports_neither_torch_nor_librosa(tmp_path):
         f"sf.write({str(tmp_path / 'a.wav')!r}, np.random.default_rng(0).standard_normal(44100) * 0.1, 22050)\n"
         f"a = analyse({str(tmp_path / 'a.wav')!r}, AudioConfig())\n"
         "assert a.descriptors.shape == (42,)\n"
-        "print(sorted(m for m in ('torch', 'librosa', 'scipy.signal', 'numba') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'librosa', 'scipy.signal', 'scipy.fft', 'numba') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -38,7 +38,7 @@ import soundfile as sf
 from benchlib import alternating_medians, report_to_stderr, say
 from torch.utils.data import DataLoader, Dataset
 
-from audiograph.audio.analysis import analyse, chunks_as_tensors
+from audiograph.audio.analysis import analyse, chunks_as_tensors, preload
 from audiograph.audio.config import AudioConfig
 from audiograph.audio.decode import DecodeError, decode
 from audiograph.audio.descriptors import compute_descriptors
@@ -193,6 +193,7 @@ def main() -> None:
         files = [f for f in scan(root)[0] if _decodes(f)]
 
         retain_freed_memory()
+        preload()  # scipy's FFT, as embed-audio loads it before analysing a batch
         with one_thread():
             t = median_stage_times(files, AudioConfig(), AudioEncoder().eval(), args.passes)
         audio_seconds = t.pop("audio seconds")

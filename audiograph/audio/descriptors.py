@@ -24,7 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES, DESCRIPTORS_VERSION, PITCH_CLASSES  # noqa: F401
-from audiograph.audio.spectral import chroma_filterbank, fft_frequencies, frames, normalize_columns, power_to_db
+from audiograph.audio.spectral import (
+    chroma_filterbank,
+    fft_frequencies,
+    fft_functions,
+    frames,
+    normalize_columns,
+    power_to_db,
+)
 
 
 def compute_descriptors(
@@ -78,8 +85,7 @@ def onset_strength(mel_db: np.ndarray, n_fft: int, hop_length: int) -> np.ndarra
 def tempo(onset_env: np.ndarray, sample_rate: int, hop_length: int, start_bpm: float = 120.0) -> float:
     """Global tempo in BPM: the mean 8 s autocorrelation tempogram, weighted by a log-normal prior around
     `start_bpm` (one octave wide) and capped at 320 BPM (`librosa.feature.tempo`)."""
-    from scipy import fft
-
+    fft = fft_functions()
     win = int(8.0 * sample_rate) // hop_length
     n = len(onset_env)
     # Single precision throughout: the FFTs take half the time, and the chosen tempo is librosa's.

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiograph.audio.analysis import analyse, analyse_samples, chunks_as_tensors
+from audiograph.audio.analysis import analyse, analyse_samples, chunks_as_tensors, preload
 from audiograph.audio.config import AudioConfig
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.audio.encoder import AudioEncoder, embed_tracks
@@ -102,6 +102,8 @@ class AcousticModel(nn.Module):
     ) -> np.ndarray:
         """Unit vectors [len(audio), D] of audio files (paths) or mono waveforms at the config's sample rate.
         A file that cannot be decoded raises `DecodeError` naming it."""
+        if len(audio) > 1:
+            preload()
         out = []
         with progress_bar(len(audio), "encode", quiet=not progress, unit="track") as bar:
             for start in range(0, len(audio), batch_size):

@@ -336,10 +336,10 @@ def _torch_device(accelerator: str) -> str:
 def _outcomes(jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int) -> Iterator[_Outcome]:
     """`work(job)` of every job, in `workers` processes (0: here), as they finish. Only a few jobs per worker
     are handed out ahead, so that memory stays flat however many files there are."""
+    preload()
     if workers == 0:
         yield from map(work, jobs)
         return
-    preload()
     pool = ProcessPoolExecutor(workers, initializer=analysis_worker)
     try:
         todo, pending = iter(jobs), set()
