@@ -404,3 +404,26 @@ def test_replacing_the_graph_returns_what_it_replaced(tmp_path):
     assert store.graph.replace([playlist], nodes, edges, {"sources": ["a"]}) is None
     previous = store.graph.replace([], [], (np.array([]), np.array([]), np.array([])), {"sources": ["b"]})
     assert previous["playlists"] == 1 and previous["edges"] == 1 and previous["sources"] == ["a"]
+
+
+def test_a_new_store_waits_for_a_lock_held_before_it_is_in_wal_mode(tmp_path):
+    """SQLite refuses the switch to WAL at once while another connection holds a lock on a store still in
+    rollback mode (two runs creating one store together); opening waits for the lock instead of failing."""
+    import threading
+
+    path = tmp_path / "s.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE pending (x)")  # a write lock, on a file in rollback mode
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # what SQLite does without the wait
+        sqlite3.connect(path, timeout=5).execute("PRAGMA journal_mode = wal")
+    release = threading.Timer(0.5, holder.execute, ["ROLLBACK"])
+    release.start()
+    try:
+        store = Store(path)
+    finally:
+        release.join()
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert "tracks" in store.db.table_names() and "pending" not in store.db.table_names()
+    store.close()
+    holder.close()

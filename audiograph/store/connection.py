@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import sqlite_utils
@@ -57,6 +58,25 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the store in write-ahead-log mode, unless it is already. SQLite refuses the switch at once, without
+    its busy timeout, while another process holds a lock on a store not yet in WAL mode (two runs creating
+    one store together), so the switch is retried for as long as the timeout would have waited."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            if conn.execute("PRAGMA journal_mode = wal").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as e:
+            if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("database is locked")
+        time.sleep(0.02)
+
+
 class Connection:
     """The open store file: its connection (schema migrated), transactions, meta values and models folder."""
 
@@ -70,8 +90,7 @@ class Connection:
             # The busy timeout is part of the connection from its first statement, so that a process
             # creating the schema waits for another one doing the same instead of failing.
             self.db = sqlite_utils.Database(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS))
-            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.db.execute("PRAGMA journal_mode = wal")
+            _use_wal(self.db.conn)
             migrate(self.db)
         except sqlite3.DatabaseError as e:
             if "readonly" in str(e) or "locked" in str(e) or "busy" in str(e):
