@@ -77,7 +77,9 @@ def graph_summary(graph: CSRGraph) -> dict:
     degree = graph.degree.numpy()
     weights = np.ones(graph.num_edges, np.float32) if graph.weight is None else graph.weight.numpy()
     upper = graph.row.numpy() < graph.col.numpy()  # each undirected edge once
-    num_components, labels = connected_components(graph.to_scipy(), directed=False)
+    # The graph is symmetric, so its strong components are its components, and finding them needs no
+    # transposed copy (directed=False builds one: 3x the time at 2.8M edges).
+    num_components, labels = connected_components(graph.to_scipy(), directed=True, connection="strong")
     return {
         "nodes": graph.num_nodes,
         "edges": int(upper.sum()),
