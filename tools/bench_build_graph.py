@@ -126,6 +126,7 @@ def main() -> None:
             "playlists": args.playlists,
             "memberships": memberships,
             "edges": s["edges"],
+            "bare_product_edges": int(bare_edges),
         }
         print(json.dumps(figures, indent=1))
 

@@ -3,6 +3,7 @@ JSON object), and medians of timed repeats after a warm-up."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 
@@ -28,10 +29,13 @@ def median_seconds(fn, repeats: int) -> float:
 
 def alternating_medians(fns: list, repeats: int) -> list[float]:
     """Median wall time of each of `fns`, called in turn `repeats` times after one warm-up round (taking
-    turns, so that a change in the machine's load hits every measure alike)."""
+    turns, so that a change in the machine's load hits every measure alike). Each call starts after a full
+    garbage collection, so that no call pays for the garbage another left (a 0.5 MB JSON parse once took
+    0.15 s, collecting what the build before it had made)."""
     times = [[] for _ in fns]
     for round_ in range(repeats + 1):
         for fn, spent in zip(fns, times):
+            gc.collect()
             start = time.perf_counter()
             fn()
             if round_:
