@@ -70,7 +70,7 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             if conn.execute("PRAGMA journal_mode = wal").fetchone()[0] == "wal":
                 return
         except sqlite3.OperationalError as e:
-            if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+            if "locked" not in str(e) and "busy" not in str(e):
                 raise
         if time.monotonic() > deadline:
             raise sqlite3.OperationalError("database is locked")

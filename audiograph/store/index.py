@@ -115,10 +115,6 @@ class VectorIndex:
         same = np.abs(self.matrix - np.asarray(normalised, np.float32)[None, :]).max(axis=1) <= tolerance
         return [self.ids[i] for i in np.flatnonzero(same)]
 
-    def rows(self) -> np.ndarray:
-        """The normalised vectors as a row-major [N, D] copy (for libraries that want rows)."""
-        return np.ascontiguousarray(self.matrix)
-
     def vector(self, track_id: str) -> np.ndarray | None:
         """The normalised stored vector of `track_id` (a copy), or None."""
         i = self._position.get(track_id)
