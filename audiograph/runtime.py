@@ -1,9 +1,11 @@
-"""The process around the work: thread caps, SIGTERM, keyword defaults, quiet Lightning, and progress that
-shows on a terminal as a bar and elsewhere as a line every few seconds."""
+"""The process around the work: thread caps, SIGTERM, keyword defaults, quiet Lightning, paused garbage
+collection for bulk phases, and progress that shows on a terminal as a bar and elsewhere as a line every few
+seconds."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -19,6 +21,21 @@ def keyword_defaults(fn) -> dict:
     return {
         k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty
     }
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Hold off Python's cyclic garbage collector for a bulk phase (also a decorator). Reference counting
+    still frees what the phase drops; only cycles wait until the phase ends. A phase that keeps tens of
+    thousands of new objects alive (a parsed playlist file, its entries, their rows) otherwise sets off
+    collections that walk all of them again and again: a third of build-graph's time on an MPD slice."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def quiet_lightning() -> None:

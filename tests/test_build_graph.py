@@ -1,5 +1,6 @@
 """build-graph: matching playlist entries to stored tracks, weights against a brute-force count, GraphML."""
 
+import gc
 import itertools
 import json
 from collections import Counter
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from audiograph.pipelines.build_graph import build_graph, export_graphml, load_graph
+from audiograph.runtime import gc_paused
 from audiograph.store import Store, TrackRecord
 
 
@@ -161,3 +163,37 @@ def test_an_empty_new_graph_keeps_the_stored_one_and_a_replacement_is_reported(s
     second = build_graph(store, [other], min_weight=1)
     assert second.replaced["playlists"] == 1 and second.replaced["edges"] == 6
     assert second.replaced["sources"] == [str(good)]
+
+
+def test_gc_paused_restores_the_collector_as_it_found_it():
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("the phase failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had paused it keeps it paused
+    finally:
+        gc.enable()
+
+
+def test_build_graph_runs_without_cyclic_collections(tmp_path, monkeypatch):
+    import audiograph.pipelines.build_graph as pipeline
+
+    seen = []
+    real = pipeline.read_sources
+
+    def reading(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "read_sources", reading)
+    csv = tmp_path / "members.csv"
+    csv.write_text("playlist_id,track_id\np1,a\np1,b\np2,a\np2,c\n")
+    report = build_graph(Store(tmp_path / "s.db"), [csv], add_missing=True, min_weight=1)
+    assert seen == [False] and gc.isenabled() and report.summary["edges"] == 2

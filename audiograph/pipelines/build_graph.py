@@ -14,6 +14,7 @@ from audiograph.errors import ConfigError
 from audiograph.graph.cooccurrence import choose_min_weight, cooccurrence_matrix, graph_summary, threshold
 from audiograph.graph.csr import CSRGraph
 from audiograph.graph.readers import EdgeList, Playlist, read_sources
+from audiograph.runtime import gc_paused
 from audiograph.store import Store, TrackRecord
 
 UNMATCHED_EXAMPLES = 5
@@ -42,6 +43,7 @@ class GraphReport:
         return asdict(self)
 
 
+@gc_paused()
 def build_graph(
     store: Store,
     sources: list[str | os.PathLike],

@@ -14,6 +14,7 @@ import numpy as np
 
 from audiograph.errors import ConfigError
 from audiograph.models import IMPORT_KIND
+from audiograph.runtime import gc_paused
 from audiograph.store import POPULARITY_SPACE, Store, TrackRecord
 
 # What a track's audio said about it: an import never overwrites these.
@@ -48,6 +49,7 @@ def parse_feature_groups(specs: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+@gc_paused()
 def import_tracks(
     store: Store,
     csv_path: str | os.PathLike,
