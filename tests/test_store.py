@@ -39,7 +39,7 @@ def test_fresh_store_applies_every_migration_once(tmp_path):
     assert names == [m.__name__ for m in migrations_module.MIGRATIONS]
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
-    assert migrations_module.migrate(Store(path).db) == []
+    assert migrations_module.migrate(Store(path).conn) == []
 
 
 def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):

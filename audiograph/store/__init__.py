@@ -47,4 +47,4 @@ class Store(Connection):
     def close(self) -> None:
         """Release the run folders this process claimed, and close the connection."""
         self.models.release_all()
-        self.db.close()
+        self.conn.close()

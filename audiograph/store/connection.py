@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from audiograph.errors import StoreError
 from audiograph.store.migrations import migrate
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 DEFAULT_DB = "audiograph.db"
 BUSY_TIMEOUT_SECONDS = 30
@@ -89,19 +93,40 @@ class Connection:
         try:
             # The busy timeout is part of the connection from its first statement, so that a process
             # creating the schema waits for another one doing the same instead of failing.
-            self.db = sqlite_utils.Database(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS))
-            _use_wal(self.db.conn)
-            migrate(self.db)
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS)
+            # As sqlite-utils sets it: a row that INSERT OR REPLACE deletes fires the delete triggers.
+            self.conn.execute("PRAGMA recursive_triggers = on")
+            _use_wal(self.conn)
+            migrate(self.conn)
         except sqlite3.DatabaseError as e:
             if "readonly" in str(e) or "locked" in str(e) or "busy" in str(e):
                 raise sqlite_error(self.path, e) from None
             raise StoreError(f"{self.path}: not a usable audiograph store ({e})") from None
 
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over this connection, for its table operations; imported on first use, so that a
+        command that only reads (a query) does not pay for the import (0.1 s of a cold start)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    def execute(self, sql: str, parameters=()) -> sqlite3.Cursor:
+        """One statement on the store's connection."""
+        return self.conn.execute(sql, parameters)
+
+    def query(self, sql: str, parameters=()) -> Iterator[dict]:
+        """The rows of a SELECT as dicts keyed by column name."""
+        cursor = self.conn.execute(sql, parameters)
+        keys = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield dict(zip(keys, row))
+
     @contextlib.contextmanager
     def transaction(self):
         """One write transaction, all or nothing. It takes SQLite's write lock at its start (BEGIN
         IMMEDIATE), so a concurrent writer waits for the busy timeout instead of failing midway."""
-        conn = self.db.conn
+        conn = self.conn
         if conn.in_transaction:  # nested: a savepoint inside the open transaction
             with self.db.atomic():
                 yield
@@ -128,7 +153,7 @@ class Connection:
         indexes intact. Payload bytes have no checksum in SQLite; structure is what this can see."""
         try:
             for table in tables or [None]:
-                rows = self.db.execute("PRAGMA quick_check" + (f"('{table}')" if table else "")).fetchall()
+                rows = self.execute("PRAGMA quick_check" + (f"('{table}')" if table else "")).fetchall()
                 if rows != [("ok",)]:
                     raise sqlite_error(self.path, sqlite3.DatabaseError(f"corrupt: {rows[0][0]}"))
         except sqlite3.DatabaseError as e:
@@ -136,7 +161,7 @@ class Connection:
 
     def compact(self) -> None:
         """Fold the write-ahead log into the store file (before copying the file elsewhere)."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
     def models_dir(self) -> Path:
@@ -146,9 +171,9 @@ class Connection:
     def set_meta(self, key: str, value) -> None:
         """Store one JSON value under `key`."""
         with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, json.dumps(value)])
+            self.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, json.dumps(value)])
 
     def get_meta(self, key: str, default=None):
         """The JSON value stored under `key`, else `default`."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        row = self.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return default if row is None else json.loads(row[0])

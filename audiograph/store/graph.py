@@ -20,7 +20,7 @@ class GraphTables:
     """The `playlists`, `playlist_tracks`, `edges` and `genre_votes` tables."""
 
     def __init__(self, store: Connection):
-        self.store, self.db = store, store.db
+        self.store = store
 
     def replace(
         self,
@@ -41,23 +41,23 @@ class GraphTables:
         with self.store.transaction():
             previous = self.summary()
             for table in ("playlist_tracks", "playlists", "graph_nodes", "graph_arrays"):
-                self.db.execute(f"DELETE FROM {table}")
-            self.db.conn.executemany(
+                self.store.execute(f"DELETE FROM {table}")
+            self.store.conn.executemany(
                 "INSERT INTO playlists (id, name, source, entries, matched) VALUES (?, ?, ?, ?, ?)",
                 [(pid, name, source, entries, len(tracks)) for pid, name, source, entries, tracks in playlists],
             )
-            self.db.conn.executemany(
+            self.store.conn.executemany(
                 "INSERT INTO playlist_tracks (playlist_id, position, track_id) VALUES (?, ?, ?)",
                 [(pid, i, t) for pid, _, _, _, tracks in playlists for i, t in enumerate(tracks)],
             )
-            self.db.conn.executemany("INSERT INTO graph_nodes (position, track_id) VALUES (?, ?)", enumerate(nodes))
+            self.store.conn.executemany("INSERT INTO graph_nodes (position, track_id) VALUES (?, ?)", enumerate(nodes))
             low, high = np.minimum(src, dst), np.maximum(src, dst)
             for name, array in (
                 ("src", low.astype("<i4")),
                 ("dst", high.astype("<i4")),
                 ("weight", weight.astype("<f4")),
             ):
-                self.db.execute(
+                self.store.execute(
                     "INSERT INTO graph_arrays (name, dtype, length, data) VALUES (?, ?, ?, ?)",
                     [name, array.dtype.str, len(array), array.tobytes()],
                 )
@@ -69,7 +69,7 @@ class GraphTables:
         info = self.store.get_meta("graph")
         if info is None:
             return None
-        count = self.db.execute(
+        count = self.store.execute(
             "SELECT (SELECT count(*) FROM playlists), (SELECT coalesce(max(length), 0) FROM graph_arrays)"
         ).fetchone()
         sources, built = info.get("sources", []), info.get("built")
@@ -78,13 +78,13 @@ class GraphTables:
     def playlists(self) -> list[dict]:
         """Stored playlists with their matched track ids in order: {id, name, source, tracks}."""
         members: dict[str, list[str]] = {}
-        for pid, track_id in self.db.execute(
+        for pid, track_id in self.store.execute(
             "SELECT playlist_id, track_id FROM playlist_tracks ORDER BY playlist_id, position"
         ):
             members.setdefault(pid, []).append(track_id)
         return [
             {"id": r["id"], "name": r["name"], "source": r["source"], "tracks": members.get(r["id"], [])}
-            for r in self.db.query("SELECT * FROM playlists ORDER BY id")
+            for r in self.store.query("SELECT * FROM playlists ORDER BY id")
         ]
 
     def edges(self, node_ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,12 +92,12 @@ class GraphTables:
         if self.store.get_meta("graph") is None:
             raise StoreError(f"{self.store.path}: no graph yet (run `audiograph build-graph PLAYLISTS...`)")
         position = {t: i for i, t in enumerate(node_ids)}
-        stored = [t for (t,) in self.db.execute("SELECT track_id FROM graph_nodes ORDER BY position")]
+        stored = [t for (t,) in self.store.execute("SELECT track_id FROM graph_nodes ORDER BY position")]
         # stored node position -> position in `node_ids`, or -1 for a node the caller left out
         lookup = np.fromiter((position.get(t, -1) for t in stored), np.int64, len(stored))
         arrays = {
             name: np.frombuffer(data, dtype=dtype, count=length)
-            for name, dtype, length, data in self.db.execute("SELECT name, dtype, length, data FROM graph_arrays")
+            for name, dtype, length, data in self.store.execute("SELECT name, dtype, length, data FROM graph_arrays")
         }
         if not arrays:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -107,7 +107,7 @@ class GraphTables:
 
     def edge_rows(self) -> list[tuple[str, str, float]]:
         """Every stored edge as (src track id, dst track id, weight), src < dst."""
-        stored = [t for (t,) in self.db.execute("SELECT track_id FROM graph_nodes ORDER BY position")]
+        stored = [t for (t,) in self.store.execute("SELECT track_id FROM graph_nodes ORDER BY position")]
         src, dst, weight = self.edges(stored)
         pairs = zip(src.tolist(), dst.tolist(), weight.tolist())
         return [(*sorted((stored[a], stored[b])), w) for a, b, w in pairs]
@@ -115,7 +115,7 @@ class GraphTables:
     def put_genre_votes(self, votes: dict[str, list[tuple[str, str]]]) -> None:
         """Record, per track, (source, genre) labels such as the genre of each playlist listing it."""
         with self.store.transaction():
-            self.db.conn.executemany(
+            self.store.conn.executemany(
                 "INSERT OR REPLACE INTO genre_votes (track_id, source, genre) VALUES (?, ?, ?)",
                 [(t, source, genre) for t, vs in votes.items() for source, genre in vs],
             )
@@ -123,7 +123,7 @@ class GraphTables:
     def genre_votes(self) -> dict[str, list[tuple[str, str]]]:
         """track id -> [(source, genre)]."""
         out: dict[str, list[tuple[str, str]]] = {}
-        for t, source, genre in self.db.execute(
+        for t, source, genre in self.store.execute(
             "SELECT track_id, source, genre FROM genre_votes ORDER BY track_id, source"
         ):
             out.setdefault(t, []).append((source, genre))

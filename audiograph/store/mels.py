@@ -13,11 +13,11 @@ class MelCache:
     """The `mels` table: per track, its chunks [n_mels, frames] and the front-end signature that made them."""
 
     def __init__(self, store: Connection):
-        self.store, self.db = store, store.db
+        self.store = store
 
     def put(self, track_id: str, content_hash: str | None, frontend: str | None, chunks: list[np.ndarray], now: str):
         """Cache a track's chunks (inside the caller's transaction)."""
-        self.db.execute(
+        self.store.execute(
             "INSERT OR REPLACE INTO mels (track_id, content_hash, frontend, n_mels, chunk_frames, data, updated)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
@@ -33,7 +33,7 @@ class MelCache:
 
     def delete(self, track_id: str) -> None:
         """Drop a track's cached chunks (inside the caller's transaction)."""
-        self.db.execute("DELETE FROM mels WHERE track_id = ?", [track_id])
+        self.store.execute("DELETE FROM mels WHERE track_id = ?", [track_id])
 
     def chunks(self, track_ids: list[str] | None = None, frontend: str | None = None) -> dict[str, list[np.ndarray]]:
         """track id -> its cached log-mel chunks (float16 [n_mels, frames] each)."""
@@ -42,7 +42,7 @@ class MelCache:
             sql += f" WHERE track_id IN ({','.join('?' * len(track_ids))})"
             args = list(track_ids)
         out = {}
-        for track_id, fe, n_mels, lengths, data in self.db.execute(sql, args):
+        for track_id, fe, n_mels, lengths, data in self.store.execute(sql, args):
             if frontend is not None and fe != frontend:
                 continue
             flat = np.frombuffer(data, dtype="<f2").reshape(n_mels, -1)
@@ -52,4 +52,4 @@ class MelCache:
 
     def states(self) -> dict[str, tuple[str, str]]:
         """track id -> (content hash, front-end signature) of its cached log-mel chunks."""
-        return {t: (h, f) for t, h, f in self.db.execute("SELECT track_id, content_hash, frontend FROM mels")}
+        return {t: (h, f) for t, h, f in self.store.execute("SELECT track_id, content_hash, frontend FROM mels")}

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sqlite_utils
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
 
@@ -17,22 +21,26 @@ def migration(fn: Callable[[sqlite_utils.Database], None]):
     return fn
 
 
-def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply every migration not yet recorded in `db`, each in its own transaction; returns their names.
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet recorded in the store behind `conn`, each in its own transaction;
+    returns their names.
 
     Each transaction takes the write lock at its start (BEGIN IMMEDIATE) and reads what is applied
     inside it, so two processes opening a new store at once wait for each other: one creates the
-    schema and the other finds it made.
+    schema and the other finds it made. A store that is up to date is only read, without sqlite-utils.
     """
-    conn, done = db.conn, []
-    for fn in MIGRATIONS:
-        if _applied(db, fn.__name__):  # a read needs no lock: stores that are up to date stay lock-free
-            continue
+    pending = [fn for fn in MIGRATIONS if not _applied(conn, fn.__name__)]  # a read: no lock
+    if not pending:
+        return []
+    import sqlite_utils
+
+    db, done = sqlite_utils.Database(conn), []
+    for fn in pending:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if not _applied(db, fn.__name__):
+            if not _applied(conn, fn.__name__):
                 fn(db)
-                db.execute(
+                conn.execute(
                     "INSERT INTO _migrations (name, applied) VALUES (?, ?)",
                     [fn.__name__, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")],
                 )
@@ -45,13 +53,13 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     return done
 
 
-def _applied(db: sqlite_utils.Database, name: str) -> bool:
-    exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
+def _applied(conn: sqlite3.Connection, name: str) -> bool:
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
     if not exists:
-        if not db.conn.in_transaction:
+        if not conn.in_transaction:
             return False
-        db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied TEXT)")
-    return db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone() is not None
+        conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied TEXT)")
+    return conn.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone() is not None
 
 
 @migration

@@ -46,7 +46,7 @@ class ModelRegistry:
     """The `models` table, and the locks on run folders of trainings in progress."""
 
     def __init__(self, store: Connection):
-        self.store, self.db = store, store.db
+        self.store = store
         self._run_locks: dict[str, tuple[int, Path]] = {}  # model id -> (locked descriptor, marker file)
 
     def register(
@@ -83,20 +83,20 @@ class ModelRegistry:
         }
         with self.store.transaction():
             if current and existing:  # a new row (and rowid) orders it after every other model
-                self.db.execute("DELETE FROM models WHERE id = ?", [model_id])
-            self.db["models"].upsert(row, pk="id")
+                self.store.execute("DELETE FROM models WHERE id = ?", [model_id])
+            self.store.db["models"].upsert(row, pk="id")
         self._release_run(model_id)
         return model_id
 
     def get(self, model_id: str) -> dict | None:
         """A registry row with config and metrics parsed, and `checkpoint` as an absolute path."""
-        rows = list(self.db.query("SELECT * FROM models WHERE id = ?", [model_id]))
+        rows = list(self.store.query("SELECT * FROM models WHERE id = ?", [model_id]))
         return self._parsed(rows[0]) if rows else None
 
     def latest(self, kind: str) -> dict | None:
         """The newest model of `kind`, or None."""
         rows = list(
-            self.db.query("SELECT * FROM models WHERE kind = ? ORDER BY created DESC, rowid DESC LIMIT 1", [kind])
+            self.store.query("SELECT * FROM models WHERE kind = ? ORDER BY created DESC, rowid DESC LIMIT 1", [kind])
         )
         return self._parsed(rows[0]) if rows else None
 
@@ -104,11 +104,11 @@ class ModelRegistry:
         """Every registered model (of `kind`, in `space`), oldest first."""
         where = [(c, v) for c, v in (("kind", kind), ("space", space)) if v is not None]
         sql = "SELECT * FROM models" + (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "")
-        return [self._parsed(r) for r in self.db.query(sql + " ORDER BY created, rowid", [v for _, v in where])]
+        return [self._parsed(r) for r in self.store.query(sql + " ORDER BY created, rowid", [v for _, v in where])]
 
     def ids_for_space(self, space: str) -> list[str]:
         """The ids of the models registered for `space`, newest first."""
-        rows = self.db.execute(
+        rows = self.store.execute(
             "SELECT id FROM models WHERE space = ? ORDER BY created DESC, rowid DESC", [space]
         ).fetchall()
         return [r[0] for r in rows]
@@ -172,7 +172,7 @@ class ModelRegistry:
         A folder without a marker (a registered model's, or one this code never made) is never touched."""
         if fcntl is None or not folder.is_dir():
             return
-        registered = {r[0] for r in self.db.execute("SELECT id FROM models")}
+        registered = {r[0] for r in self.store.execute("SELECT id FROM models")}
         for marker in sorted(folder.glob(".*.lock")):
             model_id = marker.name[1 : -len(".lock")]
             if model_id in registered or model_id in self._run_locks or not _RUN_NAME.match(model_id):

@@ -89,25 +89,25 @@ class Tracks:
     """The `tracks` and `collections` tables."""
 
     def __init__(self, store: Connection, vectors: Vectors, mels: MelCache):
-        self.store, self.db, self.vectors, self.mels = store, store.db, vectors, mels
+        self.store, self.vectors, self.mels = store, vectors, mels
 
     def collection(self, root: Path, name: str | None = None) -> str:
         """The collection name for `root` (registering it), so ids of two roots never collide."""
         root = path_text(Path(root).resolve())
         if name is None:
-            known = self.db.execute("SELECT name FROM collections WHERE root = ?", [root]).fetchone()
+            known = self.store.execute("SELECT name FROM collections WHERE root = ?", [root]).fetchone()
             if known:
                 return known[0]
             name = path_text(Path(root).name) or "collection"
         if "/" in name or not name.strip():
             raise ConfigError(f"collection name {name!r} must be non-empty and contain no '/'")
-        existing = self.db.execute("SELECT root FROM collections WHERE name = ?", [name]).fetchone()
+        existing = self.store.execute("SELECT root FROM collections WHERE name = ?", [name]).fetchone()
         if not existing:
             with self.store.transaction():  # OR IGNORE: a concurrent run may register the same root first
-                self.db.execute(
+                self.store.execute(
                     "INSERT OR IGNORE INTO collections (name, root, created) VALUES (?, ?, ?)", [name, root, utc_now()]
                 )
-            existing = self.db.execute("SELECT root FROM collections WHERE name = ?", [name]).fetchone()
+            existing = self.store.execute("SELECT root FROM collections WHERE name = ?", [name]).fetchone()
         if existing[0] != root:
             raise ConfigError(
                 f"collection '{name}' already refers to {existing[0]}; name this one with --collection NAME"
@@ -116,41 +116,41 @@ class Tracks:
 
     def get(self, track_id: str) -> dict | None:
         """One track row, or None."""
-        rows = list(self.db.query("SELECT * FROM tracks WHERE id = ?", [track_id]))
+        rows = list(self.store.query("SELECT * FROM tracks WHERE id = ?", [track_id]))
         return rows[0] if rows else None
 
     def rows(self, status: str | None = "ok") -> list[dict]:
         """Track rows ordered by id; `status=None` for all."""
         where, args = ("WHERE status = ?", [status]) if status else ("", [])
-        return [dict(r) for r in self.db.query(f"SELECT * FROM tracks {where} ORDER BY id", args)]
+        return [dict(r) for r in self.store.query(f"SELECT * FROM tracks {where} ORDER BY id", args)]
 
     def by_path(self, path: str | os.PathLike) -> dict | None:
         """The row of the stored file at `path`, or None."""
-        rows = list(self.db.query("SELECT * FROM tracks WHERE path = ?", [path_text(Path(path).resolve())]))
+        rows = list(self.store.query("SELECT * FROM tracks WHERE path = ?", [path_text(Path(path).resolve())]))
         return rows[0] if rows else None
 
     def by_hash(self, content_hash: str) -> list[dict]:
         """The usable tracks whose file has this content hash."""
-        return list(self.db.query("SELECT * FROM tracks WHERE content_hash = ? AND status = 'ok'", [content_hash]))
+        return list(self.store.query("SELECT * FROM tracks WHERE content_hash = ? AND status = 'ok'", [content_hash]))
 
     def node_ids(self) -> list[str]:
         """The graph's nodes: every usable track (decoded or imported), ordered by id."""
-        return [r[0] for r in self.db.execute("SELECT id FROM tracks WHERE status != 'failed' ORDER BY id")]
+        return [r[0] for r in self.store.execute("SELECT id FROM tracks WHERE status != 'failed' ORDER BY id")]
 
     def status_counts(self) -> dict[str, int]:
         """status -> number of tracks."""
-        return dict(self.db.execute("SELECT status, count(*) FROM tracks GROUP BY status").fetchall())
+        return dict(self.store.execute("SELECT status, count(*) FROM tracks GROUP BY status").fetchall())
 
     def file_states(self, collection: str) -> dict[str, dict]:
         """id -> the stored size, mtime, hash, status and error of a collection's files (for change detection)."""
-        rows = self.db.query(
+        rows = self.store.query(
             "SELECT id, size, mtime_ns, content_hash, status, error FROM tracks WHERE collection = ?", [collection]
         )
         return {r["id"]: r for r in rows}
 
     def duplicates(self, collection: str) -> list[dict]:
         """Groups of a collection's files with the same content: {content_hash, paths}."""
-        rows = self.db.execute(
+        rows = self.store.execute(
             """SELECT content_hash, json_group_array(path) FROM tracks
                WHERE collection = ? AND status = 'ok' GROUP BY content_hash HAVING count(*) > 1""",
             [collection],
@@ -164,7 +164,7 @@ class Tracks:
             for r in records:
                 r.id, r.path = path_text(r.id), None if r.path is None else path_text(r.path)
             # One statement for every row (an import adds tens of thousands at once), then each row's payload.
-            self.db.conn.executemany(_UPSERT_TRACK, [r.row(now) for r in records])
+            self.store.conn.executemany(_UPSERT_TRACK, [r.row(now) for r in records])
             for r in records:
                 if r.status == "failed":
                     # A file that no longer decodes must not keep vectors of its old content.
@@ -180,7 +180,7 @@ class Tracks:
     def touch(self, states: list[tuple[str, int, int]]) -> None:
         """Record new (size, mtime_ns) for files whose content turned out unchanged."""
         with self.store.transaction():
-            self.db.conn.executemany(
+            self.store.conn.executemany(
                 "UPDATE tracks SET size = ?, mtime_ns = ? WHERE id = ?", [(s, m, i) for i, s, m in states]
             )
 
@@ -190,5 +190,5 @@ class Tracks:
             for track_id in track_ids:
                 self.vectors.delete_track(track_id)
                 self.mels.delete(track_id)
-                self.db.execute("DELETE FROM tracks WHERE id = ?", [track_id])
+                self.store.execute("DELETE FROM tracks WHERE id = ?", [track_id])
         self.vectors.forget_indexes()

@@ -23,14 +23,14 @@ class Vectors:
     """The `vectors` table: write, list, load as a matrix, and search."""
 
     def __init__(self, store: Connection, models: ModelRegistry):
-        self.store, self.db, self.models = store, store.db, models
+        self.store, self.models = store, models
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
         self._ann_indexes: dict[tuple[str, str, int], object] = {}  # current approximate indexes, once read
         self._spaces: tuple[list, dict] | None = None  # (space versions, `spaces()`) as last counted
 
     def put_one(self, space, track_id, model_id, content_hash, vector, now) -> None:
         """Write one vector (inside the caller's transaction)."""
-        self.db.execute(
+        self.store.execute(
             "INSERT OR REPLACE INTO vectors (space, track_id, model_id, content_hash, vector, updated)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [space, track_id, model_id, content_hash, vector_to_blob(vector), now],
@@ -39,7 +39,7 @@ class Vectors:
     def put(self, space: str, model_id: str, vectors: dict[str, np.ndarray]) -> None:
         """Store vectors for existing tracks (keyed by track id) in one transaction."""
         now = utc_now()
-        hashes = dict(self.db.execute("SELECT id, content_hash FROM tracks").fetchall())
+        hashes = dict(self.store.execute("SELECT id, content_hash FROM tracks").fetchall())
         with self.store.transaction():
             for track_id, vector in vectors.items():
                 self.put_one(space, track_id, model_id, hashes.get(track_id), vector, now)
@@ -47,7 +47,7 @@ class Vectors:
 
     def delete_track(self, track_id: str) -> None:
         """Drop every vector of a track (inside the caller's transaction)."""
-        self.db.execute("DELETE FROM vectors WHERE track_id = ?", [track_id])
+        self.store.execute("DELETE FROM vectors WHERE track_id = ?", [track_id])
 
     def forget_indexes(self) -> None:
         """Drop the loaded search indexes, after a write."""
@@ -57,17 +57,17 @@ class Vectors:
     def states(self, space: str, dim: int | None = None) -> dict[str, tuple[str, str]]:
         """track id -> (model id, content hash) of its stored vector in `space`; with `dim`, vectors of
         another length are left out (so that they count as missing and are made again)."""
-        rows = self.db.execute(
+        rows = self.store.execute(
             "SELECT track_id, model_id, content_hash, length(vector) FROM vectors WHERE space = ?", [space]
         )
         return {t: (m, h) for t, m, h, n in rows if dim is None or n == 4 * dim}
 
     def spaces(self) -> dict[str, dict[str, int]]:
         """space -> {model id: number of vectors}."""
-        versions = self.db.execute("SELECT space, version FROM space_versions ORDER BY space").fetchall()
+        versions = self.store.execute("SELECT space, version FROM space_versions ORDER BY space").fetchall()
         if self._spaces is None or self._spaces[0] != versions:
             out: dict[str, dict[str, int]] = {}
-            for space, model_id, n in self.db.execute(
+            for space, model_id, n in self.store.execute(
                 "SELECT space, model_id, count(*) FROM vectors GROUP BY space, model_id ORDER BY space"
             ):
                 out.setdefault(space, {})[model_id] = n
@@ -87,7 +87,7 @@ class Vectors:
     def matrix(self, space: str, model_id: str | None = None) -> tuple[list[str], np.ndarray]:
         """(track ids, [N, d] float32 matrix) of one model's vectors in `space`, ordered by id."""
         model_id = model_id or self.search_model(space)[0]
-        rows = self.db.execute(
+        rows = self.store.execute(
             "SELECT track_id, vector FROM vectors WHERE space = ? AND model_id = ? ORDER BY track_id",
             [space, model_id],
         ).fetchall()
@@ -107,7 +107,7 @@ class Vectors:
 
     def version(self, space: str) -> int:
         """A number that every write to `space`'s vectors changes."""
-        row = self.db.execute("SELECT version FROM space_versions WHERE space = ?", [space]).fetchone()
+        row = self.store.execute("SELECT version FROM space_versions WHERE space = ?", [space]).fetchone()
         return row[0] if row else 0
 
     def index(self, space: str, model_id: str | None = None) -> VectorIndex:
@@ -181,7 +181,7 @@ class Vectors:
         """Search hits as rows: rank, score, track id, and the track's path, title, artist and genre."""
         out = []
         for rank, hit in enumerate(hits, 1):
-            row = self.db.execute("SELECT path, title, artist, genre FROM tracks WHERE id = ?", [hit.id]).fetchone()
+            row = self.store.execute("SELECT path, title, artist, genre FROM tracks WHERE id = ?", [hit.id]).fetchone()
             row = dict(zip(("path", "title", "artist", "genre"), row)) if row else {}
             fields = {k: row.get(k) for k in ("path", "title", "artist", "genre")}
             out.append({"rank": rank, "score": hit.score, "track_id": hit.id, **fields})
