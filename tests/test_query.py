@@ -1,7 +1,11 @@
-"""query: a stored file and a byte-different copy of its audio get the same answer in every space, and a
-stored file's search in a standardised space z-scores once (checked against a brute-force search)."""
+"""query: a stored file and a byte-different copy of its audio get the same answer in every space, a
+stored file's search in a standardised space z-scores once (checked against a brute-force search), and a
+query by file loads only what it needs."""
 
+import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +73,22 @@ def test_a_stored_file_is_standardised_once(trained_store, synth_collection):
     result = query_file(store, synth_collection / "audio" / track["path"], space="descriptors", k=10)
     assert [h["track_id"] for h in result.hits] == expected
     np.testing.assert_allclose([h["score"] for h in result.hits], np.sort(scores)[::-1][:10], atol=1e-5)
+
+
+def test_a_query_by_file_imports_neither_the_training_stack_nor_sqlite_utils(embedded_db, tmp_path):
+    db = tmp_path / "store.db"
+    shutil.copy(embedded_db, db)
+    song = tmp_path / "new song.wav"
+    t = np.arange(3 * 22_050) / 22_050
+    sf.write(song, (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 2 * t))).astype(np.float32), 22_050)
+    code = (
+        "import sys; from audiograph.cli import main\n"
+        f"main(['query', {str(song)!r}, '--db', {str(db)!r}, '--space', 'descriptors', '-k', '3', '--json'])\n"
+        "heavy = ('torch', 'lightning', 'torch_geometric', 'librosa', 'scipy.fft', 'sqlite_utils')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    *answer, modules = out.strip().splitlines()
+    assert modules == "[]", out[-300:]
+    hits = json.loads("\n".join(answer))
+    assert len(hits) == 3 and hits[0]["score"] >= hits[-1]["score"]
