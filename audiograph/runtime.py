@@ -28,7 +28,7 @@ def gc_paused():
     """Hold off Python's cyclic garbage collector for a bulk phase (also a decorator). Reference counting
     still frees what the phase drops; only cycles wait until the phase ends. A phase that keeps tens of
     thousands of new objects alive (a parsed playlist file, its entries, their rows) otherwise sets off
-    collections that walk all of them again and again: a third of build-graph's time on an MPD slice."""
+    collections that walk all of them again and again: 60 % of reading an MPD slice, 15 % of build-graph."""
     enabled = gc.isenabled()
     gc.disable()
     try:
