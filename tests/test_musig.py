@@ -32,7 +32,7 @@ from audiograph.musig.model import (
     multitask_loss,
     parse_task_weights,
 )
-from audiograph.pipelines.encoders import file_features
+from audiograph.pipelines.encoders import AudioFile, file_features
 from audiograph.pipelines.train_musig import prepare_musig_data, train_musig
 from audiograph.store import MUSIG_SPACE, Store
 from audiograph.training.musig import isolate_seeds, pair_labels, pair_similarity
@@ -488,7 +488,9 @@ def test_query_with_a_new_file_searches_musig(trained, new_audio_file, capsys):
     row = store.models.get(report.model_id)
     model, hparams = load_saved_musig(row["checkpoint"])
     x = torch.from_numpy(
-        file_features(store, FeatureSpec.from_dict(hparams["features"]), new_audio_file, new_audio_file.read_bytes())
+        file_features(
+            store, FeatureSpec.from_dict(hparams["features"]), AudioFile(new_audio_file, new_audio_file.read_bytes())
+        )
     )
     vector = dense_musig(model, x, CSRGraph(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)))[0]
     expected = store.vectors.similar(MUSIG_SPACE, vector.numpy(), k=4, model_id=report.model_id)

@@ -92,3 +92,24 @@ def test_a_query_by_file_imports_neither_the_training_stack_nor_sqlite_utils(emb
     assert modules == "[]", out[-300:]
     hits = json.loads("\n".join(answer))
     assert len(hits) == 3 and hits[0]["score"] >= hits[-1]["score"]
+
+
+def test_a_new_file_is_analysed_once_per_audio_config_in_every_space(trained_store, tmp_path, monkeypatch):
+    import audiograph.audio.analysis as analysis_module
+
+    song = tmp_path / "new song.wav"
+    t = np.arange(4 * 22_050) / 22_050
+    sf.write(song, (0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32), 22_050)
+    real, made = analysis_module.analyse, []
+
+    def counted(path, config, **kwargs):
+        made.append(config.signature())
+        return real(path, config, **kwargs)
+
+    monkeypatch.setattr(analysis_module, "analyse", counted)
+    for space in ("descriptors", "acoustic", "musig"):
+        made.clear()
+        result = query_file(trained_store, song, space=space, k=3)
+        assert len(result.hits) == 3
+        # The descriptors (the same-audio check), the encoder's chunks and MUSIG's features share one analysis.
+        assert made and len(made) == len(set(made)), (space, made)

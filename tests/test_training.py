@@ -255,11 +255,11 @@ def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys
     # The vector made from the cache equals embedding the file itself (the cache holds the same chunks).
     from pathlib import Path
 
-    from audiograph.pipelines.encoders import file_vector
+    from audiograph.pipelines.encoders import AudioFile, file_vector
     from audiograph.pipelines.query import query_file
 
     track = store.tracks.get(ids[0])
-    fresh = file_vector(store, model, Path(track["path"]), Path(track["path"]).read_bytes())
+    fresh = file_vector(store, model, AudioFile(track["path"], Path(track["path"]).read_bytes()))
     np.testing.assert_allclose(fresh, vectors[0], atol=1e-5)
     result = query_file(store, track["path"], space="acoustic", k=3)
     assert result.query_track == ids[0] and ids[0] not in [h["track_id"] for h in result.hits]

@@ -4,6 +4,7 @@ file into a vector of its space (what `query`, `embed-audio` and MUSIG's inducti
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from audiograph.musig.features import FeatureSpec
 from audiograph.store import ACOUSTIC_SPACE, Store
 
 if TYPE_CHECKING:
+    from audiograph.audio.analysis import Analysis
     from audiograph.models.acoustic import AcousticModel
 
 
@@ -62,63 +64,82 @@ def _audio_config(row: dict) -> AudioConfig:
     return AudioConfig.from_dict(row["config"]["frontend"])
 
 
-def _descriptors(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:
-    from audiograph.audio.analysis import analyse
+class AudioFile:
+    """A new audio file to embed: its path, its bytes, and its analyses, each made once per audio config
+    however many models read it (a query by file wants its descriptors, then its acoustic vector or its
+    MUSIG features, which need both)."""
 
-    return analyse(path, _audio_config(row), data=data).descriptors
+    def __init__(self, path: str | os.PathLike, data: bytes):
+        self.path, self.data = Path(path), data
+        self._analyses: dict[str, Analysis] = {}
+
+    def analysis(self, config: AudioConfig, descriptors: bool = True) -> Analysis:
+        """The file analysed with `config` (with its descriptors unless `descriptors` is False)."""
+        from audiograph.audio.analysis import analyse
+
+        done = self._analyses.get(config.signature())
+        if done is None or (descriptors and done.descriptors is None):
+            done = analyse(self.path, config, data=self.data, descriptors=descriptors)
+            self._analyses[config.signature()] = done
+        return done
+
+    def tags(self) -> dict:
+        """The file's tags, from an analysis already made if there is one."""
+        made = next((a for a in self._analyses.values() if a.audio is not None), None)
+        if made is not None:
+            return made.audio.tags
+        from audiograph.audio.decode import decode
+
+        return decode(self.path, data=self.data).tags
 
 
-def _acoustic(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:
-    from audiograph.audio.analysis import analyse
+def _descriptors(store: Store, row: dict, file: AudioFile) -> np.ndarray:
+    return file.analysis(_audio_config(row)).descriptors
 
+
+def _acoustic(store: Store, row: dict, file: AudioFile) -> np.ndarray:
     model, _, _ = resolve_acoustic_model(store, row["id"])
-    analysis = analyse(path, model.config, data=data, descriptors=model.uses_descriptors)
+    analysis = file.analysis(model.config, descriptors=model.uses_descriptors)
     return model.encode_chunks([analysis.mel_chunks], descriptors=[analysis.descriptors])[0].numpy()
 
 
-def _musig(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:
+def _musig(store: Store, row: dict, file: AudioFile) -> np.ndarray:
     """The MUSIG vector of an audio file in no playlist: its own features through the learnt aggregators."""
     model = model_class(MUSIG_KIND).load(store.models.checkpoint_file(row), f"model '{row['id']}'")
-    return model.encode(file_features(store, model.spec, path, data))[0].numpy()
+    return model.encode(file_features(store, model.spec, file))[0].numpy()
 
 
-# model kind -> function(store, model row, file path, file bytes) -> the file's vector in that model's space
-FILE_EMBEDDERS: dict[str, Callable[[Store, dict, Path, bytes], np.ndarray]] = {
+# model kind -> function(store, model row, the file) -> the file's vector in that model's space
+FILE_EMBEDDERS: dict[str, Callable[[Store, dict, AudioFile], np.ndarray]] = {
     DESCRIPTORS_KIND: _descriptors,
     ACOUSTIC_KIND: _acoustic,
     MUSIG_KIND: _musig,
 }
 
 
-def file_vector(store: Store, row: dict, path: Path, data: bytes) -> np.ndarray:
-    """The vector of the audio file `path` (its bytes `data`) by the registered model `row`."""
+def file_vector(store: Store, row: dict, file: AudioFile) -> np.ndarray:
+    """The vector of the audio file `file` by the registered model `row`."""
     embed = FILE_EMBEDDERS.get(row["kind"])
     if embed is None:
         raise StoreError(f"space '{row['space']}': model '{row['id']}' cannot embed new audio files")
-    return embed(store, row, path, data)
+    return embed(store, row, file)
 
 
-def file_features(store: Store, spec: FeatureSpec, path: Path, data: bytes) -> np.ndarray:
+def file_features(store: Store, spec: FeatureSpec, file: AudioFile) -> np.ndarray:
     """A new audio file's feature row [1, F], built the way the model's training features were."""
-    from audiograph.audio.analysis import analyse
-
-    parts, analysis = {}, None
+    parts = {}
     for group in spec.groups:
         if group in ("acoustic", "audio"):
             space, model = spec.spaces[group], spec.models[group]
             if space == "acoustic":
-                values = _acoustic(store, store.models.get(model), path, data)
+                values = _acoustic(store, store.models.get(model), file)
             elif space == "descriptors":
-                analysis = analysis or analyse(path, _audio_config(store.models.get(model)), data=data)
-                values = analysis.descriptors
+                values = _descriptors(store, store.models.get(model), file)
             else:
                 raise ConfigError(f"this MUSIG model uses imported '{group}' features, which an audio file lacks")
             parts[group] = spec.standardize(group, values[None, :])
         elif group == "genre":
-            from audiograph.audio.decode import decode
-
-            tags = analysis.audio.tags if analysis else decode(path, data=data).tags
-            parts[group] = spec.standardize(group, spec.one_hot([tags.get("genre")]))
+            parts[group] = spec.standardize(group, spec.one_hot([file.tags().get("genre")]))
         else:  # popularity: a new file is in no playlist and has no imported popularity
             parts[group] = spec.standardize(group, np.zeros((1, spec.dims[group]), np.float32))
     return spec.assemble(parts)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiograph.errors import ConfigError
-from audiograph.pipelines.encoders import file_vector
+from audiograph.pipelines.encoders import AudioFile, file_vector
 from audiograph.pipelines.query import _searched_model, resolve_track, track_label, track_space
 from audiograph.store import Hit, Store
 
@@ -47,8 +47,8 @@ def radio(
     else:
         space, model_id, _ = _searched_model(store, space, None)
         index = store.vectors.index(space, model_id)
-        data = Path(seed).read_bytes()
-        vector = index.normalise(file_vector(store, store.models.get(model_id), Path(seed), data))
+        file = AudioFile(seed, Path(seed).read_bytes())
+        vector = index.normalise(file_vector(store, store.models.get(model_id), file))
         exclude, seed_artist, label = set(), None, os.fspath(seed)
     artist = {t["id"]: t["artist"] for t in store.tracks.rows(status=None)}
     picks = make_radio(

@@ -11,7 +11,7 @@ import numpy as np
 
 from audiograph.audio.decode import content_hash
 from audiograph.errors import ConfigError, StoreError
-from audiograph.pipelines.encoders import file_vector
+from audiograph.pipelines.encoders import AudioFile, file_vector
 from audiograph.store import Store
 from audiograph.tables import format_table
 
@@ -67,7 +67,8 @@ def query_file(
         known.add(by_path["id"])
     # A byte-different file of the same audio (other tags, another container of the same samples) is
     # the same track: found by its descriptors, and left out of the results like the file itself.
-    same_audio, descriptors = _same_audio_tracks(store, path, data, known)
+    file = AudioFile(path, data)  # analysed once per audio config, whichever models read it
+    same_audio, descriptors = _same_audio_tracks(store, file, known)
     known |= same_audio
     index = store.vectors.index(space, model_id)
     stored = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
@@ -81,7 +82,7 @@ def query_file(
         if descriptors is not None and descriptors[0] == model_id:
             vector = descriptors[1]  # this file's descriptors, computed above with this very model
         else:
-            vector = file_vector(store, model_row, path, data)
+            vector = file_vector(store, model_row, file)
         hits = store.vectors.similar(space, vector, k=k, exclude=known, model_id=model_id)
     result = QueryResult(space, model_id, hits)
     result.query_track = min(known) if known else None
@@ -178,7 +179,7 @@ def _spaces_of_track(store: Store, track_id: str) -> set[str]:
 
 
 def _same_audio_tracks(
-    store: Store, path: Path, data: bytes, known: set[str]
+    store: Store, file: AudioFile, known: set[str]
 ) -> tuple[set[str], tuple[str, np.ndarray] | None]:
     """(stored tracks whose decoded audio is that of the file or of the `known` tracks it is, and
     (descriptors model id, the file's descriptors) if they had to be computed).
@@ -198,7 +199,7 @@ def _same_audio_tracks(
         model_row = store.models.get(model_id)
         if model_row is None or "frontend" not in model_row["config"]:
             return set(), None
-        computed = (model_id, file_vector(store, model_row, path, data))
+        computed = (model_id, file_vector(store, model_row, file))
         fingerprint = index.normalise(computed[1])
     return set(index.matching(fingerprint)), computed
 
