@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from audiograph.audio.decode import content_hash
 from audiograph.errors import ConfigError, StoreError
 from audiograph.pipelines.encoders import AudioFile, file_vector
@@ -68,8 +66,7 @@ def query_file(
     # A byte-different file of the same audio (other tags, another container of the same samples) is
     # the same track: found by its descriptors, and left out of the results like the file itself.
     file = AudioFile(path, data)  # analysed once per audio config, whichever models read it
-    same_audio, descriptors = _same_audio_tracks(store, file, known)
-    known |= same_audio
+    known |= _same_audio_tracks(store, file, known)
     index = store.vectors.index(space, model_id)
     stored = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
     if stored is not None:
@@ -79,10 +76,7 @@ def query_file(
         model_row = store.models.get(model_id)
         if model_row is None:
             raise StoreError(f"space '{space}': model '{model_id}' cannot embed new audio files")
-        if descriptors is not None and descriptors[0] == model_id:
-            vector = descriptors[1]  # this file's descriptors, computed above with this very model
-        else:
-            vector = file_vector(store, model_row, file)
+        vector = file_vector(store, model_row, file)
         hits = store.vectors.similar(space, vector, k=k, exclude=known, model_id=model_id)
     result = QueryResult(space, model_id, hits)
     result.query_track = min(known) if known else None
@@ -178,30 +172,25 @@ def _spaces_of_track(store: Store, track_id: str) -> set[str]:
     }
 
 
-def _same_audio_tracks(
-    store: Store, file: AudioFile, known: set[str]
-) -> tuple[set[str], tuple[str, np.ndarray] | None]:
-    """(stored tracks whose decoded audio is that of the file or of the `known` tracks it is, and
-    (descriptors model id, the file's descriptors) if they had to be computed).
+def _same_audio_tracks(store: Store, file: AudioFile, known: set[str]) -> set[str]:
+    """Stored tracks whose decoded audio is that of the file or of the `known` tracks it is.
 
     Two files decode to the same samples exactly when their descriptors agree to rounding, so the
-    descriptors space is the audio fingerprint. A store without descriptors: (empty set, None).
+    descriptors space is the audio fingerprint. A store without descriptors: an empty set.
     """
     from audiograph.store import DESCRIPTORS_SPACE
 
     if DESCRIPTORS_SPACE not in store.vectors.spaces():
-        return set(), None
+        return set()
     index = store.vectors.index(DESCRIPTORS_SPACE)
     fingerprint = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
-    computed = None
     if fingerprint is None:
         model_id = store.vectors.search_model(DESCRIPTORS_SPACE)[0]
         model_row = store.models.get(model_id)
         if model_row is None or "frontend" not in model_row["config"]:
-            return set(), None
-        computed = (model_id, file_vector(store, model_row, file))
-        fingerprint = index.normalise(computed[1])
-    return set(index.matching(fingerprint)), computed
+            return set()
+        fingerprint = index.normalise(file_vector(store, model_row, file))
+    return set(index.matching(fingerprint))
 
 
 def track_label(hit: dict) -> str:

@@ -122,7 +122,7 @@ class Tracks:
     def rows(self, status: str | None = "ok") -> list[dict]:
         """Track rows ordered by id; `status=None` for all."""
         where, args = ("WHERE status = ?", [status]) if status else ("", [])
-        return [dict(r) for r in self.store.query(f"SELECT * FROM tracks {where} ORDER BY id", args)]
+        return list(self.store.query(f"SELECT * FROM tracks {where} ORDER BY id", args))
 
     def by_path(self, path: str | os.PathLike) -> dict | None:
         """The row of the stored file at `path`, or None."""
