@@ -1,8 +1,8 @@
 """Real-music benchmark of the acoustic spaces: Debian's game soundtracks, one album per package.
 
     python recipes/real_music.py [--out recipe-real-music] [--cache ~/.cache/audiograph/debian-music]
-                                 [--packages PKG ... | --held-out] [--max-per-album N] [--clip-seconds S]
-                                 [--folds 5] [--run-folds 3] [--quick]
+                                 [--packages PKG ... | --held-out | --albums DIR] [--max-per-album N]
+                                 [--clip-seconds S] [--folds 5] [--run-folds 3] [--quick]
 
 Opt-in: it downloads Debian packages (`apt-get download`, `apt-get update` once if a package is not
 found) and unpacks them with `dpkg-deb -x` into a cache folder outside the repository; nothing is
@@ -12,7 +12,8 @@ voice lines), also those inside zip archives (.pk3, .zip), counts and skips trac
 MIDI, and records each package's version and licence (from usr/share/doc/PKG/copyright). The nine
 recordings of ../shared/data/audio are one more album. `--held-out` takes another list of
 soundtracks, none of them used to choose a default: the same protocol on music the defaults were
-not tuned on.
+not tuned on. `--albums DIR` runs it on your own music instead, with nothing downloaded: each
+subfolder of DIR is one album (or any label that tracks share, such as a genre).
 
 Protocol: each album's tracks are ordered by a fixed hash and dealt into `--folds` folds, so every
 fold holds out the same share of each album. For a fold, one M3U8 playlist per album lists its
@@ -453,11 +454,14 @@ def write_results(out: Path, summary: dict, folds: list[dict], collection: dict,
             f" {g['untrained_precision_at_5']:.3f} | {f['seconds']:.0f} |"
         )
     with_tracks = sum(1 for a in collection["albums"] if a["tracks"])
-    size = (
-        f"{collection['tracks']} tracks in {with_tracks} albums ({collection['minutes']:.0f} minutes of audio)."
-        " Licences: those named in each package's copyright file, which covers the whole source package"
-        " (results.json lists them all; the copyright file is kept beside the cached music)."
-    )
+    size = f"{collection['tracks']} tracks in {with_tracks} albums ({collection['minutes']:.0f} minutes of audio)."
+    if collection.get("source") == "local":
+        size += " Albums: the subfolders of the folder given with --albums."
+    else:
+        size += (
+            " Licences: those named in each package's copyright file, which covers the whole source package"
+            " (results.json lists them all; the copyright file is kept beside the cached music)."
+        )
     md += [
         "",
         "## The collection",
@@ -485,8 +489,25 @@ def write_results(out: Path, summary: dict, folds: list[dict], collection: dict,
     )
 
 
+def local_albums(root: Path) -> tuple[dict[str, Path], list[dict]]:
+    """`--albums DIR`: every subfolder of `root` that holds a recording is one album, named after it."""
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder of albums")
+    folders, manifests = {}, []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        tracks = sum(1 for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        if tracks:
+            folders[folder.name] = folder
+            manifests.append({"package": folder.name, "version": None, "tracks": tracks, "licence": f"local: {folder}"})
+    if len(folders) < 2:
+        raise ConfigError(f"{root}: fewer than two subfolders with recordings (each subfolder is one album)")
+    return folders, manifests
+
+
 def collect(args) -> tuple[dict[str, Path], list[dict]]:
     """album -> folder of its recordings, and the albums' manifests (packages that failed are reported)."""
+    if args.albums:
+        return local_albums(args.albums)
     music = DebianMusic(args.cache, args.min_seconds)
     folders, manifests = {}, []
     for package in args.packages:
@@ -540,6 +561,9 @@ def run(argv: list[str] | None = None) -> dict:
         help=f"the {len(HELD_OUT_PACKAGES)} packages never used to choose a default, instead of the default list"
         " and the shared recordings",
     )
+    parser.add_argument(
+        "--albums", type=Path, help="your own music instead of Debian's: each subfolder of this folder is one album"
+    )
     parser.add_argument("--shared-audio", type=Path, default=SHARED_AUDIO, help="one more album (skipped if absent)")
     parser.add_argument("--offline", action="store_true", help="use only packages already in the cache")
     parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS, help="shorter files are sound effects")
@@ -559,6 +583,8 @@ def run(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: four small albums, one fold, 3 epochs")
     args = parser.parse_args(argv)
+    if args.albums and (args.packages or args.held_out):
+        raise ConfigError("--albums takes your own music instead of Debian's: leave out --packages and --held-out")
     if args.quick:
         args.packages = args.packages or list(QUICK_PACKAGES)
         args.max_per_album, args.run_folds, args.epochs = args.max_per_album or 8, 1, args.epochs or 3
@@ -602,6 +628,7 @@ def run(argv: list[str] | None = None) -> dict:
         # Expected P@5 of a random ranking: a query's share of same-album candidates, averaged over tracks.
         "chance": float(np.sum(sizes * (sizes - 1) / (len(embedded) - 1)) / len(embedded)),
         "failed": [f for fs in failed.values() for f in fs],
+        "source": "local" if args.albums else "debian",
     }
     settings = {
         "argv": sys.argv[1:] if argv is None else argv,

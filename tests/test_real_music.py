@@ -166,3 +166,54 @@ def test_benchmark_on_the_cached_soundtracks(recipe, tmp_path):
         summary["trained encoder"]["precision_at_5"]["mean"]
     )
     assert "| trained encoder |" in (tmp_path / "results.md").read_text()
+
+
+def test_local_albums_are_the_subfolders_with_recordings(recipe, tmp_path):
+    for album, names in {
+        "b-side": ["1.ogg", "2.MP3", "notes.txt"],
+        "a-side": ["x/1.flac"],
+        "empty": ["cover.jpg"],
+    }.items():
+        for name in names:
+            (tmp_path / album / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / album / name).write_bytes(b"")
+    (tmp_path / "loose.ogg").write_bytes(b"")
+    folders, manifests = recipe.local_albums(tmp_path)
+    assert folders == {"a-side": tmp_path / "a-side", "b-side": tmp_path / "b-side"}
+    assert [(m["package"], m["tracks"]) for m in manifests] == [("a-side", 1), ("b-side", 2)]
+    with pytest.raises(recipe.ConfigError, match="fewer than two subfolders"):
+        recipe.local_albums(tmp_path / "b-side")
+    with pytest.raises(recipe.ConfigError, match="not a folder"):
+        recipe.local_albums(tmp_path / "missing")
+
+
+def test_albums_exclude_debian_packages(recipe, tmp_path):
+    with pytest.raises(recipe.ConfigError, match="--albums"):
+        recipe.run(["--albums", str(tmp_path), "--held-out", "--out", str(tmp_path / "out")])
+
+
+def test_benchmark_on_a_folder_of_albums(recipe, tmp_path):
+    """`--albums DIR` on synthetic music laid out as <artist>/<album>/: each artist folder is one album,
+    and nothing is downloaded (the cache folder is never created)."""
+    from audiograph.synth import synthesize
+
+    synthesize(tmp_path / "synth", tracks=30, genres=3, playlists=6, seconds=8, workers=1)
+    cache = tmp_path / "cache"
+    results = recipe.run(
+        [
+            "--quick",
+            "--albums",
+            str(tmp_path / "synth" / "audio"),
+            "--out",
+            str(tmp_path / "out"),
+            "--cache",
+            str(cache),
+        ]
+    )
+    artists = sorted(p.name for p in (tmp_path / "synth" / "audio").iterdir() if p.is_dir())
+    assert [a["package"] for a in results["collection"]["albums"]] == artists
+    assert results["collection"]["source"] == "local"
+    assert not cache.exists()
+    for space in recipe.SPACES:
+        assert 0.0 <= results["summary"][space]["precision_at_5"]["mean"] <= 1.0
+    assert "subfolders of the folder given with --albums" in (tmp_path / "out" / "results.md").read_text()
