@@ -15,7 +15,7 @@ from audiograph.audio.config import AudioConfig
 from audiograph.audio.descriptor_names import DESCRIPTORS_VERSION
 from audiograph.errors import ConfigError, StoreError
 from audiograph.models import ACOUSTIC_KIND, DESCRIPTORS_KIND, MUSIG_KIND, model_class
-from audiograph.musig.features import FeatureSpec
+from audiograph.musig.features import FeatureSpec, artist_genres
 from audiograph.store import ACOUSTIC_SPACE, Store
 
 if TYPE_CHECKING:
@@ -125,6 +125,15 @@ def file_vector(store: Store, row: dict, file: AudioFile) -> np.ndarray:
     return embed(store, row, file)
 
 
+def file_genre(store: Store, file: AudioFile) -> str | None:
+    """A new file's genre: its own tag, else the genre most common among the stored tracks of its artist."""
+    tags = file.tags()
+    if tags.get("genre") or not tags.get("artist"):
+        return tags.get("genre")
+    genres = store.tracks.artist_genres(tags["artist"])
+    return artist_genres({**genres, "": None}, dict.fromkeys([*genres, ""], tags["artist"]))[""]
+
+
 def file_features(store: Store, spec: FeatureSpec, file: AudioFile) -> np.ndarray:
     """A new audio file's feature row [1, F], built the way the model's training features were."""
     parts = {}
@@ -139,7 +148,7 @@ def file_features(store: Store, spec: FeatureSpec, file: AudioFile) -> np.ndarra
                 raise ConfigError(f"this MUSIG model uses imported '{group}' features, which an audio file lacks")
             parts[group] = spec.standardize(group, values[None, :])
         elif group == "genre":
-            parts[group] = spec.standardize(group, spec.one_hot([file.tags().get("genre")]))
+            parts[group] = spec.standardize(group, spec.one_hot([file_genre(store, file)]))
         else:  # popularity: a new file is in no playlist and has no imported popularity
             parts[group] = spec.standardize(group, np.zeros((1, spec.dims[group]), np.float32))
     return spec.assemble(parts)

@@ -9,7 +9,7 @@ import torch
 
 from audiograph.errors import ConfigError
 from audiograph.graph.csr import CSRGraph
-from audiograph.musig.features import FEATURE_GROUPS, GROUP_SPACES, TOP_GENRES, FeatureSpec
+from audiograph.musig.features import FEATURE_GROUPS, GROUP_SPACES, TOP_GENRES, FeatureSpec, artist_genres
 from audiograph.store import POPULARITY_SPACE, Store
 
 
@@ -23,10 +23,28 @@ def available_groups(store: Store) -> list[str]:
     return [g for g in FEATURE_GROUPS if g in groups]
 
 
-def own_genres(store: Store) -> dict[str, str | None]:
-    """track id -> the genre a track has without any playlist: its own tag, unless playlists voted it."""
+def track_genres(store: Store) -> dict[str, str | None]:
+    """track id -> the stored genre label: the track's own tag, or the one its playlists voted."""
+    return {t["id"]: t["genre"] for t in store.tracks.rows(status=None)}
+
+
+def complete_genres(store: Store, genres: dict[str, str | None]) -> dict[str, str | None]:
+    """`genres` with each missing label filled by the genre of the artist's other tracks (`artist_genres`)."""
+    by_artist = artist_genres(genres, _artists(store))
+    return {t: genre or by_artist[t] for t, genre in genres.items()}
+
+
+def own_genres(store: Store, genres: dict[str, str | None] | None = None) -> dict[str, str | None]:
+    """track id -> the genre a track has without any playlist: its own tag, unless playlists voted it, else
+    the genre of its artist's other tracks, by their labels in `genres` (default: the stored ones)."""
     voted = store.graph.genre_votes()
-    return {t["id"]: None if t["id"] in voted else t["genre"] for t in store.tracks.rows(status=None)}
+    genres = track_genres(store) if genres is None else genres
+    by_artist = artist_genres(genres, _artists(store))
+    return {t: (None if t in voted else genre) or by_artist[t] for t, genre in genres.items()}
+
+
+def _artists(store: Store) -> dict[str, str | None]:
+    return {t["id"]: t["artist"] for t in store.tracks.rows(status=None)}
 
 
 def playlist_counts(store: Store, node_ids: list[str], playlists: list[dict] | None = None) -> np.ndarray:
@@ -59,7 +77,7 @@ def build_features(
     """
     fitting = spec is None
     spec = spec or FeatureSpec(groups=list(groups))
-    genres = genres if genres is not None else {t["id"]: t["genre"] for t in store.tracks.rows(status=None)}
+    genres = genres if genres is not None else complete_genres(store, track_genres(store))
     parts, present = {}, {}
     for group in spec.groups:
         if group in GROUP_SPACES:
@@ -120,8 +138,11 @@ def _vectors_for(store: Store, space: str, model_id: str, node_ids: list[str]) -
     return values, ~np.isnan(values).any(axis=1) if values.shape[1] else np.zeros(len(node_ids), bool)
 
 
-def cold_features(store: Store, node_ids: list[str], spec: FeatureSpec) -> np.ndarray:
-    """Node features [N, F] as each track would have them in no playlist (see the module's docstring)."""
+def cold_features(
+    store: Store, node_ids: list[str], spec: FeatureSpec, genres: dict[str, str | None] | None = None
+) -> np.ndarray:
+    """Node features [N, F] as each track would have them in no playlist (see `own_genres` for `genres`)."""
     empty = CSRGraph(torch.zeros(len(node_ids) + 1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
-    x, _, _ = build_features(store, node_ids, empty, spec.groups, genres=own_genres(store), playlists=[], spec=spec)
+    labels = own_genres(store, genres)
+    x, _, _ = build_features(store, node_ids, empty, spec.groups, genres=labels, playlists=[], spec=spec)
     return x

@@ -19,7 +19,13 @@ from audiograph.musig.model import (
     parse_task_weights,
 )
 from audiograph.pipelines.build_graph import load_graph
-from audiograph.pipelines.features import available_groups, build_features, cold_features
+from audiograph.pipelines.features import (
+    available_groups,
+    build_features,
+    cold_features,
+    complete_genres,
+    track_genres,
+)
 from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
 from audiograph.runtime import inference_trainer, keyword_defaults, limit_threads, quiet_lightning
 from audiograph.store import MUSIG_SPACE, Store
@@ -46,10 +52,11 @@ def prepare_musig_data(
 ) -> MusigData:
     """Node features, genre labels and similarity features over the store's graph (or the given one)."""
     node_ids, csr = graph or load_graph(store)
-    genres = genres if genres is not None else {t["id"]: t["genre"] for t in store.tracks.rows(status=None)}
+    labelled = track_genres(store) if genres is None else genres
+    genres = complete_genres(store, labelled)
     playlists = store.graph.playlists() if playlists is None else playlists
     x, spec, _ = build_features(store, node_ids, csr, groups, genres=genres, playlists=playlists, spec=spec)
-    x_cold = cold_features(store, node_ids, spec)
+    x_cold = cold_features(store, node_ids, spec, labelled)
     sim = has_sim = None
     if similarity_group is not None:
         # Scaled like the input features when the group is one of them, else fitted on its own.

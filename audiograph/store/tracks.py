@@ -133,6 +133,12 @@ class Tracks:
         """The usable tracks whose file has this content hash."""
         return list(self.store.query("SELECT * FROM tracks WHERE content_hash = ? AND status = 'ok'", [content_hash]))
 
+    def artist_genres(self, artist: str) -> dict[str, str]:
+        """id -> genre of the stored tracks with a genre by `artist` (compared case-insensitively)."""
+        wanted = artist.strip().casefold()
+        rows = self.store.execute("SELECT id, artist, genre FROM tracks WHERE genre IS NOT NULL AND artist IS NOT NULL")
+        return {t: genre for t, a, genre in rows if a.strip().casefold() == wanted and genre}
+
     def node_ids(self) -> list[str]:
         """The graph's nodes: every usable track (decoded or imported), ordered by id."""
         return [r[0] for r in self.store.execute("SELECT id FROM tracks WHERE status != 'failed' ORDER BY id")]
