@@ -14,10 +14,9 @@ playlists, cosine over min-max features (which are not centred) loses 0.13 HR ag
 z-scores, and a model's inputs start from that geometry.
 
 A track without a genre label of its own takes the genre most common among its artist's other
-tracks (`artist_genres`): a new track by a known artist is as likely to share its artist's genre as
-a playlisted one is. On the real Spotify playlists, 47 % of the held-out tracks in no training
-playlist have an artist with training tracks, and that artist's genre is their playlist's genre
-for 64 % of them (chance: about a sixth).
+tracks (`artist_genres`). On the real Spotify playlists (the benchmark's held-out fifth), 47 % of
+the held-out tracks in no training playlist have an artist with training tracks, and that artist's
+genre is their playlist's genre for 64 % of them (chance: about a sixth).
 
 A track's "cold" features are those it would have in no playlist: no genre label voted by
 playlists (its artist's other tracks still give one), zero playlist count and degree. MUSIG trains
