@@ -63,7 +63,8 @@ ABOUT_DATA = """\
   one playlist only and co-occurrence weights are 1-8, so the graph keeps every edge (min weight
   {min_weight:g}); it has {edges} edges.
 - Genre is a label of the playlist, not of the track: a track's genre is the majority over its
-  training playlists, and a track listed only in held-out playlists has none.
+  training playlists; a track listed only in held-out playlists takes the genre most common among
+  its artist's tracks in training playlists, or has none.
 - "Audio" is Spotify's 12 audio features; popularity is Spotify's track popularity plus the number of
   training playlists and the degree. There is no audio here, so no acoustic group.
 - {unseen:.0%} of the held-out tracks to recover are in no training playlist: methods that learn only
