@@ -360,6 +360,11 @@ SPACES = (
 DIAGNOSTICS = ("cosine_mean", "cosine_std", "cosine_p5", "cosine_p50", "cosine_p95", "effective_rank")
 
 
+def recordings(folder: Path) -> list[Path]:
+    """The audio files anywhere under `folder`."""
+    return [p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()]
+
+
 def link_collection(
     folder: Path, albums: dict[str, Path], max_per_album: int | None, clip_seconds: float | None = None
 ) -> dict[str, Path]:
@@ -372,7 +377,7 @@ def link_collection(
         target = folder / album
         shutil.rmtree(target, ignore_errors=True)
         files = sorted(
-            (p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()),
+            recordings(source),
             key=lambda p: hashlib.blake2b(str(p.relative_to(source)).encode(), digest_size=8).hexdigest(),
         )
         for path in files[:max_per_album]:
@@ -495,7 +500,7 @@ def local_albums(root: Path) -> tuple[dict[str, Path], list[dict]]:
         raise ConfigError(f"{root}: not a folder of albums")
     folders, manifests = {}, []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        tracks = sum(1 for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        tracks = len(recordings(folder))
         if tracks:
             folders[folder.name] = folder
             manifests.append({"package": folder.name, "version": None, "tracks": tracks, "licence": f"local: {folder}"})

@@ -130,7 +130,7 @@ def file_genre(store: Store, file: AudioFile) -> str | None:
     tags = file.tags()
     if tags.get("genre") or not tags.get("artist"):
         return tags.get("genre")
-    by_track = store.tracks.artist_genres(tags["artist"])
+    by_track = store.tracks.genres_of_artist(tags["artist"])
     new = ""  # the file, as one more track of that artist without a label: the same majority and tie rule
     return artist_genres({**by_track, new: None}, dict.fromkeys([*by_track, new], tags["artist"]))[new]
 

@@ -133,7 +133,7 @@ class Tracks:
         """The usable tracks whose file has this content hash."""
         return list(self.store.query("SELECT * FROM tracks WHERE content_hash = ? AND status = 'ok'", [content_hash]))
 
-    def artist_genres(self, artist: str) -> dict[str, str]:
+    def genres_of_artist(self, artist: str) -> dict[str, str]:
         """id -> genre of the stored tracks with a genre by `artist` (compared case-insensitively)."""
         wanted = artist.strip().casefold()
         rows = self.store.execute("SELECT id, artist, genre FROM tracks WHERE genre IS NOT NULL AND artist IS NOT NULL")
