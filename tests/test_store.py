@@ -427,3 +427,15 @@ def test_a_new_store_waits_for_a_lock_held_before_it_is_in_wal_mode(tmp_path):
     assert "tracks" in store.db.table_names() and "pending" not in store.db.table_names()
     store.close()
     holder.close()
+
+
+def test_a_lock_error_names_the_store_and_claims_no_wait_it_did_not_make(tmp_path):
+    """SQLite also reports "locked" at once (a deadlock it detects), so the message says how long it waited
+    at most, not that it waited the whole timeout."""
+    from audiograph.store.connection import BUSY_TIMEOUT_SECONDS, sqlite_error
+
+    error = sqlite_error(tmp_path / "s.db", sqlite3.OperationalError("database is locked"))
+    assert str(error) == (
+        f"{tmp_path / 's.db'}: another process holds the store locked"
+        f" (waited up to {BUSY_TIMEOUT_SECONDS} s; database is locked)"
+    )

@@ -49,7 +49,9 @@ def sqlite_error(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:
     if "readonly" in message or "read-only" in message:
         return StoreError(f"{path}: the store is read-only ({message}); copy it somewhere writable, or pass --db")
     if "locked" in message or "busy" in message:
-        return StoreError(f"{path}: another process kept the store locked for {BUSY_TIMEOUT_SECONDS} s ({message})")
+        return StoreError(
+            f"{path}: another process holds the store locked (waited up to {BUSY_TIMEOUT_SECONDS} s; {message})"
+        )
     if isinstance(error, sqlite3.DatabaseError) and any(
         sign in message for sign in ("malformed", "not a database", "disk I/O", "corrupt")
     ):
