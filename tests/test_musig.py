@@ -730,3 +730,44 @@ def test_the_seed_genre_losses_train_and_are_recorded(embedded_db, tmp_path, gen
     with pytest.raises(ConfigError, match="genre loss must be one of pairs, batch, classify"):
         train_musig(store, genre_loss="supcon", **SMOKE)
     store.close()
+
+
+def test_the_grid_records_graphsage_beside_the_kept_model():
+    """With `--task-weights auto` the grid's single-task run (1,0,0) is a free GraphSAGE baseline: its
+    validation hit rate is recorded beside the kept model's, and the CLI prints it."""
+    from types import SimpleNamespace
+
+    from audiograph.pipelines.fit import FitResult
+    from audiograph.pipelines.train_musig import _added_metrics
+
+    def run(weights, hr):
+        module = SimpleNamespace(hparams={"task_weights": weights})
+        return FitResult("m", module, Path("."), 3, {"val_hr": hr}, 100.0)
+
+    multi, graphsage, heavy = run((1.0, 1.0, 1.0), 0.80), run((1.0, 0.0, 0.0), 0.78), run((0.4, 0.2, 0.4), 0.70)
+    added = _added_metrics(0.75, multi, [multi, graphsage, heavy])
+    assert added == {"train_seeds_per_second": 100.0, "val_hr_features": 0.75, "val_hr_graphsage": 0.78}
+    # A single candidate, or GraphSAGE kept itself: no GraphSAGE figure beside it.
+    assert "val_hr_graphsage" not in _added_metrics(0.75, multi, [multi])
+    assert "val_hr_graphsage" not in _added_metrics(0.75, graphsage, [multi, graphsage])
+    # Validation by link AUC (too few playlists): no hit rates at all.
+    auc = FitResult(
+        "m", SimpleNamespace(hparams={"task_weights": (1.0, 0.0, 0.0)}), Path("."), 3, {"val_auc": 0.9}, 1.0
+    )
+    assert _added_metrics(None, multi, [multi, auc]) == {"train_seeds_per_second": 100.0}
+
+
+def test_train_musig_prints_the_grid_graphsage_figure(tmp_path, monkeypatch, capsys):
+    import audiograph.pipelines.train_musig as train_module
+    from audiograph.pipelines.train_musig import TrainMusigReport
+
+    metrics = {"epoch": 2.0, "val_hr": 0.836, "val_hr_features": 0.767, "val_hr_graphsage": 0.831}
+    report = TrainMusigReport("musig-x", "ckpt", 3, ["audio"], "audio", (0.4, 0.2, 0.4), metrics, embedded=5)
+    monkeypatch.setattr(train_module, "train_musig", lambda store, **options: report)
+    Store(tmp_path / "s.db").close()
+    assert main(["train-musig", "--db", str(tmp_path / "s.db"), "--task-weights", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "hit rate 0.836 against 0.767 for the z-scored input features and 0.831 for single-task GraphSAGE" in out
+    del metrics["val_hr_graphsage"]
+    assert main(["train-musig", "--db", str(tmp_path / "s.db")]) == 0
+    assert "GraphSAGE" not in capsys.readouterr().out

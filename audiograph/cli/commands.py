@@ -326,7 +326,13 @@ def cmd_train_musig(args) -> int:
         say(
             f"best epoch {int(m.get('epoch', 0)) + 1}: playlist completion on held-out playlists, hit rate"
             f" {m['val_hr']:.3f} against {m.get('val_hr_features', float('nan')):.3f} for the z-scored input"
-            f" features; {report.seeds_per_second:.0f} seeds/s"
+            f" features"
+            + (
+                f" and {m['val_hr_graphsage']:.3f} for single-task GraphSAGE (the grid's 1,0,0)"
+                if "val_hr_graphsage" in m
+                else ""
+            )
+            + f"; {report.seeds_per_second:.0f} seeds/s"
         )
     else:
         say(

@@ -149,12 +149,12 @@ def fit_and_register(
     monitor: str,
     register: bool = True,
     config: dict | None = None,
-    add_metrics: Callable[[FitResult], dict] | None = None,
+    add_metrics: Callable[[FitResult, list[FitResult]], dict] | None = None,
     **fit_options,
 ) -> FitResult:
     """Fit each of `modules` (LightningModules whose `model` is a model object; several for a grid search)
-    with `fit_one`, keep the best on `monitor` (higher is better), add `add_metrics(best)` to its metrics
-    (figures measured after training, such as a guard's), and with `register` record its saved model in
+    with `fit_one`, keep the best on `monitor` (higher is better), add `add_metrics(best, runs)` to its metrics
+    (figures measured after training, such as a guard's; `runs` are every candidate's results), and with `register` record its saved model in
     the store's registry as `kind` filling `space`, with its hyperparameters, `config` and the metrics.
     In a distributed run only global rank 0 measures `add_metrics` and registers."""
     runs = [fit_one(store, module, datamodule, kind=kind, monitor=monitor, **fit_options) for module in modules]
@@ -162,7 +162,7 @@ def fit_and_register(
     if not best.writer:
         return best
     if add_metrics is not None:
-        best.metrics.update(add_metrics(best))
+        best.metrics.update(add_metrics(best, runs))
     if register:
         # Training uses as many threads as there are free cores (`limit_threads`), and float sums in
         # another order change the run: with the seed, the thread count is what reproduces it.
