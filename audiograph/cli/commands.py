@@ -323,16 +323,13 @@ def cmd_train_musig(args) -> int:
         f" {report.task_weights} (similarity task on {report.similarity_group or 'none'})"
     )
     if "val_hr" in m:
+        graphsage = ""
+        if "val_hr_graphsage" in m:  # `--task-weights auto` trained it beside the kept model
+            graphsage = f" and {m['val_hr_graphsage']:.3f} for single-task GraphSAGE (the grid's 1,0,0)"
         say(
             f"best epoch {int(m.get('epoch', 0)) + 1}: playlist completion on held-out playlists, hit rate"
             f" {m['val_hr']:.3f} against {m.get('val_hr_features', float('nan')):.3f} for the z-scored input"
-            f" features"
-            + (
-                f" and {m['val_hr_graphsage']:.3f} for single-task GraphSAGE (the grid's 1,0,0)"
-                if "val_hr_graphsage" in m
-                else ""
-            )
-            + f"; {report.seeds_per_second:.0f} seeds/s"
+            f" features{graphsage}; {report.seeds_per_second:.0f} seeds/s"
         )
     else:
         say(

@@ -153,9 +153,10 @@ def fit_and_register(
     **fit_options,
 ) -> FitResult:
     """Fit each of `modules` (LightningModules whose `model` is a model object; several for a grid search)
-    with `fit_one`, keep the best on `monitor` (higher is better), add `add_metrics(best, runs)` to its metrics
-    (figures measured after training, such as a guard's; `runs` are every candidate's results), and with `register` record its saved model in
-    the store's registry as `kind` filling `space`, with its hyperparameters, `config` and the metrics.
+    with `fit_one`, keep the best on `monitor` (higher is better), add `add_metrics(best, runs)` to its
+    metrics (figures measured after training, such as a guard's; `runs` are every candidate's results), and
+    with `register` record its saved model in the store's registry as `kind` filling `space`, with its
+    hyperparameters, `config` and the metrics.
     In a distributed run only global rank 0 measures `add_metrics` and registers."""
     runs = [fit_one(store, module, datamodule, kind=kind, monitor=monitor, **fit_options) for module in modules]
     best = max(runs, key=lambda run: run.metrics.get(monitor, float("-inf")))

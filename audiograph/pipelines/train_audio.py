@@ -200,7 +200,7 @@ def train_audio(
     config = {**datamodule.hparams, "max_epochs": max_epochs, "patience": patience, **_split_sizes(datamodule)}
     guard = {}
 
-    def compare(fit: FitResult, runs: list[FitResult]) -> dict:
+    def compare(fit: FitResult, _runs: list[FitResult]) -> dict:
         guard.update(compare_with_inputs(store, datamodule, fit.module, seed, descriptor_weight=descriptor_weight))
         fit.module.model.save(fit.saved)  # with the descriptor weight and statistics just chosen
         figures = {f"val_{k}": v for k, v in guard.items() if k.endswith(f"_at_{GUARD_K}")}
