@@ -39,7 +39,7 @@ from audiograph.graph.csr import CSRGraph
 from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import TASK_WEIGHT_PRESETS, parse_task_weights
 from audiograph.pipelines.build_graph import load_graph
-from audiograph.pipelines.features import available_groups, build_features, cold_features, complete_genres
+from audiograph.pipelines.features import available_groups, build_features, cold_features, genre_labels
 from audiograph.store import Store
 
 
@@ -370,10 +370,9 @@ def make_split(
 
     graph_info = store.get_meta("graph") or {}
     graph = playlist_graph(train_playlists, len(node_ids), graph_info.get("min_weight", 1.0))
-    labelled = training_genres(store, {p["id"] for p in evaluated})
-    genres = complete_genres(store, labelled)
+    genres, cold_genres = genre_labels(store, training_genres(store, {p["id"] for p in evaluated}))
     groups = groups or available_groups(store)
-    features, cold, present = _split_features(store, node_ids, graph, groups, genres, labelled, train_playlists)
+    features, cold, present = _split_features(store, node_ids, graph, groups, genres, cold_genres, train_playlists)
     info = {
         "playlists": len(stored),
         "train_playlists": len(training),
@@ -435,17 +434,16 @@ def _split_features(
     graph: CSRGraph,
     groups: list[str],
     genres: dict[str, str | None],
-    labelled: dict[str, str | None],
+    cold_genres: dict[str, str | None],
     train_playlists: list[np.ndarray],
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(feature group -> matrix, group -> cold-start matrix, group -> which tracks have it) over `node_ids`;
-    `genres` are the training labels completed by artist, `labelled` the training labels alone, from which
-    a track's cold genre comes (its artist's other tracks, never its own playlists)."""
+    `genres` and `cold_genres` are the warm and cold labels of `genre_labels` over the training labels."""
     train_dicts = [{"tracks": [node_ids[i] for i in p]} for p in train_playlists]
     x, spec, mask = build_features(store, node_ids, graph, groups, genres=genres, playlists=train_dicts)
     bounds = np.cumsum([0, *(spec.dims[g] for g in spec.groups)])
     features = {g: x[:, a:b] for g, a, b in zip(spec.groups, bounds[:-1], bounds[1:])}
-    x_cold = cold_features(store, node_ids, spec, labelled)
+    x_cold = cold_features(store, node_ids, spec, cold_genres)
     cold = {g: x_cold[:, a:b] for g, a, b in zip(spec.groups, bounds[:-1], bounds[1:])}
     present = {g: mask[:, k] for k, g in enumerate(spec.groups)}
     return features, cold, present

@@ -23,28 +23,23 @@ def available_groups(store: Store) -> list[str]:
     return [g for g in FEATURE_GROUPS if g in groups]
 
 
-def track_genres(store: Store) -> dict[str, str | None]:
-    """track id -> the stored genre label: the track's own tag, or the one its playlists voted."""
-    return {t["id"]: t["genre"] for t in store.tracks.rows(status=None)}
+def genre_labels(
+    store: Store, labelled: dict[str, str | None] | None = None
+) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """(warm, cold) genre labels of every track, from `labelled` (track id -> its label; default: the stored
+    ones, a track's own tag or the one its playlists voted).
 
-
-def complete_genres(store: Store, genres: dict[str, str | None]) -> dict[str, str | None]:
-    """`genres` with each missing label filled by the genre of the artist's other tracks (`artist_genres`)."""
-    by_artist = artist_genres(genres, _artists(store))
-    return {t: genre or by_artist[t] for t, genre in genres.items()}
-
-
-def own_genres(store: Store, genres: dict[str, str | None] | None = None) -> dict[str, str | None]:
-    """track id -> the genre a track has without any playlist: its own tag, unless playlists voted it, else
-    the genre of its artist's other tracks, by their labels in `genres` (default: the stored ones)."""
+    warm: a track's label, or, without one, the genre most common among its artist's other tracks
+    (`artist_genres`); cold, as the track would be in no playlist: its own tag unless playlists voted
+    it, else its artist's other tracks' genre, never its own playlists' vote."""
+    rows = store.tracks.rows(status=None)
+    artists = {t["id"]: t["artist"] for t in rows}
+    labelled = {t["id"]: t["genre"] for t in rows} if labelled is None else labelled
+    by_artist = artist_genres(labelled, artists)
     voted = store.graph.genre_votes()
-    genres = track_genres(store) if genres is None else genres
-    by_artist = artist_genres(genres, _artists(store))
-    return {t: (None if t in voted else genre) or by_artist[t] for t, genre in genres.items()}
-
-
-def _artists(store: Store) -> dict[str, str | None]:
-    return {t["id"]: t["artist"] for t in store.tracks.rows(status=None)}
+    warm = {t: genre or by_artist[t] for t, genre in labelled.items()}
+    cold = {t: (None if t in voted else genre) or by_artist[t] for t, genre in labelled.items()}
+    return warm, cold
 
 
 def playlist_counts(store: Store, node_ids: list[str], playlists: list[dict] | None = None) -> np.ndarray:
@@ -77,7 +72,7 @@ def build_features(
     """
     fitting = spec is None
     spec = spec or FeatureSpec(groups=list(groups))
-    genres = genres if genres is not None else complete_genres(store, track_genres(store))
+    genres = genres if genres is not None else genre_labels(store)[0]
     parts, present = {}, {}
     for group in spec.groups:
         if group in GROUP_SPACES:
@@ -139,10 +134,10 @@ def _vectors_for(store: Store, space: str, model_id: str, node_ids: list[str]) -
 
 
 def cold_features(
-    store: Store, node_ids: list[str], spec: FeatureSpec, genres: dict[str, str | None] | None = None
+    store: Store, node_ids: list[str], spec: FeatureSpec, cold_genres: dict[str, str | None]
 ) -> np.ndarray:
-    """Node features [N, F] as each track would have them in no playlist (see `own_genres` for `genres`)."""
+    """Node features [N, F] as each track would have them in no playlist, with `cold_genres` (the cold labels
+    of `genre_labels`)."""
     empty = CSRGraph(torch.zeros(len(node_ids) + 1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
-    labels = own_genres(store, genres)
-    x, _, _ = build_features(store, node_ids, empty, spec.groups, genres=labels, playlists=[], spec=spec)
+    x, _, _ = build_features(store, node_ids, empty, spec.groups, genres=cold_genres, playlists=[], spec=spec)
     return x

@@ -19,13 +19,7 @@ from audiograph.musig.model import (
     parse_task_weights,
 )
 from audiograph.pipelines.build_graph import load_graph
-from audiograph.pipelines.features import (
-    available_groups,
-    build_features,
-    cold_features,
-    complete_genres,
-    track_genres,
-)
+from audiograph.pipelines.features import available_groups, build_features, cold_features, genre_labels
 from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
 from audiograph.runtime import inference_trainer, keyword_defaults, limit_threads, quiet_lightning
 from audiograph.store import MUSIG_SPACE, Store
@@ -52,11 +46,10 @@ def prepare_musig_data(
 ) -> MusigData:
     """Node features, genre labels and similarity features over the store's graph (or the given one)."""
     node_ids, csr = graph or load_graph(store)
-    labelled = track_genres(store) if genres is None else genres
-    genres = complete_genres(store, labelled)
+    genres, cold_genres = genre_labels(store, genres)
     playlists = store.graph.playlists() if playlists is None else playlists
     x, spec, _ = build_features(store, node_ids, csr, groups, genres=genres, playlists=playlists, spec=spec)
-    x_cold = cold_features(store, node_ids, spec, labelled)
+    x_cold = cold_features(store, node_ids, spec, cold_genres)
     sim = has_sim = None
     if similarity_group is not None:
         # Scaled like the input features when the group is one of them, else fitted on its own.
