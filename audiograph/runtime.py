@@ -84,7 +84,7 @@ class LineProgress:
     """Progress off a terminal: a line on stderr at most every `PROGRESS_LINE_SECONDS`, and one at the end."""
 
     def __init__(self, total: int, desc: str, unit: str):
-        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self.total, self.desc, self.unit, self.n, self.shown = total, desc, unit, 0, 0
         self.started = self.last = time.monotonic()
 
     def update(self, n: int = 1) -> None:
@@ -93,7 +93,7 @@ class LineProgress:
             self._line()
 
     def _line(self) -> None:
-        self.last = time.monotonic()
+        self.last, self.shown = time.monotonic(), self.n
         share = f" ({self.n / self.total:.0%})" if self.total else ""
         print(
             f"{self.desc}: {self.n}/{self.total} {self.unit}s{share}, {self.last - self.started:.0f} s",
@@ -102,7 +102,7 @@ class LineProgress:
         )
 
     def close(self) -> None:
-        if self.n:
+        if self.n != self.shown:  # the last line may have said it already
             self._line()
 
     def __enter__(self):
@@ -160,6 +160,42 @@ def stop_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
+INTERRUPT_RECEIVED = {"at": None}  # when `stop_once_on_ctrl_c`'s handler ran (time.monotonic), else None
+
+
+@contextlib.contextmanager
+def stop_once_on_ctrl_c():
+    """Within this block, the first Ctrl-C (SIGINT) raises `KeyboardInterrupt` as usual, and later ones are
+    ignored.
+
+    Ctrl-C reaches every process of the terminal's group, and impatient users press it again while the
+    work stops. A second `KeyboardInterrupt` raised inside that clean-up (a process pool's shutdown, a
+    thread's lock) leaves it half done, and the exit then waits forever on worker processes. A process
+    forked inside the block (a DataLoader worker) keeps Python's default behaviour. Where SIGINT is
+    ignored already (`nohup`, a background job), it stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    owner, stopping = os.getpid(), []
+
+    def handler(signum, frame):
+        if os.getpid() == owner:
+            if stopping:  # a later Ctrl-C, where Lightning's clean-up has put this handler back
+                return
+            stopping.append(True)
+            INTERRUPT_RECEIVED["at"] = time.monotonic()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        # After a Ctrl-C it stays ignored, through the exit (which resets Python-level handlers to the default).
+        signal.signal(signal.SIGINT, signal.SIG_IGN if stopping else previous)
+
+
 def limit_threads() -> int:
     """Cap torch's intra-op threads to the cores that are free, and return the count.
 
@@ -211,7 +247,10 @@ def one_thread_worker(*_) -> None:
 
 def analysis_worker(*_) -> None:
     """The initializer of a process that analyses audio files (embed-audio's workers): one thread per numeric
-    library (`one_thread_worker`) and freed memory kept for the next file (`retain_freed_memory`)."""
+    library (`one_thread_worker`) and freed memory kept for the next file (`retain_freed_memory`). Ctrl-C is
+    left to the main process, which ends the workers: a worker that died of it on its own could hold the
+    pool's queue lock, and the pool's shutdown then waits on it forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     one_thread_worker()
     retain_freed_memory()
 

@@ -263,3 +263,19 @@ def test_a_redirected_training_logs_one_line_per_epoch(embedded_db, tmp_path):
     assert all("val_auc" in line and "train_loss" in line for line in epochs)
     quiet = run("train-musig", "--db", db, *args, "--accelerator", "cpu", "--quiet")
     assert not [line for line in quiet.stderr.splitlines() if line.startswith("epoch ")]
+
+
+def test_progress_lines_off_a_terminal_say_the_end_once(monkeypatch, capsys):
+    from audiograph import runtime
+
+    monkeypatch.setattr(runtime, "PROGRESS_LINE_SECONDS", 0.0)  # a line at every update
+    with runtime.LineProgress(3, "embed-audio", "file") as progress:
+        for _ in range(3):
+            progress.update()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"embed-audio: {n}/3 files ({n / 3:.0%})" for n in (1, 2, 3)]
+
+    monkeypatch.setattr(runtime, "PROGRESS_LINE_SECONDS", 3600.0)  # no line before the end
+    with runtime.LineProgress(3, "embed-audio", "file") as progress:
+        progress.update(3)
+    assert [line.split(",")[0] for line in capsys.readouterr().err.splitlines()] == ["embed-audio: 3/3 files (100%)"]

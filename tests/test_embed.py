@@ -313,3 +313,51 @@ def _kill_after_two_commits(cmd: list, db) -> None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collection, tmp_path):
+    """Ctrl-C reaches every process of the group; a second one while the first run is stopping (when impatient
+    users press it) must not break the clean-up, which once left the workers waiting forever. The rerun then
+    stores exactly what an uninterrupted run does."""
+    good, failing, _ = _expected(synth_collection)
+    db, one = tmp_path / "stopped.db", tmp_path / "one.db"
+    cmd = [sys.executable, "-m", "audiograph", "embed-audio", synth_collection / "audio", "--db", db]
+    proc = subprocess.Popen(
+        [*map(str, cmd), "--batch-size", "1", "--workers", "2", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while _count(db, "SELECT count(*) FROM tracks") < 2:
+            assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "embed-audio committed no two files in 10 minutes"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        said = []
+        while not said or said[-1].startswith("failed: "):  # the files that failed before it stopped
+            said.append(proc.stderr.readline())
+        assert said[-1] == "audiograph: interrupted\n", said
+        os.killpg(proc.pid, signal.SIGINT)  # during the clean-up that follows that line
+        assert proc.wait(timeout=120) == 130
+        assert proc.stderr.read() == ""
+        while True:  # the workers end with it: none is left behind, waiting
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline + 120, "worker processes outlived the interrupted run"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert 0 < _count(db, "SELECT count(*) FROM tracks") < len(good) + len(failing), "the run was not stopped midway"
+
+    again = json.loads(_cli(*cmd[3:], "--json").stdout)
+    _cli("embed-audio", synth_collection / "audio", "--db", one, "--json")
+    done, reference = _store_contents(db), _store_contents(one)
+    assert done["tracks"] == reference["tracks"] and done["mels"] == reference["mels"]
+    assert set(done["vectors"]) == set(reference["vectors"])
+    assert again["embedded"] + again["skipped"] == len(good)

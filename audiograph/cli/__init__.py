@@ -49,7 +49,7 @@ from audiograph.cli.commands import (
 )
 from audiograph.cli.output import QUIET, one_line
 from audiograph.errors import AudiographError
-from audiograph.runtime import SIGTERM_RECEIVED, Terminated, stop_on_sigterm
+from audiograph.runtime import INTERRUPT_RECEIVED, SIGTERM_RECEIVED, Terminated, stop_on_sigterm, stop_once_on_ctrl_c
 
 # name -> (help, argument builder, command)
 COMMANDS = {
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     QUIET["on"] = args.quiet
     try:
-        with stop_on_sigterm():
+        with stop_on_sigterm(), stop_once_on_ctrl_c():
             return args.func(args)
     except AudiographError as e:
         if args.debug:
@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         print("audiograph: interrupted", file=sys.stderr)
         return 130
     except (Terminated, SystemExit) as e:
+        if isinstance(e, SystemExit) and INTERRUPT_RECEIVED["at"] is not None:  # Lightning ends a fit so
+            print("audiograph: interrupted", file=sys.stderr)
+            return 130
         if isinstance(e, SystemExit) and SIGTERM_RECEIVED["at"] is None:
             raise
         print("audiograph: stopped by SIGTERM (every finished transaction is kept)", file=sys.stderr)

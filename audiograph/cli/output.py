@@ -26,9 +26,14 @@ def one_line(text: str) -> str:
 
 
 def report_failure(path: str, reason: str) -> None:
-    from tqdm import tqdm
+    """Print one line for a file that failed, above the progress bar when one is on screen."""
+    line = f"failed: {one_line(path)}: {one_line(reason)}"
+    if not sys.stderr.isatty():  # no bar to keep clear of (`runtime.progress_bar` writes lines there)
+        print(line, file=sys.stderr, flush=True)
+        return
+    from tqdm.auto import tqdm  # the bar's own class, whose lock the bar has created already
 
-    tqdm.write(f"failed: {one_line(path)}: {one_line(reason)}", file=sys.stderr)
+    tqdm.write(line, file=sys.stderr)
 
 
 def print_embed_summary(summary, quiet: bool) -> None:

@@ -10,10 +10,10 @@ its one writer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -318,10 +318,13 @@ def _embed_here(plan: EmbedPlan, store, summary, batch_size, num_workers, accele
     with one_thread(), progress_bar(plan.files, "embed-audio", quiet, unit="file") as bar:
         bar.update(plan.files - len(plan.jobs))
         writer = BatchWriter(store, summary, bar, on_failure)
-        for batch in _batches(_outcomes(plan.jobs, plan.work(), workers), batch_size):
-            if any(o.wants_acoustic for o in batch) and plan.acoustic_model is not None:
-                encode_acoustic(model(), plan.acoustic_model, batch)
-            writer.write(batch)
+        # Closed here, not whenever it is collected: a run stopped while this process encodes or writes must
+        # end the worker processes before it exits, or the exit waits on them.
+        with contextlib.closing(_outcomes(plan.jobs, plan.work(), workers)) as outcomes:
+            for batch in _batches(outcomes, batch_size):
+                if any(o.wants_acoustic for o in batch) and plan.acoustic_model is not None:
+                    encode_acoustic(model(), plan.acoustic_model, batch)
+                writer.write(batch)
 
 
 def _torch_device(accelerator: str) -> str:
@@ -355,7 +358,10 @@ def _outcomes(jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int) 
                     pending.add(pool.submit(work, job))
                 yield future.result()
     finally:
-        pool.shutdown(wait=sys.exc_info()[0] is None, cancel_futures=True)
+        # Stopped (Ctrl-C, SIGTERM, an error) or not, the workers end here: queued files are dropped, and each
+        # worker finishes the file it holds. Terminating one instead could cut its result off mid-pipe, and
+        # the pool would wait forever for the rest.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
