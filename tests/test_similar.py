@@ -10,12 +10,12 @@ from test_cli import run
 from audiograph.errors import AudiographError
 from audiograph.pipelines.query import similar_track
 
-IMPORTED_CSV = """track_id,title,artist,genre,danceability,energy,valence
-sp:1,Café Ñandú,Zoë Ørsted,Pop,0.8,0.6,0.9
-sp:2,Night Drive,Kavinsky,Synthwave,0.7,0.8,0.4
-sp:3,Slow Waltz,Ana,Classical,0.2,0.1,0.3
-sp:4,Fast Lane,Bob,Pop,0.75,0.65,0.85
-sp:5,Deep Blue,Cy,Jazz,0.4,0.3,0.2
+IMPORTED_CSV = """track_id,title,artist,genre,danceability,energy,valence,tempo
+sp:1,Café Ñandú,Zoë Ørsted,Pop,0.8,0.6,0.9,118
+sp:2,Night Drive,Kavinsky,Synthwave,0.7,0.8,0.4,120
+sp:3,Slow Waltz,Ana,Classical,0.2,0.1,0.3,90
+sp:4,Fast Lane,Bob,Pop,0.75,0.65,0.85,128
+sp:5,Deep Blue,Cy,Jazz,0.4,0.3,0.2,121
 """
 
 
@@ -36,7 +36,7 @@ def import_extra_tracks(store, folder):
     """Import IMPORTED_CSV (five tracks without audio, an `audio` feature space) into `store` through the CLI."""
     csv = folder / "extra.csv"
     csv.write_text(IMPORTED_CSV, encoding="utf-8")
-    features = ["--features", "audio=danceability,energy,valence"]
+    features = ["--features", "audio=danceability,energy,valence,tempo"]
     columns = ["--genre-col", "genre", "--title-col", "title", "--artist-col", "artist"]
     run("import-tracks", csv, "--db", store.path, *features, *columns)
     return store
@@ -64,7 +64,9 @@ def test_similar_to_a_track_with_audio_matches_a_brute_force_z_scored_cosine_sea
 def test_similar_to_an_imported_track_without_audio(imported_store):
     store = imported_store
     ids, matrix = store.vectors.matrix("audio")
-    expected = brute_force(matrix, ids, "sp:1", k=3, zscore=False)
+    expected = brute_force(matrix, ids, "sp:1", k=3, zscore=True)
+    # Raw, tempo in BPM would decide every cosine (all near 1) and rank sp:5 first.
+    assert [t for t, _ in brute_force(matrix, ids, "sp:1", k=3, zscore=False)] != [t for t, _ in expected]
     # No --space: the track has no descriptors vector, so the space it has a vector in is searched.
     out = run("similar", "sp:1", "--db", store.path, "-k", "3", "--json")
     hits = json.loads(out.stdout)
@@ -102,3 +104,18 @@ def test_an_unstored_file_is_pointed_to_query(store_copy, tmp_path):
     stray.write_bytes(b"RIFF")
     with pytest.raises(AudiographError, match="audiograph query FILE"):
         similar_track(store_copy, stray)
+
+
+def test_a_store_from_before_searches_its_imported_spaces_z_scored(imported_store):
+    from audiograph.models import IMPORT_KIND
+    from audiograph.store import migrations
+
+    store = imported_store
+    model = store.vectors.search_model("audio")[0]
+    config = store.models.get(model)["config"]
+    assert config.pop("standardize") is True
+    with store.db.conn:  # as imports registered their spaces before, and a store that has not migrated since
+        store.models.register(model, IMPORT_KIND, "audio", config=config, current=True)
+        store.db.execute("DELETE FROM _migrations WHERE name = 'm007_imported_spaces_standardised'")
+    assert migrations.migrate(store.conn) == ["m007_imported_spaces_standardised"]
+    assert store.models.get(model)["config"] == {**config, "standardize": True}

@@ -203,7 +203,9 @@ def _feature_model(
     current = store.vectors.search_model(group)[0] if group in store.vectors.spaces() else None
     csvs = (store.models.get(model_id) or {}).get("config", {}).get("csv", [])
     csvs = [csvs] if isinstance(csvs, str) else csvs
-    config = {"csv": sorted({*csvs, str(csv_path.resolve())}), "columns": columns}
+    # Searched z-scored, as the descriptors are: raw columns (tempo in BPM beside shares in [0, 1]) would let
+    # the largest decide every cosine.
+    config = {"csv": sorted({*csvs, str(csv_path.resolve())}), "columns": columns, "standardize": True}
     store.models.register(model_id, IMPORT_KIND, group, config=config, current=True)
     if same is not None:
         report.extended[group] = model_id

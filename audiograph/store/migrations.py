@@ -199,3 +199,9 @@ def m006_graph_as_arrays(db: sqlite_utils.Database) -> None:
                 [name, array.dtype.str, len(array), array.tobytes()],
             )
     db.execute("DROP TABLE edges")
+
+
+@migration
+def m007_imported_spaces_standardised(db: sqlite_utils.Database) -> None:
+    # Feature groups imported from a CSV are searched z-scored, as new imports register them.
+    db.execute("UPDATE models SET config = json_set(config, '$.standardize', json('true')) WHERE kind = 'import'")
