@@ -1,5 +1,7 @@
 """The error hierarchy: the CLI turns an `AudiographError` into a one-line message."""
 
+from pathlib import Path
+
 
 class AudiographError(Exception):
     """Base class of every error audiograph reports to users as one line."""
@@ -20,3 +22,13 @@ class StoreError(AudiographError):
 
 class ConfigError(AudiographError):
     """An option or input file is invalid."""
+
+
+def existing_file(path) -> Path:
+    """`path` as a Path, after a `ConfigError` naming what is wrong if it is a folder or does not exist."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    return path

@@ -242,8 +242,13 @@ def test_store_faults_end_in_one_line(embedded_db, synth_collection, tmp_path, c
     one_line_error(cli(capsys, "import-tracks", tmp_path / "nowhere.csv", "--db", missing), "no such file")
     assert not any(p.name.startswith("new.db") for p in tmp_path.iterdir())
 
-    # --m3u naming a folder: refused before any work.
+    # --m3u naming a folder: refused before any work; so are a store in a folder that does not exist (it said
+    # "not a usable audiograph store") and a folder as the file to query.
     one_line_error(cli(capsys, "query", query_file, "--db", embedded_db, "--m3u", tmp_path), "is a folder")
+    nowhere = tmp_path / "nowhere"
+    one_line_error(cli(capsys, "embed-audio", synth_collection / "audio", "--db", nowhere / "x.db"), "does not exist")
+    one_line_error(cli(capsys, "query", synth_collection / "audio", "--db", embedded_db), "is a folder, not a file")
+    assert not nowhere.exists()
 
     # A damaged vector blob: the search names the track and how to repair it; embed-audio repairs it.
     damaged = tmp_path / "damaged.db"

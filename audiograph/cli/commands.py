@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from audiograph.cli.arguments import CSV_COLUMN_OPTIONS, TRAIN_AUDIO_OPTIONS, TRAIN_MUSIG_OPTIONS
 from audiograph.cli.output import check_m3u, hits_json, print_embed_summary, print_hits, report_failure, say, write_m3u
-from audiograph.errors import ConfigError
+from audiograph.errors import ConfigError, existing_file
 
 
 def open_store(args, must_exist: bool = True):
@@ -260,8 +259,7 @@ def cmd_train_audio(args) -> int:
 def cmd_import_tracks(args) -> int:
     from audiograph.pipelines.import_tracks import import_tracks, parse_feature_groups
 
-    if not Path(args.csv).is_file():  # before the store is opened, so that a mistyped name leaves no store behind
-        raise ConfigError(f"{args.csv}: no such file")
+    existing_file(args.csv)  # before the store is opened, so that a mistyped name leaves no store behind
     store = open_store(args, must_exist=False)
     report = import_tracks(
         store,

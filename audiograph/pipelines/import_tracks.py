@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiograph.errors import ConfigError
+from audiograph.errors import ConfigError, existing_file
 from audiograph.models import IMPORT_KIND
 from audiograph.runtime import gc_paused
 from audiograph.store import POPULARITY_SPACE, Store, TrackRecord
@@ -105,8 +105,7 @@ def import_tracks(
 
 def _read_rows(path: Path, wanted: list[str | None]) -> list[tuple[int, dict]]:
     """The CSV's rows with their line numbers, once every `wanted` column (None: not asked for) is in its header."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+    existing_file(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiograph.audio.decode import content_hash
-from audiograph.errors import ConfigError, StoreError
+from audiograph.errors import ConfigError, StoreError, existing_file
 from audiograph.pipelines.encoders import AudioFile, file_vector
 from audiograph.store import Store
 from audiograph.tables import format_table
@@ -49,9 +49,7 @@ def query_file(
     else the newest model with vectors in the space. A file that is already in the store (same
     path or same content) is excluded from its own results.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+    path = existing_file(path)
     if k < 1:
         raise ConfigError(f"-k must be at least 1 (got {k})")
     space, model_id, stale = _searched_model(store, space, model)

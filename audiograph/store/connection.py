@@ -92,6 +92,8 @@ class Connection:
             raise StoreError(f"{self.path}: no store here (run `audiograph embed-audio DIR` first, or pass --db)")
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a store file")
+        if not self.path.parent.is_dir():  # a new store is made only in a folder that exists
+            raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist")
         try:
             # The busy timeout is part of the connection from its first statement, so that a process
             # creating the schema waits for another one doing the same instead of failing.
