@@ -1,5 +1,6 @@
 """The console script: outputs (table and --json), exit codes, and one-line errors without tracebacks."""
 
+import csv
 import json
 import os
 import shutil
@@ -80,7 +81,8 @@ def test_synth_embed_query_info(synth_collection, tmp_path):
     assert max(len(line) for line in rows) <= 100 and str(audio) not in "\n".join(rows)  # no paths without --wide
 
     info = json.loads(run("info", "--db", db, "--json").stdout)
-    assert info["tracks"]["ok"] == len(truth) and "descriptors" in info["spaces"]
+    assert info["tracks"]["ok"] == len(truth) and "descriptors" in info["spaces"] and info["graph"] is None
+    assert "graph: none (run `audiograph build-graph`)" in run("info", "--db", db).stdout
 
 
 def test_query_with_a_file_outside_the_collection(embedded_db, shared_data, tmp_path):
@@ -166,6 +168,9 @@ def test_graph_training_and_musig_commands(embedded_db, synth_collection, tmp_pa
 
     info = json.loads(run("info", "--db", db, "--json").stdout)
     assert {"descriptors", "acoustic", "musig"} <= set(info["spaces"])
+    assert (info["graph"]["playlists"], info["graph"]["edges"]) == (graph["playlists"], graph["summary"]["edges"])
+    said = f"graph: {graph['playlists']} playlists, {graph['summary']['edges']} edges, built {info['graph']['built']}"
+    assert said in run("info", "--db", db).stdout
     track = read_csv(synth_collection / "tracks.csv")[0]
     hits = json.loads(run("query", synth_collection / "audio" / track["path"], "--db", db, "-k", "3", "--json").stdout)
     assert len(hits) == 3 and all(0 < h["rank"] <= 3 for h in hits)
@@ -279,3 +284,41 @@ def test_progress_lines_off_a_terminal_say_the_end_once(monkeypatch, capsys):
     with runtime.LineProgress(3, "embed-audio", "file") as progress:
         progress.update(3)
     assert [line.split(",")[0] for line in capsys.readouterr().err.splitlines()] == ["embed-audio: 3/3 files (100%)"]
+
+
+def test_help_names_each_option_by_its_flag_and_says_each_commands_own_meaning(capsys):
+    from audiograph.cli import main
+
+    def usage(*args) -> tuple[int, str]:
+        try:
+            main(list(args))
+        except SystemExit as e:
+            captured = capsys.readouterr()
+            return e.code, captured.out + captured.err
+        raise AssertionError("no exit")
+
+    code, text = usage("train-audio", "--max-epochs", "2")  # the command's usage, not the top level's
+    assert code == 2 and "audiograph train-audio: error: unrecognized arguments: --max-epochs 2" in text
+    assert "[--epochs EPOCHS]" in text
+    _, audio = usage("train-audio", "--help")
+    _, musig = usage("train-musig", "--help")
+    _, embed = usage("embed-audio", "--help")
+    assert "MAX_EPOCHS" not in audio + musig and "NUM_WORKERS" not in embed and "ACOUSTIC_MODEL" not in embed
+    assert "[--workers WORKERS]" in embed and "[--model MODEL]" in embed
+    assert "AdamW learning rate" in audio and "Adam learning rate" in musig
+    assert "train-musig" not in audio and "train-audio" not in musig
+    assert "folder of audio files, scanned recursively" in embed
+
+
+def test_build_graph_says_how_many_repeated_entries_it_dropped(embedded_db, tmp_path):
+    db = tmp_path / "store.db"
+    shutil.copy(embedded_db, db)
+    from audiograph.store import Store
+
+    ids = [t["id"] for t in Store(db).tracks.rows()][:3]
+    rows = [("p1", ids[0]), ("p1", ids[1]), ("p1", ids[0]), ("p2", ids[1]), ("p2", ids[2]), ("p2", ids[2])]
+    csv_path = tmp_path / "memberships.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("playlist", "track"), *rows])
+    out = run("build-graph", csv_path, "--db", db, "--playlist-col", "playlist", "--track-col", "track").stdout
+    assert "read 2 playlists with 4 entries: 4 matched stored tracks, 0 did not, 2 repeated entries dropped" in out

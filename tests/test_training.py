@@ -279,6 +279,12 @@ def test_guard_prints_both_figures_and_warns_only_when_worse(capsys):
     out, err = capsys.readouterr()
     assert "trained encoder 0.400, descriptors 0.600, untrained encoder 0.300" in out
     assert "worse than the descriptors" in err
+    _say_guard({**guard, "descriptor_weight": 0.25, "encoder_precision_at_5": 0.5, "worse_than": []}, quiet=False)
+    out = capsys.readouterr().out
+    assert (
+        "acoustic space 0.400 (the trained encoder joined with the descriptors at weight 0.25; the trained encoder"
+        " alone 0.500), descriptors 0.600, untrained encoder 0.300" in out
+    )
     _say_guard({**guard, "worse_than": []}, quiet=True)
     assert capsys.readouterr() == ("", "")
 

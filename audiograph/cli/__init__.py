@@ -112,8 +112,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"audiograph {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = None if argv is None else next((a for a in argv if a in COMMANDS), "")
+    parser.command_parsers = {}
     for name, (help_text, add_arguments, run) in COMMANDS.items():
-        p = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p = parser.command_parsers[name] = commands.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
         p.set_defaults(func=run)
         if chosen is None or name == chosen:
             add_arguments(p)
@@ -123,7 +126,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `audiograph` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said with the command's usage, which lists its options, rather than the top level's
+        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     QUIET["on"] = args.quiet
     try:
         with stop_on_sigterm(), stop_once_on_ctrl_c():
@@ -139,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         from audiograph.store import default_db_path, sqlite_error
 
         print(f"audiograph: error: {one_line(str(sqlite_error(args.db or default_db_path(), e)))}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush cannot fail
         return 1
     except OSError as e:  # the file system refused (permissions, a full disk): the user's to fix
         if args.debug:

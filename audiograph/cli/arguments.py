@@ -57,12 +57,13 @@ def option(p, flag: str, defaults: dict, help: str, key: str | None = None, type
     key = key or flag.lstrip("-").replace("-", "_")
     default = defaults[key]
     kind = type or (default.__class__ if default is not None and not isinstance(default, bool) else str)
-    p.add_argument(flag, dest=key, type=kind, default=default, help=f"{help} (default {default})")
+    metavar = flag.lstrip("-").replace("-", "_").upper()  # the flag's own name, not the library's keyword
+    p.add_argument(flag, dest=key, type=kind, default=default, metavar=metavar, help=f"{help} (default {default})")
 
 
 def args_synth(p) -> None:
     d = source_defaults("audiograph.synth.collection", "synthesize")
-    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the collection into")
     option(p, "--tracks", d, "number of tracks")
     option(p, "--genres", d, "number of genres")
     option(p, "--playlists", d, "number of playlists")
@@ -73,11 +74,16 @@ def args_synth(p) -> None:
 
 def args_embed_audio(p) -> None:
     d = source_defaults("audiograph.pipelines.embed_audio", "embed_audio")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="folder of audio files, scanned recursively")
     p.add_argument("--collection", help="collection name, the prefix of its track ids (default: DIR's name)")
     option(p, "--model", d, "acoustic encoder id from the registry", key="acoustic_model")
     option(p, "--batch-size", d, "files per batch and per transaction")
-    p.add_argument("--workers", type=int, help="decoding processes (default: one per CPU core; per rank with DDP)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="WORKERS",
+        help="decoding processes (default: one per CPU core; per rank with DDP)",
+    )
     option(p, "--accelerator", d, "accelerator for the encoder (auto, cpu, gpu, or any Lightning accelerator)")
     option(p, "--devices", d, "devices; more than 1 shares the files out over ranks with Lightning", type=str)
     option(p, "--strategy", d, "Lightning strategy for several devices or nodes (e.g. ddp)")
@@ -85,7 +91,7 @@ def args_embed_audio(p) -> None:
 
 
 def args_query(p) -> None:
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="an audio file, in the store or new")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--space", help="vector space to search (default: musig, else acoustic, else descriptors)")
     p.add_argument("--model", help="search the vectors of this registered model (default: the space's newest)")
@@ -202,11 +208,17 @@ TRAINING_OPTION_HELP = {
     "cold_start_rate": "share of seeds trained as tracks in no playlist (the new-track case)",
     "playlist_loss": "playlist task loss: infonce (in-batch negatives) or bce (the paper's)",
     "task_weighting": "static, or uncertainty (learnt per-task weights)",
-    "batch_size": "train-audio: (anchor, positive) pairs, or triplets, per batch; train-musig: positive pairs per batch (as many negatives are added)",
-    "lr": "learning rate (AdamW in train-audio, Adam in train-musig)",
+    "batch_size": {
+        "train-audio": "(anchor, positive) pairs, or triplets, per batch",
+        "train-musig": "positive pairs per batch (as many negatives are added)",
+    },
+    "lr": {"train-audio": "AdamW learning rate", "train-musig": "Adam learning rate"},
     "weight_decay": "weight decay",
     "temperature": "InfoNCE temperature",
-    "val_fraction": "share held out for validation (train-audio: tracks; train-musig: playlists, else edges)",
+    "val_fraction": {
+        "train-audio": "share of the tracks held out for validation",
+        "train-musig": "share of the playlists (else of the edges) held out for validation",
+    },
     "descriptor_weight": "share of the acoustic space's cosine that comes from the standardised descriptors,"
     " from 0 (the encoder alone) to below 1, or auto: the best of 0, 0.25, 0.5 and 0.75 on the validation tracks",
     "seed": "random seed",
@@ -241,15 +253,18 @@ def args_train_audio(p) -> None:
         **source_defaults("audiograph.pipelines.train_audio", "train_audio"),
     }
     p.add_argument("--space", help="the vector space to fill (default: acoustic)")
-    training_options(p, d, TRAIN_AUDIO_OPTIONS)
+    training_options(p, d, "train-audio", TRAIN_AUDIO_OPTIONS)
 
 
-def training_options(p, d: dict, options: tuple[str, ...]) -> None:
-    """The options every training command shares, plus its own `options` (keys of `TRAINING_OPTION_HELP`)."""
+def training_options(p, d: dict, command: str, options: tuple[str, ...]) -> None:
+    """The options every training command shares, plus its own `options` (keys of `TRAINING_OPTION_HELP`, whose
+    help may differ by `command`)."""
     option(p, "--epochs", d, "maximum epochs", key="max_epochs")
     option(p, "--patience", d, "early-stopping patience in epochs")
     for key in options:
-        option(p, "--" + key.replace("_", "-"), d, TRAINING_OPTION_HELP[key], key=key, type=OPTION_TYPES.get(key))
+        help_text = TRAINING_OPTION_HELP[key]
+        help_text = help_text[command] if isinstance(help_text, dict) else help_text
+        option(p, "--" + key.replace("_", "-"), d, help_text, key=key, type=OPTION_TYPES.get(key))
     option(p, "--workers", d, "DataLoader workers", key="num_workers")
     distributed_options(p, d)
 
@@ -333,7 +348,7 @@ def args_train_musig(p) -> None:
         default=d["batches_per_epoch"],
         help=f"batches per epoch, 0 for all training edges (default {d['batches_per_epoch']})",
     )
-    training_options(p, d, TRAIN_MUSIG_OPTIONS)
+    training_options(p, d, "train-musig", TRAIN_MUSIG_OPTIONS)
 
 
 def args_embed_musig(p) -> None:

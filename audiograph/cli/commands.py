@@ -206,7 +206,9 @@ def cmd_build_graph(args) -> int:
         )
     say(
         f"read {report.playlists} playlists with {report.entries} entries: {report.matched} matched stored tracks,"
-        f" {report.unmatched} did not" + (f", {report.urls_skipped} URLs skipped" if report.urls_skipped else "")
+        f" {report.unmatched} did not"
+        + (f", {report.urls_skipped} URLs skipped" if report.urls_skipped else "")
+        + (f", {report.duplicates_dropped} repeated entries dropped" if report.duplicates_dropped else "")
     )
     for example in report.unmatched_examples:
         say(f"  unmatched: {example}")
@@ -245,11 +247,9 @@ def cmd_train_audio(args) -> int:
     if args.json:
         print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
         return 0
-    m = report.metrics
+    # The validation precision is the guard's line above (the encoder alone, the space, the references).
     say(
-        f"trained {report.model_id} for {report.epochs} epochs: val accuracy"
-        f" {m.get('val_accuracy', float('nan')):.3f}, graph-neighbour precision@5"
-        f" {m.get('val_precision_at_5', float('nan')):.3f}"
+        f"trained {report.model_id} for {report.epochs} epochs: val accuracy {report.metrics.get('val_accuracy', float('nan')):.3f}"
     )
     say(f"checkpoint {report.checkpoint}")
     say(f"re-embedded {report.embedded} tracks into the {report.space} space from the log-mel cache")
@@ -414,12 +414,18 @@ def cmd_info(args) -> int:
         }
         for m in store.models.rows()
     ]
+    graph = store.graph.summary()
     if args.json:
-        info = {"store": str(store.path), "tracks": counts, "spaces": spaces, "serving": serving, "models": models}
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        info = {"store": str(store.path), "tracks": counts, "graph": graph, "spaces": spaces, "serving": serving}
+        print(json.dumps({**info, "models": models}, indent=2, ensure_ascii=False))
         return 0
     print(f"store {store.path}")
     print("tracks: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"))
+    if graph:
+        sources = ", ".join(graph["sources"]) or "nothing"
+        print(f"graph: {graph['playlists']} playlists, {graph['edges']} edges, built {graph['built']} from {sources}")
+    else:
+        print("graph: none (run `audiograph build-graph`)")
     rows = [
         [space, sum(by_model.values()), serving[space], sum(n for m, n in by_model.items() if m != serving[space])]
         for space, by_model in spaces.items()

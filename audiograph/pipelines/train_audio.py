@@ -248,14 +248,15 @@ def _crops(batch) -> int:
 
 def _say_guard(guard: dict, quiet: bool) -> None:
     k = GUARD_K
-    joined = ""
-    if guard.get("descriptor_weight"):
-        joined = (
-            f" (the encoder alone {guard[f'encoder_precision_at_{k}']:.3f}, joined with the descriptors at"
-            f" weight {guard['descriptor_weight']:g})"
+    trained = f"trained encoder {guard[f'trained_precision_at_{k}']:.3f}"
+    if guard.get("descriptor_weight"):  # the space it fills joins the descriptors: say what each part scores
+        trained = (
+            f"acoustic space {guard[f'trained_precision_at_{k}']:.3f} (the trained encoder joined with the"
+            f" descriptors at weight {guard['descriptor_weight']:g}; the trained encoder alone"
+            f" {guard[f'encoder_precision_at_{k}']:.3f})"
         )
     figures = (
-        f"trained encoder {guard[f'trained_precision_at_{k}']:.3f}{joined},"
+        f"{trained},"
         f" descriptors {guard[f'descriptors_precision_at_{k}']:.3f},"
         f" untrained encoder {guard[f'untrained_precision_at_{k}']:.3f}"
     )
