@@ -322,3 +322,16 @@ def test_build_graph_says_how_many_repeated_entries_it_dropped(embedded_db, tmp_
         csv.writer(f).writerows([("playlist", "track"), *rows])
     out = run("build-graph", csv_path, "--db", db, "--playlist-col", "playlist", "--track-col", "track").stdout
     assert "read 2 playlists with 4 entries: 4 matched stored tracks, 0 did not, 2 repeated entries dropped" in out
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(embedded_db):
+    # The pipe's read end is closed before the command has started, so its first write finds no reader.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audiograph", "info", "--db", str(embedded_db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 1
+    assert proc.stderr.read() == ""
