@@ -292,7 +292,12 @@ def test_a_killed_two_rank_run_resumes_without_loss_or_duplicates(synth_collecti
     assert 0 < _count(db, "SELECT count(*) FROM tracks") < len(good) + len(failing), "the run was not killed midway"
 
     again = json.loads(_cli("embed-audio", synth_collection / "audio", "--db", db, "--json", *distributed).stdout)
-    _cli("embed-audio", synth_collection / "audio", "--db", one, "--json")
+    _assert_holds_what_one_run_stores(db, one, synth_collection, again, good)
+
+
+def _assert_holds_what_one_run_stores(db, one, collection: Path, again: dict, good: set) -> None:
+    """`db`, finished by the rerun that reported `again`, holds exactly what one uninterrupted run stores in `one`."""
+    _cli("embed-audio", collection / "audio", "--db", one, "--json")
     done, reference = _store_contents(db), _store_contents(one)
     assert done["tracks"] == reference["tracks"] and done["mels"] == reference["mels"]
     assert set(done["vectors"]) == set(reference["vectors"])
@@ -301,18 +306,25 @@ def test_a_killed_two_rank_run_resumes_without_loss_or_duplicates(synth_collecti
 
 def _kill_after_two_commits(cmd: list, db) -> None:
     """Run embed-audio `cmd` and SIGKILL it, with every process it started, once `db` holds 4 track rows
-    (two batches or steps committed), however long a loaded machine takes to get there."""
-    # Its own process group, so that the kill takes the DataLoader workers or the other rank too.
+    (two batches or steps committed)."""
+    proc = _started_until_rows(cmd, db, 4)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _started_until_rows(cmd: list, db, rows: int) -> subprocess.Popen:
+    """embed-audio `cmd`, running in its own process group (so that a signal to the group reaches its workers or
+    its other rank too, as a terminal's does), once `db` holds `rows` track rows, however long a loaded machine
+    takes to get there."""
     proc = subprocess.Popen(
         list(map(str, cmd)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     deadline = time.monotonic() + 900
-    while _count(db, "SELECT count(*) FROM tracks") < 4:
+    while _count(db, "SELECT count(*) FROM tracks") < rows:
         assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "embed-audio committed no two batches in 15 minutes"
+        assert time.monotonic() < deadline, f"embed-audio committed no {rows} track rows in 15 minutes"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    return proc
 
 
 def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collection, tmp_path):
@@ -322,19 +334,8 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
     good, failing, _ = _expected(synth_collection)
     db, one = tmp_path / "stopped.db", tmp_path / "one.db"
     cmd = [sys.executable, "-m", "audiograph", "embed-audio", synth_collection / "audio", "--db", db]
-    proc = subprocess.Popen(
-        [*map(str, cmd), "--batch-size", "1", "--workers", "2", "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own group, as a terminal's foreground job
-    )
+    proc = _started_until_rows([*cmd, "--batch-size", "1", "--workers", "2", "--quiet"], db, 2)
     try:
-        deadline = time.monotonic() + 600
-        while _count(db, "SELECT count(*) FROM tracks") < 2:
-            assert proc.poll() is None, f"embed-audio ended (exit {proc.returncode}) early: {proc.stderr.read()}"
-            assert time.monotonic() < deadline, "embed-audio committed no two files in 10 minutes"
-            time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
         said = []
         while not said or said[-1].startswith("failed: "):  # the files that failed before it stopped
@@ -342,13 +343,14 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
         assert said[-1] == "audiograph: interrupted\n", said
         os.killpg(proc.pid, signal.SIGINT)  # during the clean-up that follows that line
         assert proc.wait(timeout=120) == 130
+        stopped = time.monotonic()
         assert proc.stderr.read() == ""
         while True:  # the workers end with it: none is left behind, waiting
             try:
                 os.killpg(proc.pid, 0)
             except ProcessLookupError:
                 break
-            assert time.monotonic() < deadline + 120, "worker processes outlived the interrupted run"
+            assert time.monotonic() < stopped + 120, "worker processes outlived the interrupted run"
             time.sleep(0.05)
     finally:
         if proc.poll() is None:
@@ -356,8 +358,4 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
     assert 0 < _count(db, "SELECT count(*) FROM tracks") < len(good) + len(failing), "the run was not stopped midway"
 
     again = json.loads(_cli(*cmd[3:], "--json").stdout)
-    _cli("embed-audio", synth_collection / "audio", "--db", one, "--json")
-    done, reference = _store_contents(db), _store_contents(one)
-    assert done["tracks"] == reference["tracks"] and done["mels"] == reference["mels"]
-    assert set(done["vectors"]) == set(reference["vectors"])
-    assert again["embedded"] + again["skipped"] == len(good)
+    _assert_holds_what_one_run_stores(db, one, synth_collection, again, good)
