@@ -586,7 +586,11 @@ def run(argv: list[str] | None = None) -> dict:
         default={},
         help='JSON keyword options of train_audio, e.g. \'{"loss": "triplet"}\' (default: none)',
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run: four small albums, one fold, 3 epochs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: four small Debian albums and the shared recordings, one fold, 3 epochs",
+    )
     args = parser.parse_args(argv)
     if args.albums and (args.packages or args.held_out):
         raise ConfigError("--albums takes your own music instead of Debian's: leave out --packages and --held-out")

@@ -210,6 +210,9 @@ def test_query_and_similar_use_a_current_index_and_scan_exactly_otherwise(store_
     assert main(["index", "descriptors", "--db", db, "--kind", "flat", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == len(store_copy.vectors.index("descriptors").ids)
+    assert main(["index", "descriptors", "--db", db, "--kind", "flat"]) == 0
+    said = capsys.readouterr().out  # the parameters in words, not a Python dict
+    assert f"indexed {report['rows']} 'descriptors' vectors of model" in said and ": flat in " in said
     store = Store(db)
     model_id = store.vectors.search_model("descriptors")[0]
     assert store.vectors.ann_index("descriptors", model_id, report["rows"]) is not None

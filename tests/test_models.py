@@ -57,6 +57,12 @@ def test_saved_models_load_equal_and_record_their_settings(tmp_path):
     torch.testing.assert_close(again.encode(x, graph), musig.encode(x, graph))
     assert again.spec == spec and set(MODEL_CLASSES) == {"audio-encoder", "musig"}
 
+    # A folder of the other kind is refused in one line (it failed on a missing config key).
+    with pytest.raises(StoreError, match="holds a model of kind 'musig', not 'audio-encoder'"):
+        AcousticModel.load(tmp_path / "musig")
+    with pytest.raises(StoreError, match="holds a model of kind 'audio-encoder', not 'musig'"):
+        MusigModel.load(folder)
+
 
 def test_a_new_track_encodes_as_the_full_pass_without_its_edges():
     spec = FeatureSpec(["audio"], center={"audio": [0.0] * 4}, scale={"audio": [1.0] * 4})

@@ -61,7 +61,7 @@ def test_a_malicious_checkpoint_runs_nothing_and_is_refused_in_one_line(store_co
         "audio-encoder-29990101-000000",
         "audio-encoder",
         "acoustic",
-        str(checkpoint.relative_to(store.path.parent)),
+        str(checkpoint.relative_to(store.models_dir)),
     )
 
     with pytest.raises(StoreError, match="refused: checkpoint .* holds objects other than weights") as info:
@@ -82,7 +82,7 @@ def test_a_malicious_musig_checkpoint_is_refused_by_query_and_embed_musig(store_
     marker = tmp_path / "code-ran"
     store = store_copy
     checkpoint = _malicious_checkpoint(store.models_dir / "musig-29990101-000000" / "last.ckpt", marker)
-    _register(store, "musig-29990101-000000", "musig", "musig", str(checkpoint.relative_to(store.path.parent)))
+    _register(store, "musig-29990101-000000", "musig", "musig", str(checkpoint.relative_to(store.models_dir)))
     ids = [t["id"] for t in store.tracks.rows()]
     store.vectors.put("musig", "musig-29990101-000000", {t: np.ones(8, np.float32) for t in ids})
     new_file = tmp_path / "new.wav"
@@ -108,9 +108,7 @@ def test_checkpoints_outside_the_models_folder_are_refused(store_copy, tmp_path)
     link = store.models_dir / "audio-encoder-29990101-000002" / "last.ckpt"
     link.parent.mkdir(parents=True)
     link.symlink_to(outside)
-    for n, checkpoint in enumerate(
-        [str(outside), f"{store.models_dir.name}/../elsewhere/model.ckpt", str(link.relative_to(store.path.parent))]
-    ):
+    for n, checkpoint in enumerate([str(outside), "../elsewhere/model.ckpt", str(link.relative_to(store.models_dir))]):
         _register(store, f"audio-encoder-2999010{n}-000000", "audio-encoder", "acoustic", checkpoint)
         with pytest.raises(StoreError, match="refused: its checkpoint .* lies outside .*models"):
             resolve_acoustic_model(store, f"audio-encoder-2999010{n}-000000")

@@ -2,6 +2,7 @@
 
 import os
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ def test_models_registry_and_search_model(tmp_path):
     row = store.models.get("enc1")
     assert row["config"] == {"lr": 0.005} and row["checkpoint"] == str(ckpt.resolve())
     raw = store.db.execute("SELECT checkpoint FROM models").fetchone()[0]
-    assert not raw.startswith("/")  # kept relative to the store's folder
+    assert raw == "enc1/last.ckpt"  # kept relative to the models folder
     store.models.register("enc2", "audio-encoder", "acoustic")
     assert store.models.latest("audio-encoder")["id"] == "enc2"
 
@@ -439,3 +440,33 @@ def test_a_lock_error_names_the_store_and_claims_no_wait_it_did_not_make(tmp_pat
         f"{tmp_path / 's.db'}: another process holds the store locked"
         f" (waited up to {BUSY_TIMEOUT_SECONDS} s; database is locked)"
     )
+
+
+def _saved_model(store, model_id: str) -> Path:
+    folder = store.models_dir / model_id / "model"
+    folder.mkdir(parents=True)
+    (folder / "weights.pt").write_bytes(b"weights")
+    store.models.register(model_id, "audio-encoder", "acoustic", checkpoint=folder)
+    return folder
+
+
+def test_a_store_renamed_with_its_models_folder_keeps_its_models(tmp_path):
+    store = Store(tmp_path / "a.db")
+    _saved_model(store, "enc1")
+    store.close()
+    for old in tmp_path.glob("a.*"):  # the store file (and any WAL files) and its models folder
+        old.rename(tmp_path / ("b" + old.name[1:]))
+    moved = Store(tmp_path / "b.db")
+    row = moved.models.get("enc1")
+    assert moved.models.checkpoint_file(row) == (tmp_path / "b.models" / "enc1" / "model").resolve()
+
+
+def test_checkpoints_registered_before_are_migrated_to_the_models_folder(tmp_path):
+    store = Store(tmp_path / "a.db")
+    folder = _saved_model(store, "enc1")
+    with store.db.conn:  # as stores registered them before: relative to the store's folder
+        store.db.execute("UPDATE models SET checkpoint = 'a.models/' || checkpoint")
+        store.db.execute("DELETE FROM _migrations WHERE name = 'm008_checkpoints_relative_to_the_models_folder'")
+    assert migrations_module.migrate(store.conn) == ["m008_checkpoints_relative_to_the_models_folder"]
+    assert store.db.execute("SELECT checkpoint FROM models").fetchone()[0] == "enc1/model"
+    assert store.models.checkpoint_file(store.models.get("enc1")) == folder.resolve()

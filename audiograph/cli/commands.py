@@ -163,9 +163,10 @@ def cmd_index(args) -> int:
     if args.json:
         print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
         return 0
+    params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.params.items() if v is not None)
     say(
         f"indexed {report.rows} '{report.space}' vectors of model {report.model_id}: {report.kind}"
-        f" {report.params} in {report.folder}; query and similar use it while it is current"
+        f"{f' ({params})' if params else ''} in {report.folder}; query and similar use it while it is current"
     )
     return 0
 
@@ -249,7 +250,7 @@ def cmd_train_audio(args) -> int:
         return 0
     # The validation precision is the guard's line above (the encoder alone, the space, the references).
     say(
-        f"trained {report.model_id} for {report.epochs} epochs: val accuracy {report.metrics.get('val_accuracy', float('nan')):.3f}"
+        f"trained {report.model_id} for {report.epochs} epoch{'s' if report.epochs != 1 else ''}: val accuracy {report.metrics.get('val_accuracy', float('nan')):.3f}"
     )
     say(f"checkpoint {report.checkpoint}")
     say(f"re-embedded {report.embedded} tracks into the {report.space} space from the log-mel cache")

@@ -137,9 +137,11 @@ class AcousticModel(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, what: str = "model") -> AcousticModel:
         """A model saved by `save` (a folder), or a training checkpoint of an `AudioEncoderModule` (a file);
-        weights are read weights-only, so loading never runs code."""
+        weights are read weights-only, so loading never runs code. A training checkpoint holds the encoder
+        alone: its model does not join the descriptors (weight 0), so its vectors are those of a space that
+        does not either; the `model/` folder beside it is the model that made the space."""
         if Path(path).is_dir():
-            settings, state = read_saved(path, what)
+            settings, state = read_saved(path, what, kind=cls.kind)
             model = cls(
                 AudioConfig.from_dict(settings["audio"]), settings["encoder"], settings.get("descriptor_weight", 0.0)
             )

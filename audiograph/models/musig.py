@@ -92,7 +92,7 @@ class MusigModel(nn.Module):
         """A model saved by `save` (a folder), or a training checkpoint of a `MusigModule` (a file);
         weights are read weights-only, so loading never runs code."""
         if Path(path).is_dir():
-            settings, state = read_saved(path, what)
+            settings, state = read_saved(path, what, kind=cls.kind)
         else:
             checkpoint = load_checkpoint(path, what)
             settings = checkpoint["hyper_parameters"]

@@ -81,12 +81,15 @@ def save_weights(module: torch.nn.Module, folder: Path, config: dict) -> Path:
     return folder
 
 
-def read_saved(folder: str | os.PathLike, what: str = "model") -> tuple[dict, dict]:
-    """(config, state dict) of a folder written by `save_weights`, the weights read weights-only."""
+def read_saved(folder: str | os.PathLike, what: str = "model", kind: str | None = None) -> tuple[dict, dict]:
+    """(config, state dict) of a folder written by `save_weights`, the weights read weights-only; with `kind`,
+    a folder whose config names another kind of model is refused."""
     import torch
 
     folder = Path(folder)
     config = read_settings(folder, what)
+    if kind is not None and config.get("kind", kind) != kind:
+        raise StoreError(f"{what}: {folder} holds a model of kind '{config['kind']}', not '{kind}'")
     with weights_only_loading(folder / WEIGHTS_FILE, what):
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     return config, state

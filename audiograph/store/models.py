@@ -61,7 +61,8 @@ class ModelRegistry:
         current: bool = False,
     ) -> str:
         """Add (or update) a model. A checkpoint (a file or a saved model folder) must lie in the models
-        folder, the only place models load from, and is kept relative to the store's folder. With
+        folder, the only place models load from, and is kept relative to it (so that a store renamed or moved
+        with its models folder keeps its models). With
         `current`, an existing model becomes the newest of its kind and space, the one searches use."""
         if checkpoint is not None:
             resolved = Path(checkpoint).resolve()
@@ -70,7 +71,7 @@ class ModelRegistry:
                     f"model '{model_id}': checkpoint {checkpoint} is outside {self.store.models_dir}, where"
                     " registered checkpoints must be"
                 )
-            checkpoint = path_text(resolved.relative_to(self.store.path.parent.resolve()))
+            checkpoint = path_text(resolved.relative_to(self.store.models_dir.resolve()))
         existing = self.get(model_id)
         row = {
             "id": model_id,
@@ -145,7 +146,7 @@ class ModelRegistry:
         row["config"] = json.loads(row["config"] or "{}")
         row["metrics"] = json.loads(row["metrics"] or "{}")
         if row["checkpoint"]:
-            row["checkpoint"] = str(self.store.path.parent / row["checkpoint"])
+            row["checkpoint"] = str(self.store.models_dir / row["checkpoint"])
         return row
 
     def _claim_run(self, folder: Path, model_id: str) -> None:
