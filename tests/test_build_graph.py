@@ -197,3 +197,36 @@ def test_build_graph_runs_without_cyclic_collections(tmp_path, monkeypatch):
     csv.write_text("playlist_id,track_id\np1,a\np1,b\np2,a\np2,c\n")
     report = build_graph(Store(tmp_path / "s.db"), [csv], add_missing=True, min_weight=1)
     assert seen == [False] and gc.isenabled() and report.summary["edges"] == 2
+
+
+def test_a_source_named_twice_is_read_once_and_one_playlist_split_over_files_is_joined(store_with_tracks, tmp_path):
+    store, music = store_with_tracks
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    _write_m3u(lists / "a.m3u8", ["../music/t0.mp3", "../music/t1.mp3", "../music/t2.mp3"])
+    once = build_graph(store, [lists / "a.m3u8"], min_weight=1)
+    expected = {(a, b): w for a, b, w in store.graph.edge_rows()}
+    # The same file twice, and a folder with the file named again: each stopped on a UNIQUE constraint.
+    for sources in ([lists / "a.m3u8", lists / "a.m3u8"], [lists, lists / "a.m3u8"]):
+        report = build_graph(store, sources, min_weight=1)
+        assert (report.playlists, report.entries) == (once.playlists, once.entries) == (1, 3)
+        assert {(a, b): w for a, b, w in store.graph.edge_rows()} == expected
+
+    # One membership table split over two files: the playlist is one, as if read from one file.
+    (tmp_path / "part1.csv").write_text("playlist,track\np1,m/t0.mp3\np1,m/t1.mp3\np2,m/t4.mp3\n", encoding="utf-8")
+    (tmp_path / "part2.csv").write_text("playlist,track\np1,m/t2.mp3\np2,m/t5.mp3\n", encoding="utf-8")
+    options = {"playlist_col": "playlist", "track_col": "track"}
+    report = build_graph(store, [tmp_path / "part1.csv", tmp_path / "part2.csv"], min_weight=1, **options)
+    assert (report.playlists, report.entries, report.playlists_joined) == (2, 5, 2)
+    expected = _brute_force_weights([["m/t0.mp3", "m/t1.mp3", "m/t2.mp3"], ["m/t4.mp3", "m/t5.mp3"]])
+    assert {(a, b): w for a, b, w in store.graph.edge_rows()} == expected
+
+
+def test_edge_list_rows_name_their_unmatched_ends_and_drop_edges_to_self(store_with_tracks, tmp_path):
+    store, _ = store_with_tracks
+    edges = tmp_path / "edges.csv"
+    edges.write_text("src,dst,weight\nm/t0.mp3,m/t1.mp3,2\nm/t1.mp3,m/nowhere.mp3,4\nm/t2.mp3,m/t2.mp3,3\n")
+    report = build_graph(store, [edges], min_weight=1)
+    assert (report.matched, report.unmatched, report.self_loops_dropped) == (1, 1, 1)
+    assert report.unmatched_examples == ["m/nowhere.mp3"]
+    assert {(a, b): w for a, b, w in store.graph.edge_rows()} == {("m/t0.mp3", "m/t1.mp3"): 2}

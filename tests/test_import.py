@@ -79,3 +79,25 @@ def test_the_command_line_says_what_it_kept_extended_and_replaced(tmp_path, csvs
     assert "genres left as they were" in out and "added to the existing space of model import:audio@" in out
     assert main(["import-tracks", str(more), "--db", db, "--features", "audio=energy,loud"]) == 0
     assert "note: feature group 'audio': model import:audio@" in capsys.readouterr().err
+
+
+def test_rows_left_out_are_named_by_the_line_they_start_on_and_the_cell_at_fault(tmp_path):
+    path = tmp_path / "messy.csv"
+    path.write_text(
+        "track_id,title,energy,tempo\n"  # line 1
+        'a,"A title\nover three\nlines",0.5,120\n'  # lines 2-4
+        "b,B,bad,120\n"  # line 5
+        "c,C,,120\n"  # line 6
+        "d,D,0.5\n"  # line 7: a field short
+        "e,E, with a comma,0.5,120\n"  # line 8: a field too many
+        "f,F,0.7,121\n",  # line 9
+        encoding="utf-8",
+    )
+    report = import_tracks(Store(tmp_path / "s.db"), path, features={"audio": ["energy", "tempo"]})
+    assert report.skipped == [
+        f"{path}:5: no audio vector: 'energy' is not a number ('bad')",
+        f"{path}:6: no audio vector: 'energy' is empty",
+        f"{path}:7: no audio vector: the row has fewer fields than the header has columns",
+        f"{path}:8: more fields than the header has columns (an unquoted comma?)",
+    ]
+    assert sorted(Store(tmp_path / "s.db").vectors.matrix("audio")[0]) == ["a", "f"]

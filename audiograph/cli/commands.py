@@ -205,12 +205,16 @@ def cmd_build_graph(args) -> int:
             f"replaced the stored graph: {r['playlists']} playlists and {r['edges']} edges, built {r['built']}"
             f" from {sources}"
         )
+    rows = f" and {report.edge_list_edges} edge-list rows" if report.edge_list_edges else ""
     say(
-        f"read {report.playlists} playlists with {report.entries} entries: {report.matched} matched stored tracks,"
-        f" {report.unmatched} did not"
+        f"read {report.playlists} playlists with {report.entries} entries{rows}: {report.matched} matched stored"
+        f" tracks, {report.unmatched} did not"
         + (f", {report.urls_skipped} URLs skipped" if report.urls_skipped else "")
         + (f", {report.duplicates_dropped} repeated entries dropped" if report.duplicates_dropped else "")
+        + (f", {report.self_loops_dropped} edges of a track to itself dropped" if report.self_loops_dropped else "")
     )
+    if report.playlists_joined:
+        say(f"  {report.playlists_joined} playlists have an id read from an earlier source: joined to it")
     for example in report.unmatched_examples:
         say(f"  unmatched: {example}")
     for line in report.malformed:

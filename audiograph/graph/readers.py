@@ -210,7 +210,7 @@ def read_membership_csv(
     report = ReadReport(source=path)
     playlists: dict[str, Playlist] = {}
     seen = set()
-    for line_number, row in _csv_rows(path, [playlist_col, track_col, name_col, title_col, artist_col]):
+    for line_number, row in csv_rows(path, [playlist_col, track_col, name_col, title_col, artist_col]):
         playlist_id, track_id = _cell(row, playlist_col), _cell(row, track_col)
         if playlist_id is None or track_id is None:
             empty = playlist_col if playlist_id is None else track_col
@@ -238,7 +238,7 @@ def read_edge_list_csv(
     report = ReadReport(source=path)
     src, dst, weight = [], [], []
     has_weight = weight_col in _csv_header(path)
-    for line_number, row in _csv_rows(path, [src_col, dst_col]):
+    for line_number, row in csv_rows(path, [src_col, dst_col]):
         a, b = _cell(row, src_col), _cell(row, dst_col)
         if a is None or b is None:
             report.malformed.append(f"{path}:{line_number}: empty {src_col if a is None else dst_col}")
@@ -278,8 +278,9 @@ def _csv_header(path: str) -> list[str]:
         return reader.fieldnames or []
 
 
-def _csv_rows(path: str, required: list[str | None]):
-    """(line number, row dict) for each data row, after checking that the `required` columns exist."""
+def csv_rows(path: str | os.PathLike, required: list[str | None]):
+    """(line number, row dict) for each data row, after checking that the `required` columns exist. The line
+    is the one the row starts on, also after a quoted field that spans lines."""
     with _csv_reader(path) as reader:
         header = reader.fieldnames or []
         missing = [column for column in required if column is not None and column not in header]
@@ -288,8 +289,10 @@ def _csv_rows(path: str, required: list[str | None]):
                 f"{path}: missing column(s) {', '.join(map(repr, missing))};"
                 f" available: {', '.join(header) or 'none (empty file)'}"
             )
+        start = reader.line_num + 1
         for row in reader:
-            yield reader.line_num, row
+            yield start, row
+            start = reader.line_num + 1
 
 
 def _cell(row: dict, column: str | None) -> str | None:
@@ -311,7 +314,7 @@ def read_sources(paths, **csv_options) -> tuple[list[Playlist], list[EdgeList], 
     edge_options = {key: value for key, value in csv_options.items() if key in EDGE_LIST_OPTIONS}
     membership_options = {key: value for key, value in csv_options.items() if key not in EDGE_LIST_OPTIONS}
     playlists, edge_lists, reports = [], [], []
-    for path in _expand(paths):
+    for path in dict.fromkeys(_expand(paths)):  # a file named twice (or inside a folder also named) is read once
         extension = path.suffix.lower()
         if extension in PLAYLIST_EXTENSIONS:
             playlist, report = read_m3u(path)
@@ -342,7 +345,19 @@ def _expand(paths) -> list[Path]:
             raise ConfigError(f"{path}: unknown source type (expected .m3u, .m3u8, .json, .csv or a folder)")
         else:
             files.append(path)
-    return files
+    return [file.resolve() for file in files]
+
+
+def merge_playlists(playlists: list[Playlist]) -> tuple[list[Playlist], int]:
+    """`playlists` with those of one id joined into the first, in order (a membership table split over several
+    files, or one playlist in two slices), and how many were joined into another."""
+    by_id: dict[str, Playlist] = {}
+    for playlist in playlists:
+        if playlist.id in by_id:
+            by_id[playlist.id].entries.extend(playlist.entries)
+        else:
+            by_id[playlist.id] = Playlist(playlist.id, playlist.name, playlist.source, list(playlist.entries))
+    return list(by_id.values()), len(playlists) - len(by_id)
 
 
 def _is_edge_list(path: Path, edge_options: dict) -> bool:

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from audiograph.errors import ConfigError
 from audiograph.graph.cooccurrence import choose_min_weight, cooccurrence_matrix, graph_summary, threshold
 from audiograph.graph.csr import CSRGraph
-from audiograph.graph.readers import EdgeList, Playlist, read_sources
+from audiograph.graph.readers import EdgeList, Playlist, merge_playlists, read_sources
 from audiograph.runtime import gc_paused
 from audiograph.store import Store, TrackRecord
 
@@ -32,7 +32,9 @@ class GraphReport:
     urls_skipped: int = 0
     malformed: list[str] = field(default_factory=list)
     duplicates_dropped: int = 0
+    playlists_joined: int = 0  # playlists of an id already read from another source, joined to it
     edge_list_edges: int = 0
+    self_loops_dropped: int = 0
     added_tracks: int = 0
     min_weight: float = 1.0
     min_weight_reason: str = ""
@@ -64,7 +66,9 @@ def build_graph(
     if not sources:
         raise ConfigError("build-graph needs at least one playlist source")
     playlists, edge_lists, reports = read_sources(sources, **csv_options)
+    playlists, joined = merge_playlists(playlists)
     report = GraphReport(
+        playlists_joined=joined,
         playlists=len(playlists),
         entries=sum(len(p.entries) for p in playlists),
         urls_skipped=sum(r.urls_skipped for r in reports),
@@ -99,14 +103,21 @@ def build_graph(
 def _add_edge_lists(
     weights: sp.csr_matrix, edge_lists: list[EdgeList], position: dict[str, int], report: GraphReport
 ) -> sp.csr_matrix:
-    """`weights` plus the weights of edge-list rows between stored tracks; the other rows count as unmatched."""
+    """`weights` plus the weights of edge-list rows between stored tracks; a row with an end that is no stored
+    track counts as unmatched (its id among the examples), and a track's edge to itself is dropped."""
     for edges in edge_lists:
-        pairs = [
-            (position[a], position[b], w)
-            for a, b, w in zip(edges.src, edges.dst, edges.weight, strict=True)
-            if a in position and b in position and a != b
-        ]
-        report.unmatched += len(edges.src) - len(pairs)
+        pairs = []
+        for a, b, w in zip(edges.src, edges.dst, edges.weight, strict=True):
+            missing = [t for t in (a, b) if t not in position]
+            if missing:
+                report.unmatched += 1
+                if len(report.unmatched_examples) < UNMATCHED_EXAMPLES:
+                    report.unmatched_examples.append(missing[0])
+            elif a == b:
+                report.self_loops_dropped += 1
+            else:
+                pairs.append((position[a], position[b], w))
+        report.matched += len(pairs)
         if pairs:
             rows, cols, w = map(np.asarray, zip(*pairs, strict=True))
             extra = sp.coo_matrix((w.astype(np.float32), (rows, cols)), shape=weights.shape).tocsr()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from audiograph.errors import ConfigError, existing_file
+from audiograph.graph.readers import csv_rows
 from audiograph.models import IMPORT_KIND
 from audiograph.runtime import gc_paused
 from audiograph.store import POPULARITY_SPACE, Store, TrackRecord
@@ -104,18 +104,9 @@ def import_tracks(
 
 
 def _read_rows(path: Path, wanted: list[str | None]) -> list[tuple[int, dict]]:
-    """The CSV's rows with their line numbers, once every `wanted` column (None: not asked for) is in its header."""
-    existing_file(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in wanted if c and c not in header]
-            if missing:
-                raise ConfigError(f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})")
-            return list(enumerate(reader, start=2))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"{path}: not a readable UTF-8 CSV ({e})") from None
+    """The CSV's rows with the lines they start on, once every `wanted` column (None: not asked for) is in its
+    header."""
+    return list(csv_rows(existing_file(path), wanted))
 
 
 def _collect_tracks(
@@ -137,6 +128,9 @@ def _collect_tracks(
         if not track_id:
             report.skipped.append(f"{path}:{line}: empty {id_col}")
             continue
+        if row.get(None):  # csv.DictReader's place for fields beyond the header: the columns have shifted
+            report.skipped.append(f"{path}:{line}: more fields than the header has columns (an unquoted comma?)")
+            continue
         if track_id not in first:
             vectors = _row_vectors(path, line, row, features, popularity_col, report)
             if vectors is None:
@@ -152,12 +146,22 @@ def _collect_tracks(
 def _row_vectors(
     path: Path, line: int, row: dict, features: dict[str, list[str]], popularity_col: str | None, report: ImportReport
 ) -> dict[str, np.ndarray] | None:
-    """One row's vectors by space, or None (reported as skipped) when a feature group is not numeric."""
+    """One row's vectors by space, or None (reported as skipped, naming the cell) when a feature group is not
+    numeric."""
     vectors = {}
     for group, cols in features.items():
         vector = [_number(row[c]) for c in cols]
         if any(v is None for v in vector):
-            report.skipped.append(f"{path}:{line}: non-numeric {group} feature")
+            column = cols[[v is None for v in vector].index(True)]
+            value = row[column]
+            problem = (
+                "the row has fewer fields than the header has columns"
+                if value is None
+                else f"'{column}' is empty"
+                if not value.strip()
+                else f"'{column}' is not a number ({value.strip()!r})"
+            )
+            report.skipped.append(f"{path}:{line}: no {group} vector: {problem}")
             vectors = None
             break
         vectors[group] = np.asarray(vector, np.float32)
