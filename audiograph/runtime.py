@@ -164,7 +164,7 @@ INTERRUPT_RECEIVED = {"at": None}  # when `stop_once_on_ctrl_c`'s handler ran (t
 
 
 @contextlib.contextmanager
-def stop_once_on_ctrl_c():
+def stop_once_on_ctrl_c(keep_ignored: bool = False):
     """Within this block, the first Ctrl-C (SIGINT) raises `KeyboardInterrupt` as usual, and later ones are
     ignored.
 
@@ -172,12 +172,15 @@ def stop_once_on_ctrl_c():
     work stops. A second `KeyboardInterrupt` raised inside that clean-up (a process pool's shutdown, a
     thread's lock) leaves it half done, and the exit then waits forever on worker processes. A process
     forked inside the block (a DataLoader worker) keeps Python's default behaviour. Where SIGINT is
-    ignored already (`nohup`, a background job), it stays ignored.
+    ignored already (`nohup`, a background job), it stays ignored. After the block the previous handler
+    is back, unless a Ctrl-C came and `keep_ignored` (a process that is about to exit, whose clean-up
+    then runs uninterrupted).
     """
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
     owner, stopping = os.getpid(), []
+    INTERRUPT_RECEIVED["at"] = None
 
     def handler(signum, frame):
         if os.getpid() == owner:
@@ -192,8 +195,8 @@ def stop_once_on_ctrl_c():
     try:
         yield
     finally:
-        # After a Ctrl-C it stays ignored, through the exit (which resets Python-level handlers to the default).
-        signal.signal(signal.SIGINT, signal.SIG_IGN if stopping else previous)
+        # SIG_IGN, unlike a Python handler, also holds while the interpreter shuts down.
+        signal.signal(signal.SIGINT, signal.SIG_IGN if stopping and keep_ignored else previous)
 
 
 def limit_threads() -> int:

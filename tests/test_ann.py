@@ -217,6 +217,15 @@ def test_query_and_similar_use_a_current_index_and_scan_exactly_otherwise(store_
     model_id = store.vectors.search_model("descriptors")[0]
     assert store.vectors.ann_index("descriptors", model_id, report["rows"]) is not None
     assert store.vectors.ann_index("descriptors", model_id, report["rows"] + 1) is None  # stale: not used
+    # Built over raw rows (as before a space became standardised: imported spaces, migration m007): stale too.
+    from audiograph.store.ann import META_FILE, ann_folder
+
+    meta_path = ann_folder(store.path, "descriptors") / META_FILE
+    meta = json.loads(meta_path.read_text())
+    assert meta["standardized"] is True
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "standardized"}))
+    assert Store(db).vectors.ann_index("descriptors", model_id, report["rows"]) is None
+    meta_path.write_text(json.dumps(meta))
     assert main(["similar", track, "--db", db, "--space", "descriptors", "--json", "-k", "5"]) == 0
     via_index = json.loads(capsys.readouterr().out)
     assert [h["track_id"] for h in via_index] == [h["track_id"] for h in exact]

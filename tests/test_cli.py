@@ -335,3 +335,25 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(embedded_db):
     proc.stdout.close()
     assert proc.wait(timeout=120) == 1
     assert proc.stderr.read() == ""
+
+
+@pytest.mark.parametrize("keep_ignored", [False, True])
+def test_the_first_ctrl_c_stops_and_later_ones_are_ignored_until_the_block_ends(keep_ignored):
+    import signal
+
+    from audiograph.runtime import INTERRUPT_RECEIVED, stop_once_on_ctrl_c
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt), stop_once_on_ctrl_c(keep_ignored=keep_ignored):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                raise AssertionError("the first Ctrl-C raised nothing")
+            except KeyboardInterrupt:
+                os.kill(os.getpid(), signal.SIGINT)  # during the clean-up: ignored
+                raise
+        assert INTERRUPT_RECEIVED["at"] is not None
+        # In-process callers (a notebook, a recipe) get their handler back; an exiting command keeps ignoring.
+        assert signal.getsignal(signal.SIGINT) is (signal.SIG_IGN if keep_ignored else before)
+    finally:
+        signal.signal(signal.SIGINT, before)

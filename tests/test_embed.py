@@ -337,11 +337,12 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
     proc = _started_until_rows([*cmd, "--batch-size", "1", "--workers", "2", "--quiet"], db, 2)
     try:
         os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # pressed twice in a row: the second lands while the run stops
         said = []
         while not said or said[-1].startswith("failed: "):  # the files that failed before it stopped
             said.append(proc.stderr.readline())
         assert said[-1] == "audiograph: interrupted\n", said
-        os.killpg(proc.pid, signal.SIGINT)  # during the clean-up that follows that line
+        os.killpg(proc.pid, signal.SIGINT)  # and again during the exit that follows that line
         assert proc.wait(timeout=120) == 130
         stopped = time.monotonic()
         assert proc.stderr.read() == ""

@@ -125,3 +125,14 @@ def test_no_module_unpickles_in_full():
         for line in text.splitlines():
             if "torch.load(" in line or "load_from_checkpoint(" in line:
                 assert "weights_only=True" in line, f"{path}: {line.strip()}"
+
+
+def test_files_linked_out_of_a_model_folder_are_refused(tmp_path):
+    from audiograph.models import AcousticModel
+
+    folder = AcousticModel().save(tmp_path / "model")
+    elsewhere = tmp_path / "elsewhere.pt"
+    (folder / "weights.pt").rename(elsewhere)
+    (folder / "weights.pt").symlink_to(elsewhere)  # weights-only still, but read from outside the folder
+    with pytest.raises(StoreError, match="links out of its folder"):
+        AcousticModel.load(folder)

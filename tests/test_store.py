@@ -470,3 +470,26 @@ def test_checkpoints_registered_before_are_migrated_to_the_models_folder(tmp_pat
     assert migrations_module.migrate(store.conn) == ["m008_checkpoints_relative_to_the_models_folder"]
     assert store.db.execute("SELECT checkpoint FROM models").fetchone()[0] == "enc1/model"
     assert store.models.checkpoint_file(store.models.get("enc1")) == folder.resolve()
+
+
+def test_the_migrations_of_old_model_rows_leave_odd_rows_usable(tmp_path):
+    store = Store(tmp_path / "a.db")
+    folder = _saved_model(store, "enc1")
+    rows = [  # (id, kind, checkpoint, config) as older or foreign stores hold them
+        ("win", "audio-encoder", "a.models\\enc1\\model", "{}"),
+        ("abs", "audio-encoder", str(folder), "{}"),
+        ("none", "import", None, None),
+        ("empty", "import", None, ""),
+    ]
+    with store.db.conn:
+        for model_id, kind, checkpoint, config in rows:
+            store.db.execute(
+                "INSERT INTO models (id, kind, space, checkpoint, config, metrics, created)"
+                " VALUES (?, ?, 'x', ?, ?, '{}', '2026-01-01')",
+                [model_id, kind, checkpoint, config],
+            )
+        store.db.execute("DELETE FROM _migrations WHERE name LIKE 'm007%' OR name LIKE 'm008%'")
+    migrations_module.migrate(store.conn)
+    for model_id in ("win", "abs"):
+        assert store.models.checkpoint_file(store.models.get(model_id)) == folder.resolve(), model_id
+    assert store.models.get("none")["config"] == store.models.get("empty")["config"] == {"standardize": True}

@@ -125,6 +125,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `audiograph` console script."""
+    command_line = argv is None  # the console script: this process exits when main returns
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     QUIET["on"] = args.quiet
     try:
-        with stop_on_sigterm(), stop_once_on_ctrl_c():
+        with stop_on_sigterm(), stop_once_on_ctrl_c(keep_ignored=command_line):
             return args.func(args)
     except AudiographError as e:
         if args.debug:
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audiograph: error: {one_line(str(sqlite_error(args.db or default_db_path(), e)))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        if args.debug:
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush cannot fail
         return 1
     except OSError as e:  # the file system refused (permissions, a full disk): the user's to fix

@@ -87,6 +87,9 @@ def read_saved(folder: str | os.PathLike, what: str = "model", kind: str | None 
     import torch
 
     folder = Path(folder)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):  # the folder lies in the models folder; its files must too
+        if (folder / name).resolve().parent != folder.resolve():
+            raise StoreError(f"{what} refused: {folder / name} links out of its folder")
     config = read_settings(folder, what)
     if kind is not None and config.get("kind", kind) != kind:
         raise StoreError(f"{what}: {folder} holds a model of kind '{config['kind']}', not '{kind}'")

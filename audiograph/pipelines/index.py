@@ -28,5 +28,6 @@ def build_index(store: Store, space: str, kind: str = "auto") -> IndexReport:
     model_id = store.vectors.search_model(space)[0]
     index = store.vectors.index(space, model_id)
     ann = build_ann_index(index.ids, index.matrix, model_id, kind=kind)
+    ann.standardized = index.mean is not None
     folder = ann.save(ann_folder(store.path, space))
     return IndexReport(space, model_id, len(index.ids), ann.kind, dict(ann.params), str(folder))

@@ -138,6 +138,7 @@ class AnnIndex:
     kind: str
     params: dict = field(default_factory=dict)
     rows: np.ndarray | None = None  # int64: the caller's row of each faiss row (None: the same order)
+    standardized: bool = False  # built over z-scored rows, as searches of a standardised space are
 
     def __len__(self) -> int:
         return len(self.id_offsets) - 1
@@ -203,6 +204,7 @@ class AnnIndex:
             "dim": int(self.index.d),
             "kind": self.kind,
             "params": self.params,
+            "standardized": self.standardized,
             "sizes": {name: (folder / name).stat().st_size for name in DATA_FILES},
         }
         tmp = folder / (META_FILE + ".tmp")
@@ -211,10 +213,11 @@ class AnnIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, model_id: str, n_rows: int) -> AnnIndex | None:
-        """The index saved in `folder`, or None when there is none or it is stale (built for another model
-        or another row count), so that the caller falls back to the exact scan. Raises AnnIndexError, one
-        line naming the folder, when the files are there but unreadable."""
+    def load(cls, folder: str | os.PathLike, model_id: str, n_rows: int, standardized: bool = False) -> AnnIndex | None:
+        """The index saved in `folder`, or None when there is none or it is stale (built for another model,
+        another row count, or rows standardised otherwise than the space's now are), so that the caller
+        falls back to the exact scan. Raises AnnIndexError, one line naming the folder, when the files are
+        there but unreadable."""
         folder = Path(folder)
         meta_path = folder / META_FILE
         if not meta_path.is_file():
@@ -231,7 +234,7 @@ class AnnIndex:
             raise corrupt(f"{META_FILE}: {error}") from None
         if meta.get("format") != FORMAT_VERSION:
             return None
-        if stored_model != model_id or stored_rows != n_rows:
+        if stored_model != model_id or stored_rows != n_rows or bool(meta.get("standardized")) != standardized:
             return None
         for name in DATA_FILES:
             path = folder / name
@@ -262,7 +265,7 @@ class AnnIndex:
             raise corrupt(f"{INDEX_FILE}: {faiss_reason(error)}") from None
         if index.ntotal != n_rows or index.d != dim:
             raise corrupt(f"{INDEX_FILE} holds {index.ntotal} rows of {index.d} dimensions, {n_rows} of {dim} expected")
-        ann = cls(index, ids_blob, offsets, stored_model, kind, params, rows)
+        ann = cls(index, ids_blob, offsets, stored_model, kind, params, rows, standardized)
         try:
             ann.apply_search_params()
         except (ValueError, TypeError, AttributeError, RuntimeError) as error:

@@ -204,14 +204,18 @@ def m006_graph_as_arrays(db: sqlite_utils.Database) -> None:
 @migration
 def m007_imported_spaces_standardised(db: sqlite_utils.Database) -> None:
     # Feature groups imported from a CSV are searched z-scored, as new imports register them.
-    db.execute("UPDATE models SET config = json_set(config, '$.standardize', json('true')) WHERE kind = 'import'")
+    db.execute(
+        "UPDATE models SET config = json_set(CASE WHEN json_valid(config) THEN config ELSE '{}' END,"
+        " '$.standardize', json('true')) WHERE kind = 'import'"
+    )
 
 
 @migration
 def m008_checkpoints_relative_to_the_models_folder(db: sqlite_utils.Database) -> None:
     # Kept relative to the store's folder before, they began with the models folder's name, which follows the
     # store's: a store renamed with its models folder (x.db and x.models to y.db and y.models) lost its models.
-    db.execute(
-        "UPDATE models SET checkpoint = substr(checkpoint, instr(checkpoint, '/') + 1)"
-        " WHERE checkpoint LIKE '%.models/%'"
-    )
+    # Only a relative path whose first part is a models folder changes (Windows wrote it with backslashes).
+    for model_id, checkpoint in db.execute("SELECT id, checkpoint FROM models WHERE checkpoint IS NOT NULL").fetchall():
+        first, separator, rest = checkpoint.replace("\\", "/").partition("/")
+        if separator and first.endswith(".models") and rest:
+            db.execute("UPDATE models SET checkpoint = ? WHERE id = ?", [rest, model_id])

@@ -71,7 +71,7 @@ class ModelRegistry:
                     f"model '{model_id}': checkpoint {checkpoint} is outside {self.store.models_dir}, where"
                     " registered checkpoints must be"
                 )
-            checkpoint = path_text(resolved.relative_to(self.store.models_dir.resolve()))
+            checkpoint = path_text(resolved.relative_to(self.store.models_dir.resolve()).as_posix())
         existing = self.get(model_id)
         row = {
             "id": model_id,

@@ -168,8 +168,9 @@ class Vectors:
         folder = ann_folder(self.store.path, space)
         if not folder.is_dir():
             return None
+        standardized = bool((self.models.get(model_id) or {}).get("config", {}).get("standardize"))
         try:
-            ann = AnnIndex.load(folder, model_id, n_rows)
+            ann = AnnIndex.load(folder, model_id, n_rows, standardized)
         except AnnIndexError as e:
             warnings.warn(f"{e}; searching exactly instead (rebuild it with `audiograph index {space}`)", stacklevel=2)
             return None
