@@ -230,3 +230,55 @@ def test_edge_list_rows_name_their_unmatched_ends_and_drop_edges_to_self(store_w
     assert (report.matched, report.unmatched, report.self_loops_dropped) == (1, 1, 1)
     assert report.unmatched_examples == ["m/nowhere.mp3"]
     assert {(a, b): w for a, b, w in store.graph.edge_rows()} == {("m/t0.mp3", "m/t1.mp3"): 2}
+
+
+def test_unreadable_sources_are_skipped_and_named_unless_every_source_is(store_with_tracks, tmp_path):
+    from audiograph.errors import ConfigError
+
+    store, _ = store_with_tracks
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    _write_m3u(lists / "a.m3u8", ["../music/t0.mp3", "../music/t1.mp3"])
+    (lists / "broken.json").write_text("{not json", encoding="utf-8")
+    report = build_graph(store, [lists], min_weight=1)
+    assert [f["file"] for f in report.failed] == [str((lists / "broken.json").resolve())]
+    assert report.failed[0]["reason"].startswith("invalid JSON")
+    assert {(a, b): w for a, b, w in store.graph.edge_rows()} == {("m/t0.mp3", "m/t1.mp3"): 1}
+
+    (tmp_path / "bad.csv").write_text("list,song\np1,m/t2.mp3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken.json: invalid JSON .*\(and 1 more sources could not be read\)"):
+        build_graph(store, [lists / "broken.json", tmp_path / "bad.csv"], min_weight=1)
+    assert {(a, b): w for a, b, w in store.graph.edge_rows()} == {("m/t0.mp3", "m/t1.mp3"): 1}
+
+
+def test_playlist_paths_match_stored_paths_in_either_unicode_normal_form(tmp_path):
+    import unicodedata
+
+    store = Store(tmp_path / "s.db")
+    music = tmp_path / "music"
+    names = [unicodedata.normalize("NFD", "Déjà vu.mp3"), unicodedata.normalize("NFC", "Über.mp3"), "plain.mp3"]
+    store.tracks.write(
+        [
+            TrackRecord(id=f"m/{i}", collection="m", path=str(music / n), content_hash=f"h{i}")
+            for i, n in enumerate(names)
+        ]
+    )
+    written = [unicodedata.normalize("NFC", names[0]), unicodedata.normalize("NFD", names[1]), names[2]]
+    _write_m3u(tmp_path / "mix.m3u8", [f"music/{n}" for n in written])
+    report = build_graph(store, [tmp_path / "mix.m3u8"], min_weight=1)
+    assert (report.matched, report.unmatched) == (3, 0)
+    assert {(a, b) for a, b, _ in store.graph.edge_rows()} == {("m/0", "m/1"), ("m/0", "m/2"), ("m/1", "m/2")}
+
+
+def test_repeated_edge_list_rows_add_up_and_are_counted(store_with_tracks, tmp_path):
+    store, _ = store_with_tracks
+    edges = tmp_path / "edges.csv"
+    edges.write_text("src,dst,weight\nm/t0.mp3,m/t1.mp3,2\nm/t1.mp3,m/t0.mp3,3\nm/t0.mp3,m/t2.mp3,1\n")
+    more = tmp_path / "more.csv"
+    more.write_text("src,dst\nm/t2.mp3,m/t0.mp3\n")
+    report = build_graph(store, [edges, more], min_weight=1)
+    assert report.edge_rows_summed == 2
+    assert {(a, b): w for a, b, w in store.graph.edge_rows()} == {
+        ("m/t0.mp3", "m/t1.mp3"): 5,
+        ("m/t0.mp3", "m/t2.mp3"): 2,
+    }

@@ -101,3 +101,30 @@ def test_rows_left_out_are_named_by_the_line_they_start_on_and_the_cell_at_fault
         f"{path}:8: more fields than the header has columns (an unquoted comma?)",
     ]
     assert sorted(Store(tmp_path / "s.db").vectors.matrix("audio")[0]) == ["a", "f"]
+
+
+def test_rows_repeating_a_track_with_other_values_are_named_and_the_first_is_kept(tmp_path, capsys):
+    from audiograph.cli import main
+
+    rows = [
+        {"track_id": "a", "playlist": "p1", "genre": "rock", "energy": "0.5", "title": "A"},
+        {"track_id": "b", "playlist": "p1", "genre": "rock", "energy": "0.9", "title": "B"},
+        {"track_id": "a", "playlist": "p2", "genre": "pop", "energy": "0.5", "title": "A"},  # same values: fine
+        {"track_id": "a", "playlist": "p3", "genre": "pop", "energy": "0.7", "title": "A"},
+        {"track_id": "b", "playlist": "p3", "genre": "pop", "energy": "0.9", "title": "B (live)"},
+    ]
+    path = _csv(tmp_path / "t.csv", rows)
+    store = Store(tmp_path / "s.db")
+    report = import_tracks(
+        store, path, features={"audio": ["energy"]}, genre_col="genre", title_col="title", playlist_col="playlist"
+    )
+    assert report.conflicting == [
+        f"{path}:5: 'energy' is '0.7', where line 2 has '0.5' for the same track; the first row's values are kept",
+        f"{path}:6: 'title' is 'B (live)', where line 3 has 'B' for the same track; the first row's values are kept",
+    ]
+    ids, matrix = store.vectors.matrix("audio")
+    assert dict(zip(ids, matrix[:, 0].tolist(), strict=True)) == {"a": 0.5, "b": pytest.approx(0.9)}
+
+    code = main(["import-tracks", str(path), "--db", str(tmp_path / "c.db"), "--features", "audio=energy"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.count("conflicting: ") == 1 and f"{path}:5: 'energy' is '0.7'" in out

@@ -81,10 +81,35 @@ def test_m3u_name_defaults_to_the_file_stem_and_latin1_is_tolerated(tmp_path):
     assert report.malformed == []
 
 
-def test_m3u8_must_be_utf8(tmp_path):
-    path = write(tmp_path / "bad.m3u8", "#EXTINF:10,Beyoncé - Déjà Vu\nsong.mp3\n", encoding="latin-1")
-    with pytest.raises(ConfigError, match="bad.m3u8"):
-        read_m3u(path)
+def test_an_m3u8_that_is_not_utf8_is_read_as_latin1_and_said(tmp_path):
+    path = write(tmp_path / "bad.m3u8", "#EXTINF:10,Beyoncé - Déjà Vu\nDéjà Vu.mp3\n", encoding="latin-1")
+    playlist, report = read_m3u(path)
+    assert playlist.entries == [
+        PlaylistEntry(path=str(tmp_path / "Déjà Vu.mp3"), title="Déjà Vu", artist="Beyoncé", duration=10.0)
+    ]
+    assert report.malformed == [f"{path}: not valid UTF-8, as an .m3u8 must be; read as Latin-1"]
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_csv_delimiter_is_found_from_the_header_and_column_names_are_trimmed(tmp_path, delimiter):
+    rows = [[" playlist_id ", "track_id "], ["p1", "a"], ["p1", "b;c|d"], ["p2", "a"]]
+    path = tmp_path / "lists.csv"
+    with open(path, "w", newline="", encoding="utf-8-sig") as f:  # with a BOM, as spreadsheets save
+        csv.writer(f, delimiter=delimiter).writerows(rows)
+    playlists, report = read_membership_csv(path)
+    assert [(p.id, [e.track_id for e in p.entries]) for p in playlists] == [("p1", ["a", "b;c|d"]), ("p2", ["a"])]
+    assert report.malformed == []
+
+
+def test_a_source_that_cannot_be_read_is_reported_and_the_others_are_read(tmp_path):
+    write(tmp_path / "lists" / "a.m3u8", "one.mp3\ntwo.mp3\n")
+    write(tmp_path / "lists" / "broken.json", "{not json")
+    write(tmp_path / "lists" / "sub" / "b.m3u", "three.mp3\n")
+    playlists, _, reports = read_sources([tmp_path / "lists"])
+    assert [p.name for p in playlists] == ["a", "b"]
+    errors = {os.path.basename(r.source): r.error for r in reports}
+    assert errors["a.m3u8"] is None and errors["b.m3u"] is None
+    assert errors["broken.json"].startswith("invalid JSON (")
 
 
 MPD_SLICE = {

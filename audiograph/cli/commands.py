@@ -212,7 +212,10 @@ def cmd_build_graph(args) -> int:
         + (f", {report.urls_skipped} URLs skipped" if report.urls_skipped else "")
         + (f", {report.duplicates_dropped} repeated entries dropped" if report.duplicates_dropped else "")
         + (f", {report.self_loops_dropped} edges of a track to itself dropped" if report.self_loops_dropped else "")
+        + (f", {report.edge_rows_summed} repeated edge rows added to their edge" if report.edge_rows_summed else "")
     )
+    for failure in report.failed:
+        report_failure(failure["file"], failure["reason"])
     if report.playlists_joined:
         say(f"  {report.playlists_joined} playlists have an id read from an earlier source: joined to it")
     for example in report.unmatched_examples:
@@ -291,6 +294,10 @@ def cmd_import_tracks(args) -> int:
         say(f"  skipped: {line}", args.quiet)
     if len(report.skipped) > 10:
         say(f"  ... and {len(report.skipped) - 10} more skipped rows", args.quiet)
+    for line in report.conflicting[:5]:
+        say(f"  conflicting: {line}", args.quiet)
+    if len(report.conflicting) > 5:
+        say(f"  ... and {len(report.conflicting) - 5} more rows that repeat a track with other values", args.quiet)
     return 0
 
 

@@ -73,6 +73,7 @@ class ReadReport:
     urls_skipped: int = 0
     duplicates_dropped: int = 0
     malformed: list[str] = field(default_factory=list)
+    error: str | None = None  # why the file could not be read at all (it gave nothing)
 
 
 def read_m3u(path: str | os.PathLike) -> tuple[Playlist, ReadReport]:
@@ -83,7 +84,10 @@ def read_m3u(path: str | os.PathLike) -> tuple[Playlist, ReadReport]:
     name = Path(path).stem
     entries = []
     pending_info = PlaylistEntry()  # what the last #EXTINF said about the next entry
-    for line_number, line in enumerate(_read_m3u_text(path).splitlines(), start=1):
+    text, note = _read_m3u_text(path)
+    if note:
+        report.malformed.append(note)
+    for line_number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
@@ -109,15 +113,16 @@ def read_m3u(path: str | os.PathLike) -> tuple[Playlist, ReadReport]:
     return Playlist(id=path, name=name, source=path, entries=entries), report
 
 
-def _read_m3u_text(path: str) -> str:
+def _read_m3u_text(path: str) -> tuple[str, str | None]:
+    """The playlist's text, and a note when it had to be read as Latin-1."""
     data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), None
     except UnicodeDecodeError:
-        # Plain .m3u predates UTF-8 and is often written in latin-1; .m3u8 is UTF-8 by definition.
-        if path.lower().endswith(".m3u8"):
-            raise ConfigError(f"{path}: not valid UTF-8") from None
-        return data.decode("latin-1")
+        # Plain .m3u predates UTF-8 and is often written in Latin-1. An .m3u8 is UTF-8 by definition, but old
+        # tools write Latin-1 under that name too: read it all the same, and say so.
+        note = f"{path}: not valid UTF-8, as an .m3u8 must be; read as Latin-1"
+        return data.decode("latin-1"), note if path.lower().endswith(".m3u8") else None
 
 
 def _parse_extinf(info: str) -> PlaylistEntry:
@@ -265,10 +270,18 @@ def _positive_float(text: str | None) -> float | None:
 
 @contextmanager
 def _csv_reader(path: str):
-    """A csv.DictReader over `path`; decoding and CSV syntax errors become ConfigError."""
+    """A csv.DictReader over `path`, with column names stripped of spaces; decoding and CSV syntax errors become
+    ConfigError. The delimiter is a comma, or, where the header line has none, the semicolon, tab or bar it has
+    (spreadsheets in many locales save semicolons)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as file:
-            yield csv.DictReader(file)
+            header = file.readline()
+            file.seek(0)
+            delimiter = next((d for d in ",;\t|" if d in header), ",")
+            reader = csv.DictReader(file, delimiter=delimiter)
+            if reader.fieldnames:
+                reader.fieldnames = [name.strip() for name in reader.fieldnames]
+            yield reader
     except (csv.Error, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: unreadable CSV ({error})") from None
 
@@ -307,7 +320,9 @@ def read_sources(paths, **csv_options) -> tuple[list[Playlist], list[EdgeList], 
 
     A directory contributes its .m3u/.m3u8/.json files, recursively, in sorted order. A .csv
     whose header has the edge-list src/dst columns is an edge list, otherwise a membership
-    table. `csv_options` are the column-name arguments of both CSV readers.
+    table. `csv_options` are the column-name arguments of both CSV readers. A file that cannot be
+    read at all (not JSON, not CSV, a missing column, no permission) gives nothing but its report,
+    whose `error` says why; the other files are read all the same.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -315,21 +330,33 @@ def read_sources(paths, **csv_options) -> tuple[list[Playlist], list[EdgeList], 
     membership_options = {key: value for key, value in csv_options.items() if key not in EDGE_LIST_OPTIONS}
     playlists, edge_lists, reports = [], [], []
     for path in dict.fromkeys(_expand(paths)):  # a file named twice (or inside a folder also named) is read once
-        extension = path.suffix.lower()
-        if extension in PLAYLIST_EXTENSIONS:
-            playlist, report = read_m3u(path)
-            playlists.append(playlist)
-        elif extension == ".json":
-            found, report = read_mpd_json(path)
-            playlists.extend(found)
-        elif _is_edge_list(path, edge_options):
-            edge_list, report = read_edge_list_csv(path, **edge_options)
-            edge_lists.append(edge_list)
-        else:
-            found, report = read_membership_csv(path, **membership_options)
-            playlists.extend(found)
+        try:
+            found, edges, report = _read_source(path, edge_options, membership_options)
+        except (ConfigError, OSError) as error:
+            reason = error.strerror or str(error) if isinstance(error, OSError) else str(error)
+            found, edges, report = [], [], ReadReport(str(path), error=reason.removeprefix(f"{path}: "))
+        playlists.extend(found)
+        edge_lists.extend(edges)
         reports.append(report)
     return playlists, edge_lists, reports
+
+
+def _read_source(
+    path: Path, edge_options: dict, membership_options: dict
+) -> tuple[list[Playlist], list[EdgeList], ReadReport]:
+    """One source file's playlists, edge lists and report, by the reader its extension (and header) calls for."""
+    extension = path.suffix.lower()
+    if extension in PLAYLIST_EXTENSIONS:
+        playlist, report = read_m3u(path)
+        return [playlist], [], report
+    if extension == ".json":
+        found, report = read_mpd_json(path)
+        return found, [], report
+    if _is_edge_list(path, edge_options):
+        edge_list, report = read_edge_list_csv(path, **edge_options)
+        return [], [edge_list], report
+    found, report = read_membership_csv(path, **membership_options)
+    return found, [], report
 
 
 def _expand(paths) -> list[Path]:

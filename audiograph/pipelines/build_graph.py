@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 import networkx as nx
@@ -31,10 +32,12 @@ class GraphReport:
     unmatched_examples: list[str] = field(default_factory=list)
     urls_skipped: int = 0
     malformed: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # {"file", "reason"} of each source that could not be read
     duplicates_dropped: int = 0
     playlists_joined: int = 0  # playlists of an id already read from another source, joined to it
     edge_list_edges: int = 0
     self_loops_dropped: int = 0
+    edge_rows_summed: int = 0  # edge-list rows between a pair an earlier row already joined: weights add up
     added_tracks: int = 0
     min_weight: float = 1.0
     min_weight_reason: str = ""
@@ -66,6 +69,10 @@ def build_graph(
     if not sources:
         raise ConfigError("build-graph needs at least one playlist source")
     playlists, edge_lists, reports = read_sources(sources, **csv_options)
+    failed = [{"file": r.source, "reason": r.error} for r in reports if r.error]
+    if failed and len(failed) == len(reports):
+        more = f" (and {len(failed) - 1} more sources could not be read)" if len(failed) > 1 else ""
+        raise ConfigError(f"{failed[0]['file']}: {failed[0]['reason']}{more}")
     playlists, joined = merge_playlists(playlists)
     report = GraphReport(
         playlists_joined=joined,
@@ -73,6 +80,7 @@ def build_graph(
         entries=sum(len(p.entries) for p in playlists),
         urls_skipped=sum(r.urls_skipped for r in reports),
         malformed=[m for r in reports for m in r.malformed],
+        failed=failed,
         duplicates_dropped=sum(r.duplicates_dropped for r in reports),
         edge_list_edges=sum(len(e.src) for e in edge_lists),
     )
@@ -104,7 +112,9 @@ def _add_edge_lists(
     weights: sp.csr_matrix, edge_lists: list[EdgeList], position: dict[str, int], report: GraphReport
 ) -> sp.csr_matrix:
     """`weights` plus the weights of edge-list rows between stored tracks; a row with an end that is no stored
-    track counts as unmatched (its id among the examples), and a track's edge to itself is dropped."""
+    track counts as unmatched (its id among the examples), and a track's edge to itself is dropped. Rows of one
+    pair (in either order, in any edge list) add up, and are counted."""
+    seen = set()
     for edges in edge_lists:
         pairs = []
         for a, b, w in zip(edges.src, edges.dst, edges.weight, strict=True):
@@ -116,6 +126,9 @@ def _add_edge_lists(
             elif a == b:
                 report.self_loops_dropped += 1
             else:
+                pair = (min(position[a], position[b]), max(position[a], position[b]))
+                report.edge_rows_summed += pair in seen
+                seen.add(pair)
                 pairs.append((position[a], position[b], w))
         report.matched += len(pairs)
         if pairs:
@@ -159,21 +172,28 @@ def match_playlists(
     """Match playlist entries to stored tracks, by path for file entries and by id otherwise.
 
     Returns the playlists as (id, name, source, entries listed, matched track ids in order),
-    and one "entry (in 'playlist')" line per unmatched entry.
+    and one "entry (in 'playlist')" line per unmatched entry. Paths match in Unicode normal form C, so that
+    a playlist written on macOS (which decomposes accents in file names) finds files named elsewhere.
     """
-    by_path = {t["path"]: t["id"] for t in store.tracks.rows(status="ok") if t["path"]}
+    by_path = {_nfc(t["path"]): t["id"] for t in store.tracks.rows(status="ok") if t["path"]}
     known = set(store.tracks.node_ids() if node_ids is None else node_ids)
     matched_playlists, unmatched = [], []
     for playlist in playlists:
         matched = []
         for entry in playlist.entries:
-            track_id = by_path.get(entry.path) if entry.path else entry.track_id if entry.track_id in known else None
+            track_id = (
+                by_path.get(_nfc(entry.path)) if entry.path else entry.track_id if entry.track_id in known else None
+            )
             if track_id is None:
                 unmatched.append(f"{entry.path or entry.track_id} (in '{playlist.name}')")
             else:
                 matched.append(track_id)
         matched_playlists.append((playlist.id, playlist.name, playlist.source, len(playlist.entries), matched))
     return matched_playlists, unmatched
+
+
+def _nfc(path: str) -> str:
+    return unicodedata.normalize("NFC", path)
 
 
 def _add_missing_tracks(store: Store, playlists: list[Playlist], edge_lists) -> int:

@@ -30,6 +30,8 @@ class ImportReport:
     feature_groups: dict[str, int] = field(default_factory=dict)  # group -> dimensions
     genres: int = 0
     skipped: list[str] = field(default_factory=list)  # "file:line: reason"
+    # "file:line: ..." for each row that repeats a track id with other values (the first row's are kept)
+    conflicting: list[str] = field(default_factory=list)
     extended: dict[str, str] = field(default_factory=dict)  # group -> the existing model this import added to
     replaced: list[str] = field(default_factory=list)  # one sentence per feature space whose model changed
 
@@ -83,6 +85,8 @@ def import_tracks(
     first, votes, values = _collect_tracks(
         path, rows, id_col, features, genre_col, popularity_col, playlist_col, report
     )
+    compared = [c for c in (popularity_col, title_col, artist_col) if c] + [c for cs in features.values() for c in cs]
+    report.conflicting = _conflicting_rows(path, rows, id_col, first, compared)
 
     models = {}
     for group, cols in [*features.items(), *([(POPULARITY_SPACE, [popularity_col])] if popularity_col else [])]:
@@ -141,6 +145,26 @@ def _collect_tracks(
             source = (row.get(playlist_col) or "").strip() if playlist_col else ""
             votes[track_id].append((source or f"{path.name}:{line}", row[genre_col].strip()))
     return first, votes, values
+
+
+def _conflicting_rows(
+    path: Path, rows: list[tuple[int, dict]], id_col: str, first: dict[str, dict], columns: list[str]
+) -> list[str]:
+    """One line per row that repeats a kept track's id with another value in one of `columns`, naming the first
+    such column (a track listed in several playlists normally repeats its values exactly)."""
+    lines = {id(row): line for line, row in rows}
+    found = []
+    for line, row in rows:
+        kept = first.get((row.get(id_col) or "").strip())
+        if kept is None or kept is row or row.get(None):
+            continue
+        column = next((c for c in columns if (row.get(c) or "").strip() != (kept.get(c) or "").strip()), None)
+        if column is not None:
+            found.append(
+                f"{path}:{line}: '{column}' is {(row.get(column) or '').strip()!r}, where line {lines[id(kept)]}"
+                f" has {(kept.get(column) or '').strip()!r} for the same track; the first row's values are kept"
+            )
+    return found
 
 
 def _row_vectors(
