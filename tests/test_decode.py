@@ -1,5 +1,7 @@
 """Decoding: every format and rate decodes to the right samples; every kind of broken file gets its reason."""
 
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -58,6 +60,14 @@ def test_decode_from_bytes_equals_decode_from_path(tmp_path):
     np.testing.assert_array_equal(a.samples, b.samples)
 
 
+def _has_pyav() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _reason(path, **kwargs) -> str:
     with pytest.raises(DecodeError) as info:
         decode(path, **kwargs)
@@ -88,9 +98,10 @@ def test_faulty_files_raise_with_a_reason(tmp_path):
     sf.write(silent, np.zeros(22050 * 3, np.float32), 22050, format="FLAC")
     assert _reason(silent) == "silent (digital silence)"
 
-    m4a = tmp_path / "song.m4a"
+    m4a = tmp_path / "song.m4a"  # an MP4 box header and nothing else
     m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200)
-    assert _reason(m4a).startswith("unsupported format '.m4a'")
+    expected = "unrecognised or corrupt audio data (" if _has_pyav() else "unsupported format '.m4a'"
+    assert _reason(m4a).startswith(expected)
 
     garbage = tmp_path / "noise.ogg"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
@@ -224,3 +235,57 @@ def test_long_files_decode_in_blocks_to_the_one_shot_result(monkeypatch):
     monkeypatch.setattr(decode_module, "MAX_SECONDS", 10)
     with pytest.raises(DecodeError, match="too long: 20.0 s declared"):
         decode("long.wav", data=data)
+
+
+def _write_m4a(path, x: np.ndarray, rate: int, codec: str, tags: dict) -> bytes:
+    """`x` [frames, channels] float32 in an M4A (moov first, as iTunes writes it) with `codec`, through PyAV."""
+    av = pytest.importorskip("av")
+    layout = {1: "mono", 2: "stereo"}[x.shape[1]]
+    with av.open(str(path), "w", format="ipod", options={"movflags": "+faststart"}) as container:
+        container.metadata.update(tags)
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = layout
+        if codec == "alac":
+            stream.format = "s16p"
+            planes, fmt = np.ascontiguousarray(np.round(x.T * 32767).astype(np.int16)), "s16p"
+        else:
+            planes, fmt = np.ascontiguousarray(x.T), "fltp"
+        frame = av.AudioFrame.from_ndarray(planes, format=fmt, layout=layout)
+        frame.rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("codec", ["alac", "aac"])
+def test_m4a_decodes_through_ffmpeg_like_the_same_audio_through_libsndfile(tmp_path, codec):
+    x = _tone(4.0, 44100, channels=2)
+    _write_m4a(tmp_path / "tone.m4a", x, 44100, codec, {"title": "Tone", "artist": "Tester", "track": "3/12"})
+    sf.write(tmp_path / "tone.wav", np.round(x * 32767).astype(np.int16), 44100, subtype="PCM_16")
+    audio, reference = decode(tmp_path / "tone.m4a"), decode(tmp_path / "tone.wav")
+    assert (audio.source_rate, audio.channels, audio.format) == (44100, 2, codec)
+    assert audio.tags == {"title": "Tone", "artist": "Tester", "tracknumber": "3/12"}
+    if codec == "alac":  # lossless: the same samples as libsndfile's decode of the same PCM
+        np.testing.assert_allclose(audio.samples, reference.samples, atol=1e-6)
+    else:  # lossy, with the encoder's padding: the tone, its level and its length
+        assert abs(audio.duration - 4.0) < 0.1
+        spectrum = np.abs(np.fft.rfft(audio.samples))
+        assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(audio.samples) - 440) < 3
+        rms = [float(np.sqrt(np.mean(a.samples[SAMPLE_RATE:-SAMPLE_RATE] ** 2))) for a in (audio, reference)]
+        assert rms[0] == pytest.approx(rms[1], rel=0.05)
+
+
+def test_m4a_faults_and_a_missing_pyav_get_their_reasons(tmp_path, monkeypatch):
+    data = _write_m4a(tmp_path / "full.m4a", _tone(4.0, 44100, channels=2), 44100, "aac", {})
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(data[: len(data) // 2])
+    assert _reason(cut).startswith("truncated: decoded 2.")
+    named = tmp_path / "really an m4a.mp3"  # an MP4 under another name is read by what it is
+    named.write_bytes(data)
+    assert decode(named).format == "aac"
+
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+    assert _reason(tmp_path / "full.m4a") == (
+        "unsupported format '.m4a' (pip install 'audiograph[ffmpeg]' reads it; readable without: MP3, WAV, FLAC,"
+        " OGG/Opus, AIFF, AU, CAF)"
+    )

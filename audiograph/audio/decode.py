@@ -22,8 +22,9 @@ SAMPLE_RATE = 22_050
 AUDIO_EXTENSIONS = frozenset(
     {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64"}
 )
-# Common audio formats libsndfile cannot read: reported as failures rather than silently ignored.
-UNSUPPORTED_AUDIO_EXTENSIONS = frozenset(
+# Common audio formats libsndfile cannot read: decoded through FFmpeg where PyAV is installed (the `ffmpeg`
+# extra), else reported as failures rather than silently ignored.
+FFMPEG_AUDIO_EXTENSIONS = frozenset(
     {".m4a", ".mp4", ".aac", ".alac", ".wma", ".ape", ".mpc", ".wv", ".mka", ".webm", ".amr", ".ra"}
 )
 TAG_NAMES = ("title", "artist", "album", "genre", "tracknumber", "date")
@@ -71,7 +72,9 @@ def decode(
 ) -> DecodedAudio:
     """Decode `path` (or its already-read bytes `data`) to mono float32 at `sample_rate`.
 
-    The file is decoded in blocks, so memory follows the audio it really holds. Raises
+    libsndfile reads MP3, WAV, FLAC, OGG/Opus, AIFF, AU and CAF; FFmpeg (PyAV, the `ffmpeg` extra) reads an
+    MP4 under any name and `FFMPEG_AUDIO_EXTENSIONS`. The file is decoded in blocks, so memory follows the
+    audio it really holds. Raises
     `DecodeError` with a one-line reason for empty, non-audio, unsupported, corrupt (an impossible
     header, or samples that are not finite or beyond `MAX_SAMPLE`), truncated (fewer frames than
     the container declares, or an incomplete last Ogg page or MP3 frame), too long, too short and
@@ -79,17 +82,10 @@ def decode(
     """
     path = Path(path)
     data = _file_bytes(path, data)
-    with _quiet_stderr():
-        try:
-            with sf.SoundFile(io.BytesIO(data)) as f:
-                declared, source_rate, channels, fmt = f.frames, f.samplerate, f.channels, f.format
-                _check_header(path, len(data), declared, source_rate, channels)
-                tags = {k: v for k, v in f.copy_metadata().items() if k in TAG_NAMES and v}
-                decoded, mono, peak, error = _read_mono(path, f, sample_rate)
-        except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError) as e:
-            raise DecodeError(path, _describe_unreadable(data, e)) from None
-
-    _check_complete(path, data, fmt, declared, source_rate, decoded, error)
+    if path.suffix.lower() in FFMPEG_AUDIO_EXTENSIONS or data[4:8] == b"ftyp":  # an MP4 under any name
+        decoded, mono, peak, source_rate, channels, fmt, tags = _decode_with_ffmpeg(path, data, sample_rate)
+    else:
+        decoded, mono, peak, source_rate, channels, fmt, tags = _decode_with_libsndfile(path, data, sample_rate)
     duration = decoded / source_rate
     if duration < min_seconds:
         raise DecodeError(path, f"too short: {duration:.2f} s (minimum {min_seconds:g} s)")
@@ -102,16 +98,109 @@ def decode(
         source_rate=source_rate,
         channels=channels,
         duration=duration,
-        format=fmt.lower(),
+        format=fmt,
         tags=tags,
     )
 
 
+def _decode_with_libsndfile(path: Path, data: bytes, sample_rate: int):
+    """(frames decoded, mono samples at `sample_rate`, their peak, source rate, channels, format, tags) of the
+    formats libsndfile reads, checked against what their containers declare."""
+    with _quiet_stderr():
+        try:
+            with sf.SoundFile(io.BytesIO(data)) as f:
+                declared, source_rate, channels, fmt = f.frames, f.samplerate, f.channels, f.format
+                _check_header(path, len(data), declared, source_rate, channels)
+                tags = {k: v for k, v in f.copy_metadata().items() if k in TAG_NAMES and v}
+                decoded, mono, peak, error = _read_mono(path, _libsndfile_blocks(f), channels, source_rate, sample_rate)
+        except (sf.LibsndfileError, RuntimeError, ValueError, OverflowError) as e:
+            raise DecodeError(path, _describe_unreadable(data, e)) from None
+    _check_complete(path, data, fmt, declared, source_rate, decoded, error)
+    return decoded, mono, peak, source_rate, channels, fmt.lower(), tags
+
+
+def _decode_with_ffmpeg(path: Path, data: bytes, sample_rate: int):
+    """`_decode_with_libsndfile` for the formats only FFmpeg reads (M4A with AAC or ALAC, WMA, ...), through
+    PyAV; without it, a one-line reason that says how to get it."""
+    try:
+        import av
+    except ImportError:
+        what = path.suffix.lower() or "MP4"
+        raise DecodeError(
+            path,
+            f"unsupported format '{what}' (pip install 'audiograph[ffmpeg]' reads it; readable without:"
+            f" MP3, WAV, FLAC, OGG/Opus, AIFF, AU, CAF)",
+        ) from None
+    try:
+        with av.open(io.BytesIO(data), metadata_errors="ignore") as container:
+            stream = next(iter(container.streams.audio), None)
+            if stream is None:
+                raise DecodeError(path, "no audio stream")
+            source_rate, channels = stream.rate or 0, stream.channels or 0
+            declared = None
+            if stream.duration and stream.time_base:
+                declared = round(float(stream.duration * stream.time_base) * source_rate)
+            _check_header(path, len(data), declared or _UNKNOWN_LENGTH, source_rate, channels)
+            metadata = {k.lower(): v for k, v in {**container.metadata, **stream.metadata}.items()}
+            metadata["tracknumber"] = metadata.get("track")
+            tags = {k: metadata[k] for k in TAG_NAMES if metadata.get(k)}
+            blocks = _ffmpeg_blocks(av, container, stream, channels)
+            decoded, mono, peak, error = _read_mono(path, blocks, channels, source_rate, sample_rate)
+            fmt = stream.codec_context.name
+    except av.error.FFmpegError as e:
+        raise DecodeError(path, f"unrecognised or corrupt audio data ({_ffmpeg_message(e)})") from None
+    seconds = f"{decoded / source_rate:.1f} s"
+    stop = f" ({_ffmpeg_message(error)})" if error else ""
+    if decoded == 0:
+        raise DecodeError(path, f"no audio frames{stop}")
+    if declared and decoded < declared * (1 - LOSSY_LENGTH_TOLERANCE):
+        raise DecodeError(path, f"truncated: decoded {seconds} of {declared / source_rate:.1f} s declared{stop}")
+    if error:
+        raise DecodeError(path, f"corrupt: decoding stopped after {seconds}{stop}")
+    return decoded, mono, peak, source_rate, channels, fmt, tags
+
+
+def _ffmpeg_message(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+class _DecoderStopped(Exception):
+    """A decoder error part-way through a stream: what decoded before it still counts."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _libsndfile_blocks(f: sf.SoundFile):
+    """[frames, channels] float32 blocks of `f`, read into one reused array: nothing is sized by the header.
+    Reads start small and double, so that a stream that fails early still says how far it got."""
+    block = np.empty((max(1, BLOCK_SAMPLES // f.channels), f.channels), np.float32)
+    size = max(1, FIRST_BLOCK_SAMPLES // f.channels)
+    while True:
+        try:
+            samples = f.read(out=block[:size])
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise _DecoderStopped(e) from None
+        size = min(2 * size, len(block))
+        if not len(samples):
+            return
+        yield samples
+
+
+def _ffmpeg_blocks(av, container, stream, channels: int):
+    """[frames, channels] float32 blocks of an FFmpeg audio stream, one decoded frame each."""
+    to_float = av.AudioResampler(format="flt", layout=stream.layout, rate=stream.rate)
+    try:
+        for frame in container.decode(stream):
+            for converted in to_float.resample(frame):
+                yield converted.to_ndarray().reshape(-1, channels)
+    except av.error.FFmpegError as e:
+        raise _DecoderStopped(e) from None
+
+
 def _file_bytes(path: Path, data: bytes | None) -> bytes:
-    """The file's bytes (`data` when already read), rejecting formats libsndfile cannot read and empty files."""
-    suffix = path.suffix.lower()
-    if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
-        raise DecodeError(path, f"unsupported format '{suffix}' (readable: MP3, WAV, FLAC, OGG/Opus, AIFF, AU, CAF)")
+    """The file's bytes (`data` when already read), rejecting empty files."""
     if data is None:
         try:
             data = path.read_bytes()
@@ -159,15 +248,13 @@ def _check_header(path: Path, size: int, declared: int, rate: int, channels: int
         raise DecodeError(path, f"too long: {_duration_text(declared / rate)} declared (at most {limit})")
 
 
-def _read_mono(path: Path, f: sf.SoundFile, sample_rate: int):
-    """Read `f` block by block, mixing to mono and resampling as it goes.
+def _read_mono(path: Path, blocks, channels: int, rate: int, sample_rate: int):
+    """Mix `blocks` ([frames, channels] float32 arrays at `rate`) to mono and resample them to `sample_rate` as
+    they come.
 
     Returns (frames decoded, mono samples at `sample_rate`, peak of the mono signal, the error that
     stopped decoding early or None).
     """
-    channels, rate = f.channels, f.samplerate
-    block = np.empty((max(1, BLOCK_SAMPLES // channels), channels), np.float32)
-    size = max(1, FIRST_BLOCK_SAMPLES // channels)
     mix = np.full(channels, 1 / channels, np.float32)
     resampler = None
     if rate != sample_rate:
@@ -175,12 +262,11 @@ def _read_mono(path: Path, f: sf.SoundFile, sample_rate: int):
     parts, decoded, peak, error = [], 0, 0.0, None
     while True:
         try:
-            samples = f.read(out=block[:size])  # into one reused block: nothing is sized by the header
-        except (sf.LibsndfileError, RuntimeError) as e:
-            error = e
+            samples = next(blocks, None)
+        except _DecoderStopped as stopped:
+            error = stopped.error
             break
-        size = min(2 * size, len(block))
-        if not len(samples):
+        if samples is None:
             break
         decoded += len(samples)
         high, low = float(samples.max()), float(samples.min())
@@ -432,8 +518,6 @@ def _describe_unreadable(data: bytes, error: Exception) -> str:
         _, structure = _ogg_check(data, 48_000)
         if structure:
             return f"truncated: {structure}"
-    if head[4:8] == b"ftyp":
-        return "MP4/AAC container, which libsndfile cannot read"
     printable = sum(32 <= b < 127 or b in b"\t\r\n" for b in head)
     if printable > 0.95 * len(head):
         return "not an audio file (text content)"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from audiograph.audio.analysis import analyse, preload
 from audiograph.audio.config import AudioConfig
-from audiograph.audio.decode import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS, DecodeError, content_hash
+from audiograph.audio.decode import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, DecodeError, content_hash
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.errors import ConfigError
 from audiograph.models import DESCRIPTORS_KIND
@@ -80,7 +80,7 @@ def scan(root: Path) -> tuple[list[Path], int, list[dict]]:
                 continue
             suffix = os.path.splitext(name)[1].lower()
             path = Path(folder) / name
-            if suffix in AUDIO_EXTENSIONS or suffix in UNSUPPORTED_AUDIO_EXTENSIONS:
+            if suffix in AUDIO_EXTENSIONS or suffix in FFMPEG_AUDIO_EXTENSIONS:
                 audio.append(path)
             else:
                 other += 1
