@@ -357,3 +357,22 @@ def test_the_first_ctrl_c_stops_and_later_ones_are_ignored_until_the_block_ends(
         assert signal.getsignal(signal.SIGINT) is (signal.SIG_IGN if keep_ignored else before)
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.parametrize("local_rank", [None, "0", "1"])
+def test_an_interrupted_command_says_so_once_per_machine(monkeypatch, capsys, tmp_path, local_rank):
+    """Ctrl-C reaches every rank of a multi-device run; only the first process of each machine says so."""
+    from audiograph import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    help_text, add_arguments, _ = cli.COMMANDS["info"]
+    monkeypatch.setitem(cli.COMMANDS, "info", (help_text, add_arguments, interrupted))
+    assert cli.main(["info", "--db", str(tmp_path / "none.db")]) == 130
+    said = "" if local_rank == "1" else "audiograph: interrupted\n"
+    assert capsys.readouterr().err == said

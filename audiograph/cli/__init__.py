@@ -159,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audiograph: error: {one_line(where + (e.strerror or str(e)))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("audiograph: interrupted", file=sys.stderr)
+        _say_interrupted()
         return 130
     except (Terminated, SystemExit) as e:
         if isinstance(e, SystemExit) and INTERRUPT_RECEIVED["at"] is not None:  # Lightning ends a fit so
-            print("audiograph: interrupted", file=sys.stderr)
+            _say_interrupted()
             return 130
         if isinstance(e, SystemExit) and SIGTERM_RECEIVED["at"] is None:
             raise
@@ -175,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"audiograph: error: {e}", file=sys.stderr)
         return 1
+
+
+def _say_interrupted() -> None:
+    """Say that Ctrl-C stopped the command, once per machine: in a multi-device run every process of the
+    terminal's group gets the Ctrl-C, and the ranks Lightning started (LOCAL_RANK > 0) leave it to the first."""
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        print("audiograph: interrupted", file=sys.stderr)
 
 
 if __name__ == "__main__":
