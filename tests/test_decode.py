@@ -1,5 +1,6 @@
 """Decoding: every format and rate decodes to the right samples; every kind of broken file gets its reason."""
 
+import re
 import sys
 
 import numpy as np
@@ -280,6 +281,19 @@ def test_m4a_faults_and_a_missing_pyav_get_their_reasons(tmp_path, monkeypatch):
     cut = tmp_path / "cut.m4a"
     cut.write_bytes(data[: len(data) // 2])
     assert _reason(cut).startswith("truncated: decoded 2.")
+    # Noise over the audio data: a few damaged frames are skipped, as FFmpeg's tools do; many are corrupt.
+    rng = np.random.default_rng(0)
+    for share, expected in [(0.0005, None), (0.5, "corrupt: ")]:
+        damaged, start = bytearray(data), int(0.3 * len(data))  # past the header, which comes first
+        damaged[start : start + int(share * len(data))] = rng.bytes(int(share * len(data)))
+        (tmp_path / "damaged.m4a").write_bytes(bytes(damaged))
+        if expected is None:
+            assert abs(decode(tmp_path / "damaged.m4a").duration - 4.0) < 0.1
+        else:
+            assert re.fullmatch(
+                r"corrupt: \d+ damaged audio frames skipped, decoded [12]\.\d s of 4\.0 s declared",
+                _reason(tmp_path / "damaged.m4a"),
+            )
     named = tmp_path / "really an m4a.mp3"  # an MP4 under another name is read by what it is
     named.write_bytes(data)
     assert decode(named).format == "aac"

@@ -1,5 +1,5 @@
-"""Decoder fuzzing: mutated WAV, FLAC, OGG Vorbis/Opus, MP3 and AIFF files never crash the process, never hang,
-and never raise anything but `DecodeError`.
+"""Decoder fuzzing: mutated WAV, FLAC, OGG Vorbis/Opus, MP3, AIFF and (with PyAV) M4A files never crash the
+process, never hang, and never raise anything but `DecodeError`.
 
 Inputs are made deterministically from small seed files (input i: seed i mod n, mutations drawn from a generator
 seeded with i), so a failure names an index that reproduces it. Batches run in child processes under an
@@ -46,8 +46,13 @@ BATCH = 500
 EXTREMES = (b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00", b"\x00\x00\x00\x00", b"\xff\xff\xff\x0f")
 
 
-def write_seeds(folder: Path, real: Path | None = None) -> list[Path]:
-    """The seed files: a tone with noise in every format and subtype of `SEEDS`, plus real recordings if given."""
+# (file name, FFmpeg codec, sample format, sample rate, channels): decoded through PyAV where it is installed.
+FFMPEG_SEEDS = [("aac.m4a", "aac", "fltp", 44100, 2), ("alac.m4a", "alac", "s16p", 22050, 1)]
+
+
+def write_seeds(folder: Path, real: Path | None = None, ffmpeg: bool = True) -> list[Path]:
+    """The seed files: a tone with noise in every format and subtype of `SEEDS` (and of `FFMPEG_SEEDS` where
+    PyAV is installed, unless `ffmpeg` is False), plus real recordings if given."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     paths = []
@@ -62,10 +67,36 @@ def write_seeds(folder: Path, real: Path | None = None) -> list[Path]:
             f.write(x.astype(np.float32))
         paths.append(folder / name)
         paths[-1].write_bytes(buffer.getvalue())
+    if ffmpeg:
+        paths += _ffmpeg_seeds(folder, rng)
     for path in sorted(real.glob("*.[om][gp][g3]")) if real else []:
         if path.stat().st_size < 150_000:  # the small ones keep the run short
             paths.append(folder / path.name)
             paths[-1].write_bytes(path.read_bytes())
+    return paths
+
+
+def _ffmpeg_seeds(folder: Path, rng: np.random.Generator) -> list[Path]:
+    try:
+        import av
+    except ImportError:
+        return []
+    paths = []
+    for name, codec, sample_format, rate, channels in FFMPEG_SEEDS:
+        t = np.arange(int(SEED_SECONDS * rate)) / rate
+        x = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(len(t))
+        planes = np.stack([x, 0.5 * x]) if channels == 2 else x[None, :]
+        planes = planes.astype(np.float32) if sample_format == "fltp" else np.round(planes * 32767).astype(np.int16)
+        layout = "stereo" if channels == 2 else "mono"
+        paths.append(folder / name)
+        with av.open(str(paths[-1]), "w", format="ipod", options={"movflags": "+faststart"}) as container:
+            container.metadata.update({"title": "Fuzz seed", "artist": "Tester"})
+            stream = container.add_stream(codec, rate=rate)
+            stream.layout, stream.format = layout, sample_format
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format=sample_format, layout=layout)
+            frame.rate = rate
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                container.mux(packet)
     return paths
 
 
@@ -190,7 +221,7 @@ def test_ten_thousand_mutated_files(tmp_path):
 def test_the_harness_catches_crashes_hangs_and_other_exceptions(tmp_path, monkeypatch):
     """The harness itself can fail: a child that segfaults, hangs or raises is recorded, and the run goes on."""
     seed_dir = tmp_path / "seeds"
-    write_seeds(seed_dir)
+    write_seeds(seed_dir, ffmpeg=False)
     hook = tmp_path / "sitecustomize.py"
     hook.write_text(
         "import os, signal, time\n"
