@@ -44,7 +44,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiograph.audio.decode import AUDIO_EXTENSIONS
+from audiograph.audio.decode import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, decode, readable_extensions
 from audiograph.errors import ConfigError
 from audiograph.eval.neighbours import embedding_diagnostics, top_k_neighbours
 from audiograph.models import AcousticModel
@@ -361,8 +361,9 @@ DIAGNOSTICS = ("cosine_mean", "cosine_std", "cosine_p5", "cosine_p50", "cosine_p
 
 
 def recordings(folder: Path) -> list[Path]:
-    """The audio files anywhere under `folder`."""
-    return [p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()]
+    """The audio files anywhere under `folder` that audiograph reads here (M4A and the like with PyAV)."""
+    readable = readable_extensions()
+    return [p for p in folder.rglob("*") if p.suffix.lower() in readable and p.is_file()]
 
 
 def link_collection(
@@ -392,7 +393,14 @@ def link_collection(
 
 
 def write_clip(source: Path, target: Path, seconds: float) -> None:
-    """`seconds` of `source` around its middle, written to `target` as FLAC."""
+    """`seconds` of `source` around its middle, written to `target` as FLAC (a format only FFmpeg reads: as the
+    mono model-rate samples that audiograph analyses)."""
+    if source.suffix.lower() in FFMPEG_AUDIO_EXTENSIONS:
+        audio = decode(source)
+        frames = min(len(audio.samples), round(seconds * audio.sample_rate))
+        start = (len(audio.samples) - frames) // 2
+        sf.write(str(target), audio.samples[start : start + frames], audio.sample_rate, format="FLAC")
+        return
     with sf.SoundFile(str(source)) as f:
         frames = min(f.frames, round(seconds * f.samplerate))
         f.seek((f.frames - frames) // 2)

@@ -187,6 +187,34 @@ def test_local_albums_are_the_subfolders_with_recordings(recipe, tmp_path):
         recipe.local_albums(tmp_path / "missing")
 
 
+def test_m4a_albums_are_found_and_clipped_where_pyav_is_installed(recipe, tmp_path):
+    av = pytest.importorskip("av")
+    import soundfile as sf
+
+    from audiograph.audio.decode import decode
+
+    album = tmp_path / "music" / "album"
+    album.mkdir(parents=True)
+    rate, t = 44100, np.arange(6 * 44100) / 44100
+    with av.open(str(album / "tone.m4a"), "w", format="ipod") as container:
+        stream = container.add_stream("alac", rate=rate)
+        stream.layout, stream.format = "mono", "s16p"
+        frame = av.AudioFrame.from_ndarray(
+            np.round(0.3 * np.sin(2 * np.pi * 330 * t) * 32767).astype(np.int16)[None, :], format="s16p", layout="mono"
+        )
+        frame.rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    (album / "cover.jpg").write_bytes(b"")
+    assert recipe.recordings(album) == [album / "tone.m4a"]
+    clipped = recipe.link_collection(tmp_path / "clips", {"album": album}, None, clip_seconds=2.0)
+    samples, clip_rate = sf.read(clipped["album"] / "tone.flac", dtype="float32")
+    whole = decode(album / "tone.m4a")  # the mono model-rate samples audiograph analyses
+    start = (len(whole.samples) - 2 * whole.sample_rate) // 2
+    assert clip_rate == whole.sample_rate and len(samples) == 2 * whole.sample_rate
+    np.testing.assert_allclose(samples, whole.samples[start : start + len(samples)], atol=1e-4)
+
+
 def test_albums_exclude_debian_packages(recipe, tmp_path):
     with pytest.raises(recipe.ConfigError, match="--albums"):
         recipe.run(["--albums", str(tmp_path), "--held-out", "--out", str(tmp_path / "out")])

@@ -59,6 +59,13 @@ class DecodedAudio:
     tags: dict = field(default_factory=dict)
 
 
+def readable_extensions() -> frozenset[str]:
+    """The file extensions `decode` reads here: libsndfile's, and FFmpeg's where PyAV is installed."""
+    import importlib.util
+
+    return AUDIO_EXTENSIONS | FFMPEG_AUDIO_EXTENSIONS if importlib.util.find_spec("av") else AUDIO_EXTENSIONS
+
+
 def content_hash(data: bytes) -> str:
     """The hash that identifies a file's content in the store."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
