@@ -121,8 +121,10 @@ def _read_m3u_text(path: str) -> tuple[str, str | None]:
     except UnicodeDecodeError:
         # Plain .m3u predates UTF-8 and is often written in Latin-1. An .m3u8 is UTF-8 by definition, but old
         # tools write Latin-1 under that name too: read it all the same, and say so.
-        note = f"{path}: not valid UTF-8, as an .m3u8 must be; read as Latin-1"
-        return data.decode("latin-1"), note if path.lower().endswith(".m3u8") else None
+        note = (
+            f"{path}: not valid UTF-8, as an .m3u8 must be; read as Latin-1" if path.lower().endswith(".m3u8") else None
+        )
+        return data.decode("latin-1"), note
 
 
 def _parse_extinf(info: str) -> PlaylistEntry:

@@ -152,17 +152,19 @@ def _conflicting_rows(
 ) -> list[str]:
     """One line per row that repeats a kept track's id with another value in one of `columns`, naming the first
     such column (a track listed in several playlists normally repeats its values exactly)."""
-    lines = {id(row): line for line, row in rows}
-    found = []
+    first_line, found = {}, []
     for line, row in rows:
-        kept = first.get((row.get(id_col) or "").strip())
+        track_id = (row.get(id_col) or "").strip()
+        kept = first.get(track_id)
+        if kept is row:  # a kept row comes before every row that repeats its track
+            first_line[track_id] = line
         if kept is None or kept is row or row.get(None):
             continue
-        column = next((c for c in columns if (row.get(c) or "").strip() != (kept.get(c) or "").strip()), None)
+        column = next((c for c in columns if _cell(row, c) != _cell(kept, c)), None)
         if column is not None:
             found.append(
-                f"{path}:{line}: '{column}' is {(row.get(column) or '').strip()!r}, where line {lines[id(kept)]}"
-                f" has {(kept.get(column) or '').strip()!r} for the same track; the first row's values are kept"
+                f"{path}:{line}: '{column}' is {_cell(row, column) or ''!r}, where line {first_line[track_id]}"
+                f" has {_cell(kept, column) or ''!r} for the same track; the first row's values are kept"
             )
     return found
 
