@@ -53,13 +53,25 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
 
 
+def lightning_trainer(**options):
+    """`lightning.Trainer(**options)`, with the settings Lightning refuses (an unknown accelerator, devices the
+    machine lacks) raised as a `ConfigError`, which the command line says in one line."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from audiograph.errors import ConfigError
+
+    try:
+        return L.Trainer(**options)
+    except (ValueError, MisconfigurationException) as e:
+        raise ConfigError(f"Lightning refused the settings: {e}") from None
+
+
 def inference_trainer(accelerator: str = "auto", devices="auto", callbacks=(), strategy="auto", num_nodes: int = 1):
     """A Trainer for `predict` passes: no logger, no checkpoints, no Lightning progress bar. Under a
     distributed strategy Lightning gives each rank its own share of a predict loader's items, none twice."""
-    import lightning as L
-
     quiet_lightning()
-    return L.Trainer(
+    return lightning_trainer(
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,

@@ -6,6 +6,7 @@ import csv
 import numpy as np
 import pytest
 
+from audiograph.errors import ConfigError
 from audiograph.pipelines.import_tracks import import_tracks
 from audiograph.store import Store
 
@@ -128,3 +129,14 @@ def test_rows_repeating_a_track_with_other_values_are_named_and_the_first_is_kep
     code = main(["import-tracks", str(path), "--db", str(tmp_path / "c.db"), "--features", "audio=energy"])
     out = capsys.readouterr().out
     assert code == 0 and out.count("conflicting: ") == 1 and f"{path}:5: 'energy' is '0.7'" in out
+
+
+def test_a_csv_of_which_no_row_imports_is_an_error_that_names_the_first_cell_and_changes_nothing(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_text("track_id;energy\nt1;0,5\nt2;0,7\n", encoding="utf-8")  # decimal commas
+    store = Store(tmp_path / "s.db")
+    with pytest.raises(
+        ConfigError, match=r"no row could be imported: .*eu.csv:2: .*'energy'.*\(and 1 more rows like it\)"
+    ):
+        import_tracks(store, path, features={"audio": ["energy"]})
+    assert store.tracks.rows(status=None) == [] and store.models.rows() == []

@@ -81,12 +81,22 @@ def test_m3u_name_defaults_to_the_file_stem_and_latin1_is_tolerated(tmp_path):
     assert report.malformed == []
 
 
-def test_an_m3u8_that_is_not_utf8_is_read_as_latin1_and_said(tmp_path):
+def test_an_m3u8_that_is_not_utf8_is_read_in_the_windows_code_page_and_said(tmp_path):
     path = write(tmp_path / "bad.m3u8", "#EXTINF:10,Beyoncé - Déjà Vu\nDéjà Vu.mp3\n", encoding="latin-1")
     playlist, report = read_m3u(path)
     assert playlist.entries == [
         PlaylistEntry(path=str(tmp_path / "Déjà Vu.mp3"), title="Déjà Vu", artist="Beyoncé", duration=10.0)
     ]
+    assert report.malformed == [f"{path}: not valid UTF-8, as an .m3u8 must be; read as Windows-1252"]
+
+
+def test_windows_typography_in_an_m3u_is_read_and_bytes_it_leaves_undefined_fall_back_to_latin1(tmp_path):
+    path = write(tmp_path / "win.m3u", "Artist – “Song” ’99.mp3\n", encoding="cp1252")  # 0x96, 0x93, 0x94, 0x92
+    assert read_m3u(path)[0].entries == [PlaylistEntry(path=str(tmp_path / "Artist – “Song” ’99.mp3"))]
+    path = tmp_path / "odd.m3u8"
+    path.write_bytes(b"caf\xe9 \x81.mp3\n")  # 0x81 is undefined in Windows-1252
+    playlist, report = read_m3u(str(path))
+    assert playlist.entries == [PlaylistEntry(path=str(tmp_path / "café \x81.mp3"))]
     assert report.malformed == [f"{path}: not valid UTF-8, as an .m3u8 must be; read as Latin-1"]
 
 

@@ -90,7 +90,6 @@ def test_json_is_utf8_not_escaped(imported_store):
         (["no/such/track"], "no/such/track: no such track id or stored file path"),
         (["sp:1", "--space", "descriptors"], "sp:1 has no vector in space 'descriptors' (it has vectors in: audio)"),
         (["sp:1", "--space", "nope"], "no vectors in space 'nope'"),
-        (["sp:1", "-k", "0"], "-k must be at least 1"),
     ],
 )
 def test_similar_errors_are_one_line(imported_store, args, message):

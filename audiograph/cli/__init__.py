@@ -28,6 +28,7 @@ from audiograph.cli.arguments import (
     args_synth,
     args_train_audio,
     args_train_musig,
+    check_ranges,
 )
 from audiograph.cli.commands import (
     cmd_build_graph,
@@ -120,6 +121,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         p.set_defaults(func=run)
         if chosen is None or name == chosen:
             add_arguments(p)
+            check_ranges(p)
     return parser
 
 

@@ -52,6 +52,72 @@ def min_weight(text: str):
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
+# Allowed values of numeric options, by destination: (lowest, highest, whether each end is allowed);
+# None: no bound. Checked where the arguments are parsed, so that a bad value is one line of usage error.
+RANGES = {
+    **dict.fromkeys(
+        (
+            "tracks",
+            "genres",
+            "playlists",
+            "batch_size",
+            "workers",
+            "num_nodes",
+            "k",
+            "length",
+            "max_epochs",
+            "views",
+            "per_anchor",
+            "d_pos",
+            "d_neg",
+            "d_max",
+            "hidden_channels",
+            "out_channels",
+            "num_layers",
+            "repeats",
+            "max_playlists",
+        ),
+        (1, None, True, True),
+    ),
+    **dict.fromkeys(
+        ("seed", "patience", "num_workers", "batches_per_epoch", "weight_decay", "weight_power", "margin", "diversity"),
+        (0, None, True, True),
+    ),
+    **dict.fromkeys(("seconds", "lr", "temperature", "crop_seconds"), (0, None, False, True)),
+    **dict.fromkeys(("cold_start_rate", "hard_share", "walk"), (0, 1, True, True)),
+    **dict.fromkeys(("val_fraction", "seed_fraction", "holdout"), (0, 1, False, False)),
+    "dropout": (0, 1, True, False),
+    "min_length": (2, None, True, True),
+    "max_points": (3, None, True, True),
+}
+
+
+def in_range(parse, key: str):
+    """`parse` (an argparse type) followed by the check of `RANGES[key]`."""
+    low, high, low_ok, high_ok = RANGES[key]
+
+    def parse_in_range(text: str):
+        value = parse(text)
+        if isinstance(value, (int, float)) and not (
+            (low is None or value > low or (low_ok and value == low))
+            and (high is None or value < high or (high_ok and value == high))
+        ):
+            ends = [f"{'at least' if low_ok else 'above'} {low}" if low is not None else ""]
+            ends.append(f"{'at most' if high_ok else 'below'} {high}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(e for e in ends if e)} (got {text})")
+        return value
+
+    parse_in_range.__name__ = getattr(parse, "__name__", "value")  # what argparse names in its messages
+    return parse_in_range
+
+
+def check_ranges(p: argparse.ArgumentParser) -> None:
+    """Give every option of `p` listed in `RANGES` its range check."""
+    for action in p._actions:
+        if action.dest in RANGES and action.type is not None:
+            action.type = in_range(action.type, action.dest)
+
+
 def option(p, flag: str, defaults: dict, help: str, key: str | None = None, type=None) -> None:
     """An option whose default (shown in --help) is the keyword default of a library function."""
     key = key or flag.lstrip("-").replace("-", "_")

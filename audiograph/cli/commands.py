@@ -224,7 +224,8 @@ def cmd_build_graph(args) -> int:
         say(f"  malformed: {line}")
     if report.added_tracks:
         say(f"added {report.added_tracks} tracks without audio")
-    say(report.min_weight_reason)
+    dropped = report.edges_below_min_weight
+    say(report.min_weight_reason + (f" ({dropped} weaker pairs dropped)" if dropped else ""))
     say(
         f"graph: {s['nodes']} nodes, {s['edges']} edges, {s['components']} connected components"
         f" (largest {s['largest_component']}), {s['isolated_nodes']} isolated tracks"
@@ -357,16 +358,21 @@ def cmd_train_musig(args) -> int:
 
 
 def cmd_embed_musig(args) -> int:
-    from audiograph.pipelines.train_musig import embed_musig
+    from audiograph.pipelines.train_musig import embed_musig, musig_model_row
 
     store = open_store(args)
-    count = embed_musig(store, args.model, **distributed_args(args))
+    row = musig_model_row(store, args.model)
+    before = store.vectors.spaces().get(row["space"], {})
+    count = embed_musig(store, row["id"], **distributed_args(args))
     if count is None:  # a rank other than 0 of a distributed run: rank 0 writes and reports
         return 0
+    replaced = {model: n for model, n in before.items() if model != row["id"]}
     if args.json:
-        print(json.dumps({"embedded": count}, ensure_ascii=False))
-    else:
-        say(f"wrote {count} vectors", args.quiet)
+        print(json.dumps({"embedded": count, "model_id": row["id"], "replaced": replaced}, ensure_ascii=False))
+        return 0
+    say(f"wrote {count} vectors of model {row['id']} into the '{row['space']}' space", args.quiet)
+    for model, n in replaced.items():
+        say(f"they replace {n} vectors of model {model}: searches in '{row['space']}' now use {row['id']}", args.quiet)
     return 0
 
 

@@ -45,7 +45,12 @@ def print_embed_summary(summary, quiet: bool) -> None:
     for dup in summary.duplicates:
         say(f"same audio content: {' = '.join(one_line(p) for p in dup['paths'])}", quiet)
     if summary.missing:
-        say(f"{summary.missing} stored tracks of this collection are no longer on disk", quiet)
+        named = ", ".join(one_line(t) for t in summary.missing_examples)
+        more = ", ..." if summary.missing > len(summary.missing_examples) else ""
+        say(
+            f"{summary.missing} stored tracks of this collection are no longer on disk, and are kept: {named}{more}",
+            quiet,
+        )
     if summary.acoustic_model:
         say(f"acoustic vectors by model {summary.acoustic_model}", quiet)
     else:

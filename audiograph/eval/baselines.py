@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from audiograph.eval.protocol import EvalSplit
 from audiograph.graph.csr import CSRGraph
-from audiograph.runtime import quiet_lightning
+from audiograph.runtime import lightning_trainer, quiet_lightning
 
 _EULER_GAMMA = 0.5772156649015329
 
@@ -192,7 +192,7 @@ class CF(EmbeddingMethod):
             seed=split.seed,
         )
         quiet_lightning()
-        trainer = L.Trainer(
+        trainer = lightning_trainer(
             max_epochs=self.epochs,
             accelerator=self.accelerator,
             devices=1,
@@ -456,7 +456,7 @@ class ContentMetric(EmbeddingMethod):
         module = PairMetricModule(x.shape[1], temperature=self.temperature)
         loader = DataLoader(TensorDataset(x[pairs[:, 0]], x[pairs[:, 1]]), batch_size=self.batch_size)
         quiet_lightning()
-        trainer = L.Trainer(
+        trainer = lightning_trainer(
             max_epochs=1,
             accelerator=self.accelerator,
             devices=1,

@@ -114,17 +114,23 @@ def read_m3u(path: str | os.PathLike) -> tuple[Playlist, ReadReport]:
 
 
 def _read_m3u_text(path: str) -> tuple[str, str | None]:
-    """The playlist's text, and a note when it had to be read as Latin-1."""
+    """The playlist's text, and a note when it was not UTF-8."""
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError:
-        # Plain .m3u predates UTF-8 and is often written in Latin-1. An .m3u8 is UTF-8 by definition, but old
-        # tools write Latin-1 under that name too: read it all the same, and say so.
-        note = (
-            f"{path}: not valid UTF-8, as an .m3u8 must be; read as Latin-1" if path.lower().endswith(".m3u8") else None
-        )
-        return data.decode("latin-1"), note
+        pass
+    # Plain .m3u predates UTF-8 and is often in the Windows code page (Winamp, Windows Media Player), which is
+    # Latin-1 plus typographic marks (dashes, quotes) in 0x80-0x9F; the few bytes it leaves undefined make
+    # plain Latin-1. An .m3u8 is UTF-8 by definition, but old tools write it that way too: read all the same.
+    try:
+        text, encoding = data.decode("cp1252"), "Windows-1252"
+    except UnicodeDecodeError:
+        text, encoding = data.decode("latin-1"), "Latin-1"
+    note = (
+        f"{path}: not valid UTF-8, as an .m3u8 must be; read as {encoding}" if path.lower().endswith(".m3u8") else None
+    )
+    return text, note
 
 
 def _parse_extinf(info: str) -> PlaylistEntry:

@@ -10,11 +10,8 @@ import importlib
 import os
 
 from audiograph.errors import ConfigError
+from audiograph.spaces import ACOUSTIC_KIND, DESCRIPTORS_KIND, IMPORT_KIND, MUSIG_KIND
 
-ACOUSTIC_KIND = "audio-encoder"
-MUSIG_KIND = "musig"
-DESCRIPTORS_KIND = "descriptors"  # fixed descriptors of the audio, no weights
-IMPORT_KIND = "import"  # vectors imported from a CSV, no weights
 # kind -> (module, class); imported on first use, so that a search in one space loads only its own model
 MODEL_CLASSES = {
     ACOUSTIC_KIND: ("audiograph.models.acoustic", "AcousticModel"),

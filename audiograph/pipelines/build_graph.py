@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 
@@ -19,6 +20,32 @@ from audiograph.runtime import gc_paused
 from audiograph.store import Store, TrackRecord
 
 UNMATCHED_EXAMPLES = 5
+# A Spotify track named as a URI (the MPD's `track_uri`), as a link, or bare (the Web API's and its CSVs' id).
+_SPOTIFY_TRACK = re.compile(
+    r"(?:spotify:track:|https?://open\.spotify\.com/(?:intl-[\w-]+/)?track/)?([0-9A-Za-z]{22})(?:\?\S*)?"
+)
+
+
+class TrackIds:
+    """Matches the track ids that playlist sources give to stored track ids: exactly, else as another
+    spelling of the same Spotify track (`spotify:track:ID`, an open.spotify.com link, the bare ID), so that
+    MPD slices meet tracks imported from CSVs of the Web API's ids, and the other way round."""
+
+    def __init__(self, stored):
+        self.stored = stored if isinstance(stored, (set, dict)) else set(stored)
+        self._by_spotify_id = None  # made at the first id that does not match exactly
+
+    def match(self, track_id: str | None) -> str | None:
+        """The stored id that `track_id` names, or None."""
+        if track_id is None or track_id in self.stored:
+            return track_id
+        found = _SPOTIFY_TRACK.fullmatch(track_id)
+        if found is None:
+            return None
+        if self._by_spotify_id is None:
+            matches = ((_SPOTIFY_TRACK.fullmatch(t), t) for t in self.stored)
+            self._by_spotify_id = {m.group(1): t for m, t in matches if m is not None}
+        return self._by_spotify_id.get(found.group(1))
 
 
 @dataclass
@@ -41,6 +68,7 @@ class GraphReport:
     added_tracks: int = 0
     min_weight: float = 1.0
     min_weight_reason: str = ""
+    edges_below_min_weight: int = 0
     summary: dict = field(default_factory=dict)
     replaced: dict | None = None  # the graph this one replaced: {playlists, edges, sources, built}
 
@@ -102,7 +130,9 @@ def build_graph(
     else:
         report.min_weight = float(min_weight)
         report.min_weight_reason = f"min weight {report.min_weight:g}: set with --min-weight"
-    graph = CSRGraph.from_scipy(threshold(weights, report.min_weight))
+    kept = threshold(weights, report.min_weight)
+    report.edges_below_min_weight = (weights.nnz - kept.nnz) // 2  # symmetric, with a zero diagonal
+    graph = CSRGraph.from_scipy(kept)
     report.summary = graph_summary(graph)
     report.replaced = _replace_stored_graph(store, sources, node_ids, stored_playlists, graph, report)
     return report
@@ -114,11 +144,13 @@ def _add_edge_lists(
     """`weights` plus the weights of edge-list rows between stored tracks; a row with an end that is no stored
     track counts as unmatched (its id among the examples), and a track's edge to itself is dropped. Rows of one
     pair (in either order, in any edge list) add up, and are counted."""
-    seen = set()
+    seen, ids = set(), TrackIds(position)
     for edges in edge_lists:
         pairs = []
         for a, b, w in zip(edges.src, edges.dst, edges.weight, strict=True):
-            missing = [t for t in (a, b) if t not in position]
+            stored = ids.match(a), ids.match(b)
+            missing = [t for t, s in zip((a, b), stored) if s is None]
+            a, b = stored
             if missing:
                 report.unmatched += 1
                 if len(report.unmatched_examples) < UNMATCHED_EXAMPLES:
@@ -158,9 +190,13 @@ def _replace_stored_graph(
     }
     previous = store.graph.summary()
     if not len(src) and previous and previous["edges"]:
+        dropped = report.edges_below_min_weight
+        below = f", and the {dropped} pairs they join are all below min weight {report.min_weight:g}" if dropped else ""
+        if report.unmatched_examples:
+            below += f"; the first entry that matched none: {report.unmatched_examples[0]}"
         raise ConfigError(
             f"{', '.join(map(str, sources))}: the new graph has no edges ({report.playlists} playlists,"
-            f" {report.matched} of {report.entries} entries matched stored tracks); kept the stored graph"
+            f" {report.matched} of {report.entries} entries matched stored tracks{below}); kept the stored graph"
             f" ({previous['playlists']} playlists, {previous['edges']} edges)"
         )
     return store.graph.replace(stored_playlists, node_ids, (src, dst, weight), info)
@@ -176,14 +212,12 @@ def match_playlists(
     a playlist written on macOS (which decomposes accents in file names) finds files named elsewhere.
     """
     by_path = {_nfc(t["path"]): t["id"] for t in store.tracks.rows(status="ok") if t["path"]}
-    known = set(store.tracks.node_ids() if node_ids is None else node_ids)
+    known = TrackIds(store.tracks.node_ids() if node_ids is None else node_ids)
     matched_playlists, unmatched = [], []
     for playlist in playlists:
         matched = []
         for entry in playlist.entries:
-            track_id = (
-                by_path.get(_nfc(entry.path)) if entry.path else entry.track_id if entry.track_id in known else None
-            )
+            track_id = by_path.get(_nfc(entry.path)) if entry.path else known.match(entry.track_id)
             if track_id is None:
                 unmatched.append(f"{entry.path or entry.track_id} (in '{playlist.name}')")
             else:
@@ -198,11 +232,11 @@ def _nfc(path: str) -> str:
 
 def _add_missing_tracks(store: Store, playlists: list[Playlist], edge_lists) -> int:
     """Create audio-less tracks for id-based entries that match nothing; returns how many."""
-    known = set(store.tracks.node_ids())
+    known = TrackIds(store.tracks.node_ids())
     new: dict[str, TrackRecord] = {}
     for playlist in playlists:
         for e in playlist.entries:
-            if e.track_id and e.track_id not in known and e.track_id not in new:
+            if e.track_id and known.match(e.track_id) is None and e.track_id not in new:
                 new[e.track_id] = TrackRecord(
                     id=e.track_id,
                     collection=None,
@@ -213,7 +247,7 @@ def _add_missing_tracks(store: Store, playlists: list[Playlist], edge_lists) -> 
                 )
     for edges in edge_lists:
         for track_id in (*edges.src, *edges.dst):
-            if track_id not in known and track_id not in new:
+            if known.match(track_id) is None and track_id not in new:
                 new[track_id] = TrackRecord(id=track_id, collection=None, path=None, status="imported")
     store.tracks.write(list(new.values()))
     return len(new)

@@ -36,6 +36,9 @@ LOCAL_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 JOBS_AHEAD_PER_WORKER = 4
 
 
+MISSING_EXAMPLES = 5
+
+
 @dataclass
 class EmbedSummary:
     """What one `embed_audio` run did."""
@@ -46,6 +49,7 @@ class EmbedSummary:
     duplicates: list[dict] = field(default_factory=list)
     ignored: int = 0
     missing: int = 0
+    missing_examples: list[str] = field(default_factory=list)  # the first few of them, by track id
     acoustic_model: str | None = None
 
     def to_json(self) -> dict:
@@ -56,6 +60,7 @@ class EmbedSummary:
             "duplicates": self.duplicates,
             "ignored": self.ignored,
             "missing": self.missing,
+            "missing_examples": self.missing_examples,
             "acoustic_model": self.acoustic_model,
         }
 
@@ -486,12 +491,15 @@ def _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_
     if unstatable:
         store.tracks.write(unstatable)
         _count(unstatable, summary, on_failure)
-    summary.missing = sum(1 for tid in states if tid not in named)
+    missing = sorted(tid for tid in states if tid not in named)
+    summary.missing, summary.missing_examples = len(missing), missing[:MISSING_EXAMPLES]
     return jobs
 
 
 def check_root(root: str | os.PathLike) -> Path:
     """The collection folder `root`, resolved; a `ConfigError` if it is not a folder."""
+    if Path(root).is_file():
+        raise ConfigError(f"{root}: is a file; embed-audio takes a folder, such as {Path(root).parent}")
     if not Path(root).is_dir():
         raise ConfigError(f"{root}: no such folder")
     return Path(root).resolve()

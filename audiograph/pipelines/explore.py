@@ -8,7 +8,14 @@ from pathlib import Path
 
 from audiograph.errors import ConfigError
 from audiograph.pipelines.encoders import AudioFile, file_vector
-from audiograph.pipelines.query import _searched_model, resolve_track, track_label, track_space
+from audiograph.pipelines.query import (
+    _searched_model,
+    resolve_track,
+    same_content,
+    stored_copies,
+    track_label,
+    track_space,
+)
 from audiograph.store import Hit, Store
 
 
@@ -43,14 +50,25 @@ def radio(
         space = track_space(store, row["id"], space)
         model_id = store.vectors.search_model(space)[0]
         index = store.vectors.index(space, model_id)
-        vector, exclude, seed_artist, label = index.vector(row["id"]), {row["id"]}, row.get("artist"), row["id"]
+        vector, exclude, seed_artist, label = (
+            index.vector(row["id"]),
+            same_content(store, row["id"]),
+            row.get("artist"),
+            row["id"],
+        )
     else:
         space, model_id, _ = _searched_model(store, space, None)
         index = store.vectors.index(space, model_id)
         file = AudioFile(seed, Path(seed).read_bytes())
         vector = index.normalise(file_vector(store, store.models.get(model_id), file))
-        exclude, seed_artist, label = set(), None, os.fspath(seed)
-    artist = {t["id"]: t["artist"] for t in store.tracks.rows(status=None)}
+        exclude, seed_artist, label = stored_copies(store, file), None, os.fspath(seed)
+    tracks = store.tracks.rows(status=None)
+    artist = {t["id"]: t["artist"] for t in tracks}
+    # One recording stored twice (the same bytes under two names) is played once: its first id stands for it.
+    first_copy = {}
+    for t in sorted(tracks, key=lambda t: t["id"]):
+        if t["status"] == "ok" and t["content_hash"] and first_copy.setdefault(t["content_hash"], t["id"]) != t["id"]:
+            exclude.add(t["id"])
     picks = make_radio(
         vector,
         index.ids,
@@ -99,6 +117,8 @@ def map_space(
         raise ConfigError(f"--colour must be genre or playlist, got {colour!r}")
     model_id = store.vectors.search_model(space)[0]
     index = store.vectors.index(space, model_id)
+    if index.matrix.shape[1] < 2:
+        raise ConfigError(f"space '{space}' has 1-d vectors: there is no map to draw of one number per track")
     rows = np.arange(len(index.ids))
     if len(rows) > max_points:
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_points, replace=False))

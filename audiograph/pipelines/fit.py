@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from audiograph.errors import ConfigError
 from audiograph.models.weights import weights_only_loading
-from audiograph.runtime import show_progress
+from audiograph.runtime import lightning_trainer, show_progress
 from audiograph.store import Store
 from audiograph.training.distributed import check_strategy
 
@@ -107,6 +107,28 @@ class RunFolder(Callback):
         # Callbacks' setup runs before ModelCheckpoint's (Lightning runs checkpointing last), which resolves this.
         self.checkpoint.dirpath = str(self.models_dir / self.model_id / "checkpoints")
         trainer.loggers = [CSVLogger(self.models_dir, name=self.model_id, version="")]
+
+
+class DivergenceGuard(Callback):
+    """Scores an epoch whose weights have become non-finite (a learning rate too high, a temperature of 0) as
+    the worst possible on `monitor`, after the module's own validation logged it: a model of NaN weights
+    ranks arbitrarily, and must never be the epoch kept. Early stopping then ends the run. Every rank holds
+    the same weights after the gradients' all-reduce, so every rank decides alike."""
+
+    def __init__(self, monitor: str):
+        self.monitor, self.diverged_epoch = monitor, None
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or finite_weights(pl_module):
+            return
+        if self.diverged_epoch is None:
+            self.diverged_epoch = trainer.current_epoch
+        pl_module.log(self.monitor, float("-inf"))
+
+
+def finite_weights(module: torch.nn.Module) -> bool:
+    """Whether every parameter of `module` is finite."""
+    return all(torch.isfinite(p).all() for p in module.parameters())
 
 
 class RankSeeds(Callback):
@@ -205,8 +227,9 @@ def fit_one(
     L.seed_everything(seed, workers=True, verbose=False)
     checkpoint = ModelCheckpoint(monitor=monitor, mode="max", save_last=True)
     run = RunFolder(store, kind, models_dir, checkpoint)
+    divergence = DivergenceGuard(monitor)
     throughput = TrainingThroughput(count)
-    trainer = L.Trainer(
+    trainer = lightning_trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,
         devices=devices,
@@ -217,6 +240,7 @@ def fit_one(
         callbacks=[
             run,
             RankSeeds(seed),
+            divergence,
             checkpoint,
             throughput,
             EarlyStopping(monitor=monitor, mode="max", patience=patience),
@@ -235,5 +259,17 @@ def fit_one(
     metrics = best_epoch_metrics(Path(trainer.logger.log_dir) / "metrics.csv", monitor, mode="max")
     with weights_only_loading(best, f"model '{model_id}'"):
         module = type(module).load_from_checkpoint(best, map_location="cpu", weights_only=True)
+    if divergence.diverged_epoch is not None:
+        epoch = divergence.diverged_epoch + 1
+        if not finite_weights(module):
+            raise ConfigError(
+                f"training diverged: the weights were no longer finite after epoch {epoch}, and no earlier epoch"
+                " was kept; nothing was registered, and the space keeps its vectors (try a lower --lr)"
+            )
+        print(
+            f"warning: training diverged (weights no longer finite) after epoch {epoch}; the model kept is"
+            f" epoch {int(metrics.get('epoch', 0)) + 1}'s, the best before it",
+            file=sys.stderr,
+        )
     saved = module.model.save(saved)
     return FitResult(model_id, module.eval(), saved, trainer.current_epoch, metrics, throughput.per_second)

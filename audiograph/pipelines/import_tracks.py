@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from audiograph.errors import ConfigError, existing_file
 from audiograph.graph.readers import csv_rows
 from audiograph.models import IMPORT_KIND
 from audiograph.runtime import gc_paused
-from audiograph.store import POPULARITY_SPACE, Store, TrackRecord
+from audiograph.store import POPULARITY_SPACE, Store, TrackRecord, path_text
 
 # What a track's audio said about it: an import never overwrites these.
 _AUDIO_COLUMNS = tuple("collection path content_hash size mtime_ns duration sample_rate channels format".split())
@@ -79,21 +81,27 @@ def import_tracks(
     """
     path = Path(csv_path)
     features = features or {}
+    for group in features:
+        store.models.check_space(group, IMPORT_KIND)
     columns = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
     rows = _read_rows(path, [*columns, *(c for cols in features.values() for c in cols)])
     report = ImportReport(rows=len(rows))
+    existing = {t["id"]: t for t in store.tracks.rows(status=None)}
+    stored_id = _stored_file_ids(existing, path)
     first, votes, values = _collect_tracks(
-        path, rows, id_col, features, genre_col, popularity_col, playlist_col, report
+        path, rows, id_col, stored_id, features, genre_col, popularity_col, playlist_col, report
     )
+    if rows and not first:  # nothing to import: say why before the store changes at all
+        more = f" (and {len(report.skipped) - 1} more rows like it)" if len(report.skipped) > 1 else ""
+        raise ConfigError(f"no row could be imported: {report.skipped[0]}{more}")
     compared = [c for c in (popularity_col, title_col, artist_col) if c] + [c for cs in features.values() for c in cs]
-    report.conflicting = _conflicting_rows(path, rows, id_col, first, compared)
+    report.conflicting = _conflicting_rows(path, rows, id_col, stored_id, first, compared)
 
     models = {}
     for group, cols in [*features.items(), *([(POPULARITY_SPACE, [popularity_col])] if popularity_col else [])]:
         models[group] = _feature_model(store, group, cols, path, set(first), report)
         report.feature_groups[group] = len(cols)
 
-    existing = {t["id"]: t for t in store.tracks.rows(status=None)}
     records = []
     for track_id, row in first.items():
         genre = Counter(g for _, g in votes.get(track_id, [])).most_common(1)
@@ -117,6 +125,7 @@ def _collect_tracks(
     path: Path,
     rows: list[tuple[int, dict]],
     id_col: str,
+    stored_id: Callable[[str], str],
     features: dict[str, list[str]],
     genre_col: str | None,
     popularity_col: str | None,
@@ -128,7 +137,7 @@ def _collect_tracks(
     votes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     values: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for line, row in rows:
-        track_id = (row.get(id_col) or "").strip()
+        track_id = stored_id((row.get(id_col) or "").strip())
         if not track_id:
             report.skipped.append(f"{path}:{line}: empty {id_col}")
             continue
@@ -147,14 +156,38 @@ def _collect_tracks(
     return first, votes, values
 
 
+def _stored_file_ids(existing: dict[str, dict], csv_path: Path) -> Callable[[str], str]:
+    """A CSV's track id -> the id of the stored audio file it names by path (absolute, or relative to the CSV's
+    folder, as in a playlist), else the id itself: a CSV of features keyed by file path then describes the files
+    `embed-audio` stored, rather than adding tracks without audio beside them."""
+    by_path = {t["path"]: t["id"] for t in existing.values() if t["path"]}
+
+    @functools.cache
+    def stored_id(track_id: str) -> str:
+        if not by_path or track_id in existing or not any(sep in track_id for sep in {"/", os.sep}):
+            return track_id
+        for candidate in (Path(track_id), csv_path.parent / track_id):
+            found = by_path.get(path_text(candidate.resolve()))
+            if found is not None:
+                return found
+        return track_id
+
+    return stored_id
+
+
 def _conflicting_rows(
-    path: Path, rows: list[tuple[int, dict]], id_col: str, first: dict[str, dict], columns: list[str]
+    path: Path,
+    rows: list[tuple[int, dict]],
+    id_col: str,
+    stored_id: Callable[[str], str],
+    first: dict[str, dict],
+    columns: list[str],
 ) -> list[str]:
     """One line per row that repeats a kept track's id with another value in one of `columns`, naming the first
     such column (a track listed in several playlists normally repeats its values exactly)."""
     first_line, found = {}, []
     for line, row in rows:
-        track_id = (row.get(id_col) or "").strip()
+        track_id = stored_id((row.get(id_col) or "").strip())
         kept = first.get(track_id)
         if kept is row:  # a kept row comes before every row that repeats its track
             first_line[track_id] = line
@@ -187,6 +220,8 @@ def _row_vectors(
                 if not value.strip()
                 else f"'{column}' is not a number ({value.strip()!r})"
             )
+            if value and _number(value.replace(",", ".")) is not None:
+                problem += "; a decimal comma? numbers are read with a decimal point"
             report.skipped.append(f"{path}:{line}: no {group} vector: {problem}")
             vectors = None
             break

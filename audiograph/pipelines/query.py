@@ -10,6 +10,7 @@ from pathlib import Path
 from audiograph.audio.decode import content_hash
 from audiograph.errors import ConfigError, StoreError, existing_file
 from audiograph.pipelines.encoders import AudioFile, file_vector
+from audiograph.spaces import ACOUSTIC_KIND, IMPORT_KIND, MUSIG_KIND
 from audiograph.store import Store
 from audiograph.tables import format_table
 
@@ -49,6 +50,8 @@ def query_file(
     else the newest model with vectors in the space. A file that is already in the store (same
     path or same content) is excluded from its own results.
     """
+    if not os.path.exists(path) and store.tracks.get(os.fspath(path)) is not None:
+        raise ConfigError(f"{path}: no such file, but a stored track id: search from it with `audiograph similar`")
     path = existing_file(path)
     if k < 1:
         raise ConfigError(f"-k must be at least 1 (got {k})")
@@ -57,14 +60,8 @@ def query_file(
         data = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror or e}") from None
-    known = {t["id"] for t in store.tracks.by_hash(content_hash(data))}
-    by_path = store.tracks.by_path(path)
-    if by_path is not None and by_path["status"] == "ok":
-        known.add(by_path["id"])
-    # A byte-different file of the same audio (other tags, another container of the same samples) is
-    # the same track: found by its descriptors, and left out of the results like the file itself.
     file = AudioFile(path, data)  # analysed once per audio config, whichever models read it
-    known |= _same_audio_tracks(store, file, known)
+    known = stored_copies(store, file)
     index = store.vectors.index(space, model_id)
     stored = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
     if stored is not None:
@@ -76,15 +73,9 @@ def query_file(
             raise StoreError(f"space '{space}': model '{model_id}' cannot embed new audio files")
         vector = file_vector(store, model_row, file)
         hits = store.vectors.similar(space, vector, k=k, exclude=known, model_id=model_id)
-    result = QueryResult(space, model_id, hits)
-    result.query_track = min(known) if known else None
-    result.stale_vectors = stale
-    if stale:
-        result.notes.append(
-            f"{stale} vectors in '{space}' come from older models and were left out; "
-            "re-run `audiograph embed-audio` to refresh them"
-        )
-    return result
+    query_track = min(known) if known else None
+    notes = _search_notes(store, space, model_id, stale)
+    return QueryResult(space, model_id, hits, query_track=query_track, stale_vectors=stale, notes=notes)
 
 
 def _searched_model(store: Store, space: str | None, model: str | None) -> tuple[str, str, int]:
@@ -106,10 +97,22 @@ def _searched_model(store: Store, space: str | None, model: str | None) -> tuple
         return space, *store.vectors.search_model(space)
     if model not in counts:
         raise StoreError(
-            f"{store.path}: no '{space}' vectors by model '{model}' (re-embed with `audiograph embed-audio DIR"
-            f" --model {model}`)"
+            f"{store.path}: no '{space}' vectors by model '{model}' (make them with `{refresh_command(store, model)}`,"
+            " which replaces the space's current vectors)"
         )
     return space, model, sum(n for m, n in counts.items() if m != model)
+
+
+def refresh_command(store: Store, model_id: str) -> str:
+    """The command that (re)writes the vectors of a registered model."""
+    kind = (store.models.get(model_id) or {}).get("kind")
+    if kind == ACOUSTIC_KIND:
+        return f"audiograph embed-audio DIR --model {model_id}"
+    if kind == MUSIG_KIND:
+        return f"audiograph embed-musig --model {model_id}"
+    if kind == IMPORT_KIND:
+        return "audiograph import-tracks CSV"
+    return "audiograph embed-audio DIR"
 
 
 def similar_track(store: Store, track: str | os.PathLike, *, space: str | None = None, k: int = 10) -> QueryResult:
@@ -126,11 +129,26 @@ def similar_track(store: Store, track: str | os.PathLike, *, space: str | None =
     model_id, stale = store.vectors.search_model(space)
     vector = store.vectors.index(space, model_id).vector(track_id)
     # The index holds vectors already standardised and normalised: searched as they are.
-    hits = store.vectors.similar(space, vector, k=k, exclude={track_id}, model_id=model_id, normalised=True)
-    result = QueryResult(space, model_id, hits, query_track=track_id, stale_vectors=stale)
+    exclude = same_content(store, track_id)  # the track, and its copies: they say nothing about it
+    hits = store.vectors.similar(space, vector, k=k, exclude=exclude, model_id=model_id, normalised=True)
+    notes = _search_notes(store, space, model_id, stale)
+    return QueryResult(space, model_id, hits, query_track=track_id, stale_vectors=stale, notes=notes)
+
+
+def _search_notes(store: Store, space: str, model_id: str, stale: int) -> list[str]:
+    """What a reader of a search's results should know: vectors of older models left out, and a space of one
+    number per track, where a cosine says only on which side of the mean a track lies."""
+    notes = []
     if stale:
-        result.notes.append(f"{stale} vectors in '{space}' come from older models and were left out")
-    return result
+        notes.append(
+            f"{stale} vectors in '{space}' come from older models and were left out; "
+            f"re-run `{refresh_command(store, model_id)}` to refresh them"
+        )
+    if store.vectors.index(space, model_id).matrix.shape[1] == 1:
+        notes.append(
+            f"'{space}' holds one number per track: a score of +1 or -1 says only on which side of its mean a track lies"
+        )
+    return notes
 
 
 def track_space(store: Store, track_id: str, space: str | None = None) -> str:
@@ -145,6 +163,11 @@ def track_space(store: Store, track_id: str, space: str | None = None) -> str:
         have = ", ".join(store.vectors.spaces()) or "none"
         raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
     if space not in current:
+        row = store.tracks.get(track_id) or {}
+        if not current and row.get("status") == "failed":
+            raise StoreError(
+                f"track {track_id} has no vectors: its file failed ({row.get('error') or 'unknown reason'})"
+            )
         where = ", ".join(sorted(current)) or "no space"
         raise StoreError(f"track {track_id} has no vector in space '{space}' (it has vectors in: {where})")
     return space
@@ -159,6 +182,24 @@ def resolve_track(store: Store, track: str | os.PathLike) -> dict:
         hint = " (not a stored file: use `audiograph query FILE`)" if Path(track).is_file() else ""
         raise ConfigError(f"{track}: no such track id or stored file path in {store.path}{hint}")
     return row
+
+
+def stored_copies(store: Store, file: AudioFile) -> set[str]:
+    """The stored tracks that are the audio file `file`: the same path, the same bytes, or the same audio."""
+    known = {t["id"] for t in store.tracks.by_hash(content_hash(file.data))}
+    by_path = store.tracks.by_path(file.path)
+    if by_path is not None and by_path["status"] == "ok":
+        known.add(by_path["id"])
+    # A byte-different file of the same audio (other tags, another container of the same samples) is
+    # the same track: found by its descriptors.
+    return known | _same_audio_tracks(store, file, known)
+
+
+def same_content(store: Store, track_id: str) -> set[str]:
+    """`track_id` and the other stored files with the same bytes (one recording stored twice)."""
+    row = store.tracks.get(track_id) or {}
+    copies = store.tracks.by_hash(row["content_hash"]) if row.get("content_hash") else []
+    return {track_id, *(t["id"] for t in copies)}
 
 
 def _spaces_of_track(store: Store, track_id: str) -> set[str]:

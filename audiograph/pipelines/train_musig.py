@@ -22,7 +22,8 @@ from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.features import available_groups, build_features, cold_features, genre_labels
 from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
 from audiograph.runtime import inference_trainer, keyword_defaults, limit_threads, quiet_lightning
-from audiograph.store import MUSIG_SPACE, Store
+from audiograph.spaces import GRAPHSAGE_SPACE, MUSIG_SPACE
+from audiograph.store import Store
 from audiograph.training.distributed import barrier, check_strategy, gather_to_rank_zero
 from audiograph.training.musig import MusigModule
 from audiograph.training.musig_data import (
@@ -132,7 +133,9 @@ def train_musig(
         raise ConfigError(f"{store.path}: the graph has no edges to train on (run `audiograph build-graph`)")
     datamodule = MusigDataModule(data, **data_options)
     L.seed_everything(data_options["seed"], workers=True, verbose=False)  # the modules' initial weights too
-    space = space or ("graphsage" if task_weights == "graphsage" else MUSIG_SPACE)
+    space = space or (GRAPHSAGE_SPACE if task_weights == "graphsage" else MUSIG_SPACE)
+    if register:
+        store.models.check_space(space, MUSIG_KIND)
     best = fit_and_register(
         store,
         _candidate_modules(data, task_weights, module_options),

@@ -89,7 +89,9 @@ class Connection:
     def __init__(self, path: str | os.PathLike | None = None, *, must_exist: bool = False):
         self.path = Path(path) if path is not None else default_db_path()
         if must_exist and not self.path.exists():
-            raise StoreError(f"{self.path}: no store here (run `audiograph embed-audio DIR` first, or pass --db)")
+            raise StoreError(
+                f"{self.path}: no store here (make one with `audiograph embed-audio DIR` or `audiograph import-tracks CSV`, or pass --db)"
+            )
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a store file")
         if not self.path.parent.is_dir():  # a new store is made only in a folder that exists

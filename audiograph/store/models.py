@@ -11,7 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
-from audiograph.errors import StoreError
+from audiograph.errors import ConfigError, StoreError
+from audiograph.spaces import SPACE_KINDS
 from audiograph.store.connection import Connection, path_text, utc_now
 
 try:
@@ -64,6 +65,7 @@ class ModelRegistry:
         folder, the only place models load from, and is kept relative to it (so that a store renamed or moved
         with its models folder keeps its models). With
         `current`, an existing model becomes the newest of its kind and space, the one searches use."""
+        self.check_space(space, kind, model_id)
         if checkpoint is not None:
             resolved = Path(checkpoint).resolve()
             if not resolved.is_relative_to(self.store.models_dir.resolve()):
@@ -88,6 +90,24 @@ class ModelRegistry:
             self.store.db["models"].upsert(row, pk="id")
         self._release_run(model_id)
         return model_id
+
+    def check_space(self, space: str, kind: str, model_id: str | None = None) -> None:
+        """A `ConfigError` unless a `kind` model may fill `space`: each of audiograph's own spaces holds one kind
+        of model (`SPACE_KINDS`), and any other space the kind of the models already registered for it."""
+        owner = SPACE_KINDS.get(space)
+        if owner == kind:
+            return
+        if owner is not None:
+            holds = f"is audiograph's space for {owner} models"
+        else:
+            row = self.store.execute(
+                "SELECT id, kind FROM models WHERE space = ? AND kind != ? AND id != ? LIMIT 1",
+                [space, kind, model_id or ""],
+            ).fetchone()
+            if row is None:
+                return
+            holds = f"holds the vectors of {row[1]} model '{row[0]}'"
+        raise ConfigError(f"space '{space}' {holds}; a {kind} model cannot fill it: choose another name")
 
     def get(self, model_id: str) -> dict | None:
         """A registry row with config and metrics parsed, and `checkpoint` as an absolute path."""

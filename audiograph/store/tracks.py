@@ -115,8 +115,8 @@ class Tracks:
         return name
 
     def get(self, track_id: str) -> dict | None:
-        """One track row, or None."""
-        rows = list(self.store.query("SELECT * FROM tracks WHERE id = ?", [track_id]))
+        """One track row, or None. An id as typed (a file name that is not UTF-8 among it) is looked up as stored."""
+        rows = list(self.store.query("SELECT * FROM tracks WHERE id = ?", [path_text(track_id)]))
         return rows[0] if rows else None
 
     def rows(self, status: str | None = "ok") -> list[dict]:

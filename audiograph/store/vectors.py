@@ -37,7 +37,13 @@ class Vectors:
         )
 
     def put(self, space: str, model_id: str, vectors: dict[str, np.ndarray]) -> None:
-        """Store vectors for existing tracks (keyed by track id) in one transaction."""
+        """Store vectors for existing tracks (keyed by track id) in one transaction; none when any is not finite."""
+        broken = [t for t, v in vectors.items() if not np.isfinite(v).all()]
+        if broken:
+            raise StoreError(
+                f"model '{model_id}' gave {len(broken)} non-finite '{space}' vectors (track {broken[0]}, ...);"
+                " none were written, and the space keeps its vectors"
+            )
         now = utc_now()
         hashes = dict(self.store.execute("SELECT id, content_hash FROM tracks").fetchall())
         with self.store.transaction():
