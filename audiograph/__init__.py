@@ -13,6 +13,7 @@ _API = {
     "Store": "audiograph.store",
     "build_graph": "audiograph.pipelines.build_graph",
     "embed_audio": "audiograph.pipelines.embed_audio",
+    "embed_musig": "audiograph.pipelines.train_musig",
     "evaluate": "audiograph.pipelines.evaluate",
     "export_space": "audiograph.pipelines.export",
     "import_tracks": "audiograph.pipelines.import_tracks",

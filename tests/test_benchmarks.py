@@ -93,3 +93,13 @@ def test_bench_store_size_json():
     assert per_track["vectors"] >= figures["raw_vector_bytes_per_track"]
     assert sum(per_track.values()) <= size["file_bytes"] / size["tracks"] + 1
     assert figures["mel_cache_bytes_per_track"] >= 4 * 128 * 646 * 2  # 4 float16 chunks of 128 x 646
+
+
+def test_bench_sampler_json():
+    figures = run_benchmark("bench_sampler")
+    per_threads = [v for k, v in figures.items() if k.endswith("_threads")]
+    assert per_threads and figures["fanouts"] == [25, 10]
+    for run in per_threads:
+        assert_positive_numbers(run, ["seeds_per_second", "reference_seeds_per_second", "sampler_over_reference"])
+        ratio = run["reference_seeds_per_second"] / run["seeds_per_second"]
+        assert run["sampler_over_reference"] == pytest.approx(ratio)

@@ -151,8 +151,8 @@ def test_an_empty_new_graph_keeps_the_stored_one_and_a_replacement_is_reported(s
     before = sorted(store.graph.edge_rows())
 
     bad = tmp_path / "bad.m3u8"
-    _write_m3u(bad, [str(tmp_path / "elsewhere.mp3")])
-    expected = r"bad.m3u8: the new graph has no edges \(1 playlists, 0 of 1 .* kept the stored graph \(1 playlists, 6"
+    _write_m3u(bad, [str(music / "t0.mp3"), str(tmp_path / "elsewhere.mp3")])  # one track: no pair
+    expected = r"bad.m3u8: the new graph has no edges \(1 playlists, 1 of 2 .* kept the stored graph \(1 playlists, 6"
     with pytest.raises(ConfigError, match=expected):
         build_graph(store, [bad], min_weight=1)
     assert sorted(store.graph.edge_rows()) == before
@@ -163,6 +163,17 @@ def test_an_empty_new_graph_keeps_the_stored_one_and_a_replacement_is_reported(s
     second = build_graph(store, [other], min_weight=1)
     assert second.replaced["playlists"] == 1 and second.replaced["edges"] == 6
     assert second.replaced["sources"] == [str(good)]
+
+
+def test_sources_of_which_no_entry_matches_store_nothing_even_in_a_new_store(store_with_tracks, tmp_path):
+    from audiograph.errors import ConfigError
+
+    store, _ = store_with_tracks
+    bad = tmp_path / "bad.m3u8"
+    _write_m3u(bad, [str(tmp_path / "elsewhere.mp3"), str(tmp_path / "nowhere.mp3")])
+    with pytest.raises(ConfigError, match=r"bad.m3u8: not one of its 2 entries matched a stored track \(the first: "):
+        build_graph(store, [bad], min_weight=1)
+    assert store.graph.summary() is None and store.graph.playlists() == []
 
 
 def test_gc_paused_restores_the_collector_as_it_found_it():

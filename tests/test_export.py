@@ -43,7 +43,7 @@ def test_npz_export(imported_store, tmp_path, space):
 def test_csv_export(imported_store, tmp_path):
     store = imported_store
     out = tmp_path / "sub" / "audio.csv"
-    run("export", "audio", "--db", store.path, "--format", "csv", "--out", out)
+    run("export", "audio", "--db", store.path, "--out", out)  # the format from the extension
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     ids, vectors = store.vectors.matrix("audio")
@@ -86,6 +86,9 @@ def test_parquet_without_pyarrow_names_the_extra(embedded_db, tmp_path):
         (["nope", "--out", "x.npz"], "no vectors in space 'nope'"),
         (["descriptors", "--out", "x.npy"], "name it .npz"),
         (["descriptors", "--out", "."], "is a folder"),
+        (["descriptors", "--out", "x.txt"], "x.txt: name the file .npz, .csv or .parquet, or give --format"),
+        (["descriptors", "--out", "x.csv", "--format", "npy"], "x.csv: --format npy writes .npz, not .csv"),
+        (["descriptors", "--out", "x.npz", "--format", "csv"], "x.npz: --format csv writes .csv, not .npz"),
     ],
 )
 def test_export_errors_are_one_line(embedded_db, args, message):

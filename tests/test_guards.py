@@ -14,6 +14,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from test_cli import run
 
 from audiograph.cli import build_parser
 from audiograph.cli.arguments import RANGES
@@ -25,7 +26,7 @@ from audiograph.pipelines.fit import DivergenceGuard
 from audiograph.pipelines.import_tracks import import_tracks
 from audiograph.pipelines.query import query_file, similar_track
 from audiograph.pipelines.train_audio import train_audio
-from audiograph.pipelines.train_musig import train_musig
+from audiograph.pipelines.train_musig import embed_musig, train_musig
 from audiograph.runtime import lightning_trainer
 from audiograph.spaces import ACOUSTIC_KIND, IMPORT_KIND, MUSIG_KIND
 from audiograph.store import Store
@@ -171,7 +172,6 @@ def store_with_a_copy(synth_collection, tmp_path):
     shutil.copy(original, copy)
     store = Store(tmp_path / "s.db")
     embed_audio(audio, store, collection="c", num_workers=1, quiet=True)
-    build_graph(store, [synth_collection / "playlists"])
     return store, store.tracks.by_path(original)["id"], store.tracks.by_path(copy)["id"]
 
 
@@ -301,3 +301,60 @@ def test_a_search_in_a_one_dimensional_space_says_what_its_scores_mean(tmp_path)
     result = similar_track(store, "t0", space="popularity", k=7)
     assert {round(h["score"], 5) for h in result.hits} == {1.0, -1.0}
     assert any("one number per track" in note for note in result.notes)
+
+
+def test_embed_musig_refreshes_the_musig_space_whatever_was_trained_last(store_copy):
+    quick = {"max_epochs": 1, "batches_per_epoch": 2, "hidden_channels": 16, "quiet": True}
+    musig = train_musig(store_copy, **quick).model_id
+    graphsage = train_musig(store_copy, task_weights="graphsage", **quick).model_id
+    before = store_copy.vectors.states("graphsage")
+    assert embed_musig(store_copy) == len(store_copy.tracks.node_ids())
+    assert {m for m, _ in store_copy.vectors.states("musig").values()} == {musig}
+    assert store_copy.vectors.states("graphsage") == before
+    assert embed_musig(store_copy, space="graphsage") and {
+        m for m, _ in store_copy.vectors.states("graphsage").values()
+    } == {graphsage}
+    with pytest.raises(StoreError, match="no MUSIG model fills space 'other'"):
+        embed_musig(store_copy, space="other")
+
+
+def test_evaluate_quiet_still_prints_its_table(embedded_db):
+    out = run(
+        "evaluate",
+        "--db",
+        embedded_db,
+        "-q",
+        "--methods",
+        "features:audio",
+        "cf",
+        "--repeats",
+        "1",
+        "--min-length",
+        "6",
+    )
+    assert "evaluation playlists" in out.stdout and "HR" in out.stdout and "Features only" in out.stdout
+
+
+def test_common_options_go_before_or_after_the_command_and_file_commands_have_none(embedded_db):
+    before = json.loads(run("--db", embedded_db, "--json", "info").stdout)
+    after = json.loads(run("info", "--db", embedded_db, "--json").stdout)
+    assert before == after and before["tracks"]
+    for command in ("synth", "demo"):
+        assert "--db" not in run(command, "--help").stdout and "--json" not in run(command, "--help").stdout
+    refused = run("--db", embedded_db, "synth", "out", check=False)
+    assert refused.returncode == 1 and "--db does not apply" in refused.stderr
+
+
+def test_an_index_of_one_number_per_track_or_of_too_few_rows_is_refused(tmp_path):
+    pytest.importorskip("faiss")
+    from audiograph.pipelines.index import build_index
+    from audiograph.store.ann import MIN_QUANTIZED_ROWS, build_ann_index
+
+    store = Store(tmp_path / "s.db")
+    (tmp_path / "t.csv").write_text("track_id,pop\n" + "".join(f"t{i},{i}\n" for i in range(50)))
+    import_tracks(store, tmp_path / "t.csv", popularity_col="pop")
+    with pytest.raises(ConfigError, match="one number per track: no index can speed up its search"):
+        build_index(store, "popularity", kind="pq")
+    rows = np.random.default_rng(0).normal(size=(MIN_QUANTIZED_ROWS - 1, 8)).astype(np.float32)
+    with pytest.raises(ConfigError, match=f"needs at least {MIN_QUANTIZED_ROWS} rows to train on"):
+        build_ann_index([str(i) for i in range(len(rows))], rows, "m", kind="pq")

@@ -101,28 +101,49 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser; only the command named in `argv` (all, when None) gets its arguments."""
     from audiograph import __version__
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help="store file (default: $AUDIOGRAPH_DB or ./audiograph.db)")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
-    common.add_argument("--json", action="store_true", help="print the result as JSON")
-    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-
     parser = argparse.ArgumentParser(
         prog="audiograph", description="Music-track representations from audio, playlists and metadata."
     )
     parser.add_argument("--version", action="version", version=f"audiograph {__version__}")
+    _common_options(parser)  # before the command too: `audiograph --db music.db info`
+    common, common_without_store = argparse.ArgumentParser(add_help=False), argparse.ArgumentParser(add_help=False)
+    _common_options(common, given_only=True)
+    _common_options(common_without_store, store=False, given_only=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = None if argv is None else next((a for a in argv if a in COMMANDS), "")
     parser.command_parsers = {}
     for name, (help_text, add_arguments, run) in COMMANDS.items():
+        parents = [common_without_store if name in FILE_COMMANDS else common]
         p = parser.command_parsers[name] = commands.add_parser(
-            name, parents=[common], help=help_text, description=help_text
+            name, parents=parents, help=help_text, description=help_text
         )
         p.set_defaults(func=run)
         if chosen is None or name == chosen:
             add_arguments(p)
             check_ranges(p)
     return parser
+
+
+FILE_COMMANDS = ("synth", "demo")  # commands that write files, not a store, and print no result: no --db, no --json
+
+
+def _common_options(parser: argparse.ArgumentParser, store: bool = True, given_only: bool = False) -> None:
+    """The options every command takes, before or after its name. With `given_only` they set nothing when
+    absent, so that a command's own parser keeps what was given before the command's name."""
+
+    def default(value):
+        return argparse.SUPPRESS if given_only else value
+
+    if store:
+        parser.add_argument(
+            "--db", default=default(None), help="store file (default: $AUDIOGRAPH_DB or ./audiograph.db)"
+        )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False), help="no progress bars or chatter"
+    )
+    if store:
+        parser.add_argument("--json", action="store_true", default=default(False), help="print the result as JSON")
+    parser.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks for errors")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -216,11 +216,10 @@ def args_export(p) -> None:
     p.add_argument(
         "--format",
         choices=["npy", "csv", "parquet"],
-        default="npy",
         help="npy: a NumPy .npz archive, np.load(OUT) -> ids, vectors (float32 [N, d]), model_id, space, title,"
         " artist, genre, path; csv: one row per track: track_id, model_id, title, artist, genre, path, v0..vN;"
         " parquet: the csv columns with the vector as one list column `vector` (needs pip install"
-        " 'audiograph[parquet]') (default npy)",
+        " 'audiograph[parquet]') (default: from OUT's extension, .npz, .csv or .parquet)",
     )
     p.add_argument("--out", required=True, metavar="PATH", help="file to write")
     p.add_argument("--model", help="export the vectors of this registered model (default: the space's newest)")
@@ -418,7 +417,8 @@ def args_train_musig(p) -> None:
 
 
 def args_embed_musig(p) -> None:
-    p.add_argument("--model", help="MUSIG model id (default: the newest)")
+    p.add_argument("--model", help="MUSIG model id (default: the newest filling --space)")
+    p.add_argument("--space", default="musig", help="the space to refresh, e.g. graphsage (default musig)")
     distributed_options(p, source_defaults("audiograph.pipelines.train_musig", "embed_musig"))
 
 

@@ -157,6 +157,7 @@ def cmd_map(args) -> int:
 
 def cmd_index(args) -> int:
     from audiograph.pipelines.index import build_index
+    from audiograph.store.ann import TARGET_RECALL
 
     store = open_store(args)
     report = build_index(store, args.space, kind=args.kind)
@@ -168,6 +169,13 @@ def cmd_index(args) -> int:
         f"indexed {report.rows} '{report.space}' vectors of model {report.model_id}: {report.kind}"
         f"{f' ({params})' if params else ''} in {report.folder}; query and similar use it while it is current"
     )
+    recall = report.params.get("calibrated_recall_at_10")
+    if recall is not None and recall < TARGET_RECALL:
+        print(
+            f"warning: its best setting finds {recall:.2f} of the exact top 10, below {TARGET_RECALL}: another --kind"
+            " may do better, and `--kind flat` searches exactly",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -361,7 +369,7 @@ def cmd_embed_musig(args) -> int:
     from audiograph.pipelines.train_musig import embed_musig, musig_model_row
 
     store = open_store(args)
-    row = musig_model_row(store, args.model)
+    row = musig_model_row(store, args.model, args.space)
     before = store.vectors.spaces().get(row["space"], {})
     count = embed_musig(store, row["id"], **distributed_args(args))
     if count is None:  # a rank other than 0 of a distributed run: rank 0 writes and reports
@@ -404,15 +412,15 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False))
         return 0
-    info = evaluation.info
-    say(
+    info = evaluation.info  # the results, which --quiet keeps: it silences only the progress lines
+    print(
         f"\n{info['eval_playlists']} evaluation playlists (at least {info['min_length']} tracks, first"
         f" {info['seed_fraction']:.0%} as seeds) and {info['train_playlists']} training playlists;"
         f" mean ± std over seeds {', '.join(map(str, evaluation.seeds))}"
     )
-    say(format_results(evaluation))
+    print(format_results(evaluation))
     for note in evaluation.notes:
-        say(f"note: {note}")
+        print(f"note: {note}")
     return 0
 
 

@@ -204,7 +204,7 @@ def build_figure(
     order = [texts.index(f"{label} ({counts[label]})") for label in legend]
     fig.legend(
         [handles[i] for i in order],
-        [texts[i] for i in order],
+        [f"{_short(label, 32)} ({counts[label]})" for label in legend],  # a long playlist name must not squeeze the map
         loc="outside right upper",
         title=legend_title or None,
         markerscale=max(1.0, 6 / np.sqrt(size)),

@@ -125,6 +125,13 @@ def build_graph(
 
     weights = cooccurrence_matrix(playlist_index, track_index, len(node_ids))
     weights = _add_edge_lists(weights, edge_lists, position, report)
+    if report.unmatched and not report.matched:
+        raise ConfigError(
+            f"{', '.join(map(str, sources))}: not one of its {report.unmatched} entries matched a stored track (the"
+            f" first: {report.unmatched_examples[0]}); nothing was stored"
+            + (", and the stored graph is kept" if store.graph.summary() else "")
+            + ("" if add_missing else "; --add-missing adds id-based entries as tracks without audio")
+        )
     if min_weight == "auto":
         report.min_weight, report.min_weight_reason = choose_min_weight(weights)
     else:

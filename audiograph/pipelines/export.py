@@ -13,6 +13,7 @@ from audiograph.errors import ConfigError, StoreError
 from audiograph.store import Store
 
 EXPORT_FORMATS = ("npy", "csv", "parquet")
+FORMAT_OF_SUFFIX = {".npz": "npy", ".csv": "csv", ".parquet": "parquet"}
 METADATA_COLUMNS = ("title", "artist", "genre", "path")
 
 
@@ -32,7 +33,7 @@ class ExportReport:
 
 
 def export_space(
-    store: Store, space: str, out: str | os.PathLike, *, format: str = "npy", model: str | None = None
+    store: Store, space: str, out: str | os.PathLike, *, format: str | None = None, model: str | None = None
 ) -> ExportReport:
     """Write the vectors of `space` (by `model`, default the model its searches use) to `out`.
 
@@ -40,15 +41,23 @@ def export_space(
     `model_id`, `space` and one string array per metadata column (title, artist, genre, path; "" when
     unknown). csv: one row per track: track_id, model_id, the metadata columns, then v0..v{d-1}.
     parquet (needs pyarrow): the same columns as csv, with the vector as one fixed-size list column
-    `vector`. Vectors are the stored ones, not standardised or normalised.
+    `vector`. Vectors are the stored ones, not standardised or normalised. Without `format`, the file's
+    extension says which (.npz, .csv, .parquet); a format that contradicts the extension is refused.
     """
-    if format not in EXPORT_FORMATS:
+    if format is not None and format not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format '{format}' (choose from {', '.join(EXPORT_FORMATS)})")
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder; --out needs a file name")
-    if format == "npy" and out.suffix.lower() == ".npy":
-        raise ConfigError(f"{out}: --format npy writes an .npz archive (ids, vectors and metadata); name it .npz")
+    if out.suffix.lower() == ".npy":
+        raise ConfigError(f"{out}: the npy format writes an .npz archive (ids, vectors and metadata); name it .npz")
+    named = FORMAT_OF_SUFFIX.get(out.suffix.lower())
+    if format is None and named is None:
+        raise ConfigError(f"{out}: name the file .npz, .csv or .parquet, or give --format")
+    format = format or named
+    if named is not None and named != format:
+        suffix = next(s for s, f in FORMAT_OF_SUFFIX.items() if f == format)
+        raise ConfigError(f"{out}: --format {format} writes {suffix}, not {out.suffix}; name it {suffix}")
     if space not in store.vectors.spaces():
         have = ", ".join(store.vectors.spaces()) or "none"
         raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")

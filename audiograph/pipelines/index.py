@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from audiograph.errors import ConfigError
 from audiograph.store import Store
 
 
@@ -27,6 +28,8 @@ def build_index(store: Store, space: str, kind: str = "auto") -> IndexReport:
 
     model_id = store.vectors.search_model(space)[0]
     index = store.vectors.index(space, model_id)
+    if index.matrix.shape[1] < 2:
+        raise ConfigError(f"space '{space}' holds one number per track: no index can speed up its search")
     ann = build_ann_index(index.ids, index.matrix, model_id, kind=kind)
     ann.standardized = index.mean is not None
     folder = ann.save(ann_folder(store.path, space))

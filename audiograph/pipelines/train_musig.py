@@ -245,20 +245,25 @@ def _guard(report: TrainMusigReport) -> None:
         )
 
 
-def musig_model_row(store: Store, model_id: str | None = None) -> dict:
-    """The registry row of a MUSIG model id, or of the newest MUSIG model."""
-    row = store.models.latest(MUSIG_KIND) if model_id is None else store.models.get(model_id)
+def musig_model_row(store: Store, model_id: str | None = None, space: str = MUSIG_SPACE) -> dict:
+    """The registry row of a MUSIG model id, or of the newest MUSIG model filling `space`."""
+    if model_id is None:
+        row = (store.models.rows(kind=MUSIG_KIND, space=space) or [None])[-1]
+        if row is None:
+            raise StoreError(f"{store.path}: no MUSIG model fills space '{space}' (run `audiograph train-musig`)")
+        return row
+    row = store.models.get(model_id)
     if row is None:
-        raise StoreError(f"{store.path}: no MUSIG model (run `audiograph train-musig`)")
+        raise StoreError(f"{store.path}: no model '{model_id}' in the registry")
     if row["kind"] != MUSIG_KIND:
         raise ConfigError(f"model '{row['id']}' is a {row['kind']} model, not MUSIG")
     return row
 
 
-def load_musig(store: Store, model_id: str | None = None) -> tuple[MusigModel, dict]:
-    """(the trained model, its registry row) for a MUSIG model id, or the newest; only from the store's
-    models folder, and weights-only."""
-    row = musig_model_row(store, model_id)
+def load_musig(store: Store, model_id: str | None = None, space: str = MUSIG_SPACE) -> tuple[MusigModel, dict]:
+    """(the trained model, its registry row) for a MUSIG model id, or the newest filling `space`; only from the
+    store's models folder, and weights-only."""
+    row = musig_model_row(store, model_id, space)
     return MusigModel.load(store.models.checkpoint_file(row), f"model '{row['id']}'"), row
 
 
@@ -313,15 +318,17 @@ def embed_musig(
     store: Store,
     model_id: str | None = None,
     *,
+    space: str = MUSIG_SPACE,
     accelerator: str = "auto",
     devices="auto",
     strategy="auto",
     num_nodes: int = 1,
 ) -> int | None:
     """Write the MUSIG vector of every track in the store (new ones included, no retraining) into the
-    model's space; returns how many. Under a distributed strategy (`predict_musig`) every rank computes a
-    share, and only global rank 0 writes and gets the count (the others get None)."""
-    model, row = load_musig(store, model_id)
+    model's space, by `model_id` or by the newest model filling `space`; returns how many. Under a distributed
+    strategy (`predict_musig`) every rank computes a share, and only global rank 0 writes and gets the count
+    (the others get None)."""
+    model, row = load_musig(store, model_id, space)
     spec = model.spec
     for group, vectors_model in spec.models.items():
         if vectors_model not in store.vectors.spaces().get(spec.spaces[group], {}):

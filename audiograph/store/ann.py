@@ -52,6 +52,7 @@ TARGET_RECALL = 0.95
 # start-up and spin-waits then cost more than the search: measured 8.4 ms for one query over 20k rows with
 # 2 threads on a busy 2-core machine, 0.08 ms with 1.
 SMALL_BATCH = 8
+MIN_QUANTIZED_ROWS = 16 * 39  # product quantisation trains 16 centroids per sub-quantizer, on 39 rows each
 CALIBRATION_QUERIES = 300
 CALIBRATION_K = 10
 CALIBRATION_MARGIN = 0.01  # calibrate a little above the target: the sample's recall is an estimate
@@ -310,7 +311,7 @@ def _new_index(faiss, kind: str, matrix: np.ndarray, rng: np.random.Generator):
     cheapest first."""
     n, dim = matrix.shape
     metric = faiss.METRIC_INNER_PRODUCT
-    powers = [2**i for i in range(12)]  # 1 ... 2048
+    powers = [2**i for i in range(10)] + [1000]  # 1 ... 512, 1000: faiss reads a refine k_factor up to 1000
     if kind == "flat":
         return faiss.IndexFlatIP(dim), {}, [{}]
     if kind == "hnsw":
@@ -318,6 +319,11 @@ def _new_index(faiss, kind: str, matrix: np.ndarray, rng: np.random.Generator):
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         settings = [{"ef_search": int(16 * 2 ** (i / 2))} for i in range(17)]  # 16 ... 4096, x1.41 a step
         return index, {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}, settings
+    if n < MIN_QUANTIZED_ROWS:  # faiss would train 16 centroids per sub-quantizer on too few rows, and say so per one
+        raise ConfigError(
+            f"a {kind} index needs at least {MIN_QUANTIZED_ROWS} rows to train on, not {n}: a space this small is"
+            " searched exactly at once"
+        )
     m = pq_subquantizers(dim)
     if kind == "pq":
         index = faiss.index_factory(dim, f"PQ{m}x4fs,RFlat", metric)
