@@ -42,7 +42,7 @@ from audiograph.store import Store
         (["train-musig", "--out-channels", "0"], "argument --out-channels: must be at least 1"),
         (["train-audio", "--epochs", "0"], "argument --epochs: must be at least 1 (got 0)"),
         (["train-audio", "--val-fraction", "1"], "argument --val-fraction: must be above 0 and below 1"),
-        (["embed-audio", "dir", "--workers", "-1"], "argument --workers: must be at least 1 (got -1)"),
+        (["embed-audio", "dir", "--workers", "-1"], "argument --workers: must be at least 0 (got -1)"),
         (["evaluate", "--holdout", "1.5"], "argument --holdout: must be above 0 and below 1 (got 1.5)"),
         (["radio", "x", "--walk", "2"], "argument --walk: must be at least 0 and at most 1 (got 2)"),
         (["query", "x", "-k", "0"], "argument -k: must be at least 1 (got 0)"),

@@ -61,7 +61,6 @@ RANGES = {
             "genres",
             "playlists",
             "batch_size",
-            "workers",
             "num_nodes",
             "k",
             "length",
@@ -80,7 +79,17 @@ RANGES = {
         (1, None, True, True),
     ),
     **dict.fromkeys(
-        ("seed", "patience", "num_workers", "batches_per_epoch", "weight_decay", "weight_power", "margin", "diversity"),
+        (
+            "seed",
+            "patience",
+            "workers",
+            "num_workers",
+            "batches_per_epoch",
+            "weight_decay",
+            "weight_power",
+            "margin",
+            "diversity",
+        ),
         (0, None, True, True),
     ),
     **dict.fromkeys(("seconds", "lr", "temperature", "crop_seconds"), (0, None, False, True)),
@@ -148,7 +157,7 @@ def args_embed_audio(p) -> None:
         "--workers",
         type=int,
         metavar="WORKERS",
-        help="decoding processes (default: one per CPU core; per rank with DDP)",
+        help="decoding processes, 0 to decode in this one (default: one per CPU core; per rank with DDP)",
     )
     option(p, "--accelerator", d, "accelerator for the encoder (auto, cpu, gpu, or any Lightning accelerator)")
     option(p, "--devices", d, "devices; more than 1 shares the files out over ranks with Lightning", type=str)
