@@ -22,6 +22,7 @@ from audiograph.errors import ConfigError, StoreError
 from audiograph.pipelines.build_graph import TrackIds, build_graph
 from audiograph.pipelines.embed_audio import embed_audio
 from audiograph.pipelines.explore import map_space, radio
+from audiograph.pipelines.export import export_space
 from audiograph.pipelines.fit import DivergenceGuard
 from audiograph.pipelines.import_tracks import import_tracks
 from audiograph.pipelines.query import query_file, similar_track
@@ -30,6 +31,7 @@ from audiograph.pipelines.train_musig import embed_musig, train_musig
 from audiograph.runtime import lightning_trainer
 from audiograph.spaces import ACOUSTIC_KIND, IMPORT_KIND, MUSIG_KIND
 from audiograph.store import Store
+from audiograph.store.ann import ann_folder
 
 
 @pytest.mark.parametrize(
@@ -358,3 +360,71 @@ def test_an_index_of_one_number_per_track_or_of_too_few_rows_is_refused(tmp_path
     rows = np.random.default_rng(0).normal(size=(MIN_QUANTIZED_ROWS - 1, 8)).astype(np.float32)
     with pytest.raises(ConfigError, match=f"needs at least {MIN_QUANTIZED_ROWS} rows to train on"):
         build_ann_index([str(i) for i in range(len(rows))], rows, "m", kind="pq")
+
+
+def _import_space(db, prefix: str, n: int = 10) -> Store:
+    store = Store(db)
+    csv_path = db.parent / f"{prefix}.csv"
+    rng = np.random.default_rng(len(prefix))
+    rows = "".join(f"{prefix}{i},{a:.4f},{b:.4f}\n" for i, (a, b) in enumerate(rng.normal(size=(n, 2))))
+    csv_path.write_text("track_id,a,b\n" + rows)
+    import_tracks(store, csv_path, features={"audio": ["a", "b"]})
+    return store
+
+
+def test_a_store_made_again_at_the_same_path_never_searches_the_old_ones_cached_vectors(tmp_path):
+    db = tmp_path / "s.db"
+    first = _import_space(db, "old")
+    assert {h["track_id"][:3] for h in similar_track(first, "old0", k=5).hits} == {"old"}  # caches the matrix
+    first.close()
+    for leftover in tmp_path.glob("s.db*"):
+        if leftover.is_file():
+            leftover.unlink()  # the store goes; its cache folder beside it stays
+    second = _import_space(db, "new")  # as many writes as the first store had
+    assert {h["track_id"][:3] for h in similar_track(second, "new0", k=5).hits} == {"new"}
+
+
+def test_a_failed_export_leaves_the_previous_file_whole(store_copy, tmp_path, monkeypatch):
+    out = tmp_path / "exports" / "v.npz"
+    export_space(store_copy, "descriptors", out)
+    before = out.read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("audiograph.pipelines.export.np.savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export_space(store_copy, "descriptors", out)
+    assert out.read_bytes() == before and [p.name for p in out.parent.iterdir()] == ["v.npz"]
+
+
+def test_training_on_a_store_it_cannot_write_stops_before_training(store_copy, monkeypatch):
+    monkeypatch.setattr("audiograph.store.connection._writable", lambda path: False)
+    for train in (train_audio, train_musig):
+        with pytest.raises(StoreError, match="the store is read-only"):
+            train(store_copy, max_epochs=1, quiet=True)
+    assert not store_copy.models_dir.exists() or not any(store_copy.models_dir.iterdir())
+
+
+def test_another_programs_sqlite_database_is_refused_and_left_as_it_was(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER, total REAL)")
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match="an SQLite database, but not an audiograph store \\(its tables: invoices\\)"):
+        Store(db)
+    assert db.read_bytes() == before
+
+
+def test_a_warning_is_one_line(store_copy):
+    folder = ann_folder(store_copy.path, "descriptors")
+    folder.mkdir(parents=True)
+    (folder / "ann.json").write_text("{not json")
+    track = store_copy.tracks.node_ids()[0]
+    out = run("similar", track, "--db", store_copy.path, "--space", "descriptors")
+    assert [line for line in out.stderr.splitlines() if line] == [
+        line for line in out.stderr.splitlines() if line.startswith("warning: ") and "index unreadable" in line
+    ]
+    assert out.stderr.count("\n") == 1

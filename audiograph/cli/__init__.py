@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import sys
+import warnings
 
 from audiograph.cli.arguments import (
     args_build_graph,
@@ -155,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # said with the command's usage, which lists its options, rather than the top level's
         parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     QUIET["on"] = args.quiet
+    with warnings.catch_warnings():  # restores the warning display when an in-process caller gets control back
+        if not args.debug:
+            warnings.showwarning = _say_warning
+        return _run(args, command_line)
+
+
+def _run(args: argparse.Namespace, command_line: bool) -> int:
+    """The command, with errors turned into one-line messages and exit codes."""
     try:
         with stop_on_sigterm(), stop_once_on_ctrl_c(keep_ignored=command_line):
             return args.func(args)
@@ -198,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"audiograph: error: {e}", file=sys.stderr)
         return 1
+
+
+def _say_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, like the errors: what it says, without the source line that raised it."""
+    print(f"warning: {one_line(str(message))}", file=sys.stderr)
 
 
 def _say_interrupted() -> None:

@@ -70,26 +70,34 @@ def export_space(
     rows = {t["id"]: t for t in store.tracks.rows(status=None)}
     metadata = {c: [rows.get(t, {}).get(c) or "" for t in ids] for c in METADATA_COLUMNS}
     out.parent.mkdir(parents=True, exist_ok=True)
-    if format == "npy":
-        with open(out, "wb") as f:  # an open file, so that np.savez keeps the name as given
-            np.savez(
-                f,
-                ids=np.array(ids, dtype=str),
-                vectors=vectors.astype(np.float32),
-                model_id=np.array(model_id),
-                space=np.array(space),
-                **{c: np.array(v, dtype=str) for c, v in metadata.items()},
-            )
-    elif format == "csv":
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["track_id", "model_id", *METADATA_COLUMNS, *(f"v{i}" for i in range(vectors.shape[1]))])
-            for i, track_id in enumerate(ids):
-                # str of a numpy float32 is its shortest text that reads back to the same float32
-                described = [track_id, model_id, *(metadata[c][i] for c in METADATA_COLUMNS)]
-                writer.writerow([*described, *map(str, vectors[i])])
-    else:
-        _write_parquet(pyarrow, out, ids, model_id, metadata, vectors)
+    # Written beside the target and renamed over it when complete: a killed export leaves the old file whole.
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        if format == "npy":
+            with open(partial, "wb") as f:  # an open file, so that np.savez keeps the name as given
+                np.savez(
+                    f,
+                    ids=np.array(ids, dtype=str),
+                    vectors=vectors.astype(np.float32),
+                    model_id=np.array(model_id),
+                    space=np.array(space),
+                    **{c: np.array(v, dtype=str) for c, v in metadata.items()},
+                )
+        elif format == "csv":
+            with open(partial, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(
+                    ["track_id", "model_id", *METADATA_COLUMNS, *(f"v{i}" for i in range(vectors.shape[1]))]
+                )
+                for i, track_id in enumerate(ids):
+                    # str of a numpy float32 is its shortest text that reads back to the same float32
+                    described = [track_id, model_id, *(metadata[c][i] for c in METADATA_COLUMNS)]
+                    writer.writerow([*described, *map(str, vectors[i])])
+        else:
+            _write_parquet(pyarrow, partial, ids, model_id, metadata, vectors)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     return ExportReport(space, model_id, format, str(out), len(ids), int(vectors.shape[1]) if len(ids) else 0)
 
 

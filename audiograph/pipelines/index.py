@@ -32,5 +32,6 @@ def build_index(store: Store, space: str, kind: str = "auto") -> IndexReport:
         raise ConfigError(f"space '{space}' holds one number per track: no index can speed up its search")
     ann = build_ann_index(index.ids, index.matrix, model_id, kind=kind)
     ann.standardized = index.mean is not None
+    ann.space_version = store.vectors.version(space)
     folder = ann.save(ann_folder(store.path, space))
     return IndexReport(space, model_id, len(index.ids), ann.kind, dict(ann.params), str(folder))

@@ -190,6 +190,7 @@ def train_audio(
     limit_threads()
     space = space or ACOUSTIC_SPACE
     store.models.check_space(space, ACOUSTIC_KIND)
+    store.check_writable()
     module_options, data_options = split_options(options, AudioEncoderModule, GraphAudioData)
     seed = data_options.get("seed", keyword_defaults(GraphAudioData)["seed"])
     L.seed_everything(seed, workers=True, verbose=False)

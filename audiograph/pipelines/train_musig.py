@@ -136,6 +136,7 @@ def train_musig(
     space = space or (GRAPHSAGE_SPACE if task_weights == "graphsage" else MUSIG_SPACE)
     if register:
         store.models.check_space(space, MUSIG_KIND)
+        store.check_writable()
     best = fit_and_register(
         store,
         _candidate_modules(data, task_weights, module_options),

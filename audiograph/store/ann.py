@@ -140,6 +140,7 @@ class AnnIndex:
     params: dict = field(default_factory=dict)
     rows: np.ndarray | None = None  # int64: the caller's row of each faiss row (None: the same order)
     standardized: bool = False  # built over z-scored rows, as searches of a standardised space are
+    space_version: int | None = None  # the store's version of the space's vectors it was built from
 
     def __len__(self) -> int:
         return len(self.id_offsets) - 1
@@ -206,6 +207,7 @@ class AnnIndex:
             "kind": self.kind,
             "params": self.params,
             "standardized": self.standardized,
+            "space_version": self.space_version,
             "sizes": {name: (folder / name).stat().st_size for name in DATA_FILES},
         }
         tmp = folder / (META_FILE + ".tmp")
@@ -214,10 +216,17 @@ class AnnIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, model_id: str, n_rows: int, standardized: bool = False) -> AnnIndex | None:
+    def load(
+        cls,
+        folder: str | os.PathLike,
+        model_id: str,
+        n_rows: int,
+        standardized: bool = False,
+        space_version: int | None = None,
+    ) -> AnnIndex | None:
         """The index saved in `folder`, or None when there is none or it is stale (built for another model,
-        another row count, or rows standardised otherwise than the space's now are), so that the caller
-        falls back to the exact scan. Raises AnnIndexError, one line naming the folder, when the files are
+        another row count, other vectors (`space_version`, when given), or rows standardised otherwise than
+        the space's now are), so that the caller falls back to the exact scan. Raises AnnIndexError, one line naming the folder, when the files are
         there but unreadable."""
         folder = Path(folder)
         meta_path = folder / META_FILE
@@ -236,6 +245,8 @@ class AnnIndex:
         if meta.get("format") != FORMAT_VERSION:
             return None
         if stored_model != model_id or stored_rows != n_rows or bool(meta.get("standardized")) != standardized:
+            return None
+        if space_version is not None and meta.get("space_version") != space_version:  # other vectors since
             return None
         for name in DATA_FILES:
             path = folder / name
@@ -266,7 +277,7 @@ class AnnIndex:
             raise corrupt(f"{INDEX_FILE}: {faiss_reason(error)}") from None
         if index.ntotal != n_rows or index.d != dim:
             raise corrupt(f"{INDEX_FILE} holds {index.ntotal} rows of {index.d} dimensions, {n_rows} of {dim} expected")
-        ann = cls(index, ids_blob, offsets, stored_model, kind, params, rows, standardized)
+        ann = cls(index, ids_blob, offsets, stored_model, kind, params, rows, standardized, meta.get("space_version"))
         try:
             ann.apply_search_params()
         except (ValueError, TypeError, AttributeError, RuntimeError) as error:

@@ -47,6 +47,12 @@ def sqlite_error(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:
     """An SQLite failure as a one-line `StoreError` that says what happened to the store at `path`."""
     message = str(error)
     if "readonly" in message or "read-only" in message:
+        locked_out = [p for p in (f"{path}-shm", f"{path}-wal") if _exists_unwritable(p)]
+        if locked_out and _writable(path):  # SQLite gave them the mode of a store that was read-only then
+            return StoreError(
+                f"{path}: the store is writable, but {locked_out[0]} is not (left by a run while the store was"
+                " read-only); delete it when no other audiograph command is running"
+            )
         return StoreError(f"{path}: the store is read-only ({message}); copy it somewhere writable, or pass --db")
     if "locked" in message or "busy" in message:
         return StoreError(
@@ -57,6 +63,19 @@ def sqlite_error(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:
     ):
         return StoreError(f"{path}: the store is corrupt ({message}); restore it from a backup or rebuild it")
     return StoreError(f"{path}: store error ({message})")
+
+
+def _writable(path: str | os.PathLike) -> bool:
+    """Whether this process may write `path` (tried, not inferred from mode bits: root and ACLs decide too)."""
+    try:
+        with open(path, "ab"):
+            return True
+    except OSError:
+        return False
+
+
+def _exists_unwritable(path: str | os.PathLike) -> bool:
+    return os.path.exists(path) and not _writable(path)
 
 
 def utc_now() -> str:
@@ -90,7 +109,8 @@ class Connection:
         self.path = Path(path) if path is not None else default_db_path()
         if must_exist and not self.path.exists():
             raise StoreError(
-                f"{self.path}: no store here (make one with `audiograph embed-audio DIR` or `audiograph import-tracks CSV`, or pass --db)"
+                f"{self.path}: no store here (make one with `audiograph embed-audio DIR` or `audiograph"
+                " import-tracks CSV`, or pass --db)"
             )
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a store file")
@@ -102,12 +122,30 @@ class Connection:
             self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS)
             # As sqlite-utils sets it: a row that INSERT OR REPLACE deletes fires the delete triggers.
             self.conn.execute("PRAGMA recursive_triggers = on")
+            tables = [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if tables and "_migrations" not in tables:  # another program's database: never add tables to it
+                self.conn.close()
+                raise StoreError(
+                    f"{self.path}: an SQLite database, but not an audiograph store (its tables:"
+                    f" {', '.join(sorted(tables)[:5])}); pass another --db"
+                )
             _use_wal(self.conn)
             migrate(self.conn)
         except sqlite3.DatabaseError as e:
             if "readonly" in str(e) or "locked" in str(e) or "busy" in str(e):
                 raise sqlite_error(self.path, e) from None
             raise StoreError(f"{self.path}: not a usable audiograph store ({e})") from None
+
+    def check_writable(self) -> None:
+        """A `StoreError` now, rather than at the end of a long run, when the store cannot be written."""
+        if not _writable(self.path):
+            raise StoreError(f"{self.path}: the store is read-only; copy it somewhere writable, or pass --db")
+        for companion in (f"{self.path}-shm", f"{self.path}-wal"):
+            if _exists_unwritable(companion):
+                raise StoreError(
+                    f"{self.path}: {companion} is read-only (left by a run while the store was read-only); delete"
+                    " it when no other audiograph command is running"
+                )
 
     @functools.cached_property
     def db(self) -> sqlite_utils.Database:

@@ -219,3 +219,23 @@ def m008_checkpoints_relative_to_the_models_folder(db: sqlite_utils.Database) ->
         first, separator, rest = checkpoint.replace("\\", "/").partition("/")
         if separator and first.endswith(".models") and rest:
             db.execute("UPDATE models SET checkpoint = ? WHERE id = ?", [rest, model_id])
+
+
+@migration
+def m009_space_versions_unique_to_each_history(db: sqlite_utils.Database) -> None:
+    # A counter repeats across stores: a store deleted and made again, or a backup restored, reached the same
+    # count with other vectors, and a cached matrix of the old ones passed for current. Every write now draws
+    # a fresh random version, which no other history of writes shares.
+    for trigger in ("vectors_inserted", "vectors_updated", "vectors_deleted"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("UPDATE space_versions SET version = random()")
+    bump = (
+        "INSERT INTO space_versions (space, version) VALUES ({row}.space, random())"
+        " ON CONFLICT (space) DO UPDATE SET version = random();"
+    )
+    db.execute(f"CREATE TRIGGER vectors_inserted AFTER INSERT ON vectors BEGIN {bump.format(row='NEW')} END")
+    db.execute(
+        "CREATE TRIGGER vectors_updated AFTER UPDATE ON vectors"
+        f" BEGIN {bump.format(row='NEW')} {bump.format(row='OLD')} END"
+    )
+    db.execute(f"CREATE TRIGGER vectors_deleted AFTER DELETE ON vectors BEGIN {bump.format(row='OLD')} END")

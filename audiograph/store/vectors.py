@@ -25,7 +25,7 @@ class Vectors:
     def __init__(self, store: Connection, models: ModelRegistry):
         self.store, self.models = store, models
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
-        self._ann_indexes: dict[tuple[str, str, int], object] = {}  # current approximate indexes, once read
+        self._ann_indexes: dict[tuple[str, str, int, int], object] = {}  # current approximate indexes, once read
         self._spaces: tuple[list, dict] | None = None  # (space versions, `spaces()`) as last counted
 
     def put_one(self, space, track_id, model_id, content_hash, vector, now) -> None:
@@ -112,7 +112,7 @@ class Vectors:
         return [r[0] for r in rows], blobs_to_matrix([r[1] for r in rows], size // 4)
 
     def version(self, space: str) -> int:
-        """A number that every write to `space`'s vectors changes."""
+        """A number that every write to `space`'s vectors replaces with a random one (so no two histories share it)."""
         row = self.store.execute("SELECT version FROM space_versions WHERE space = ?", [space]).fetchone()
         return row[0] if row else 0
 
@@ -165,10 +165,11 @@ class Vectors:
 
     def ann_index(self, space: str, model_id: str, n_rows: int):
         """The approximate index built for `space` (`audiograph index`), when it exists and is current for
-        this model and row count; else None, and searches scan exactly. A damaged one is warned about."""
+        this model, row count and version of the vectors; else None, and searches scan exactly. A damaged one is warned about."""
         from audiograph.store.ann import AnnIndex, AnnIndexError
 
-        key = (space, model_id, n_rows)
+        version = self.version(space)
+        key = (space, model_id, n_rows, version)
         if key in self._ann_indexes:
             return self._ann_indexes[key]
         folder = ann_folder(self.store.path, space)
@@ -176,7 +177,7 @@ class Vectors:
             return None
         standardized = bool((self.models.get(model_id) or {}).get("config", {}).get("standardize"))
         try:
-            ann = AnnIndex.load(folder, model_id, n_rows, standardized)
+            ann = AnnIndex.load(folder, model_id, n_rows, standardized, version)
         except AnnIndexError as e:
             warnings.warn(f"{e}; searching exactly instead (rebuild it with `audiograph index {space}`)", stacklevel=2)
             return None
