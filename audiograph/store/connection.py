@@ -66,12 +66,9 @@ def sqlite_error(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:
 
 
 def _writable(path: str | os.PathLike) -> bool:
-    """Whether this process may write `path` (tried, not inferred from mode bits: root and ACLs decide too)."""
-    try:
-        with open(path, "ab"):
-            return True
-    except OSError:
-        return False
+    """Whether this process may write `path`. Asked of the kernel, never tried by opening the file: closing any
+    descriptor of a database file drops every POSIX lock SQLite holds on it in this process."""
+    return os.access(path, os.W_OK)
 
 
 def _exists_unwritable(path: str | os.PathLike) -> bool:
@@ -137,7 +134,8 @@ class Connection:
             raise StoreError(f"{self.path}: not a usable audiograph store ({e})") from None
 
     def check_writable(self) -> None:
-        """A `StoreError` now, rather than at the end of a long run, when the store cannot be written."""
+        """A `StoreError` now, rather than at the end of a long run, when the store (or its -shm or -wal file)
+        cannot be written."""
         if not _writable(self.path):
             raise StoreError(f"{self.path}: the store is read-only; copy it somewhere writable, or pass --db")
         for companion in (f"{self.path}-shm", f"{self.path}-wal"):
