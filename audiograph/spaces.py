@@ -19,3 +19,11 @@ SPACE_KINDS = {
     MUSIG_SPACE: MUSIG_KIND,
     GRAPHSAGE_SPACE: MUSIG_KIND,
 }
+
+# The command that makes (or makes again) the vectors of each kind of model.
+REMAKE_COMMANDS = {
+    DESCRIPTORS_KIND: "embed-audio",
+    ACOUSTIC_KIND: "embed-audio",
+    MUSIG_KIND: "embed-musig",
+    IMPORT_KIND: "import-tracks",
+}

@@ -10,7 +10,7 @@ from pathlib import Path
 from audiograph.audio.decode import content_hash
 from audiograph.errors import ConfigError, StoreError, existing_file
 from audiograph.pipelines.encoders import AudioFile, file_vector
-from audiograph.spaces import ACOUSTIC_KIND, IMPORT_KIND, MUSIG_KIND
+from audiograph.spaces import ACOUSTIC_KIND, MUSIG_KIND, REMAKE_COMMANDS
 from audiograph.store import Store
 from audiograph.tables import format_table
 
@@ -106,13 +106,10 @@ def _searched_model(store: Store, space: str | None, model: str | None) -> tuple
 def refresh_command(store: Store, model_id: str) -> str:
     """The command that (re)writes the vectors of a registered model."""
     kind = (store.models.get(model_id) or {}).get("kind")
-    if kind == ACOUSTIC_KIND:
-        return f"audiograph embed-audio DIR --model {model_id}"
-    if kind == MUSIG_KIND:
-        return f"audiograph embed-musig --model {model_id}"
-    if kind == IMPORT_KIND:
-        return "audiograph import-tracks CSV"
-    return "audiograph embed-audio DIR"
+    command = REMAKE_COMMANDS.get(kind, "embed-audio")
+    arguments = {"embed-audio": " DIR", "import-tracks": " CSV"}.get(command, "")
+    model = f" --model {model_id}" if kind in (ACOUSTIC_KIND, MUSIG_KIND) else ""
+    return f"audiograph {command}{arguments}{model}"
 
 
 def similar_track(store: Store, track: str | os.PathLike, *, space: str | None = None, k: int = 10) -> QueryResult:

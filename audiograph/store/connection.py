@@ -47,12 +47,8 @@ def sqlite_error(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:
     """An SQLite failure as a one-line `StoreError` that says what happened to the store at `path`."""
     message = str(error)
     if "readonly" in message or "read-only" in message:
-        locked_out = [p for p in (f"{path}-shm", f"{path}-wal") if _exists_unwritable(p)]
-        if locked_out and _writable(path):  # SQLite gave them the mode of a store that was read-only then
-            return StoreError(
-                f"{path}: the store is writable, but {locked_out[0]} is not (left by a run while the store was"
-                " read-only); delete it when no other audiograph command is running"
-            )
+        if _writable(path) and _unwritable_companion(path):
+            return _companion_error(path)
         return StoreError(f"{path}: the store is read-only ({message}); copy it somewhere writable, or pass --db")
     if "locked" in message or "busy" in message:
         return StoreError(
@@ -71,8 +67,17 @@ def _writable(path: str | os.PathLike) -> bool:
     return os.access(path, os.W_OK)
 
 
-def _exists_unwritable(path: str | os.PathLike) -> bool:
-    return os.path.exists(path) and not _writable(path)
+def _unwritable_companion(path: str | os.PathLike) -> str | None:
+    """The store's -shm or -wal file when it exists and cannot be written: SQLite gives them the mode of the
+    store, so a run while the store was read-only leaves them read-only after it no longer is."""
+    return next((c for c in (f"{path}-shm", f"{path}-wal") if os.path.exists(c) and not _writable(c)), None)
+
+
+def _companion_error(path: str | os.PathLike) -> StoreError:
+    return StoreError(
+        f"{path}: {_unwritable_companion(path)} is read-only (left by a run while the store was read-only);"
+        " delete it when no other audiograph command is running"
+    )
 
 
 def utc_now() -> str:
@@ -138,12 +143,8 @@ class Connection:
         cannot be written."""
         if not _writable(self.path):
             raise StoreError(f"{self.path}: the store is read-only; copy it somewhere writable, or pass --db")
-        for companion in (f"{self.path}-shm", f"{self.path}-wal"):
-            if _exists_unwritable(companion):
-                raise StoreError(
-                    f"{self.path}: {companion} is read-only (left by a run while the store was read-only); delete"
-                    " it when no other audiograph command is running"
-                )
+        if _unwritable_companion(self.path):
+            raise _companion_error(self.path)
 
     @functools.cached_property
     def db(self) -> sqlite_utils.Database:

@@ -166,16 +166,7 @@ def m005_space_versions(db: sqlite_utils.Database) -> None:
     # which tells a cached copy of a space's matrix whether it is still current.
     db.execute("CREATE TABLE space_versions (space TEXT PRIMARY KEY, version INTEGER NOT NULL)")
     db.execute("INSERT INTO space_versions (space, version) SELECT DISTINCT space, 1 FROM vectors")
-    bump = (
-        "INSERT INTO space_versions (space, version) VALUES ({row}.space, 1)"
-        " ON CONFLICT (space) DO UPDATE SET version = version + 1;"
-    )
-    db.execute(f"CREATE TRIGGER vectors_inserted AFTER INSERT ON vectors BEGIN {bump.format(row='NEW')} END")
-    db.execute(
-        "CREATE TRIGGER vectors_updated AFTER UPDATE ON vectors"
-        f" BEGIN {bump.format(row='NEW')} {bump.format(row='OLD')} END"
-    )
-    db.execute(f"CREATE TRIGGER vectors_deleted AFTER DELETE ON vectors BEGIN {bump.format(row='OLD')} END")
+    _create_version_triggers(db, first="1", following="version + 1")
 
 
 @migration
@@ -229,9 +220,15 @@ def m009_space_versions_unique_to_each_history(db: sqlite_utils.Database) -> Non
     for trigger in ("vectors_inserted", "vectors_updated", "vectors_deleted"):
         db.execute(f"DROP TRIGGER {trigger}")
     db.execute("UPDATE space_versions SET version = random()")
+    _create_version_triggers(db, first="random()", following="random()")
+
+
+def _create_version_triggers(db: sqlite_utils.Database, first: str, following: str) -> None:
+    """Triggers that set a space's version to `first` at its first vector and to `following` (SQL) at every
+    later insert, update or delete of its vectors."""
     bump = (
-        "INSERT INTO space_versions (space, version) VALUES ({row}.space, random())"
-        " ON CONFLICT (space) DO UPDATE SET version = random();"
+        f"INSERT INTO space_versions (space, version) VALUES ({{row}}.space, {first})"
+        f" ON CONFLICT (space) DO UPDATE SET version = {following};"
     )
     db.execute(f"CREATE TRIGGER vectors_inserted AFTER INSERT ON vectors BEGIN {bump.format(row='NEW')} END")
     db.execute(

@@ -9,14 +9,11 @@ from collections import Counter
 import numpy as np
 
 from audiograph.errors import StoreError
-from audiograph.spaces import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, MUSIG_SPACE
+from audiograph.spaces import REMAKE_COMMANDS, SPACE_KINDS
 from audiograph.store.ann import ann_folder
 from audiograph.store.connection import Connection, utc_now
 from audiograph.store.index import Hit, VectorIndex, blobs_to_matrix, vector_to_blob
 from audiograph.store.models import ModelRegistry
-
-# Which command writes each space's vectors, for messages that say how to repair them.
-_SPACE_COMMANDS = {DESCRIPTORS_SPACE: "embed-audio", ACOUSTIC_SPACE: "embed-audio", MUSIG_SPACE: "embed-musig"}
 
 
 class Vectors:
@@ -25,7 +22,7 @@ class Vectors:
     def __init__(self, store: Connection, models: ModelRegistry):
         self.store, self.models = store, models
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
-        self._ann_indexes: dict[tuple[str, str, int, int], object] = {}  # current approximate indexes, once read
+        self._ann_indexes: dict[tuple[str, str, int], object] = {}  # current approximate indexes, once read
         self._spaces: tuple[list, dict] | None = None  # (space versions, `spaces()`) as last counted
 
     def put_one(self, space, track_id, model_id, content_hash, vector, now) -> None:
@@ -103,7 +100,8 @@ class Vectors:
         bad = [(r[0], len(r[1])) for r in rows if len(r[1]) != size]
         if bad or not size or size % 4:
             track, length = bad[0] if bad else (rows[0][0], size)
-            command = _SPACE_COMMANDS.get(space, "import-tracks")
+            kind = (self.models.get(model_id) or {}).get("kind") or SPACE_KINDS.get(space)
+            command = REMAKE_COMMANDS.get(kind, "import-tracks")
             raise StoreError(
                 f"{self.store.path}: {len(bad) or len(rows)} '{space}' vectors of model '{model_id}' are damaged"
                 f" (track {track}: {length} bytes where the others have {size}); re-run `audiograph {command}` to"
@@ -168,8 +166,7 @@ class Vectors:
         this model, row count and version of the vectors; else None, and searches scan exactly. A damaged one is warned about."""
         from audiograph.store.ann import AnnIndex, AnnIndexError
 
-        version = self.version(space)
-        key = (space, model_id, n_rows, version)
+        key = (space, model_id, n_rows)  # a write here forgets it (`forget_indexes`): no version needed in the key
         if key in self._ann_indexes:
             return self._ann_indexes[key]
         folder = ann_folder(self.store.path, space)
@@ -177,7 +174,7 @@ class Vectors:
             return None
         standardized = bool((self.models.get(model_id) or {}).get("config", {}).get("standardize"))
         try:
-            ann = AnnIndex.load(folder, model_id, n_rows, standardized, version)
+            ann = AnnIndex.load(folder, model_id, n_rows, standardized, self.version(space))
         except AnnIndexError as e:
             warnings.warn(f"{e}; searching exactly instead (rebuild it with `audiograph index {space}`)", stacklevel=2)
             return None
