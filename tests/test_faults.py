@@ -292,6 +292,29 @@ def test_store_faults_end_in_one_line(embedded_db, synth_collection, tmp_path, c
     )
     assert readonly.read_bytes() == before
 
+    # A store in a read-only folder (a shared mount): reads work, though SQLite cannot make its -shm there;
+    # writes fail in one line, training before it starts, and nothing appears beside the store.
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    shutil.copy(embedded_db, shelf / "store.db")
+    before = (shelf / "store.db").read_bytes()
+    shelf.chmod(0o555)
+    try:
+        hits = json.loads(
+            run("query", query_file, "--db", shelf / "store.db", "--json", prefix=prefix, check=True).stdout
+        )
+        assert len(hits) == 10
+        assert "descriptors" in run("info", "--db", shelf / "store.db", prefix=prefix, check=True).stdout
+        for args in (
+            ["embed-audio", synth_collection / "audio", "--collection", "again"],
+            ["train-musig", "--epochs", "1"],
+        ):
+            one_line_error(run(*args, "--db", shelf / "store.db", prefix=prefix), "folder is read-only", str(shelf))
+        assert [p.name for p in shelf.iterdir()] == ["store.db"]
+        assert (shelf / "store.db").read_bytes() == before
+    finally:
+        shelf.chmod(0o755)
+
 
 def _wait_for(condition, what: str, proc=None, timeout: float = 600):
     """Poll `condition` until it holds; fail (naming `what`) if `proc` ends first or after `timeout` s."""
@@ -346,3 +369,78 @@ def test_training_stops_promptly_on_sigterm_and_its_folder_is_cleaned_up(command
     assert len(abandoned) == 1
     store.models.new_id("audio-encoder")  # the next training run cleans up what the killed one left
     assert not abandoned[0].exists()
+
+
+class _KilledWhileWriting(BaseException):
+    """Stands for the process being killed: not an Exception, so nothing on the way catches it."""
+
+
+@pytest.mark.parametrize("command", ["train-audio", "train-musig", "import-tracks"])
+def test_a_run_killed_while_writing_vectors_leaves_neither_its_model_nor_any_vector(
+    command, store_copy, tmp_path, monkeypatch
+):
+    from audiograph.pipelines.import_tracks import import_tracks
+    from audiograph.pipelines.train_audio import train_audio
+    from audiograph.pipelines.train_musig import train_musig
+    from audiograph.store.vectors import Vectors
+
+    (tmp_path / "t.csv").write_text("track_id,energy\n" + "".join(f"new{i},{i / 10}\n" for i in range(8)))
+    space, runs = {
+        "train-audio": ("acoustic", lambda: train_audio(store_copy, max_epochs=1, quiet=True)),
+        "train-musig": ("musig", lambda: train_musig(store_copy, max_epochs=1, batches_per_epoch=2, quiet=True)),
+        "import-tracks": ("mood", lambda: import_tracks(store_copy, tmp_path / "t.csv", features={"mood": ["energy"]})),
+    }[command]
+    models, tracks = store_copy.models.rows(), store_copy.tracks.node_ids()
+    vectors = {s: store_copy.vectors.states(s) for s in store_copy.vectors.spaces()}
+    put_one, written = Vectors.put_one, []
+
+    def killed_after_three(self, *args):
+        if len(written) == 3:
+            raise _KilledWhileWriting
+        written.append(args)
+        put_one(self, *args)
+
+    monkeypatch.setattr(Vectors, "put_one", killed_after_three)
+    with pytest.raises(_KilledWhileWriting):
+        runs()
+    assert len(written) == 3  # the kill came after some vectors were written: they are gone with the model
+    assert store_copy.models.rows() == models
+    assert store_copy.tracks.node_ids() == tracks
+    assert {s: store_copy.vectors.states(s) for s in store_copy.vectors.spaces()} == vectors
+
+    monkeypatch.setattr(Vectors, "put_one", put_one)  # started again, the run writes the model and every vector
+    runs()
+    (added,) = [m for m in store_copy.models.rows() if m not in models]
+    assert added["space"] == space
+    states = store_copy.vectors.states(space)
+    assert states and {m for m, _ in states.values()} == {added["id"]}
+
+
+@pytest.mark.parametrize("stage", ["scan", "plan"])
+def test_a_file_removed_during_a_run_is_missing_not_failed(stage, tmp_path, monkeypatch):
+    import audiograph.pipelines.embed_audio as pipeline
+
+    root = tmp_path / "music"
+    root.mkdir()
+    for i in range(3):
+        sf.write(root / f"{i}.flac", _tone(2.0, 22_050, freq=220.0 + 110 * i), 22_050)
+    store = Store(tmp_path / "s.db")
+    pipeline.embed_audio(root, store, num_workers=0, quiet=True)
+    sf.write(root / "1.flac", _tone(2.5, 22_050, freq=700.0), 22_050)  # changed, so it is read again
+    sf.write(root / "new.flac", _tone(2.0, 22_050, freq=900.0), 22_050)
+    rows = {t["id"]: dict(t) for t in store.tracks.rows(status=None)}
+
+    # Each file is removed after the step named has listed it, before it is read.
+    original = getattr(pipeline, {"scan": "scan", "plan": "_plan_jobs"}[stage])
+
+    def then_removed(*args):
+        listed = original(*args)
+        (root / "1.flac").unlink()
+        (root / "new.flac").unlink()
+        return listed
+
+    monkeypatch.setattr(pipeline, {"scan": "scan", "plan": "_plan_jobs"}[stage], then_removed)
+    summary = pipeline.embed_audio(root, store, num_workers=0, quiet=True)
+    assert summary.failed == [] and summary.embedded == 0
+    assert (summary.missing, summary.missing_examples) == (1, [next(t for t in rows if t.endswith("/1.flac"))])
+    assert {t["id"]: dict(t) for t in store.tracks.rows(status=None)} == rows  # the old row and vectors kept

@@ -140,3 +140,16 @@ def test_a_csv_of_which_no_row_imports_is_an_error_that_names_the_first_cell_and
     ):
         import_tracks(store, path, features={"audio": ["energy"]})
     assert store.tracks.rows(status=None) == [] and store.models.rows() == []
+
+
+def test_a_text_column_named_as_a_feature_is_refused_but_a_few_bad_cells_are_only_reported(tmp_path):
+    titles = ["Song", "1999", "Intro", "22", "Outro"]  # two titles that parse as numbers
+    path = _csv(tmp_path / "t.csv", [{"track_id": f"t{i}", "title": t, "energy": i} for i, t in enumerate(titles)])
+    store = Store(tmp_path / "s.db")
+    with pytest.raises(ConfigError, match=r"column 'title' of feature group 'audio' is not numeric: 3 of its 5"):
+        import_tracks(store, path, features={"audio": ["energy", "title"]})
+    assert store.tracks.rows(status=None) == []
+
+    path = _csv(tmp_path / "u.csv", [{"track_id": f"t{i}", "energy": "n/a" if i == 2 else i} for i in range(5)])
+    report = import_tracks(store, path, features={"audio": ["energy"]})
+    assert report.tracks == 4 and len(report.skipped) == 1 and "'energy' is not a number ('n/a')" in report.skipped[0]

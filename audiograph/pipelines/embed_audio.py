@@ -117,6 +117,7 @@ class _Outcome:
     size: int = 0
     mtime_ns: int = 0
     wants_acoustic: bool = False
+    gone: bool = False  # removed since the scan: neither a failure nor unchanged
 
 
 @dataclass
@@ -158,6 +159,8 @@ def analyse_job(
         stat = job.path.stat()
         data = job.path.read_bytes()
     except OSError as e:
+        if not os.path.lexists(job.path):  # deleted or moved away since the scan, as if it had not been listed
+            return _Outcome(job, gone=True)
         record.status, record.error = "failed", _os_reason(e, job.path)
         return _Outcome(job, record)
     outcome = _Outcome(job, record, stat.st_size, stat.st_mtime_ns)
@@ -212,10 +215,15 @@ class BatchWriter:
         """Commit one batch: analysed and failed files as records, files that only moved as new stats."""
         records = [o.record for o in outcomes if o.record is not None]
         self.store.tracks.write(records)
-        unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in outcomes if o.record is None]
+        unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in outcomes if o.record is None and not o.gone]
         if unchanged:
             self.store.tracks.touch(unchanged)
         self.summary.skipped += len(unchanged)
+        for o in outcomes:  # a stored file removed since the scan keeps its row, as any file gone from disk does
+            if o.gone and o.job.stored_hash is not None:
+                self.summary.missing += 1
+                if len(self.summary.missing_examples) < MISSING_EXAMPLES:
+                    self.summary.missing_examples.append(o.job.track_id)
         _count(records, self.summary, self.on_failure)
         self.bar.update(len(outcomes))
 
@@ -474,7 +482,10 @@ def _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_
         }
         try:
             stat = path.stat()
-        except OSError as e:  # a broken or looping link, or a file that vanished since the scan
+        except OSError as e:  # a broken or looping link
+            if not os.path.lexists(path):  # removed since the scan: as if it had not been listed
+                del named[tid]
+                continue
             reason = _os_reason(e, path)
             unstatable.append(TrackRecord(tid, collection, path_text(path), status="failed", error=reason))
             continue

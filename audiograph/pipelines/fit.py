@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -150,7 +151,8 @@ class FitResult:
     """One training run: the module restored to its best epoch, where its model was saved, and how it went.
 
     In a distributed run every rank gets one, with the same model id; only global rank 0's `writer` is
-    True, and only it saved the model (`saved` is where rank 0 put it)."""
+    True, and only it saved the model (`saved` is where rank 0 put it). `embedded`: how many vectors were
+    written with the model."""
 
     model_id: str
     module: L.LightningModule
@@ -159,6 +161,7 @@ class FitResult:
     metrics: dict
     per_second: float
     writer: bool = True
+    embedded: int | None = None
 
 
 def fit_and_register(
@@ -172,25 +175,33 @@ def fit_and_register(
     register: bool = True,
     config: dict | None = None,
     add_metrics: Callable[[FitResult, list[FitResult]], dict] | None = None,
+    vectors: Callable[[FitResult], dict[str, np.ndarray] | None] | None = None,
     **fit_options,
 ) -> FitResult:
     """Fit each of `modules` (LightningModules whose `model` is a model object; several for a grid search)
     with `fit_one`, keep the best on `monitor` (higher is better), add `add_metrics(best, runs)` to its
     metrics (figures measured after training, such as a guard's; `runs` are every candidate's results), and
     with `register` record its saved model in the store's registry as `kind` filling `space`, with its
-    hyperparameters, `config` and the metrics.
-    In a distributed run only global rank 0 measures `add_metrics` and registers."""
+    hyperparameters, `config` and the metrics, together with `vectors(best)` (track id -> vector) in one
+    transaction: a run killed at any point leaves either the model with all its vectors or neither.
+    In a distributed run `vectors` is called on every rank (it may be collective) and returns None on all
+    but global rank 0, which alone measures `add_metrics`, registers and writes."""
     runs = [fit_one(store, module, datamodule, kind=kind, monitor=monitor, **fit_options) for module in modules]
     best = max(runs, key=lambda run: run.metrics.get(monitor, float("-inf")))
-    if not best.writer:
-        return best
-    if add_metrics is not None:
+    if best.writer and add_metrics is not None:
         best.metrics.update(add_metrics(best, runs))
-    if register:
-        # Training uses as many threads as there are free cores (`limit_threads`), and float sums in
-        # another order change the run: with the seed, the thread count is what reproduces it.
-        settings = {**dict(best.module.hparams), **(config or {}), "torch_threads": torch.get_num_threads()}
+    computed = vectors(best) if register and vectors is not None else None
+    if not best.writer or not register:
+        return best
+    # Training uses as many threads as there are free cores (`limit_threads`), and float sums in
+    # another order change the run: with the seed, the thread count is what reproduces it.
+    settings = {**dict(best.module.hparams), **(config or {}), "torch_threads": torch.get_num_threads()}
+    with store.transaction():
         store.models.register(best.model_id, kind, space, checkpoint=best.saved, config=settings, metrics=best.metrics)
+        if computed is not None:
+            store.vectors.put(space, best.model_id, computed)
+    store.models.release_run(best.model_id)
+    best.embedded = len(computed) if computed is not None else None
     return best
 
 

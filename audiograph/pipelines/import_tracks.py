@@ -86,6 +86,7 @@ def import_tracks(
     columns = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
     rows = _read_rows(path, [*columns, *(c for cols in features.values() for c in cols)])
     report = ImportReport(rows=len(rows))
+    _check_numeric_columns(path, rows, features)
     existing = {t["id"]: t for t in store.tracks.rows(status=None)}
     stored_id = _stored_file_ids(existing, path)
     first, votes, values = _collect_tracks(
@@ -97,19 +98,21 @@ def import_tracks(
     compared = [c for c in (popularity_col, title_col, artist_col) if c] + [c for cs in features.values() for c in cs]
     report.conflicting = _conflicting_rows(path, rows, id_col, stored_id, first, compared)
 
-    models = {}
-    for group, cols in [*features.items(), *([(POPULARITY_SPACE, [popularity_col])] if popularity_col else [])]:
-        models[group] = _feature_model(store, group, cols, path, set(first), report)
-        report.feature_groups[group] = len(cols)
+    # One transaction: a run killed midway leaves no feature model without its vectors.
+    with store.transaction():
+        models = {}
+        for group, cols in [*features.items(), *([(POPULARITY_SPACE, [popularity_col])] if popularity_col else [])]:
+            models[group] = _feature_model(store, group, cols, path, set(first), report)
+            report.feature_groups[group] = len(cols)
 
-    records = []
-    for track_id, row in first.items():
-        genre = Counter(g for _, g in votes.get(track_id, [])).most_common(1)
-        record = _track_record(track_id, row, existing.get(track_id), genre, title_col, artist_col)
-        record.vectors = {group: (models[group], vector) for group, vector in values[track_id].items()}
-        records.append(record)
-    store.tracks.write(records)
-    store.graph.put_genre_votes({t: v for t, v in votes.items() if t in first})
+        records = []
+        for track_id, row in first.items():
+            genre = Counter(g for _, g in votes.get(track_id, [])).most_common(1)
+            record = _track_record(track_id, row, existing.get(track_id), genre, title_col, artist_col)
+            record.vectors = {group: (models[group], vector) for group, vector in values[track_id].items()}
+            records.append(record)
+        store.tracks.write(records)
+        store.graph.put_genre_votes({t: v for t, v in votes.items() if t in first})
     report.tracks = len(records)
     report.genres = len({g for vs in votes.values() for _, g in vs})
     return report
@@ -200,6 +203,21 @@ def _conflicting_rows(
                 f" has {_cell(kept, column) or ''!r} for the same track; the first row's values are kept"
             )
     return found
+
+
+def _check_numeric_columns(path: Path, rows: list[tuple[int, dict]], features: dict[str, list[str]]) -> None:
+    """A `ConfigError` for a feature column of which most filled cells are not numbers (a title or a genre
+    named by mistake): importing the few that parse would make a space of noise. A numeric column with some
+    bad cells imports, and its rows are reported one by one."""
+    for group, cols in features.items():
+        for column in cols:
+            filled = [row[column].strip() for _, row in rows if (row.get(column) or "").strip()]
+            text = [value for value in filled if _number(value) is None and _number(value.replace(",", ".")) is None]
+            if filled and len(text) > len(filled) / 2:
+                raise ConfigError(
+                    f"{path}: column '{column}' of feature group '{group}' is not numeric: {len(text)} of its"
+                    f" {len(filled)} values are not numbers (such as {text[0]!r}); feature groups take numeric columns"
+                )
 
 
 def _row_vectors(

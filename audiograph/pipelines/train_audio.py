@@ -208,6 +208,9 @@ def train_audio(
         figures = {f"val_{k}": v for k, v in guard.items() if k.endswith(f"_at_{GUARD_K}")}
         return {"train_crops_per_second": fit.per_second, **figures}
 
+    def vectors(fit: FitResult) -> dict | None:
+        return cached_track_vectors(store, fit.module.model, datamodule.eligible_ids()) if fit.writer else None
+
     fit = fit_and_register(
         store,
         [module],
@@ -217,6 +220,7 @@ def train_audio(
         monitor=MONITOR,
         config=config,
         add_metrics=compare,
+        vectors=vectors,
         max_epochs=max_epochs,
         patience=patience,
         seed=seed,
@@ -232,10 +236,9 @@ def train_audio(
     )
     if not fit.writer:
         return None
-    embedded = embed_cached_tracks(store, fit.module.model, datamodule.eligible_ids(), fit.model_id, space=space)
     _say_guard(guard, quiet)
     return TrainAudioReport(
-        fit.model_id, str(fit.saved), fit.epochs, fit.metrics, embedded, fit.per_second, guard, space
+        fit.model_id, str(fit.saved), fit.epochs, fit.metrics, fit.embedded, fit.per_second, guard, space
     )
 
 
@@ -272,16 +275,11 @@ def _say_guard(guard: dict, quiet: bool) -> None:
         )
 
 
-def embed_cached_tracks(
-    store: Store,
-    model: AcousticModel,
-    track_ids: list[str],
-    model_id: str,
-    batch_size: int = 32,
-    space: str = ACOUSTIC_SPACE,
-) -> int:
-    """Re-embed tracks into `space` from the mel cache (no decoding) and, for a model that joins them, the
-    stored descriptors (tracks without are left out); returns how many."""
+def cached_track_vectors(
+    store: Store, model: AcousticModel, track_ids: list[str], batch_size: int = 32
+) -> dict[str, np.ndarray]:
+    """Vectors of tracks from the mel cache (no decoding) and, for a model that joins them, the stored
+    descriptors (tracks without are left out)."""
     mels = CachedMels(str(store.path))
     descriptors = None
     if model.uses_descriptors:
@@ -293,5 +291,4 @@ def embed_cached_tracks(
         rows = np.stack([descriptors[t] for t in part]) if descriptors is not None else None
         encoded = model.encode_chunks([mels(t) for t in part], descriptors=rows)
         vectors.update(zip(part, encoded.numpy()))
-    store.vectors.put(space, model_id, vectors)
-    return len(vectors)
+    return vectors

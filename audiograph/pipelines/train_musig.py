@@ -126,6 +126,7 @@ def train_musig(
     """
     quiet_lightning()
     limit_threads()
+    distributed = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
     module_options, data_options = split_options(options, MusigModule, MusigDataModule)
     data_options = {**keyword_defaults(MusigDataModule), **data_options}
     data = musig_data or store_musig_data(store, features, similarity)
@@ -147,29 +148,21 @@ def train_musig(
         register=register,
         config={**data_options, "max_epochs": max_epochs, "batches_per_epoch": batches_per_epoch},
         add_metrics=functools.partial(_added_metrics, datamodule.features_baseline()),
+        vectors=functools.partial(_kept_model_vectors, store, distributed),
         count=_seed_nodes,
         max_epochs=max_epochs,
         patience=patience,
         seed=data_options["seed"],
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
         quiet=quiet,
         models_dir=models_dir,
+        **distributed,
         limit_train_batches=batches_per_epoch or 1.0,
         log_every_n_steps=5,
     )
     report = _report(best, data, space) if best.writer else None
     if report is not None:
         _guard(report)
-    if register:
-        barrier()  # every rank embeds with the model rank 0 has just registered
-        embedded = embed_musig(
-            store, best.model_id, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes
-        )
-        if report is not None:
-            report.embedded = embedded
+        report.embedded = best.embedded
     return report
 
 
@@ -337,12 +330,26 @@ def embed_musig(
                 f"model '{row['id']}' was trained on {spec.spaces[group]} vectors of model '{vectors_model}', which"
                 " the store no longer holds; retrain with `audiograph train-musig`"
             )
-    quiet_lightning()
-    limit_threads()
-    data = prepare_musig_data(store, spec.groups, spec=spec)
-    options = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
-    vectors = predict_musig(model, data.data.x, data.graph, **options)
+    vectors = musig_vectors(
+        store, model, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes
+    )
     if vectors is None:
         return None
-    store.vectors.put(row["space"], row["id"], dict(zip(data.node_ids, vectors.numpy())))
-    return len(data.node_ids)
+    store.vectors.put(row["space"], row["id"], vectors)
+    return len(vectors)
+
+
+def musig_vectors(store: Store, model: MusigModel, **distributed) -> dict[str, np.ndarray] | None:
+    """Every stored track's vector (track id -> vector) from `model`, by `predict_musig` (whose `distributed`
+    options it takes): on global rank 0; the other ranks get None."""
+    quiet_lightning()
+    limit_threads()
+    data = prepare_musig_data(store, model.spec.groups, spec=model.spec)
+    vectors = predict_musig(model, data.data.x, data.graph, **distributed)
+    return None if vectors is None else dict(zip(data.node_ids, vectors.numpy()))
+
+
+def _kept_model_vectors(store: Store, distributed: dict, fit: FitResult) -> dict[str, np.ndarray] | None:
+    """`musig_vectors` of the model a training kept, on every rank: rank 0 has restored and saved it."""
+    barrier()
+    return musig_vectors(store, MusigModel.load(fit.saved, f"model '{fit.model_id}'"), **distributed)

@@ -49,6 +49,10 @@ def sqlite_error(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:
     if "readonly" in message or "read-only" in message:
         if _writable(path) and _unwritable_companion(path):
             return _companion_error(path)
+        if _writable(path) and not _writable(os.path.dirname(os.path.abspath(path))):
+            return StoreError(
+                f"{path}: the store's folder is read-only ({message}); copy the store somewhere writable, or pass --db"
+            )
         return StoreError(f"{path}: the store is read-only ({message}); copy it somewhere writable, or pass --db")
     if "locked" in message or "busy" in message:
         return StoreError(
@@ -118,10 +122,22 @@ class Connection:
             raise StoreError(f"{self.path}: is a folder, not a store file")
         if not self.path.parent.is_dir():  # a new store is made only in a folder that exists
             raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist")
+        # A store in a folder this process cannot write (a read-only share or mount), with no -shm or -wal
+        # beside it: SQLite cannot make the -shm that reading in WAL mode needs, and nobody can be writing
+        # it (a writer would need that folder too), so it is opened as an unchanging file.
+        self.immutable = (
+            self.path.exists()
+            and not _writable(self.path.parent)
+            and not any(os.path.exists(f"{self.path}{suffix}") for suffix in ("-shm", "-wal"))
+        )
         try:
             # The busy timeout is part of the connection from its first statement, so that a process
             # creating the schema waits for another one doing the same instead of failing.
-            self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS)
+            if self.immutable:
+                uri = f"{self.path.resolve().as_uri()}?immutable=1"
+                self.conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS)
             # As sqlite-utils sets it: a row that INSERT OR REPLACE deletes fires the delete triggers.
             self.conn.execute("PRAGMA recursive_triggers = on")
             tables = [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -131,7 +147,8 @@ class Connection:
                     f"{self.path}: an SQLite database, but not an audiograph store (its tables:"
                     f" {', '.join(sorted(tables)[:5])}); pass another --db"
                 )
-            _use_wal(self.conn)
+            if not self.immutable:
+                _use_wal(self.conn)
             migrate(self.conn)
         except sqlite3.DatabaseError as e:
             if "readonly" in str(e) or "locked" in str(e) or "busy" in str(e):
@@ -143,6 +160,10 @@ class Connection:
         cannot be written."""
         if not _writable(self.path):
             raise StoreError(f"{self.path}: the store is read-only; copy it somewhere writable, or pass --db")
+        if self.immutable:
+            raise StoreError(
+                f"{self.path}: the store's folder is read-only; copy the store somewhere writable, or pass --db"
+            )
         if _unwritable_companion(self.path):
             raise _companion_error(self.path)
 

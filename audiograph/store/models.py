@@ -88,7 +88,8 @@ class ModelRegistry:
             if current and existing:  # a new row (and rowid) orders it after every other model
                 self.store.execute("DELETE FROM models WHERE id = ?", [model_id])
             self.store.db["models"].upsert(row, pk="id")
-        self._release_run(model_id)
+        if not self.store.conn.in_transaction:  # else the caller's transaction may still roll it back
+            self.release_run(model_id)
         return model_id
 
     def check_space(self, space: str, kind: str, model_id: str | None = None) -> None:
@@ -159,7 +160,7 @@ class ModelRegistry:
     def release_all(self) -> None:
         """Release every run folder this process claimed."""
         for model_id in list(self._run_locks):
-            self._release_run(model_id)
+            self.release_run(model_id)
 
     def _parsed(self, row: dict) -> dict:
         row = dict(row)
@@ -181,7 +182,8 @@ class ModelRegistry:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._run_locks[model_id] = (fd, marker)
 
-    def _release_run(self, model_id: str) -> None:
+    def release_run(self, model_id: str) -> None:
+        """Stop marking `model_id`'s run folder as in use (`register` does it, unless inside a transaction)."""
         fd, marker = self._run_locks.pop(model_id, (None, None))
         if fd is not None:
             with contextlib.suppress(OSError):
