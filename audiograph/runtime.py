@@ -173,6 +173,21 @@ def stop_on_sigterm():
 
 
 INTERRUPT_RECEIVED = {"at": None}  # when `stop_once_on_ctrl_c`'s handler ran (time.monotonic), else None
+STOPPING_NOTICE_SECONDS = 1.0  # a Ctrl-C that takes longer than this to end the command is answered at once
+
+
+def _say_stopping() -> None:
+    # os.write, not print: the main thread may be inside a write to sys.stderr (the progress bar), and a
+    # buffered stream refuses a reentrant write.
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        os.write(2, b"\naudiograph: stopping after the work in progress (everything already written is kept)\n")
+
+
+def interrupt_answered() -> None:
+    """Cancel the pending 'stopping' notice of a Ctrl-C: the command is about to say that it stopped."""
+    notice = INTERRUPT_RECEIVED.pop("notice", None)
+    if notice is not None:
+        notice.cancel()
 
 
 @contextlib.contextmanager
@@ -201,6 +216,12 @@ def stop_once_on_ctrl_c(keep_ignored: bool = False):
             stopping.append(True)
             INTERRUPT_RECEIVED["at"] = time.monotonic()
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # Stopping waits for the work in progress (files being analysed, a training step), which can
+            # take seconds: say so then, rather than seem to ignore the Ctrl-C.
+            notice = threading.Timer(STOPPING_NOTICE_SECONDS, _say_stopping)
+            notice.daemon = True
+            notice.start()
+            INTERRUPT_RECEIVED["notice"] = notice
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)

@@ -53,6 +53,7 @@ ROWS = [
     ("held", "pop", "d1", "D"),
     ("held", "pop", "d2", "D"),
     ("held", "pop", "c3", "C"),
+    ("short", "blues", "f1", "F"),  # held out too, but too short to be evaluated
 ]
 
 
@@ -65,7 +66,7 @@ def store(tmp_path):
             writer.writerows([(*r, i % 3) for i, r in enumerate(rows)])
 
     write(tmp_path / "all.csv", ROWS)
-    write(tmp_path / "train.csv", [r for r in ROWS if r[0] != "held"])
+    write(tmp_path / "train.csv", [r for r in ROWS if r[0] not in ("held", "short")])
     store = Store(tmp_path / "store.db")
     import_tracks(
         store,
@@ -81,9 +82,11 @@ def store(tmp_path):
 
 
 def test_a_split_completes_genres_from_training_playlists_only(store):
-    held = [{"id": "held", "tracks": ["a3", "d1", "d2", "c3"]}]
+    held = [{"id": "held", "tracks": ["a3", "d1", "d2", "c3"]}, {"id": "short", "tracks": ["f1"]}]
     split = make_split(store, held_out=held, min_length=2, groups=["genre"])
     position = {t: i for i, t in enumerate(split.node_ids)}
+    assert [c.playlist_id for c in split.cases] == ["held"]
+    assert split.genres["f1"] is None  # a held-out playlist votes no genre, evaluated or not
     # In no training playlist: the artist's training genre, never the held-out playlist's "pop".
     assert split.genres["a3"] == "rock" and split.genres["c3"] == "jazz"
     assert split.genres["d1"] is None and split.genres["d2"] is None  # D's only tracks are held out

@@ -360,6 +360,32 @@ def test_the_first_ctrl_c_stops_and_later_ones_are_ignored_until_the_block_ends(
         signal.signal(signal.SIGINT, before)
 
 
+@pytest.mark.parametrize("slow", [True, False])
+def test_a_ctrl_c_that_takes_a_while_to_stop_is_answered_at_once(slow, monkeypatch, capfd):
+    import signal
+
+    import audiograph.runtime as runtime
+
+    monkeypatch.setattr(runtime, "STOPPING_NOTICE_SECONDS", 0.0 if slow else 600.0)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt), runtime.stop_once_on_ctrl_c():
+            os.kill(os.getpid(), signal.SIGINT)
+        notice = runtime.INTERRUPT_RECEIVED["notice"]
+        if slow:  # the clean-up is still running: the notice comes from its own thread
+            notice.join(timeout=60)
+        else:  # the command said it stopped first: no notice
+            runtime.interrupt_answered()
+            notice.join(timeout=60)
+        assert not notice.is_alive()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    said = capfd.readouterr().err
+    assert said == (
+        "\naudiograph: stopping after the work in progress (everything already written is kept)\n" if slow else ""
+    )
+
+
 @pytest.mark.parametrize("local_rank", [None, "0", "1"])
 def test_an_interrupted_command_says_so_once_per_machine(monkeypatch, capsys, tmp_path, local_rank):
     """Ctrl-C reaches every rank of a multi-device run; only the first process of each machine says so."""

@@ -12,6 +12,7 @@ import pytest
 
 from audiograph.cli import main
 from audiograph.errors import ConfigError
+from audiograph.eval.baselines import FeatureOnly
 from audiograph.eval.protocol import split_playlist_files
 from audiograph.eval.results import parse_methods
 from audiograph.pipelines.build_graph import build_graph
@@ -128,6 +129,15 @@ def test_split_keeps_held_out_playlists_out_of_everything(catalogue):
         np.testing.assert_allclose(split.cold["genre"][position[t]], genre[position[t]])
     kept = [t for t, ps in votes.items() if not ps <= held]
     assert all(split.genres[t] is not None for t in kept)
+
+    # The feature reference reads each track's own popularity, z-scored, not its playlist count and degree.
+    first = {}
+    for r in rows:
+        first.setdefault(r["track_id"], float(r["popularity"]))
+    own = np.array([first[t] for t in split.node_ids])
+    reference = FeatureOnly("popularity").embed(split)
+    np.testing.assert_allclose(reference[:, 0], (own - own.mean()) / own.std(), rtol=1e-4, atol=1e-4)
+    assert reference.shape[1] == 1 and split.features["popularity"].shape[1] == 3
 
 
 def test_split_with_given_playlists_trains_on_every_stored_one(catalogue):

@@ -51,7 +51,14 @@ from audiograph.cli.commands import (
 )
 from audiograph.cli.output import QUIET, one_line
 from audiograph.errors import AudiographError
-from audiograph.runtime import INTERRUPT_RECEIVED, SIGTERM_RECEIVED, Terminated, stop_on_sigterm, stop_once_on_ctrl_c
+from audiograph.runtime import (
+    INTERRUPT_RECEIVED,
+    SIGTERM_RECEIVED,
+    Terminated,
+    interrupt_answered,
+    stop_on_sigterm,
+    stop_once_on_ctrl_c,
+)
 
 # name -> (help, argument builder, command)
 COMMANDS = {
@@ -207,6 +214,8 @@ def _run(args: argparse.Namespace, command_line: bool) -> int:
             raise
         print(f"audiograph: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        interrupt_answered()  # the command ends now: a Ctrl-C's 'stopping' notice would come too late
 
 
 def _say_warning(message, category, filename, lineno, file=None, line=None) -> None:

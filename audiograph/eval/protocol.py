@@ -45,6 +45,8 @@ class EvalSplit:
     - `present`: feature group -> [N] bool, which tracks have the group (e.g. acoustic vectors).
     - `cold`: feature group -> [N, d], the features each track would have in no playlist (no
       playlist-voted genre, zero playlist count and degree), scaled as `features`.
+    - `content`: feature group -> [N, d'], `features` without the columns that describe a track's place in
+      the training graph (`GRAPH_COLUMNS`: playlist count, degree), for groups that have other columns.
     - `genres`: track id -> genre label derived without the held-out playlists (None if unknown).
     - `cases`: the held-out playlists, as seed lists and candidate sets.
     - `seed`: the repetition's random seed; every method seeds its own randomness from it.
@@ -60,6 +62,7 @@ class EvalSplit:
     present: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     cold: dict[str, np.ndarray] = field(default_factory=dict)
+    content: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_nodes(self) -> int:

@@ -39,7 +39,7 @@ from audiograph.graph.csr import CSRGraph
 from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import TASK_WEIGHT_PRESETS, parse_task_weights
 from audiograph.pipelines.build_graph import load_graph
-from audiograph.pipelines.features import available_groups, build_features, cold_features, genre_labels
+from audiograph.pipelines.features import GRAPH_COLUMNS, available_groups, build_features, cold_features, genre_labels
 from audiograph.store import Store
 
 
@@ -370,9 +370,14 @@ def make_split(
 
     graph_info = store.get_meta("graph") or {}
     graph = playlist_graph(train_playlists, len(node_ids), graph_info.get("min_weight", 1.0))
-    genres, cold_genres = genre_labels(store, training_genres(store, {p["id"] for p in evaluated}))
+    # Every playlist kept out of training is kept out of the genre votes, evaluated or too short to be.
+    kept_out = {p["id"] for p in [*evaluated, *(held_out or [])]}
+    genres, cold_genres = genre_labels(store, training_genres(store, kept_out))
     groups = groups or available_groups(store)
     features, cold, present = _split_features(store, node_ids, graph, groups, genres, cold_genres, train_playlists)
+    content = {
+        g: features[g][:, GRAPH_COLUMNS[g] :] for g in features if 0 < GRAPH_COLUMNS.get(g, 0) < features[g].shape[1]
+    }
     info = {
         "playlists": len(stored),
         "train_playlists": len(training),
@@ -384,7 +389,17 @@ def make_split(
         "min_weight": graph_info.get("min_weight", 1.0),
     }
     return EvalSplit(
-        node_ids, train_playlists, graph, features, genres, cases, seed=seed, present=present, info=info, cold=cold
+        node_ids,
+        train_playlists,
+        graph,
+        features,
+        genres,
+        cases,
+        seed=seed,
+        present=present,
+        info=info,
+        cold=cold,
+        content=content,
     )
 
 

@@ -12,6 +12,10 @@ from audiograph.graph.csr import CSRGraph
 from audiograph.musig.features import FEATURE_GROUPS, GROUP_SPACES, TOP_GENRES, FeatureSpec, artist_genres
 from audiograph.store import POPULARITY_SPACE, Store
 
+# Leading columns of a group that describe a track's place in the training graph rather than the track:
+# the popularity group's playlist count and degree (`build_features`).
+GRAPH_COLUMNS = {"popularity": 2}
+
 
 def available_groups(store: Store) -> list[str]:
     """The feature groups the store can supply (vector groups need vectors; genre needs labels)."""
