@@ -66,7 +66,9 @@ ABOUT_DATA = """\
   training playlists; a track listed only in held-out playlists takes the genre most common among
   its artist's tracks in training playlists, or has none.
 - "Audio" is Spotify's 12 audio features; popularity is Spotify's track popularity plus the number of
-  training playlists and the degree. There is no audio here, so no acoustic group.
+  training playlists and the degree, which the learnt models read and the feature rows leave out (in a
+  plain cosine they only set the tracks of training playlists apart from the rest). There is no audio
+  here, so no acoustic group.
 - {unseen:.0%} of the held-out tracks to recover are in no training playlist: methods that learn only
   from co-occurrence (CF, Track2Vec, Node2Vec) give them zero vectors, while the content references,
   GraphSAGE and MUSIG place them by their features (the inductive case). Decoys are drawn with the

@@ -293,3 +293,18 @@ def test_repeated_edge_list_rows_add_up_and_are_counted(store_with_tracks, tmp_p
         ("m/t0.mp3", "m/t1.mp3"): 5,
         ("m/t0.mp3", "m/t2.mp3"): 2,
     }
+
+
+def test_a_csv_of_file_paths_matches_the_stored_files_and_adds_none(store_with_tracks, tmp_path):
+    store, music = store_with_tracks
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    rows = [("p1", music / "t0.mp3"), ("p1", "../music/t1.mp3"), ("p2", music / "t1.mp3"), ("p2", "../music/t2.mp3")]
+    (lists / "mixes.csv").write_text(
+        "playlist_id,track_id\n" + "".join(f"{p},{t}\n" for p, t in rows), encoding="utf-8"
+    )
+    before = len(store.tracks.rows(status=None))
+    report = build_graph(store, [lists], min_weight=1, add_missing=True)  # the folder's CSV is read
+    assert (report.matched, report.unmatched, report.added_tracks) == (4, 0, 0)
+    assert len(store.tracks.rows(status=None)) == before
+    assert {(a, b) for a, b, _ in store.graph.edge_rows()} == {("m/t0.mp3", "m/t1.mp3"), ("m/t1.mp3", "m/t2.mp3")}

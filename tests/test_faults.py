@@ -444,3 +444,51 @@ def test_a_file_removed_during_a_run_is_missing_not_failed(stage, tmp_path, monk
     assert summary.failed == [] and summary.embedded == 0
     assert (summary.missing, summary.missing_examples) == (1, [next(t for t in rows if t.endswith("/1.flac"))])
     assert {t["id"]: dict(t) for t in store.tracks.rows(status=None)} == rows  # the old row and vectors kept
+
+
+def test_a_folder_inside_an_embedded_collection_stores_no_file_twice(tmp_path):
+    from audiograph.pipelines.embed_audio import embed_audio
+
+    music = tmp_path / "music"
+    (music / "album").mkdir(parents=True)
+    for i, folder in enumerate([music, music, music / "album", music / "album"]):
+        sf.write(folder / f"{i}.flac", _tone(2.0, 22_050, freq=220.0 + 110 * i), 22_050)
+    store = Store(tmp_path / "s.db")
+    assert embed_audio(music, store, num_workers=0, quiet=True).embedded == 4
+    again = embed_audio(music / "album", store, num_workers=0, quiet=True)
+    assert (again.embedded, again.elsewhere) == (0, {"music": 2})
+    assert len(store.tracks.rows()) == 4
+
+    other = Store(tmp_path / "other.db")  # the other way round: the enclosed folder first
+    embed_audio(music / "album", other, num_workers=0, quiet=True)
+    whole = embed_audio(music, other, num_workers=0, quiet=True)
+    assert (whole.embedded, whole.elsewhere) == (2, {"album": 2})
+    assert sorted(t["path"] for t in other.tracks.rows()) == sorted(str(p) for p in music.rglob("*.flac"))
+
+
+def test_prune_removes_the_tracks_gone_from_disk_unless_a_folder_could_not_be_read(tmp_path):
+    from audiograph.pipelines import embed_audio as pipeline
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for i in range(4):
+        sf.write(music / f"{i}.flac", _tone(2.0, 22_050, freq=220.0 + 110 * i), 22_050)
+    store = Store(tmp_path / "s.db")
+    pipeline.embed_audio(music, store, num_workers=0, quiet=True)
+    (music / "0.flac").unlink()
+    (music / "1.flac").rename(music / "one.flac")
+    kept = pipeline.embed_audio(music, store, num_workers=0, quiet=True)
+    assert (kept.missing, kept.pruned, len(store.tracks.rows())) == (2, 0, 5)
+
+    # A folder that could not be read hides its files: nothing is pruned then, and a warning says why.
+    scanned = pipeline.scan(music)
+    scanned = (scanned[0], scanned[1], [{"path": str(music / "locked"), "error": "folder skipped: Permission denied"}])
+    with pytest.warns(UserWarning, match="nothing pruned: 1 folders could not be read"):
+        pipeline.plan_embedding(music, store, scanned, collection=None, acoustic_model=None, prune=True)
+    assert len(store.tracks.rows()) == 5
+
+    pruned = pipeline.embed_audio(music, store, num_workers=0, quiet=True, prune=True)
+    assert (pruned.missing, pruned.pruned) == (0, 2)
+    assert sorted(t["id"] for t in store.tracks.rows()) == ["music/2.flac", "music/3.flac", "music/one.flac"]
+    assert set(store.vectors.states("descriptors")) == {"music/2.flac", "music/3.flac", "music/one.flac"}
+    assert not {t for (t,) in store.execute("SELECT track_id FROM mels")} - {t["id"] for t in store.tracks.rows()}

@@ -190,6 +190,25 @@ def test_copies_of_a_recording_never_answer_for_it_or_play_twice(store_with_a_co
     other = next(t for t in store.tracks.node_ids() if t not in (original, copy))
     played = [h["track_id"] for h in radio(store, other, length=k, diversity=0.0, walk=0.0).tracks]
     assert len({original, copy} & set(played)) == 1  # one of the two, once
+    # Asked about another track, a search lists each recording once (the collection has another pair of
+    # copies too), and still gives k answers: here every other recording.
+    recordings = {store.tracks.get(t)["content_hash"] for t in store.vectors.matrix("descriptors")[0] if t != other}
+    k = len(recordings) + 2
+    for hits in (
+        similar_track(store, other, k=k - 2).hits,
+        query_file(store, store.tracks.get(other)["path"], k=k - 2).hits,
+    ):
+        assert len({original, copy} & {h["track_id"] for h in hits}) == 1
+        assert len(hits) == k - 2 and [h["rank"] for h in hits] == list(range(1, k - 1))
+
+
+def test_similar_finds_a_spotify_track_in_any_spelling(tmp_path):
+    store = Store(tmp_path / "s.db")
+    ids = ["0qc4QlcCxVTGyShurEv1UU", "1111111111111111111111", "2222222222222222222222"]
+    (tmp_path / "t.csv").write_text("track_id,a,b\n" + "".join(f"{t},{i},{i * i % 3}\n" for i, t in enumerate(ids)))
+    import_tracks(store, tmp_path / "t.csv", features={"mood": ["a", "b"]})
+    for spelling in (f"spotify:track:{ids[0]}", f"https://open.spotify.com/track/{ids[0]}?si=x"):
+        assert similar_track(store, spelling, k=1).query_track == ids[0]
 
 
 def test_spotify_ids_match_in_any_spelling():
@@ -294,6 +313,17 @@ def test_an_import_keyed_by_file_path_describes_the_stored_files(store_copy, syn
     assert files[2].name in states  # a bare file name names no stored file: a track of its own
     assert len(store_copy.tracks.rows(status=None)) == before + 2  # that one and new-id
     assert all(store_copy.tracks.get(t)["status"] == "ok" for t in ids[:2])  # their audio data kept
+
+    # A stored file that would not decode stays that failed file, described by the CSV.
+    failed = next(t for t in store_copy.tracks.rows(status=None) if t["status"] == "failed")
+    with open(tmp_path / "f.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("path", "genre"), (failed["path"], "polka")])
+    import_tracks(store_copy, tmp_path / "f.csv", id_col="path", genre_col="genre")
+    after = store_copy.tracks.get(failed["id"])
+    assert {k: after[k] for k in ("status", "error", "path", "collection")} == {
+        k: failed[k] for k in ("status", "error", "path", "collection")
+    }
+    assert after["genre"] == "polka"
 
 
 def test_a_search_in_a_one_dimensional_space_says_what_its_scores_mean(tmp_path):
@@ -428,3 +458,30 @@ def test_a_warning_is_one_line(store_copy):
         line for line in out.stderr.splitlines() if line.startswith("warning: ") and "index unreadable" in line
     ]
     assert out.stderr.count("\n") == 1
+
+
+def test_a_playlist_of_tracks_without_files_is_refused_not_written_empty(tmp_path):
+    store = Store(tmp_path / "s.db")
+    (tmp_path / "t.csv").write_text("track_id,a,b\n" + "".join(f"t{i},{i % 3},{i % 5}\n" for i in range(9)))
+    import_tracks(store, tmp_path / "t.csv", features={"mood": ["a", "b"]})
+    store.close()
+    m3u = tmp_path / "r.m3u8"
+    done = run("radio", "t0", "--space", "mood", "--length", "3", "--m3u", m3u, "--db", tmp_path / "s.db", check=False)
+    assert done.returncode == 1 and not m3u.exists()
+    assert done.stderr.strip().splitlines() == [
+        f"audiograph: error: {m3u}: none of the 3 tracks has an audio file (tracks imported from a CSV or a playlist"
+        " have none), so there is no playlist to write"
+    ]
+
+
+def test_embed_audio_names_the_musig_vectors_a_changed_or_new_file_lacks(store_copy):
+    from audiograph.pipelines.embed_audio import outdated_spaces
+    from audiograph.store import TrackRecord
+
+    train_musig(store_copy, max_epochs=1, batches_per_epoch=2, hidden_channels=16, quiet=True)
+    assert outdated_spaces(store_copy, "synth") == {}
+    changed = store_copy.tracks.node_ids()[0]
+    store_copy.execute("UPDATE tracks SET content_hash = 'edited' WHERE id = ?", [changed])
+    store_copy.tracks.write([TrackRecord(id="synth/new.ogg", collection="synth", path="/new.ogg", content_hash="n")])
+    assert outdated_spaces(store_copy, "synth") == {"musig": 2}
+    assert outdated_spaces(store_copy, "another") == {}

@@ -255,7 +255,7 @@ def test_read_sources_dispatches_by_extension_header_and_folder(tmp_path):
     write(tree / "a" / "deep" / "c.M3U8", "song.mp3\n")
     write(tree / "a" / "mpd.json", json.dumps(MPD_SLICE))
     write(tree / "notes.txt", "ignored inside a folder")
-    write(tree / "ignored.csv", "src,dst\nx,y\n")  # folders contribute playlists only
+    write(tree / "z.csv", "src,dst\nx,z\n")  # a folder's CSVs are read too, as given ones are
     members = write(tmp_path / "members.csv", MEMBERSHIP_CSV)
     edges = write(tmp_path / "edges.csv", "from,to\nx,y\n")
 
@@ -266,11 +266,13 @@ def test_read_sources_dispatches_by_extension_header_and_folder(tmp_path):
         str(tree / "a" / "deep" / "c.M3U8"),
         str(tree / "a" / "mpd.json"),
         str(tree / "b.m3u"),
+        str(tree / "z.csv"),
         str(members),
         str(edges),
     ]
     assert [p.name for p in playlists] == ["c", "Throwbacks", "Empty", "B", "p1", "p2"]
     assert [(e.src, e.dst) for e in edge_lists] == [(["x"], ["y"])]
+    assert reports[3].error and "missing column" in reports[3].error  # its columns are not those given
 
 
 def test_read_sources_sniffs_edge_lists_with_default_columns(tmp_path):
@@ -279,13 +281,17 @@ def test_read_sources_sniffs_edge_lists_with_default_columns(tmp_path):
     assert playlists == [] and edge_lists[0].weight.tolist() == [2.0]
 
 
-@pytest.mark.parametrize("name, create", [("missing.m3u", False), ("notes.txt", True)])
-def test_read_sources_rejects_missing_and_unknown_files(tmp_path, name, create):
+@pytest.mark.parametrize(
+    "name, create, reason", [("missing.m3u", False, "no such file"), ("notes.txt", True, "unknown source type")]
+)
+def test_a_missing_or_unknown_source_is_reported_and_the_others_are_read(tmp_path, name, create, reason):
     path = tmp_path / name
     if create:
         write(path, "hello")
-    with pytest.raises(ConfigError, match=name):
-        read_sources([path])
+    good = write(tmp_path / "b.m3u", "song.mp3\n")
+    playlists, _, reports = read_sources([path, good])
+    assert [p.source for p in playlists] == [str(good)]
+    assert reports[0].source == str(path) and reason in reports[0].error
 
 
 def test_shared_spotify_csv_loads(shared_data):

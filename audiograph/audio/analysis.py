@@ -26,8 +26,8 @@ class Analysis:
 
 
 def preload() -> None:
-    """Import scipy's FFT, which `analyse` then uses (`spectral.fft_functions`): call it before analysing a batch
-    of files, and before forking workers, so that they inherit it instead of each importing it again."""
+    """Import scipy's FFT, which `analyse` uses (`spectral.fft_functions`), before forking workers, so that they
+    inherit it instead of each importing it again."""
     import scipy.fft  # noqa: F401
 
 

@@ -151,6 +151,9 @@ def args_embed_audio(p) -> None:
     d = source_defaults("audiograph.pipelines.embed_audio", "embed_audio")
     p.add_argument("dir", metavar="DIR", help="folder of audio files, scanned recursively")
     p.add_argument("--collection", help="collection name, the prefix of its track ids (default: DIR's name)")
+    p.add_argument(
+        "--prune", action="store_true", help="remove the collection's stored tracks whose files are no longer in DIR"
+    )
     option(p, "--model", d, "acoustic encoder id from the registry", key="acoustic_model")
     option(p, "--batch-size", d, "files per batch and per transaction")
     p.add_argument(

@@ -75,6 +75,7 @@ def cmd_embed_audio(args) -> int:
         num_nodes=args.num_nodes,
         quiet=args.quiet or args.json,
         on_failure=report_failure,
+        prune=args.prune,
     )
     if summary is None:  # a rank of a multi-device run other than the writing one: rank 0 reports
         return 0
@@ -93,14 +94,13 @@ def cmd_query(args) -> int:
     store = open_store(args)
     store.check(["tracks", "models"])  # and the vectors, when read: a damaged store is said, not searched
     result = query_file(store, args.file, space=args.space, k=args.k, model=args.model)
-    if args.m3u:
-        write_m3u(args.m3u, result.hits, store)
+    written = write_m3u(args.m3u, result.hits, store) if args.m3u else None
     if args.json:
         print(json.dumps(hits_json(result.hits), indent=2, ensure_ascii=False))
         return 0
     print_hits(result, wide=args.wide)
-    if args.m3u:
-        say(f"wrote {len(result.hits)} tracks to {args.m3u}", args.quiet)
+    if written:
+        say(written, args.quiet)
     return 0
 
 
@@ -126,15 +126,14 @@ def cmd_radio(args) -> int:
     store = open_store(args)
     store.check(["tracks", "models"])
     result = radio(store, args.seed, length=args.length, space=args.space, diversity=args.diversity, walk=args.walk)
-    if args.m3u:
-        write_m3u(args.m3u, result.tracks, store)
+    written = write_m3u(args.m3u, result.tracks, store) if args.m3u else None
     if args.json:
         print(json.dumps(hits_json(result.tracks), indent=2, ensure_ascii=False))
         return 0
     print(f"radio from {result.seed} in space '{result.space}' (model {result.model_id}); score: cosine to the seed")
     print(format_hits(result.tracks, extra=("genre",), wide=args.wide))
-    if args.m3u:
-        say(f"wrote {len(result.tracks)} tracks to {args.m3u}")
+    if written:
+        say(written)
     return 0
 
 

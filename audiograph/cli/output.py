@@ -44,11 +44,30 @@ def print_embed_summary(summary, quiet: bool) -> None:
     )
     for dup in summary.duplicates:
         say(f"same audio content: {' = '.join(one_line(p) for p in dup['paths'])}", quiet)
-    if summary.missing:
-        named = ", ".join(one_line(t) for t in summary.missing_examples)
+    named = ", ".join(one_line(t) for t in summary.missing_examples)
+    if summary.pruned:
+        more = ", ..." if summary.pruned > len(summary.missing_examples) else ""
+        say(
+            f"removed {summary.pruned} stored tracks of this collection that are no longer on disk: {named}{more}",
+            quiet,
+        )
+    elif summary.missing:
         more = ", ..." if summary.missing > len(summary.missing_examples) else ""
         say(
-            f"{summary.missing} stored tracks of this collection are no longer on disk, and are kept: {named}{more}",
+            f"{summary.missing} stored tracks of this collection are no longer on disk, and are kept (--prune removes"
+            f" them): {named}{more}",
+            quiet,
+        )
+    for owner, count in summary.elsewhere.items():
+        say(
+            f"{count} files are stored already, in collection '{owner}', and were left to it (embed that"
+            " collection's folder to update them)",
+            quiet,
+        )
+    for space, count in summary.outdated.items():
+        say(
+            f"'{space}' vectors of {count} tracks of this collection are missing or older than their files:"
+            f" `audiograph embed-musig{'' if space == 'musig' else f' --space {space}'}` makes them",
             quiet,
         )
     if summary.acoustic_model:
@@ -74,8 +93,16 @@ def check_m3u(out: str) -> None:
         raise ConfigError(f"{out}: is a folder; --m3u needs a file name, such as {Path(out) / 'similar.m3u8'}")
 
 
-def write_m3u(out: str, hits: list[dict], store) -> None:
+def write_m3u(out: str, hits: list[dict], store) -> str:
+    """Write the hits that are audio files to the playlist `out`; returns what was written, in words. Tracks
+    without a file (imported) cannot be listed: said, and when no hit has a file, an error and no playlist."""
     out_path = Path(out)
+    files = sum(1 for h in hits if h.get("path"))
+    if hits and not files:
+        raise ConfigError(
+            f"{out}: none of the {len(hits)} tracks has an audio file (tracks imported from a CSV or a playlist have"
+            " none), so there is no playlist to write"
+        )
     lines = ["#EXTM3U"]
     for h in hits:
         if not h.get("path"):
@@ -94,6 +121,8 @@ def write_m3u(out: str, hits: list[dict], store) -> None:
         out_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{out}: cannot write the playlist ({e.strerror or e})") from None
+    left = f" ({len(hits) - files} tracks without an audio file left out)" if files < len(hits) else ""
+    return f"wrote {files} tracks to {out}{left}"
 
 
 def hits_json(hits: list[dict]) -> list[dict]:

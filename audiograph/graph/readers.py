@@ -23,7 +23,7 @@ from audiograph.errors import ConfigError
 
 PLAYLIST_EXTENSIONS = (".m3u", ".m3u8")
 # What a directory given to `read_sources` is searched for.
-DIRECTORY_EXTENSIONS = (*PLAYLIST_EXTENSIONS, ".json")
+DIRECTORY_EXTENSIONS = (*PLAYLIST_EXTENSIONS, ".json", ".csv")
 EDGE_LIST_OPTIONS = ("src_col", "dst_col", "weight_col")
 
 # A URI scheme of two or more letters ("http:", "spotify:"), so "C:\Music" stays a path.
@@ -326,7 +326,7 @@ def _cell(row: dict, column: str | None) -> str | None:
 def read_sources(paths, **csv_options) -> tuple[list[Playlist], list[EdgeList], list[ReadReport]]:
     """Read every file or directory in `paths`, choosing the reader by extension (and a CSV's header).
 
-    A directory contributes its .m3u/.m3u8/.json files, recursively, in sorted order. A .csv
+    A directory contributes its .m3u/.m3u8/.json/.csv files, recursively, in sorted order. A .csv
     whose header has the edge-list src/dst columns is an edge list, otherwise a membership
     table. `csv_options` are the column-name arguments of both CSV readers. A file that cannot be
     read at all (not JSON, not CSV, a missing column, no permission) gives nothing but its report,
@@ -339,6 +339,10 @@ def read_sources(paths, **csv_options) -> tuple[list[Playlist], list[EdgeList], 
     playlists, edge_lists, reports = [], [], []
     for path in dict.fromkeys(_expand(paths)):  # a file named twice (or inside a folder also named) is read once
         try:
+            if not path.exists():
+                raise ConfigError(f"{path}: no such file or directory")
+            if path.suffix.lower() not in DIRECTORY_EXTENSIONS:
+                raise ConfigError(f"{path}: unknown source type (expected .m3u, .m3u8, .json, .csv or a folder)")
             found, edges, report = _read_source(path, edge_options, membership_options)
         except (ConfigError, OSError) as error:
             reason = error.strerror or str(error) if isinstance(error, OSError) else str(error)
@@ -374,11 +378,7 @@ def _expand(paths) -> list[Path]:
         if path.is_dir():
             found = (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DIRECTORY_EXTENSIONS)
             files.extend(sorted(found))
-        elif not path.exists():
-            raise ConfigError(f"{path}: no such file or directory")
-        elif path.suffix.lower() not in (*DIRECTORY_EXTENSIONS, ".csv"):
-            raise ConfigError(f"{path}: unknown source type (expected .m3u, .m3u8, .json, .csv or a folder)")
-        else:
+        else:  # a file that is missing or of another type gets its report, and the others are read
             files.append(path)
     return [file.resolve() for file in files]
 

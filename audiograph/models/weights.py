@@ -38,14 +38,15 @@ def _allowed_globals() -> list:
 
 
 @contextlib.contextmanager
-def weights_only_loading(path: str | os.PathLike, what: str = "model"):
+def weights_only_loading(path: str | os.PathLike, what: str = "model", checkpoint: bool = True):
     """Within this block, `torch.load(..., weights_only=True)` (directly or through Lightning's
-    `load_from_checkpoint(..., weights_only=True)`) accepts our checkpoints' types, and a checkpoint that
-    holds anything else raises a one-line `StoreError` naming `path` instead of running it."""
+    `load_from_checkpoint(..., weights_only=True)`) accepts our checkpoints' types (with `checkpoint`; a saved
+    model's `weights.pt` holds tensors only, and its loading needs no Lightning import), and a file that holds
+    anything else raises a one-line `StoreError` naming `path` instead of running it."""
     import torch
 
     try:
-        with torch.serialization.safe_globals(_allowed_globals()):
+        with torch.serialization.safe_globals(_allowed_globals() if checkpoint else []):
             yield
     except pickle.UnpicklingError as e:
         if "weights only" not in str(e).lower():
@@ -93,7 +94,7 @@ def read_saved(folder: str | os.PathLike, what: str = "model", kind: str | None 
     config = read_settings(folder, what)
     if kind is not None and config.get("kind", kind) != kind:
         raise StoreError(f"{what}: {folder} holds a model of kind '{config['kind']}', not '{kind}'")
-    with weights_only_loading(folder / WEIGHTS_FILE, what):
+    with weights_only_loading(folder / WEIGHTS_FILE, what, checkpoint=False):
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     return config, state
 

@@ -209,22 +209,41 @@ def _replace_stored_graph(
     return store.graph.replace(stored_playlists, node_ids, (src, dst, weight), info)
 
 
+class EntryMatcher:
+    """Finds the stored track a playlist entry names: a file entry (M3U) by its path; an id entry (MPD, CSV)
+    by its id (`TrackIds`), else as the path of a stored file, absolute or relative to its source's folder
+    (a CSV of file paths, as `import-tracks` takes). Paths match in Unicode normal form C, so that a playlist
+    written on macOS (which decomposes accents in file names) finds files named elsewhere."""
+
+    def __init__(self, store: Store, node_ids: list[str] | None = None):
+        self.by_path = {_nfc(t["path"]): t["id"] for t in store.tracks.rows(status="ok") if t["path"]}
+        self.ids = TrackIds(store.tracks.node_ids() if node_ids is None else node_ids)
+
+    def match(self, entry, source: str | None) -> str | None:
+        """The stored track id of `entry`, read from the file `source`, or None."""
+        if entry.path:
+            return self.by_path.get(_nfc(entry.path))
+        found = self.ids.match(entry.track_id)
+        if found is None and entry.track_id and self.by_path:
+            folder = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
+            found = self.by_path.get(_nfc(os.path.normpath(os.path.join(folder, entry.track_id))))
+        return found
+
+
 def match_playlists(
     store: Store, playlists: list[Playlist], node_ids: list[str] | None = None
 ) -> tuple[list[tuple[str, str, str, int, list[str]]], list[str]]:
-    """Match playlist entries to stored tracks, by path for file entries and by id otherwise.
+    """Match playlist entries to stored tracks (`EntryMatcher`).
 
     Returns the playlists as (id, name, source, entries listed, matched track ids in order),
-    and one "entry (in 'playlist')" line per unmatched entry. Paths match in Unicode normal form C, so that
-    a playlist written on macOS (which decomposes accents in file names) finds files named elsewhere.
+    and one "entry (in 'playlist')" line per unmatched entry.
     """
-    by_path = {_nfc(t["path"]): t["id"] for t in store.tracks.rows(status="ok") if t["path"]}
-    known = TrackIds(store.tracks.node_ids() if node_ids is None else node_ids)
+    matcher = EntryMatcher(store, node_ids)
     matched_playlists, unmatched = [], []
     for playlist in playlists:
         matched = []
         for entry in playlist.entries:
-            track_id = by_path.get(_nfc(entry.path)) if entry.path else known.match(entry.track_id)
+            track_id = matcher.match(entry, playlist.source)
             if track_id is None:
                 unmatched.append(f"{entry.path or entry.track_id} (in '{playlist.name}')")
             else:
@@ -239,11 +258,12 @@ def _nfc(path: str) -> str:
 
 def _add_missing_tracks(store: Store, playlists: list[Playlist], edge_lists) -> int:
     """Create audio-less tracks for id-based entries that match nothing; returns how many."""
-    known = TrackIds(store.tracks.node_ids())
+    matcher = EntryMatcher(store)
+    known = matcher.ids
     new: dict[str, TrackRecord] = {}
     for playlist in playlists:
         for e in playlist.entries:
-            if e.track_id and known.match(e.track_id) is None and e.track_id not in new:
+            if e.track_id and e.track_id not in new and matcher.match(e, playlist.source) is None:
                 new[e.track_id] = TrackRecord(
                     id=e.track_id,
                     collection=None,

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import functools
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from audiograph.audio.config import AudioConfig
 from audiograph.audio.decode import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, DecodeError, content_hash
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.errors import ConfigError
-from audiograph.models import DESCRIPTORS_KIND
+from audiograph.models import DESCRIPTORS_KIND, MUSIG_KIND
 from audiograph.models.weights import read_settings
 from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
 from audiograph.runtime import analysis_worker, one_thread, progress_bar
@@ -50,6 +51,9 @@ class EmbedSummary:
     ignored: int = 0
     missing: int = 0
     missing_examples: list[str] = field(default_factory=list)  # the first few of them, by track id
+    elsewhere: dict[str, int] = field(default_factory=dict)  # collection -> files left to it, stored there
+    pruned: int = 0  # tracks no longer on disk removed (`prune`); `missing_examples` names the first few
+    outdated: dict[str, int] = field(default_factory=dict)  # space -> tracks whose vector there is missing or old
     acoustic_model: str | None = None
 
     def to_json(self) -> dict:
@@ -61,6 +65,9 @@ class EmbedSummary:
             "ignored": self.ignored,
             "missing": self.missing,
             "missing_examples": self.missing_examples,
+            "elsewhere": self.elsewhere,
+            "pruned": self.pruned,
+            "outdated": self.outdated,
             "acoustic_model": self.acoustic_model,
         }
 
@@ -257,9 +264,11 @@ def embed_audio(
     num_nodes: int = 1,
     quiet: bool = False,
     on_failure: Callable[[str, str], None] | None = None,
+    prune: bool = False,
 ) -> EmbedSummary | None:
     """Embed every audio file under `root` into `store`: descriptors, the log-mel cache and, once an
-    encoder is trained, acoustic vectors.
+    encoder is trained, acoustic vectors. With `prune`, the collection's stored tracks that are no longer
+    on disk are removed, with their vectors (see `plan_embedding`).
 
     Files whose content and models are already stored are skipped; bad files are recorded with
     their error and reported through `on_failure(path, reason)` without stopping the run.
@@ -281,6 +290,7 @@ def embed_audio(
             collection=collection,
             acoustic_model=acoustic_model,
             on_failure=on_failure,
+            prune=prune,
         )
         return embed_distributed(
             planner,
@@ -303,11 +313,33 @@ def embed_audio(
         acoustic_model=acoustic_model,
         summary=summary,
         on_failure=on_failure,
+        prune=prune,
     )
     if plan.jobs:
         _embed_here(plan, store, summary, batch_size, num_workers, accelerator, quiet, on_failure)
     summary.duplicates = store.tracks.duplicates(plan.collection)
+    summary.outdated = outdated_spaces(store, plan.collection)
     return summary
+
+
+def outdated_spaces(store: Store, collection: str) -> dict[str, int]:
+    """space -> how many of the collection's tracks lack a vector there, or have one made from other bytes than
+    their file's now (a file changed since), for each space that a MUSIG model fills: embed-audio does not
+    make those vectors, `embed-musig` does."""
+    outdated = {}
+    for space in store.vectors.spaces():
+        model_id = store.vectors.search_model(space)[0]
+        if (store.models.get(model_id) or {}).get("kind") != MUSIG_KIND:
+            continue
+        (count,) = store.execute(
+            """SELECT count(*) FROM tracks t LEFT JOIN vectors v
+               ON v.track_id = t.id AND v.space = ? AND v.model_id = ?
+               WHERE t.collection = ? AND t.status = 'ok' AND (v.track_id IS NULL OR v.content_hash IS NOT t.content_hash)""",
+            [space, model_id, collection],
+        ).fetchone()
+        if count:
+            outdated[space] = count
+    return outdated
 
 
 def _distributed(accelerator: str, devices, strategy: str, num_nodes: int) -> bool:
@@ -409,10 +441,13 @@ def plan_embedding(
     acoustic_model: str | None,
     summary: EmbedSummary | None = None,
     on_failure: Callable[[str, str], None] | None = None,
+    prune: bool = False,
 ) -> EmbedPlan:
     """The plan of a run over `root` (`scanned` by `_scan_checked`), from the store and the registry alone:
     no audio is read and no model loaded. Registers the collection and the descriptors model, stores the
-    files that cannot even be listed as failed, and counts the unchanged files in `summary` as skipped."""
+    files that cannot even be listed as failed, and counts the unchanged files in `summary` as skipped. With
+    `prune`, removes the collection's stored tracks that are no longer on disk, unless a folder could not
+    be read (whose files would look gone)."""
     audio_files, ignored, unreadable = scanned
     summary = summary if summary is not None else EmbedSummary()
     collection = store.tracks.collection(root, collection)
@@ -422,7 +457,16 @@ def plan_embedding(
     for problem in unreadable:
         _fail(summary, on_failure, problem["path"], problem["error"])
     targets = {"descriptors": descriptors_model, "acoustic": model_id, "signature": audio.signature()}
-    jobs = _plan_jobs(store, root, collection, audio_files, targets, {"acoustic": dim}, summary, on_failure)
+    jobs, missing = _plan_jobs(store, root, collection, audio_files, targets, {"acoustic": dim}, summary, on_failure)
+    if prune and missing:
+        if unreadable:
+            warnings.warn(
+                f"nothing pruned: {len(unreadable)} folders could not be read, and their files would look gone",
+                stacklevel=2,
+            )
+        else:
+            store.tracks.delete(missing)
+            summary.pruned, summary.missing = len(missing), 0
     return EmbedPlan(root, collection, audio, descriptors_model, model_id, jobs, len(audio_files), joins_descriptors)
 
 
@@ -455,9 +499,12 @@ def _register_descriptors(store: Store, audio: AudioConfig) -> str:
     return model_id
 
 
-def _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_failure) -> list[_Job]:
-    """The files that need work: new or changed, or missing a target (descriptors, mels, acoustic vector).
-    Unchanged complete files count as skipped; files that cannot be read are stored as failed."""
+def _plan_jobs(
+    store, root, collection, audio_files, targets, dims, summary, on_failure
+) -> tuple[list[_Job], list[str]]:
+    """The files that need work: new or changed, or missing a target (descriptors, mels, acoustic vector),
+    and the ids of the collection's stored tracks that are no longer on disk. Unchanged complete files count
+    as skipped; files that cannot be read are stored as failed."""
     states = store.tracks.file_states(collection)
     have = {
         "descriptors": store.vectors.states(DESCRIPTORS_SPACE, dim=len(DESCRIPTOR_NAMES)),
@@ -465,7 +512,12 @@ def _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_
         "mels": store.mels.states(),
     }
     jobs, unstatable, named = [], [], {}
+    elsewhere = store.tracks.paths_elsewhere(collection)
     for path in audio_files:
+        if path_text(path) in elsewhere:  # stored by another collection: one file, one track
+            owner = elsewhere[path_text(path)]
+            summary.elsewhere[owner] = summary.elsewhere.get(owner, 0) + 1
+            continue
         tid = f"{collection}/{path_text(path.relative_to(root).as_posix())}"
         if tid in named:  # two names that are not UTF-8 and differ only where they are not
             _fail(
@@ -504,7 +556,7 @@ def _plan_jobs(store, root, collection, audio_files, targets, dims, summary, on_
         _count(unstatable, summary, on_failure)
     missing = sorted(tid for tid in states if tid not in named)
     summary.missing, summary.missing_examples = len(missing), missing[:MISSING_EXAMPLES]
-    return jobs
+    return jobs, missing
 
 
 def check_root(root: str | os.PathLike) -> Path:

@@ -259,7 +259,8 @@ def _track_record(
     title_col: str | None,
     artist_col: str | None,
 ) -> TrackRecord:
-    """The record of one imported track (without vectors): a track with audio keeps what its audio said."""
+    """The record of one imported track (without vectors): a track with audio keeps what its audio said, and a
+    stored file that would not decode stays a failed file, described by the CSV."""
     kept = {k: old[k] for k in ("title", "artist", "album", "genre")} if old else {}
     if old and old["status"] == "ok":  # keep what the audio said; only add vectors
         return TrackRecord(id=track_id, **{k: old[k] for k in _AUDIO_COLUMNS}, tags=kept)
@@ -270,6 +271,9 @@ def _track_record(
     }
     # Only the columns this CSV gives replace what an earlier import stored.
     tags = {**kept, **{k: v for k, v in given.items() if v is not None}}
+    if old and old["path"] is not None:
+        file = {k: old[k] for k in _AUDIO_COLUMNS}
+        return TrackRecord(id=track_id, **file, status=old["status"], error=old["error"], tags=tags)
     return TrackRecord(id=track_id, collection=None, path=None, status="imported", tags=tags)
 
 

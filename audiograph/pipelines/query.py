@@ -171,10 +171,16 @@ def track_space(store: Store, track_id: str, space: str | None = None) -> str:
 
 
 def resolve_track(store: Store, track: str | os.PathLike) -> dict:
-    """The stored track row that `track` names: a track id, else the path of a stored file."""
+    """The stored track row that `track` names: a track id (a Spotify track in any spelling, as `build-graph`
+    matches them), else the path of a stored file."""
     row = store.tracks.get(os.fspath(track))
     if row is None and Path(track).exists():
         row = store.tracks.by_path(track)
+    if row is None:
+        from audiograph.pipelines.build_graph import TrackIds
+
+        spelled = TrackIds(store.tracks.node_ids()).match(os.fspath(track))
+        row = store.tracks.get(spelled) if spelled else None
     if row is None:
         hint = " (not a stored file: use `audiograph query FILE`)" if Path(track).is_file() else ""
         raise ConfigError(f"{track}: no such track id or stored file path in {store.path}{hint}")

@@ -154,6 +154,14 @@ class Tracks:
         )
         return {r["id"]: r for r in rows}
 
+    def paths_elsewhere(self, collection: str) -> dict[str, str]:
+        """path -> collection, for the files stored by every other collection (an enclosing or enclosed folder
+        embedded under its own name holds the same files)."""
+        rows = self.store.execute(
+            "SELECT path, collection FROM tracks WHERE collection IS NOT ? AND path IS NOT NULL", [collection]
+        )
+        return dict(rows.fetchall())
+
     def duplicates(self, collection: str) -> list[dict]:
         """Groups of a collection's files with the same content: {content_hash, paths}."""
         rows = self.store.execute(

@@ -146,7 +146,8 @@ class Vectors:
         model_id: str | None = None,
         normalised: bool = False,
     ) -> list[dict]:
-        """The k tracks nearest to `vector` in `space` by cosine, best first, as track rows plus rank and score.
+        """The k tracks nearest to `vector` in `space` by cosine, best first, as track rows plus rank and score;
+        files of the same bytes (one recording stored twice) are one hit, the first.
 
         `vector` is a raw vector of the space, or with `normalised` one already in the index's form
         (`VectorIndex.vector`: standardised where the space is, and of unit length).
@@ -155,11 +156,20 @@ class Vectors:
         index = self.index(space, model_id)
         if len(vector) != index.matrix.shape[1]:
             raise StoreError(f"space '{space}' holds {index.matrix.shape[1]}-d vectors, not {len(vector)}-d")
+        # Enough more than k that the copies dropped cannot leave fewer than k.
+        wanted = (
+            k
+            + self.store.execute(
+                "SELECT count(content_hash) - count(DISTINCT content_hash) FROM tracks WHERE status = 'ok'"
+            ).fetchone()[0]
+        )
         ann = self.ann_index(space, model_id, len(index))
         if ann is not None:
             query = np.asarray(vector, np.float32) if normalised else index.normalise(vector)
-            return self.hit_rows(ann.hits(query, k=k, exclude=exclude))
-        return self.hit_rows(index.search(vector, k=k, exclude=exclude, normalised=normalised))
+            hits = ann.hits(query, k=wanted, exclude=exclude)
+        else:
+            hits = index.search(vector, k=wanted, exclude=exclude, normalised=normalised)
+        return self.hit_rows(hits, k)
 
     def ann_index(self, space: str, model_id: str, n_rows: int):
         """The approximate index built for `space` (`audiograph index`), when it exists and is current for
@@ -182,12 +192,21 @@ class Vectors:
             self._ann_indexes[key] = ann
         return ann
 
-    def hit_rows(self, hits: list[Hit]) -> list[dict]:
-        """Search hits as rows: rank, score, track id, and the track's path, title, artist and genre."""
-        out = []
-        for rank, hit in enumerate(hits, 1):
-            row = self.store.execute("SELECT path, title, artist, genre FROM tracks WHERE id = ?", [hit.id]).fetchone()
-            row = dict(zip(("path", "title", "artist", "genre"), row)) if row else {}
+    def hit_rows(self, hits: list[Hit], k: int | None = None) -> list[dict]:
+        """Search hits as rows: rank, score, track id, and the track's path, title, artist and genre; the first `k`
+        of them after leaving out each hit whose file has the bytes of an earlier hit's."""
+        out, contents = [], set()
+        for hit in hits:
+            row = self.store.execute(
+                "SELECT path, title, artist, genre, content_hash FROM tracks WHERE id = ?", [hit.id]
+            ).fetchone()
+            row = dict(zip(("path", "title", "artist", "genre", "content_hash"), row)) if row else {}
+            if row.get("content_hash") is not None:
+                if row["content_hash"] in contents:
+                    continue
+                contents.add(row["content_hash"])
             fields = {k: row.get(k) for k in ("path", "title", "artist", "genre")}
-            out.append({"rank": rank, "score": hit.score, "track_id": hit.id, **fields})
+            out.append({"rank": len(out) + 1, "score": hit.score, "track_id": hit.id, **fields})
+            if len(out) == k:
+                break
         return out
