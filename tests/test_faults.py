@@ -416,16 +416,24 @@ def test_a_run_killed_while_writing_vectors_leaves_neither_its_model_nor_any_vec
     assert states and {m for m, _ in states.values()} == {added["id"]}
 
 
+def _embedded_tones(tmp_path, count: int):
+    """A folder of `count` short distinct FLAC tones, embedded into a new store: (folder, store)."""
+    from audiograph.pipelines.embed_audio import embed_audio
+
+    root = tmp_path / "music"
+    root.mkdir()
+    for i in range(count):
+        sf.write(root / f"{i}.flac", _tone(2.0, 22_050, freq=220.0 + 110 * i), 22_050)
+    store = Store(tmp_path / "s.db")
+    embed_audio(root, store, num_workers=0, quiet=True)
+    return root, store
+
+
 @pytest.mark.parametrize("stage", ["scan", "plan"])
 def test_a_file_removed_during_a_run_is_missing_not_failed(stage, tmp_path, monkeypatch):
     import audiograph.pipelines.embed_audio as pipeline
 
-    root = tmp_path / "music"
-    root.mkdir()
-    for i in range(3):
-        sf.write(root / f"{i}.flac", _tone(2.0, 22_050, freq=220.0 + 110 * i), 22_050)
-    store = Store(tmp_path / "s.db")
-    pipeline.embed_audio(root, store, num_workers=0, quiet=True)
+    root, store = _embedded_tones(tmp_path, 3)
     sf.write(root / "1.flac", _tone(2.5, 22_050, freq=700.0), 22_050)  # changed, so it is read again
     sf.write(root / "new.flac", _tone(2.0, 22_050, freq=900.0), 22_050)
     rows = {t["id"]: dict(t) for t in store.tracks.rows(status=None)}
@@ -469,12 +477,7 @@ def test_a_folder_inside_an_embedded_collection_stores_no_file_twice(tmp_path):
 def test_prune_removes_the_tracks_gone_from_disk_unless_a_folder_could_not_be_read(tmp_path):
     from audiograph.pipelines import embed_audio as pipeline
 
-    music = tmp_path / "music"
-    music.mkdir()
-    for i in range(4):
-        sf.write(music / f"{i}.flac", _tone(2.0, 22_050, freq=220.0 + 110 * i), 22_050)
-    store = Store(tmp_path / "s.db")
-    pipeline.embed_audio(music, store, num_workers=0, quiet=True)
+    music, store = _embedded_tones(tmp_path, 4)
     (music / "0.flac").unlink()
     (music / "1.flac").rename(music / "one.flac")
     kept = pipeline.embed_audio(music, store, num_workers=0, quiet=True)
