@@ -5,6 +5,7 @@ seconds."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import inspect
 import logging
@@ -38,9 +39,12 @@ def gc_paused():
             gc.enable()
 
 
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+
 def quiet_lightning() -> None:
     """Keep Lightning's start-up chatter (device listings, worker hints) off the console."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+    for name in LIGHTNING_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*Trying to infer the `batch_size`.*")
@@ -230,6 +234,27 @@ def stop_once_on_ctrl_c(keep_ignored: bool = False):
     finally:
         # SIG_IGN, unlike a Python handler, also holds while the interpreter shuts down.
         signal.signal(signal.SIGINT, signal.SIG_IGN if stopping and keep_ignored else previous)
+
+
+def leaves_process_settings(fn):
+    """`fn`, made to leave the process as it found it: torch's thread count (`limit_threads`), Lightning's
+    logger levels and the warning filters (`quiet_lightning`) are restored when it returns, so that a call
+    from a notebook or a user's own training script does not change how their own code runs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        threads, levels = torch.get_num_threads(), {name: logging.getLogger(name).level for name in LIGHTNING_LOGGERS}
+        with warnings.catch_warnings():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                torch.set_num_threads(threads)
+                for name, level in levels.items():
+                    logging.getLogger(name).setLevel(level)
+
+    return wrapper
 
 
 def limit_threads() -> int:

@@ -17,10 +17,11 @@ from lightning.pytorch.loggers import CSVLogger
 from test_cli import run
 
 from audiograph.cli import build_parser
-from audiograph.cli.arguments import RANGES
 from audiograph.errors import ConfigError, StoreError
+from audiograph.options import RANGES
 from audiograph.pipelines.build_graph import TrackIds, build_graph
 from audiograph.pipelines.embed_audio import embed_audio
+from audiograph.pipelines.evaluate import evaluate
 from audiograph.pipelines.explore import map_space, radio
 from audiograph.pipelines.export import export_space
 from audiograph.pipelines.fit import DivergenceGuard
@@ -123,9 +124,31 @@ def test_an_epoch_whose_weights_are_not_finite_is_scored_worst_and_ends_the_run(
 def test_a_training_that_diverges_from_the_start_registers_and_writes_nothing(store_copy):
     spaces = store_copy.vectors.spaces()
     with pytest.raises(ConfigError, match="training diverged"):
-        train_musig(store_copy, max_epochs=2, temperature=0.0, quiet=True)  # InfoNCE over 0: NaN at once
+        train_musig(store_copy, max_epochs=2, temperature=1e-45, quiet=True)  # cosines over it: inf, NaN at once
     assert store_copy.models.rows(kind=MUSIG_KIND) == []
     assert store_copy.vectors.spaces() == spaces
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: train_musig(s, temperature=0.0), "temperature must be above 0 (got 0.0)"),
+        (lambda s: train_musig(s, lr=0), "lr must be above 0 (got 0)"),
+        (lambda s: train_musig(s, max_epochs="2"), "max_epochs must be a number, not '2'"),
+        (lambda s: train_audio(s, max_epochs=0), "max_epochs must be at least 1 (got 0)"),
+        (lambda s: train_audio(s, dropout=1.0), "dropout must be at least 0 and below 1 (got 1.0)"),
+        (lambda s: evaluate(s, holdout=1.5), "holdout must be above 0 and below 1 (got 1.5)"),
+        (lambda s: evaluate(s, seeds=0), "evaluate needs a list of one seed or more, not 0"),
+        (lambda s: similar_track(s, s.tracks.node_ids()[0], k=0), "k must be at least 1 (got 0)"),
+        (lambda s: radio(s, s.tracks.node_ids()[0], diversity=-1), "diversity must be at least 0 (got -1)"),
+    ],
+)
+def test_the_python_api_checks_the_ranges_the_command_line_checks(store_copy, call, message):
+    models = store_copy.models.rows()
+    with pytest.raises(ConfigError) as raised:
+        call(store_copy)
+    assert str(raised.value) == message
+    assert store_copy.models.rows() == models
 
 
 def test_non_finite_vectors_are_refused_and_nothing_is_written(store_copy):
@@ -485,3 +508,21 @@ def test_embed_audio_names_the_musig_vectors_a_changed_or_new_file_lacks(store_c
     store_copy.tracks.write([TrackRecord(id="synth/new.ogg", collection="synth", path="/new.ogg", content_hash="n")])
     assert outdated_spaces(store_copy, "synth") == {"musig": 2}
     assert outdated_spaces(store_copy, "another") == {}
+
+
+def test_a_training_called_from_python_leaves_the_process_settings_as_it_found_them(store_copy):
+    import logging
+    import warnings
+
+    before = torch.get_num_threads()
+    torch.set_num_threads((os.cpu_count() or 1) + 3)  # more than the free cores: training lowers it
+    logging.getLogger("lightning.pytorch").setLevel(logging.DEBUG)
+    try:
+        filters = list(warnings.filters)
+        train_musig(store_copy, max_epochs=1, batches_per_epoch=2, hidden_channels=16, quiet=True)
+        assert torch.get_num_threads() == (os.cpu_count() or 1) + 3
+        assert logging.getLogger("lightning.pytorch").level == logging.DEBUG
+        assert warnings.filters == filters
+    finally:
+        torch.set_num_threads(before)
+        logging.getLogger("lightning.pytorch").setLevel(logging.NOTSET)

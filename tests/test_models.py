@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -36,6 +37,36 @@ def test_acoustic_model_encodes_files_and_waveforms_like_the_front_end_and_encod
 
     waveform = decode(paths[0], model.config.sample_rate).samples
     np.testing.assert_allclose(model.encode([waveform])[0], vectors[0], atol=1e-5)
+
+
+def test_encode_takes_one_item_and_checks_waveforms_as_decoding_checks_files(synth_collection):
+    from audiograph.audio.decode import decode
+    from audiograph.errors import DecodeError
+
+    torch.manual_seed(0)
+    model = AcousticModel(AudioConfig(n_mels=64, chunk_seconds=5.0), {"embedding_dim": 32}).eval()
+    path = sorted((synth_collection / "audio").rglob("*.mp3"))[0]
+    waveform = decode(path, model.config.sample_rate).samples
+    one = model.encode(path)
+    assert one.shape == (32,)
+    np.testing.assert_allclose(one, model.encode([path])[0], atol=1e-7)
+    np.testing.assert_allclose(model.encode(str(path)), one, atol=1e-7)
+    np.testing.assert_allclose(model.encode(waveform), model.encode([waveform])[0], atol=1e-7)
+    np.testing.assert_allclose(model.encode(torch.from_numpy(waveform)), model.encode(waveform), atol=1e-7)
+    scaled = np.round(np.clip(waveform, -1, 1) * 32767).astype(np.int16)  # 16-bit samples, as a WAV holds them
+    np.testing.assert_allclose(model.encode(scaled), model.encode(scaled / 32768.0), atol=1e-6)
+    rate = model.config.sample_rate
+    bad = [
+        (np.full(3 * rate, np.nan, np.float32), "corrupt: samples not finite"),
+        (np.zeros(3 * rate, np.float32), "silent (digital silence)"),
+        (np.ones((3 * rate, 2), np.float32) * 0.1, "a waveform must be mono"),
+        (waveform[: rate // 2], "too short: 0.50 s"),
+    ]
+    for samples, reason in bad:
+        with pytest.raises(DecodeError, match=re.escape(reason)):
+            model.encode([waveform, samples])
+    with pytest.raises(ConfigError, match="batch_size must be at least 1"):
+        model.encode([path], batch_size=0)
 
 
 def test_saved_models_load_equal_and_record_their_settings(tmp_path):
@@ -73,6 +104,24 @@ def test_a_new_track_encodes_as_the_full_pass_without_its_edges():
     without_node_0 = CSRGraph.from_edges([1, 3], [2, 4], 5)
     torch.testing.assert_close(model.encode(x[:1])[0], model.encode(x, without_node_0)[0])
     assert not torch.allclose(model.encode(x, graph)[0], model.encode(x[:1])[0])
+
+
+def test_musig_takes_a_pyg_edge_index_as_its_graph():
+    spec = FeatureSpec(["audio"], center={"audio": [0.0] * 4}, scale={"audio": [1.0] * 4})
+    torch.manual_seed(3)
+    model = MusigModel(spec, hidden_channels=8, out_channels=6).eval()
+    x = torch.randn(5, 4)
+    src, dst = [0, 0, 1, 3], [1, 2, 2, 4]
+    both_ways = torch.tensor([src + dst, dst + src])  # PyG's layout of an undirected graph
+    expected = model.encode(x, CSRGraph.from_edges(src, dst, 5))
+    torch.testing.assert_close(model.encode(x, both_ways), expected)
+    torch.testing.assert_close(model(x, both_ways), expected)
+    torch.testing.assert_close(model.encode(x.numpy().astype(np.float64), both_ways), expected)  # cast to the model's
+    torch.testing.assert_close(model.double().encode(x, both_ways), expected.double())
+    with pytest.raises(ValueError, match=r"x must be feature rows \[N, 4\]"):
+        model.encode(torch.randn(5, 3))
+    with pytest.raises(ValueError, match="edge_index names nodes outside 0..4"):
+        model.encode(x, torch.tensor([[0], [7]]))
 
 
 class _RunsCode:

@@ -71,6 +71,33 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def check_waveform(samples, sample_rate: int = SAMPLE_RATE, *, what: str = "waveform", min_seconds: float = 1.0):
+    """`samples` (a 1-D array or tensor: mono, at `sample_rate`) as float32, after the checks `decode` makes of a
+    file's samples: a `DecodeError` naming `what` for a waveform that is not 1-D, empty, not finite or beyond
+    `MAX_SAMPLE` (corrupt), too short or silent. Integer samples are scaled to [-1, 1] by their type's range."""
+    if hasattr(samples, "detach"):  # a torch tensor, on any device
+        samples = samples.detach().cpu().numpy()
+    samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise DecodeError(what, f"a waveform must be mono, one dimension of samples; got shape {samples.shape}")
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples / float(-np.iinfo(samples.dtype).min)
+    elif not np.issubdtype(samples.dtype, np.floating):
+        raise DecodeError(what, f"samples must be numbers, not {samples.dtype}")
+    samples = samples.astype(np.float32, copy=False)
+    duration = len(samples) / sample_rate
+    if duration < min_seconds:
+        raise DecodeError(what, f"too short: {duration:.2f} s (minimum {min_seconds:g} s at {sample_rate} Hz)")
+    peak = float(np.max(np.abs(samples)))
+    if not peak <= MAX_SAMPLE:  # also NaN
+        value = "not finite" if not np.isfinite(peak) else f"up to {peak:,.1f}"
+        raise DecodeError(what, f"corrupt: samples {value}")
+    if peak < SILENCE_PEAK:
+        level = "digital silence" if peak == 0 else f"peak {20 * np.log10(peak):.0f} dBFS"
+        raise DecodeError(what, f"silent ({level})")
+    return samples
+
+
 def decode(
     path: str | os.PathLike,
     sample_rate: int = SAMPLE_RATE,

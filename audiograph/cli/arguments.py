@@ -8,6 +8,8 @@ import ast
 import functools
 from pathlib import Path
 
+from audiograph.options import RANGES, range_problem
+
 
 @functools.cache
 def _module_tree(module: str) -> ast.Module:
@@ -52,68 +54,15 @@ def min_weight(text: str):
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
-# Allowed values of numeric options, by destination: (lowest, highest, whether each end is allowed);
-# None: no bound. Checked where the arguments are parsed, so that a bad value is one line of usage error.
-RANGES = {
-    **dict.fromkeys(
-        (
-            "tracks",
-            "genres",
-            "playlists",
-            "batch_size",
-            "num_nodes",
-            "k",
-            "length",
-            "max_epochs",
-            "views",
-            "per_anchor",
-            "d_pos",
-            "d_neg",
-            "d_max",
-            "hidden_channels",
-            "out_channels",
-            "num_layers",
-            "repeats",
-            "max_playlists",
-        ),
-        (1, None, True, True),
-    ),
-    **dict.fromkeys(
-        (
-            "seed",
-            "patience",
-            "workers",
-            "num_workers",
-            "batches_per_epoch",
-            "weight_decay",
-            "weight_power",
-            "margin",
-            "diversity",
-        ),
-        (0, None, True, True),
-    ),
-    **dict.fromkeys(("seconds", "lr", "temperature", "crop_seconds"), (0, None, False, True)),
-    **dict.fromkeys(("cold_start_rate", "hard_share", "walk"), (0, 1, True, True)),
-    **dict.fromkeys(("val_fraction", "seed_fraction", "holdout"), (0, 1, False, False)),
-    "dropout": (0, 1, True, False),
-    "min_length": (2, None, True, True),
-    "max_points": (3, None, True, True),
-}
-
-
 def in_range(parse, key: str):
     """`parse` (an argparse type) followed by the check of `RANGES[key]`."""
-    low, high, low_ok, high_ok = RANGES[key]
 
     def parse_in_range(text: str):
         value = parse(text)
-        if isinstance(value, (int, float)) and not (
-            (low is None or value > low or (low_ok and value == low))
-            and (high is None or value < high or (high_ok and value == high))
-        ):
-            ends = [f"{'at least' if low_ok else 'above'} {low}" if low is not None else ""]
-            ends.append(f"{'at most' if high_ok else 'below'} {high}" if high is not None else "")
-            raise argparse.ArgumentTypeError(f"must be {' and '.join(e for e in ends if e)} (got {text})")
+        if isinstance(value, (int, float)):
+            problem = range_problem(key, value)
+            if problem:
+                raise argparse.ArgumentTypeError(f"{problem} (got {text})")
         return value
 
     parse_in_range.__name__ = getattr(parse, "__name__", "value")  # what argparse names in its messages

@@ -317,7 +317,7 @@ def cmd_train_musig(args) -> int:
     report = train_musig(
         store,
         features=args.features,
-        similarity=None if args.similarity == "none" else args.similarity,
+        similarity=args.similarity,
         task_weights=args.task_weights,
         fanouts=tuple(args.fanouts),
         skip=not args.no_skip,

@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiograph.audio.analysis import analyse, analyse_samples, chunks_as_tensors, preload
+from audiograph.audio.analysis import analyse, analyse_samples, chunks_as_tensors
 from audiograph.audio.config import AudioConfig
+from audiograph.audio.decode import check_waveform
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.audio.encoder import AudioEncoder, embed_tracks
 from audiograph.audio.frontend import AudioFrontend
 from audiograph.models import ACOUSTIC_KIND
 from audiograph.models.weights import load_checkpoint, read_saved, save_weights
+from audiograph.options import check_options
 from audiograph.runtime import keyword_defaults, progress_bar
 
 
@@ -97,13 +99,15 @@ class AcousticModel(nn.Module):
         standardised = (raw - self.descriptor_mean) / self.descriptor_scale
         return combine_with_descriptors(encoded, standardised, self.descriptor_weight)
 
-    def encode(
-        self, audio: list[str | os.PathLike | np.ndarray], batch_size: int = 16, progress: bool = False
-    ) -> np.ndarray:
-        """Unit vectors [len(audio), D] of audio files (paths) or mono waveforms at the config's sample rate.
-        A file that cannot be decoded raises `DecodeError` naming it."""
-        if len(audio) > 1:
-            preload()
+    def encode(self, audio, batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """Unit vectors [len(audio), D] of a list of audio files (paths) or mono waveforms (1-D arrays or tensors
+        at the config's sample rate); of one file or waveform, its vector [D]. A file that cannot be decoded,
+        or a waveform that is not finite, too short or silent, raises `DecodeError` naming it."""
+        check_options(batch_size=batch_size)
+        single = isinstance(audio, (str, os.PathLike)) or getattr(audio, "ndim", None) == 1
+        if single:
+            return self.encode([audio], batch_size, progress)[0]
+        audio = list(audio)
         out = []
         with progress_bar(len(audio), "encode", quiet=not progress, unit="track") as bar:
             for start in range(0, len(audio), batch_size):
@@ -115,8 +119,9 @@ class AcousticModel(nn.Module):
 
     def _analyse(self, item) -> tuple[list[np.ndarray], np.ndarray | None]:
         """(log-mel chunks, descriptors when the model uses them) of a file or a waveform, from one STFT."""
-        if isinstance(item, np.ndarray):
-            analysis = analyse_samples(np.asarray(item, np.float32), self.config, descriptors=self.uses_descriptors)
+        if not isinstance(item, (str, os.PathLike)):
+            samples = check_waveform(item, self.config.sample_rate)
+            analysis = analyse_samples(samples, self.config, descriptors=self.uses_descriptors)
         else:
             analysis = analyse(item, self.config, descriptors=self.uses_descriptors)
         return analysis.mel_chunks, analysis.descriptors

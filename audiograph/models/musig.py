@@ -14,7 +14,7 @@ from audiograph.graph.csr import CSRGraph
 from audiograph.models import MUSIG_KIND
 from audiograph.models.weights import load_checkpoint, read_saved, save_weights
 from audiograph.musig.features import FeatureSpec
-from audiograph.musig.model import MUSIG, full_adjacency
+from audiograph.musig.model import MUSIG, edge_index_adjacency, full_adjacency
 
 ARCHITECTURE = ("in_channels", "hidden_channels", "out_channels", "num_layers", "dropout", "skip")
 
@@ -47,22 +47,39 @@ class MusigModel(nn.Module):
     def num_layers(self) -> int:
         return len(self.aggregator.convs)
 
-    def forward(self, x: torch.Tensor, adjacencies: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, adjacencies: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Vectors of the nodes of `x` [N, F] over `adjacencies`: one torch.sparse adjacency per layer (a sampled
+        subgraph's blocks, `layer_adjacencies`), one adjacency [N, N] for every layer, or a PyG `edge_index`
+        [2, E]."""
+        if isinstance(adjacencies, torch.Tensor):
+            if not adjacencies.is_sparse_csr:
+                adjacencies = edge_index_adjacency(adjacencies, len(x))
+            adjacencies = [adjacencies.to(x.device)] * self.num_layers
         return self.aggregator(x, adjacencies)
 
     @torch.no_grad()
-    def encode(self, x: np.ndarray | torch.Tensor, graph: CSRGraph | None = None) -> torch.Tensor:
-        """Unit vectors [N, D] of N tracks' feature rows `x` [N, F] (built as `spec` says): one exact pass
-        with every neighbour in `graph`, or, without a graph, each track on its own (a new track in no
-        playlist aggregates an empty neighbourhood)."""
-        x = torch.as_tensor(np.asarray(x, np.float32)) if not isinstance(x, torch.Tensor) else x
+    def encode(self, x: np.ndarray | torch.Tensor, graph: CSRGraph | torch.Tensor | None = None) -> torch.Tensor:
+        """Unit vectors [N, D] of N tracks' feature rows `x` [N, F] (built as `spec` says), on the model's device:
+        one exact pass with every neighbour in `graph` (a `CSRGraph` or a PyG `edge_index`), or, without a
+        graph, each track on its own (a new track in no playlist aggregates an empty neighbourhood)."""
+        weight = next(self.parameters())
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+        if x.dim() != 2 or x.shape[1] != self.architecture["in_channels"]:
+            raise ValueError(
+                f"x must be feature rows [N, {self.architecture['in_channels']}] (built as the model's spec says),"
+                f" not {tuple(x.shape)}"
+            )
+        x = x.to(weight.device, weight.dtype)
         was_training = self.training
         self.eval()
         try:
             if graph is None:
                 graph = CSRGraph.from_edges([], [], len(x))
-            adjacency = full_adjacency(graph.rowptr, graph.col, graph.num_nodes).to(x.device)
-            return self.aggregator(x, [adjacency] * self.num_layers)
+            if isinstance(graph, CSRGraph):
+                adjacency = full_adjacency(graph.rowptr, graph.col, graph.num_nodes)
+            else:
+                adjacency = edge_index_adjacency(graph, len(x))
+            return self.aggregator(x, [adjacency.to(x.device, x.dtype)] * self.num_layers)
         finally:
             self.train(was_training)
 

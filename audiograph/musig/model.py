@@ -77,6 +77,21 @@ def full_adjacency(rowptr: torch.Tensor, col: torch.Tensor, num_nodes: int) -> t
     )
 
 
+def edge_index_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """A PyG `edge_index` [2, E] (messages flow from row 0 to row 1; an undirected graph lists both directions)
+    as the [targets, sources] torch.sparse CSR adjacency that `MUSIG` aggregates over."""
+    edge_index = torch.as_tensor(edge_index, device="cpu")
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2 or edge_index.is_floating_point():
+        raise ValueError(f"edge_index must be an integer tensor of shape [2, E], not {tuple(edge_index.shape)}")
+    src, dst = edge_index.long()
+    if len(src) and (min(int(src.min()), int(dst.min())) < 0 or max(int(src.max()), int(dst.max())) >= num_nodes):
+        raise ValueError(f"edge_index names nodes outside 0..{num_nodes - 1}")
+    order = torch.argsort(dst, stable=True)
+    rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
+    rowptr[1:] = torch.bincount(dst, minlength=num_nodes).cumsum(0)
+    return full_adjacency(rowptr, src[order], num_nodes)
+
+
 class MUSIG(nn.Module):
     """K GraphSAGE mean layers: h_v^k = W^k [h_v^(k-1) || mean(h_u^(k-1), u in N(v))], ReLU between
     layers, L2-normalised output (PyG's `SAGEConv`; its two linear maps are W^k split in two).

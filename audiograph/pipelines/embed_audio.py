@@ -27,6 +27,7 @@ from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.errors import ConfigError
 from audiograph.models import DESCRIPTORS_KIND, MUSIG_KIND
 from audiograph.models.weights import read_settings
+from audiograph.options import check_options
 from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
 from audiograph.runtime import analysis_worker, one_thread, progress_bar
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, path_text
@@ -277,6 +278,7 @@ def embed_audio(
     more than one device or node (`devices`, `num_nodes`, `strategy`, passed to Lightning), the files
     are shared out over the ranks and global rank 0 alone writes; the other ranks return None.
     """
+    check_options(batch_size=batch_size, num_workers=num_workers, num_nodes=num_nodes)
     root = check_root(root)
     scanned = _scan_checked(root)
     if _distributed(accelerator, devices, strategy, num_nodes):

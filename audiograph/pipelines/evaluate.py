@@ -38,8 +38,10 @@ from audiograph.eval.results import (
 from audiograph.graph.csr import CSRGraph
 from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import TASK_WEIGHT_PRESETS, parse_task_weights
+from audiograph.options import check_options
 from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.features import GRAPH_COLUMNS, available_groups, build_features, cold_features, genre_labels
+from audiograph.runtime import leaves_process_settings
 from audiograph.store import Store
 
 
@@ -157,6 +159,7 @@ def held_out_playlists(store: Store, sources: list) -> tuple[list[dict], int]:
     return [{"id": pid, "name": name, "tracks": tracks} for pid, name, _, _, tracks in matched], len(unmatched)
 
 
+@leaves_process_settings
 def evaluate(
     store: Store,
     *,
@@ -178,8 +181,9 @@ def evaluate(
     `held_out` fixes the evaluation playlists (see `make_split`). `progress(text)` is called as
     each method finishes.
     """
-    if not seeds:
-        raise ConfigError("evaluate needs at least one seed")
+    if isinstance(seeds, int) or not seeds:
+        raise ConfigError(f"evaluate needs a list of one seed or more, not {seeds!r}")
+    check_options(min_length=min_length, seed_fraction=seed_fraction, holdout=holdout, max_playlists=max_playlists)
     if task_weights != "auto":
         parse_task_weights(task_weights)  # fail now, not after the first methods have trained
     split_options = dict(

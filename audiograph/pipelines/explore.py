@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiograph.errors import ConfigError
+from audiograph.options import check_options
 from audiograph.pipelines.encoders import AudioFile, file_vector
 from audiograph.pipelines.query import (
     _searched_model,
@@ -42,6 +43,7 @@ def radio(
     """A playlist of up to `length` tracks that starts from `seed` (a stored track id, a stored file, or a
     new audio file) and walks `space`, trading similarity to the seed against variety (see
     `explore.radio.make_radio`: no near-duplicates, no artist twice in a row)."""
+    check_options(length=length, diversity=diversity, walk=walk)
     from audiograph.explore.radio import make_radio
 
     stored = store.tracks.get(os.fspath(seed)) or (store.tracks.by_path(seed) if Path(seed).is_file() else None)
@@ -109,6 +111,7 @@ def map_space(
     .html), coloured by the tracks' genre or first playlist, with a few labelled points. At most
     `max_points` tracks, a seeded sample of larger spaces. t-SNE is the default: on 3,000 Spotify tracks'
     audio features its trustworthiness@10 was 0.976, UMAP's 0.929 ("auto": UMAP when installed)."""
+    check_options(max_points=max_points, seed=seed)
     import numpy as np
 
     from audiograph.explore.maps import draw_map, project_2d, projection_method

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from audiograph.audio.decode import content_hash
 from audiograph.errors import ConfigError, StoreError, existing_file
+from audiograph.options import check_options
 from audiograph.pipelines.encoders import AudioFile, file_vector
 from audiograph.spaces import ACOUSTIC_KIND, MUSIG_KIND, REMAKE_COMMANDS
 from audiograph.store import Store
@@ -53,8 +54,7 @@ def query_file(
     if not os.path.exists(path) and store.tracks.get(os.fspath(path)) is not None:
         raise ConfigError(f"{path}: no such file, but a stored track id: search from it with `audiograph similar`")
     path = existing_file(path)
-    if k < 1:
-        raise ConfigError(f"-k must be at least 1 (got {k})")
+    check_options(k=k)
     space, model_id, stale = _searched_model(store, space, model)
     try:
         data = path.read_bytes()
@@ -119,8 +119,7 @@ def similar_track(store: Store, track: str | os.PathLike, *, space: str | None =
     the track itself is left out. Without `space`: `default_space`, or, when the track has no vector
     there, the first space (in `SPACE_PREFERENCE` order, then by name) where it has one.
     """
-    if k < 1:
-        raise ConfigError(f"-k must be at least 1 (got {k})")
+    check_options(k=k)
     track_id = resolve_track(store, track)["id"]
     space = track_space(store, track_id, space)
     model_id, stale = store.vectors.search_model(space)

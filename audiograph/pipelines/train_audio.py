@@ -16,9 +16,10 @@ from audiograph.audio.config import AudioConfig
 from audiograph.errors import ConfigError
 from audiograph.eval.neighbours import neighbour_precision_at_k
 from audiograph.models.acoustic import ACOUSTIC_KIND, AcousticModel, combine_with_descriptors
+from audiograph.options import check_options
 from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
-from audiograph.runtime import keyword_defaults, limit_threads, quiet_lightning
+from audiograph.runtime import keyword_defaults, leaves_process_settings, limit_threads, quiet_lightning
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, VectorIndex
 from audiograph.store.index import column_statistics
 from audiograph.training.audio import GUARD_K, MONITOR, AudioEncoderModule
@@ -154,6 +155,7 @@ def audio_data(store: Store, audio: AudioConfig | None = None, **options) -> Gra
     return GraphAudioData(node_ids, graph, eligible, CachedMels(str(store.path)), audio, **options)
 
 
+@leaves_process_settings
 def train_audio(
     store: Store,
     *,
@@ -185,6 +187,7 @@ def train_audio(
     `options` are keyword arguments of `AudioEncoderModule` (loss, lr, temperature, encoder, ...)
     and of `GraphAudioData` (batch_size, crop_seconds, views, d_pos, weight_power, seed, ...).
     """
+    check_options(max_epochs=max_epochs, patience=patience, num_nodes=num_nodes, **options)
     descriptor_weight = parse_descriptor_weight(descriptor_weight)
     quiet_lightning()
     limit_threads()

@@ -18,10 +18,17 @@ from audiograph.musig.model import (
     TASK_WEIGHT_PRESETS,
     parse_task_weights,
 )
+from audiograph.options import check_options
 from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.features import available_groups, build_features, cold_features, genre_labels
 from audiograph.pipelines.fit import FitResult, fit_and_register, split_options
-from audiograph.runtime import inference_trainer, keyword_defaults, limit_threads, quiet_lightning
+from audiograph.runtime import (
+    inference_trainer,
+    keyword_defaults,
+    leaves_process_settings,
+    limit_threads,
+    quiet_lightning,
+)
 from audiograph.spaces import GRAPHSAGE_SPACE, MUSIG_SPACE
 from audiograph.store import Store
 from audiograph.training.distributed import barrier, check_strategy, gather_to_rank_zero
@@ -93,6 +100,7 @@ class TrainMusigReport:
     space: str = MUSIG_SPACE
 
 
+@leaves_process_settings
 def train_musig(
     store: Store,
     *,
@@ -124,6 +132,7 @@ def train_musig(
     `options`: of `MusigModule` (lr, fanouts, ...) and `MusigDataModule` (batch_size, val_fraction, seed).
     `musig_data`, `register=False` and `models_dir` are for evaluations that train on a held-out split.
     """
+    check_options(max_epochs=max_epochs, patience=patience, batches_per_epoch=batches_per_epoch, **options)
     quiet_lightning()
     limit_threads()
     distributed = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
@@ -168,10 +177,11 @@ def train_musig(
 
 def store_musig_data(store: Store, features: str | list[str] | None, similarity: str | None) -> MusigData:
     """MUSIG's data over the store: `features` groups (default: all it has), and the similarity task on
-    `similarity` ("auto": acoustic, else audio; None: none)."""
+    `similarity` ("auto": acoustic, else audio; None or "none": none)."""
     groups = parse_groups(features) if features else available_groups(store)
+    similarity = None if similarity == "none" else similarity
     if similarity not in ("auto", None, *GROUP_SPACES):
-        raise ConfigError(f"--similarity must be auto, none, {' or '.join(GROUP_SPACES)}; got {similarity!r}")
+        raise ConfigError(f"similarity must be auto, none, {' or '.join(GROUP_SPACES)}; got {similarity!r}")
     similarity_group = default_similarity_group(store) if similarity == "auto" else similarity
     return prepare_musig_data(store, groups, similarity_group=similarity_group)
 
@@ -308,6 +318,7 @@ def predict_musig(
     return vectors
 
 
+@leaves_process_settings
 def embed_musig(
     store: Store,
     model_id: str | None = None,
