@@ -141,3 +141,23 @@ def test_weights_that_would_run_code_are_refused(tmp_path):
     assert not marker.exists()
     with pytest.raises(ConfigError, match="no weights"):
         load_model("descriptors", folder)
+
+
+def test_a_training_checkpoint_of_the_other_kind_is_refused_in_one_line(tmp_path):
+    acoustic = {"hyper_parameters": {"audio": AudioConfig().to_dict(), "encoder": {}}, "state_dict": {}}
+    musig = {"hyper_parameters": {"in_channels": 4, "hidden_channels": 8}, "state_dict": {}}
+    torch.save(acoustic, tmp_path / "acoustic.ckpt")
+    torch.save(musig, tmp_path / "musig.ckpt")
+    with pytest.raises(StoreError, match="musig.ckpt is not a training checkpoint of an acoustic model"):
+        AcousticModel.load(tmp_path / "musig.ckpt")
+    with pytest.raises(StoreError, match="acoustic.ckpt is not a training checkpoint of a MUSIG model"):
+        MusigModel.load(tmp_path / "acoustic.ckpt")
+
+
+def test_a_store_closes_at_the_end_of_a_with_block(tmp_path):
+    from audiograph.store import Store
+
+    with Store(tmp_path / "s.db") as store:
+        assert store.tracks.rows() == []
+    with pytest.raises(Exception, match="closed"):
+        store.execute("SELECT 1")

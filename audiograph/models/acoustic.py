@@ -16,6 +16,7 @@ from audiograph.audio.decode import check_waveform
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.audio.encoder import AudioEncoder, embed_tracks
 from audiograph.audio.frontend import AudioFrontend
+from audiograph.errors import StoreError
 from audiograph.models import ACOUSTIC_KIND
 from audiograph.models.weights import load_checkpoint, read_saved, save_weights
 from audiograph.options import check_options
@@ -77,6 +78,10 @@ class AcousticModel(nn.Module):
                 delattr(self, name)
 
     def forward(self, mel_db: torch.Tensor) -> torch.Tensor:
+        """The encoder's unit vectors [B, encoder.embedding_dim] of log-mel chunks [B, n_mels, frames]: the
+        trainable part, for use inside another model. A track's vector in the space (`encode`,
+        `encode_chunks`) also averages its chunks and, where the model joins them, appends the descriptors, so
+        it is `embedding_dim` long."""
         return self.encoder(mel_db)
 
     @torch.no_grad()
@@ -152,7 +157,9 @@ class AcousticModel(nn.Module):
             )
         else:
             checkpoint = load_checkpoint(path, what)
-            hparams = checkpoint["hyper_parameters"]
+            hparams = checkpoint.get("hyper_parameters", {})
+            if "encoder" not in hparams or not ("audio" in hparams or "frontend" in hparams):
+                raise StoreError(f"{what}: {path} is not a training checkpoint of an acoustic model")
             audio = hparams.get("audio") or hparams["frontend"]
             encoder = {k: v for k, v in hparams["encoder"].items() if k != "n_mels"}
             model = cls(AudioConfig.from_dict(audio), encoder)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiograph.errors import StoreError
 from audiograph.graph.csr import CSRGraph
 from audiograph.models import MUSIG_KIND
 from audiograph.models.weights import load_checkpoint, read_saved, save_weights
@@ -112,7 +113,9 @@ class MusigModel(nn.Module):
             settings, state = read_saved(path, what, kind=cls.kind)
         else:
             checkpoint = load_checkpoint(path, what)
-            settings = checkpoint["hyper_parameters"]
+            settings = checkpoint.get("hyper_parameters", {})
+            if "in_channels" not in settings or "hidden_channels" not in settings:
+                raise StoreError(f"{what}: {path} is not a training checkpoint of a MUSIG model")
             prefixes = ("model.aggregator.", "model.")
             state = {}
             for k, v in checkpoint["state_dict"].items():

@@ -48,3 +48,9 @@ class Store(Connection):
         """Release the run folders this process claimed, and close the connection."""
         self.models.release_all()
         self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
