@@ -1,6 +1,9 @@
-"""Playlist completion on the real Spotify playlists in ../shared/data: the real-data benchmark of MUSIG.
+"""Playlist completion on real Spotify playlists: the real-data benchmark of MUSIG.
 
-    python recipes/evaluate_spotify.py [--out recipe-evaluate-spotify] [--repeats 1] [--quick]
+    python recipes/evaluate_spotify.py [--csv SONGS.csv] [--out recipe-evaluate-spotify] [--repeats 1] [--quick]
+
+The CSV (default: ../shared/data/spotify_playlists/spotify_songs_dev.csv) has the columns of the Spotify
+songs CSV: `REQUIRED_COLUMNS`, comma- or semicolon-separated; rows with a bad cell are left out and counted.
 
 A fifth of the playlists is held out by a fixed hash of the playlist id and never reaches the store's
 graph; the tracks of every playlist are imported (Spotify audio features, playlist genre as
@@ -20,6 +23,7 @@ from pathlib import Path
 from audiograph.errors import ConfigError
 from audiograph.eval.report import check_margins, write_report
 from audiograph.eval.results import format_results
+from audiograph.graph.readers import csv_rows
 from audiograph.pipelines.build_graph import build_graph
 from audiograph.pipelines.evaluate import evaluate
 from audiograph.pipelines.import_tracks import import_tracks
@@ -55,13 +59,24 @@ METHODS = [
     f"musig-playlist-heavy:{ALL}",
     f"musig-content-heavy:{ALL}",
 ]
+# What the recipe reads: the columns of the Spotify songs CSV (tidytuesday's spotify_songs.csv).
+REQUIRED_COLUMNS = [
+    "playlist_id",
+    "playlist_name",
+    "playlist_genre",
+    "track_id",
+    "track_name",
+    "track_artist",
+    "track_popularity",
+    *AUDIO_FEATURES,
+]
 QUICK_METHODS = ["features:audio", f"features:{ALL}", f"content:{ALL}", f"graphsage:{ALL}", f"musig:{ALL}"]
 
 ABOUT_DATA = """\
 - {playlists} real playlists ({train} in the graph, {held} held out by a fixed hash of the playlist id,
-  {evaluated} of them with at least {min_length} tracks evaluated) and {tracks} tracks. Most tracks are in
-  one playlist only and co-occurrence weights are 1-8, so the graph keeps every edge (min weight
-  {min_weight:g}); it has {edges} edges.
+  {evaluated} of them with at least {min_length} tracks evaluated) and {tracks} tracks{skipped}. Co-occurrence
+  weights are 1 to {max_weight}, and the graph keeps the edges of weight {min_weight:g} and more; it has
+  {edges} edges.
 - Genre is a label of the playlist, not of the track: a track's genre is the majority over its
   training playlists; a track listed only in held-out playlists takes the genre most common among
   its artist's tracks in training playlists, or has none.
@@ -84,14 +99,13 @@ def held_out_by_hash(playlist_id: str, share: int = 5, fold: int = 0) -> bool:
 
 def split_csv(csv_path: Path, out: Path, fold: int = 0) -> tuple[Path, list[dict]]:
     """Write the training rows to `out/train.csv`; return it and the held-out playlists (fifth `fold`) as
-    {id, name, tracks}."""
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header, rows = reader.fieldnames, list(reader)
+    {id, name, tracks}. The CSV is read as `import-tracks` reads it (a BOM, semicolons); a `ConfigError` names
+    the columns it lacks, or says that no playlist falls in the fold."""
+    rows = [row for _, row in csv_rows(csv_path, REQUIRED_COLUMNS)]
     train = out / "train.csv"
     held: dict[str, dict] = {}
     with open(train, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, header)
+        writer = csv.DictWriter(f, REQUIRED_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             if held_out_by_hash(row["playlist_id"], fold=fold):
@@ -101,6 +115,11 @@ def split_csv(csv_path: Path, out: Path, fold: int = 0) -> tuple[Path, list[dict
                 entry["tracks"].append(row["track_id"])
             else:
                 writer.writerow(row)
+    playlists = len({row["playlist_id"] for row in rows})
+    if not held:
+        raise ConfigError(f"{csv_path}: none of its {playlists} playlists falls in fold {fold}: try another --fold")
+    if len(held) == playlists:
+        raise ConfigError(f"{csv_path}: all of its {playlists} playlists fall in fold {fold}: none is left to train on")
     return train, list(held.values())
 
 
@@ -113,7 +132,9 @@ def main() -> None:
 
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument(
+        "--csv", type=Path, default=DEFAULT_CSV, help=f"the songs CSV, with columns {', '.join(REQUIRED_COLUMNS)}"
+    )
     parser.add_argument("--out", type=Path, default=Path("recipe-evaluate-spotify"))
     parser.add_argument("--min-length", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=1, help="seeds (each retrains every method)")
@@ -125,7 +146,7 @@ def run() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer methods and short training")
     args = parser.parse_args()
     if not args.csv.is_file():
-        raise SystemExit(f"{args.csv}: no such file (pass --csv)")
+        raise ConfigError(f"{args.csv}: no such file" + ("" if args.csv != DEFAULT_CSV else " (pass --csv)"))
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in args.out.glob("recipe.db*"):
@@ -148,9 +169,13 @@ def run() -> None:
         f"{imported.tracks} tracks; {graph.playlists} playlists in the graph ({graph.summary['edges']} edges),"
         f" {len(held_out)} held out"
     )
+    if imported.skipped:
+        print(f"{len(imported.skipped)} rows left out (the first: {imported.skipped[0]})")
 
     seeds = tuple(range(args.seed, args.seed + args.repeats))
-    methods = args.methods or (QUICK_METHODS if args.quick else METHODS)
+    methods = (
+        list(dict.fromkeys(args.methods.split(","))) if args.methods else (QUICK_METHODS if args.quick else METHODS)
+    )
     musig_options = {"max_epochs": 2, "batches_per_epoch": 20} if args.quick else None
     evaluation = evaluate(
         store,
@@ -173,6 +198,10 @@ def run() -> None:
         evaluated=evaluation.info["eval_playlists"],
         min_length=args.min_length,
         tracks=imported.tracks,
+        skipped=f"; {len(imported.skipped)} rows of the CSV were left out, each for a bad cell"
+        if imported.skipped
+        else "",
+        max_weight=f"{max(store.graph.edges(store.tracks.node_ids())[2], default=0):g}",
         min_weight=graph.min_weight,
         edges=graph.summary["edges"],
         unseen=evaluation.info["unseen_targets"],

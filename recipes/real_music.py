@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -230,13 +231,29 @@ def licence_names(copyright_text: str) -> str:
 
 
 def embed_collection(store: Store, albums: dict[str, Path], quiet: bool = True) -> dict:
-    """embed_audio each album's folder as a collection named after it; returns what failed, per album."""
+    """embed_audio each album's folder as a collection named after it; returns what failed, per album (each
+    failure is also said on the console, as `embed-audio` says it)."""
     failed = {}
     for name, folder in albums.items():
         summary = embed_audio(folder, store, collection=name, acoustic_model=None, quiet=quiet)
         if summary.failed:
             failed[name] = summary.failed
+            for failure in summary.failed:
+                print(f"failed: {failure['path']}: {failure['error']}", file=sys.stderr)
     return failed
+
+
+def check_train_options(options: dict) -> None:
+    """A `ConfigError` now for a `--train-options` name or value that `train_audio` would refuse only after the
+    collection is embedded."""
+    from audiograph.options import check_options
+    from audiograph.pipelines.fit import split_options
+    from audiograph.training.audio import AudioEncoderModule
+    from audiograph.training.audio_data import GraphAudioData
+
+    own = set(inspect.signature(train_audio).parameters) - {"store", "options"}
+    split_options({k: v for k, v in options.items() if k not in own}, AudioEncoderModule, GraphAudioData)
+    check_options(**options)
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -602,6 +619,9 @@ def run(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.albums and (args.packages or args.held_out):
         raise ConfigError("--albums takes your own music instead of Debian's: leave out --packages and --held-out")
+    if args.folds < 2:
+        raise ConfigError(f"--folds must be at least 2, so that each fold trains on the others (got {args.folds})")
+    check_train_options(args.train_options)  # before the collection is embedded, which takes minutes
     if args.quick:
         args.packages = args.packages or list(QUICK_PACKAGES)
         args.max_per_album, args.run_folds, args.epochs = args.max_per_album or 8, 1, args.epochs or 3
@@ -630,6 +650,12 @@ def run(argv: list[str] | None = None) -> dict:
     embed_seconds = time.perf_counter() - started
     print(f"collection: {len(embedded)} tracks in {len(albums)} albums, embedded in {embed_seconds:.0f} s", flush=True)
 
+    largest = max((len(ids) for ids in albums.values()), default=0)
+    if args.folds > largest:
+        raise ConfigError(
+            f"--folds {args.folds}: the largest album has {largest} tracks, so some folds would hold out none;"
+            f" use at most {largest}"
+        )
     folds = hold_out_folds(albums, args.folds)
     sizes = np.array([len(v) for v in albums.values()])
     for manifest in manifests:  # what this run embedded and uses

@@ -200,6 +200,12 @@ def check_margins(
         verdict = "**yes**" if gain >= margin and p < alpha else "**no**"
         lines.append(
             f"- {_name(main)} beats {_name(other)} by at least {margin:g} HR at p < {alpha:g}: {verdict}"
-            f" (HR {main.mean['HR']:.4f} vs {other.mean['HR']:.4f}, +{gain:.4f}, paired Wilcoxon p = {p:.2g})"
+            f" (HR {main.mean['HR']:.4f} vs {other.mean['HR']:.4f}, {gain:+.4f}, paired Wilcoxon p = {p:.2g})"
+        )
+    playlists = evaluation.info.get("eval_playlists", 0)
+    if 0 < playlists and 0.5 ** (playlists - 1) >= alpha:  # the two-sided test's smallest p: all pairs one way
+        lines.append(
+            f"- With {playlists} playlists evaluated, a paired Wilcoxon test cannot reach p < {alpha:g} (its smallest"
+            f" p is {0.5 ** (playlists - 1):.2g}): evaluate more playlists (a lower --min-length) to decide."
         )
     return lines
