@@ -156,20 +156,18 @@ class Vectors:
         index = self.index(space, model_id)
         if len(vector) != index.matrix.shape[1]:
             raise StoreError(f"space '{space}' holds {index.matrix.shape[1]}-d vectors, not {len(vector)}-d")
-        # Enough more than k that the copies dropped cannot leave fewer than k.
-        wanted = (
-            k
-            + self.store.execute(
-                "SELECT count(content_hash) - count(DISTINCT content_hash) FROM tracks WHERE status = 'ok'"
-            ).fetchone()[0]
-        )
         ann = self.ann_index(space, model_id, len(index))
-        if ann is not None:
-            query = np.asarray(vector, np.float32) if normalised else index.normalise(vector)
-            hits = ann.hits(query, k=wanted, exclude=exclude)
-        else:
-            hits = index.search(vector, k=wanted, exclude=exclude, normalised=normalised)
-        return self.hit_rows(hits, k)
+        wanted = k
+        while True:  # copies are rare: a search for k, searched again with more only when copies left too few
+            if ann is not None:
+                query = np.asarray(vector, np.float32) if normalised else index.normalise(vector)
+                hits = ann.hits(query, k=wanted, exclude=exclude)
+            else:
+                hits = index.search(vector, k=wanted, exclude=exclude, normalised=normalised)
+            rows = self.hit_rows(hits, k)
+            if len(rows) == k or len(hits) < wanted:
+                return rows
+            wanted *= 2
 
     def ann_index(self, space: str, model_id: str, n_rows: int):
         """The approximate index built for `space` (`audiograph index`), when it exists and is current for
