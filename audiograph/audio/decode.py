@@ -85,17 +85,21 @@ def check_waveform(samples, sample_rate: int = SAMPLE_RATE, *, what: str = "wave
     elif not np.issubdtype(samples.dtype, np.floating):
         raise DecodeError(what, f"samples must be numbers, not {samples.dtype}")
     samples = samples.astype(np.float32, copy=False)
-    duration = len(samples) / sample_rate
-    if duration < min_seconds:
-        raise DecodeError(what, f"too short: {duration:.2f} s (minimum {min_seconds:g} s at {sample_rate} Hz)")
-    peak = float(np.max(np.abs(samples)))
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
     if not peak <= MAX_SAMPLE:  # also NaN
         value = "not finite" if not np.isfinite(peak) else f"up to {peak:,.1f}"
         raise DecodeError(what, f"corrupt: samples {value}")
+    _check_length_and_level(what, len(samples) / sample_rate, peak, min_seconds)
+    return samples
+
+
+def _check_length_and_level(path, duration: float, peak: float, min_seconds: float) -> None:
+    """A `DecodeError` for audio shorter than `min_seconds` or whose peak is below `SILENCE_PEAK`."""
+    if duration < min_seconds:
+        raise DecodeError(path, f"too short: {duration:.2f} s (minimum {min_seconds:g} s)")
     if peak < SILENCE_PEAK:
         level = "digital silence" if peak == 0 else f"peak {20 * np.log10(peak):.0f} dBFS"
-        raise DecodeError(what, f"silent ({level})")
-    return samples
+        raise DecodeError(path, f"silent ({level})")
 
 
 def decode(
@@ -122,11 +126,7 @@ def decode(
     else:
         decoded, mono, peak, source_rate, channels, fmt, tags = _decode_with_libsndfile(path, data, sample_rate)
     duration = decoded / source_rate
-    if duration < min_seconds:
-        raise DecodeError(path, f"too short: {duration:.2f} s (minimum {min_seconds:g} s)")
-    if peak < SILENCE_PEAK:
-        level = "digital silence" if peak == 0 else f"peak {20 * np.log10(peak):.0f} dBFS"
-        raise DecodeError(path, f"silent ({level})")
+    _check_length_and_level(path, duration, peak, min_seconds)
     return DecodedAudio(
         samples=mono,
         sample_rate=sample_rate,
