@@ -32,3 +32,11 @@ def existing_file(path) -> Path:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     return path
+
+
+def resolved_path(path, what: str = "model") -> Path:
+    """`path` with every symbolic link resolved; a link loop is a one-line `StoreError` naming `what`."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError) as e:  # Python < 3.13 raises RuntimeError on a loop
+        raise StoreError(f"{what}: {path} cannot be resolved ({e})") from None

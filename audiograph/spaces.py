@@ -1,6 +1,9 @@
 """The names of the vector spaces audiograph fills (a store holds any other name too), and the kinds of
 model that fill them."""
 
+import hashlib
+import re
+
 DESCRIPTORS_SPACE = "descriptors"
 ACOUSTIC_SPACE = "acoustic"
 MUSIG_SPACE = "musig"
@@ -27,3 +30,20 @@ REMAKE_COMMANDS = {
     MUSIG_KIND: "embed-musig",
     IMPORT_KIND: "import-tracks",
 }
+
+# A space's name also names its search caches' folder, so a new space takes a plain name.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
+
+
+def is_plain_space_name(space: str) -> bool:
+    """Whether `space` is a name a new space may take: a letter or digit, then up to 63 letters, digits or
+    `_ . : + -` (no path separator, so it is safe as a folder name)."""
+    return isinstance(space, str) and _PLAIN_NAME.fullmatch(space) is not None
+
+
+def space_folder_name(space: str) -> str:
+    """The folder name of `space`'s caches: the name itself when plain, else a digest of it (a store from
+    elsewhere may hold any name, and a name such as "../x" or "/home" must not choose where files go)."""
+    if is_plain_space_name(space):
+        return space
+    return "space-" + hashlib.sha256(str(space).encode("utf-8", "surrogatepass")).hexdigest()[:16]

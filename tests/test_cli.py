@@ -198,6 +198,28 @@ def test_one_line_escapes_control_characters():
     from audiograph.cli import one_line
 
     assert one_line("a\nb\tc.mp3") == "a\\nb\\tc.mp3" and one_line("café.mp3") == "café.mp3"
+    assert one_line("\x1b[2Jred\x9b") == "\\x1b[2Jred\\x9b"  # terminal escapes from a tag print as text
+    assert one_line("x" * 5000, limit=10) == "xxxxxxxxxx... (4990 more characters)"
+
+
+def test_tables_and_playlists_take_no_orders_from_stored_strings(store_copy, tmp_path):
+    """A title with a terminal escape prints escaped; a file name with a line break cannot add an entry to an
+    M3U playlist (it is left out and said); a duration that is not a number is written as unknown."""
+    from audiograph.cli.output import write_m3u
+    from audiograph.tables import format_table
+
+    assert "\x1b" not in format_table(["title"], [["\x1b]0;pwned\x07 Song"]])
+    track = store_copy.tracks.rows()[0]
+    store_copy.db.execute("UPDATE tracks SET duration = 'abc' WHERE id = ?", [track["id"]])
+    store_copy.db.conn.commit()
+    hits = [
+        {"track_id": track["id"], "path": track["path"], "title": "Song", "artist": "A"},
+        {"track_id": "x", "path": "/music/a.mp3\n#EXTINF:1,Injected\n/etc/shadow", "title": None, "artist": None},
+    ]
+    message = write_m3u(str(tmp_path / "out.m3u8"), hits, store_copy)
+    lines = (tmp_path / "out.m3u8").read_text().splitlines()
+    assert lines[:2] == ["#EXTM3U", "#EXTINF:-1,A - Song"] and len(lines) == 3, lines
+    assert message.startswith("wrote 1 tracks") and "1 whose file names hold line breaks" in message
 
 
 def test_query_m3u_round_trips_through_the_m3u_reader(embedded_db, synth_collection, tmp_path):

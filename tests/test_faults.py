@@ -490,8 +490,11 @@ def test_prune_removes_the_tracks_gone_from_disk_unless_a_folder_could_not_be_re
         pipeline.plan_embedding(music, store, scanned, collection=None, acoustic_model=None, prune=True)
     assert len(store.tracks.rows()) == 5
 
+    # A graph listing one of the gone tracks: the summary says so (build-graph makes it again without them).
+    nodes = ["music/0.flac", "music/2.flac", "music/3.flac"]
+    store.graph.replace([], nodes, (np.array([0, 1]), np.array([1, 2]), np.array([1.0, 1.0])), {"sources": []})
     pruned = pipeline.embed_audio(music, store, num_workers=0, quiet=True, prune=True)
-    assert (pruned.missing, pruned.pruned) == (0, 2)
+    assert (pruned.missing, pruned.pruned, pruned.pruned_in_graph) == (0, 2, 1)
     assert sorted(t["id"] for t in store.tracks.rows()) == ["music/2.flac", "music/3.flac", "music/one.flac"]
     assert set(store.vectors.states("descriptors")) == {"music/2.flac", "music/3.flac", "music/one.flac"}
     assert not {t for (t,) in store.execute("SELECT track_id FROM mels")} - {t["id"] for t in store.tracks.rows()}

@@ -153,3 +153,32 @@ def test_a_text_column_named_as_a_feature_is_refused_but_a_few_bad_cells_are_onl
     path = _csv(tmp_path / "u.csv", [{"track_id": f"t{i}", "energy": "n/a" if i == 2 else i} for i in range(5)])
     report = import_tracks(store, path, features={"audio": ["energy"]})
     assert report.tracks == 4 and len(report.skipped) == 1 and "'energy' is not a number ('n/a')" in report.skipped[0]
+
+
+def test_stored_audio_takes_from_the_csv_only_what_its_tags_lack(store_copy, tmp_path):
+    """A CSV describing stored files fills the tags they lack and keeps those they have; without a playlist
+    column its genres are the tracks' own labels, not playlist votes (which a track in no playlist loses)."""
+    from audiograph.pipelines.features import genre_labels
+
+    store = store_copy
+    tagged, untagged = [t for t in store.tracks.rows() if t["genre"]][:2]
+    store.db.execute("UPDATE tracks SET genre = NULL, artist = NULL WHERE id = ?", [untagged["id"]])
+    store.db.conn.commit()
+    rows = [
+        {"track_id": tagged["id"], "energy": 1, "genre": "Tagged-over", "artist": "CSV artist"},
+        {"track_id": untagged["id"], "energy": 2, "genre": "Folk", "artist": "CSV artist"},
+    ]
+    import_tracks(
+        store,
+        _csv(tmp_path / "tags.csv", rows),
+        features={"energy": ["energy"]},
+        genre_col="genre",
+        artist_col="artist",
+    )
+    after = {t["id"]: t for t in store.tracks.rows()}
+    assert after[tagged["id"]]["genre"] == tagged["genre"] and after[tagged["id"]]["artist"] == tagged["artist"]
+    assert after[untagged["id"]]["genre"] == "Folk" and after[untagged["id"]]["artist"] == "CSV artist"
+    assert after[untagged["id"]]["status"] == "ok" and store.graph.genre_votes() == {}
+    warm, cold = genre_labels(store)
+    assert warm[untagged["id"]] == cold[untagged["id"]] == "Folk"
+    assert cold[tagged["id"]] == tagged["genre"]

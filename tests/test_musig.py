@@ -135,6 +135,32 @@ def sample(graph: CSRGraph, seeds: torch.Tensor, fanouts: list[int]):
 # -- the aggregator: sampled per-layer blocks, full graph, dense brute force ----------------------
 
 
+def test_mean_layer_is_pygs_sageconv(graph):
+    # MUSIG's own mean layer stands in for PyG's SAGEConv(aggr="mean") so that inference need not import
+    # PyG: under one seed both must draw the same parameters, under the same names, and give the same
+    # vectors, on a full graph and on a bipartite block with a target that has no sources.
+    from torch_geometric.nn import SAGEConv
+
+    from audiograph.musig.model import SAGEMean
+
+    torch.manual_seed(3)
+    theirs = SAGEConv(10, 6, aggr="mean")
+    torch.manual_seed(3)
+    ours = SAGEMean(10, 6)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    for name, value in theirs.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], value, atol=0, rtol=0)
+    x = features(graph.num_nodes)
+    adjacency = full_adjacency(graph.rowptr, graph.col, graph.num_nodes)
+    torch.testing.assert_close(ours((x, x), adjacency), theirs((x, x), adjacency), atol=1e-6, rtol=0)
+    block = torch.sparse_csr_tensor(
+        torch.tensor([0, 2, 2, 5]), torch.tensor([0, 4, 1, 2, 7]), torch.ones(5), size=(3, 8)
+    )
+    torch.testing.assert_close(ours((x[:8], x[:3]), block), theirs((x[:8], x[:3]), block), atol=1e-6, rtol=0)
+    no_sources = ours((x[:8], x[:3]), block)[1]
+    torch.testing.assert_close(no_sources, ours.lin_r(x[1]) + ours.lin_l.bias, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 def test_sampled_layers_match_full_graph_and_dense_mean(graph, num_layers):
     # test_sampler.py checks PyG's SAGEConv on sampled edge_index; this checks MUSIG's own path:
@@ -745,16 +771,51 @@ def test_the_grid_records_graphsage_beside_the_kept_model():
         return FitResult("m", module, Path("."), 3, {"val_hr": hr}, 100.0)
 
     multi, graphsage, heavy = run((1.0, 1.0, 1.0), 0.80), run((1.0, 0.0, 0.0), 0.78), run((0.4, 0.2, 0.4), 0.70)
-    added = _added_metrics(0.75, multi, [multi, graphsage, heavy])
+    added = _added_metrics("val_hr", 0.75, multi, [multi, graphsage, heavy])
     assert added == {"train_seeds_per_second": 100.0, "val_hr_features": 0.75, "val_hr_graphsage": 0.78}
     # A single candidate, or GraphSAGE kept itself: no GraphSAGE figure beside it.
-    assert "val_hr_graphsage" not in _added_metrics(0.75, multi, [multi])
-    assert "val_hr_graphsage" not in _added_metrics(0.75, graphsage, [multi, graphsage])
-    # Validation by link AUC (too few playlists): no hit rates at all.
+    assert "val_hr_graphsage" not in _added_metrics("val_hr", 0.75, multi, [multi])
+    assert "val_hr_graphsage" not in _added_metrics("val_hr", 0.75, graphsage, [multi, graphsage])
+    # Validation by link AUC (too few playlists): the features' AUC, and no hit rates at all.
     auc = FitResult(
         "m", SimpleNamespace(hparams={"task_weights": (1.0, 0.0, 0.0)}), Path("."), 3, {"val_auc": 0.9}, 1.0
     )
-    assert _added_metrics(None, multi, [multi, auc]) == {"train_seeds_per_second": 100.0}
+    assert _added_metrics("val_auc", 0.7, auc, [auc]) == {"train_seeds_per_second": 1.0, "val_auc_features": 0.7}
+
+
+def test_the_link_auc_guard_compares_with_the_features_auc_computed_by_hand(tmp_path, monkeypatch, capsys):
+    """Too few long playlists: validation is by link AUC, and the reference is the z-scored features' cosine
+    AUC on the same held-out pairs (checked against a brute-force count of ordered pairs); a MUSIG below it is
+    warned about."""
+    import audiograph.pipelines.train_musig as train_module
+    from audiograph.pipelines.train_musig import TrainMusigReport
+    from audiograph.training.musig_data import MusigDataModule
+
+    graph = powerlaw_graph(80, 3, seed=2)
+    data = assemble_musig_data([f"t{i}" for i in range(80)], graph, features(80).numpy(), {}, FeatureSpec([]))
+    datamodule = MusigDataModule(data, fanouts=(3, 2), val_fraction=0.2)
+    assert datamodule.monitor == "val_auc"
+    (i, j), labels = datamodule.val_pairs
+    x = F.normalize(data.data.x, dim=-1)
+    scores = (x[i] * x[j]).sum(-1)
+    positive, negative = scores[labels == 1], scores[labels == 0]
+    by_hand = (
+        (positive[:, None] > negative[None, :]).float() + 0.5 * (positive[:, None] == negative[None, :]).float()
+    ).mean()
+    assert datamodule.features_baseline() == pytest.approx(float(by_hand), abs=1e-6)
+
+    metrics = {"epoch": 1.0, "val_auc": 0.61, "val_auc_features": 0.70}
+    report = TrainMusigReport("musig-x", "ckpt", 3, ["audio"], "audio", (1.0, 1.0, 1.0), metrics, embedded=5)
+    train_module._guard(report)
+    assert (
+        report.warnings
+        and "link AUC 0.610 is below that of its own z-scored input features (0.700)" in report.warnings[0]
+    )
+    monkeypatch.setattr(train_module, "train_musig", lambda store, **options: report)
+    Store(tmp_path / "s.db").close()
+    assert main(["train-musig", "--db", str(tmp_path / "s.db")]) == 0
+    out, err = capsys.readouterr()
+    assert "held-out link AUC 0.610 against 0.700 for the z-scored input features" in out and "warning" in err
 
 
 def test_train_musig_prints_the_grid_graphsage_figure(tmp_path, monkeypatch, capsys):

@@ -75,7 +75,7 @@ def test_a_stored_file_is_standardised_once(trained_store, synth_collection):
     np.testing.assert_allclose([h["score"] for h in result.hits], np.sort(scores)[::-1][:10], atol=1e-5)
 
 
-@pytest.mark.parametrize("space, needed", [("descriptors", []), ("acoustic", ["torch"])])
+@pytest.mark.parametrize("space, needed", [("descriptors", []), ("acoustic", ["torch"]), ("musig", ["torch"])])
 def test_a_query_by_file_imports_neither_the_training_stack_nor_sqlite_utils(trained_store, tmp_path, space, needed):
     song = tmp_path / "new song.wav"
     t = np.arange(3 * 22_050) / 22_050

@@ -136,3 +136,113 @@ def test_files_linked_out_of_a_model_folder_are_refused(tmp_path):
     (folder / "weights.pt").symlink_to(elsewhere)  # weights-only still, but read from outside the folder
     with pytest.raises(StoreError, match="links out of its folder"):
         AcousticModel.load(folder)
+
+
+@pytest.mark.parametrize("name", ["../victim", "ABSOLUTE", "a/b"])
+def test_a_space_name_from_a_store_chooses_no_folder(store_copy, tmp_path, name):
+    """A space's name names its search caches' folder: a foreign store's "../x" or absolute name must keep
+    every file under `<store>.index/` and delete nothing elsewhere, and no new space may take such a name."""
+    from audiograph.errors import ConfigError
+
+    store = store_copy
+    victim = tmp_path / "victim"
+    if name == "ABSOLUTE":
+        name = str(victim)
+    (victim / "exact").mkdir(parents=True)
+    notes = victim / "exact" / "my-notes.txt"
+    notes.write_text("keep me")
+    store.db.execute(
+        "INSERT INTO vectors SELECT ?, track_id, model_id, content_hash, vector, updated FROM vectors WHERE space = ?",
+        [name, "descriptors"],
+    )
+    store.db.conn.commit()
+    before = {p for p in tmp_path.rglob("*")}
+    ids, matrix = store.vectors.matrix(name)
+    hits = store.vectors.similar(name, matrix[0], k=3)
+    assert len(hits) == 3
+    made = {p for p in tmp_path.rglob("*")} - before
+    index_folder = Path(f"{store.path}.index")
+    assert made and all(p.is_relative_to(index_folder) for p in made), made
+    assert notes.read_text() == "keep me"
+    with pytest.raises(ConfigError, match="space name"):
+        store.models.check_space(name, "import")
+
+
+def _edited_acoustic_folder(tmp_path, edit):
+    import json
+
+    from audiograph.audio.config import AudioConfig
+    from audiograph.models import AcousticModel
+
+    folder = AcousticModel(AudioConfig(n_mels=32), {"embedding_dim": 16}).save(tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config = edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: [1, 2],
+        lambda c: {**c, "audio": {**c["audio"], "n_mels": "32"}},
+        lambda c: {**c, "audio": {**c["audio"], "n_mels": 5_000_000}},
+        lambda c: {**c, "encoder": {**c["encoder"], "evil": 1}},
+        lambda c: {k: v for k, v in c.items() if k != "audio"},
+        lambda c: {**c, "descriptor_weight": 5},
+        lambda c: {**c, "encoder": {**c["encoder"], "embedding_dim": 1_000_000_000}},
+    ],
+    ids=["not-an-object", "text-mels", "huge-mels", "unknown-key", "no-audio", "weight-range", "huge-layer"],
+)
+def test_a_model_folder_whose_settings_do_not_fit_is_refused_in_one_line(tmp_path, edit):
+    """Settings edited by someone else: a wrong type, an unknown or missing key, a value out of range, or a
+    size that would allocate gigabytes: each is a `StoreError` naming the folder, and nothing large is built
+    (the huge layer is compared on the meta device with the weights before anything is allocated)."""
+    from audiograph.models import AcousticModel
+
+    folder = _edited_acoustic_folder(tmp_path, edit)
+    with pytest.raises(StoreError) as error:
+        AcousticModel.load(folder)
+    assert str(folder) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_musig_weights_of_another_shape_are_refused_in_one_line(tmp_path):
+    from audiograph.models.musig import MusigModel
+    from audiograph.musig.features import FeatureSpec
+
+    folder = MusigModel(FeatureSpec([]), 8, 4, in_channels=6).save(tmp_path / "musig")
+    weights = torch.load(folder / "weights.pt", weights_only=True)
+    weights["aggregator.convs.0.lin_l.weight"] = torch.zeros(8, 7)
+    torch.save(weights, folder / "weights.pt")
+    with pytest.raises(StoreError, match=r"convs\.0\.lin_l\.weight: the settings make \(8, 6\), the weights hold"):
+        MusigModel.load(folder)
+
+
+def test_a_symlink_loop_for_a_checkpoint_is_refused_in_one_line(store_copy):
+    from audiograph.pipelines.encoders import resolve_acoustic_model
+
+    store = store_copy
+    store.models_dir.mkdir(exist_ok=True)
+    (store.models_dir / "loop1").symlink_to(store.models_dir / "loop2")
+    (store.models_dir / "loop2").symlink_to(store.models_dir / "loop1")
+    _register(store, "audio-encoder-29990101-000009", "audio-encoder", "acoustic", "loop1")
+    with pytest.raises(StoreError, match="cannot be resolved"):
+        resolve_acoustic_model(store, "audio-encoder-29990101-000009")
+
+
+def test_non_finite_vectors_are_said_not_searched(store_copy):
+    """A NaN in a stored vector (a foreign or damaged store) or in a query's vector is a one-line error, not a
+    ranking of NaN scores."""
+    store = store_copy
+    ids, matrix = store.vectors.matrix("descriptors")
+    with pytest.raises(StoreError, match="query's vector is not finite"):
+        store.vectors.similar("descriptors", np.full(matrix.shape[1], np.nan, np.float32))
+    store.db.execute(
+        "UPDATE vectors SET vector = ? WHERE space = 'descriptors' AND track_id = ?",
+        [np.full(matrix.shape[1], np.nan, np.float32).tobytes(), ids[1]],
+    )
+    store.db.execute("UPDATE space_versions SET version = version + 1 WHERE space = 'descriptors'")
+    store.db.conn.commit()
+    fresh = Store(store.path)
+    with pytest.raises(StoreError, match=rf"1 'descriptors' vectors of model .* are damaged \(track {ids[1]} is not"):
+        fresh.vectors.similar("descriptors", matrix[0], k=3)

@@ -96,6 +96,49 @@ def test_must_exist_and_corrupt_files(tmp_path):
     bad.write_text("not a database" * 100)
     with pytest.raises(StoreError, match="not a usable audiograph store"):
         Store(bad)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(StoreError, match="an empty file, not an audiograph store"):
+        Store(empty, must_exist=True)  # a read-only command: it would otherwise make a store of it
+    assert empty.stat().st_size == 0
+
+
+def test_a_store_from_a_newer_audiograph_is_refused_unchanged(tmp_path):
+    store = Store(tmp_path / "s.db")
+    store.db.execute("INSERT INTO _migrations (name, applied) VALUES ('m099_future', '2030-01-01')")
+    store.db.conn.commit()
+    store.db.conn.close()
+    with pytest.raises(StoreError, match="made by a newer audiograph .* m099_future"):
+        Store(tmp_path / "s.db")
+
+
+def test_damaged_graph_and_registry_values_are_named_not_raised(tmp_path):
+    """Values someone edited in the file: each is a one-line `StoreError` naming the store and the value."""
+    store = Store(tmp_path / "s.db")
+    nodes = [f"t{i}" for i in range(4)]
+    store.graph.replace([], nodes, (np.array([0, 1]), np.array([2, 3]), np.array([1.0, 2.0])), {"sources": []})
+    for n, (change, what) in enumerate(
+        [
+            ("UPDATE graph_arrays SET dtype = 'O' WHERE name = 'src'", "the stored graph is damaged"),
+            ("UPDATE graph_arrays SET length = 100000000 WHERE name = 'src'", "the stored graph is damaged"),
+            ("UPDATE graph_arrays SET data = ? WHERE name = 'src'", "the stored graph is damaged"),
+            ("UPDATE meta SET value = '{bad' WHERE key = 'graph'", "the stored 'graph' value is damaged"),
+        ]
+    ):
+        copy = tmp_path / f"copy{n}.db"
+        store.compact()
+        copy.write_bytes((tmp_path / "s.db").read_bytes())
+        other = Store(copy)
+        args = [np.full(4, 10**6, np.int32).tobytes()] if "?" in change else []  # nodes past the last
+        other.db.execute(change, args)
+        other.db.conn.commit()
+        with pytest.raises(StoreError, match=what):
+            other.graph.edges(nodes)
+    store.models.register("m1", "import", "audio")
+    store.db.execute("UPDATE models SET config = '{bad' WHERE id = 'm1'")
+    store.db.conn.commit()
+    with pytest.raises(StoreError, match="model 'm1''s registry row is damaged"):
+        store.models.get("m1")
 
 
 def test_default_path_follows_environment(monkeypatch, tmp_path):

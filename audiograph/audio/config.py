@@ -4,6 +4,7 @@ the encoder and the training data all take, and that is saved with each model.""
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 from audiograph.audio.decode import SAMPLE_RATE
@@ -28,8 +29,28 @@ class AudioConfig:
     max_chunks: int | None = 4
 
     def __post_init__(self):
-        if min(self.sample_rate, self.n_fft, self.hop_length, self.n_mels) < 1 or self.chunk_seconds <= 0:
+        if not self._valid():
             raise ConfigError(f"invalid audio settings: {self.to_dict()}")
+
+    def _valid(self) -> bool:
+        """Whole numbers and durations in the ranges audio analysis has (a model folder from elsewhere may say
+        anything: 5 million mel bands would allocate tens of gigabytes before any check on its weights)."""
+
+        def whole(value, low, high):
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool) and low <= value <= high
+
+        def positive(value, high):
+            return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value <= high
+
+        if not (whole(self.n_fft, 16, 65_536) and whole(self.sample_rate, 1_000, 384_000)):
+            return False
+        return (
+            whole(self.hop_length, 1, self.n_fft)
+            and whole(self.n_mels, 1, self.n_fft // 2 + 1)
+            and (self.top_db is None or positive(self.top_db, 1_000))
+            and positive(self.chunk_seconds, 3_600)
+            and (self.max_chunks is None or whole(self.max_chunks, 1, 10_000))
+        )
 
     @classmethod
     def from_dict(cls, settings: dict | None) -> AudioConfig:

@@ -351,7 +351,9 @@ def cmd_train_musig(args) -> int:
         )
     else:
         say(
-            f"best epoch {int(m.get('epoch', 0)) + 1}: held-out link AUC {m.get('val_auc', float('nan')):.3f};"
+            f"best epoch {int(m.get('epoch', 0)) + 1}: held-out link AUC {m.get('val_auc', float('nan')):.3f}"
+            f" against {m.get('val_auc_features', float('nan')):.3f} for the z-scored input features (too few"
+            " playlists long enough to hold out for playlist completion);"
             f" {report.seeds_per_second:.0f} seeds/s"
         )
     for warning in report.warnings:
@@ -384,7 +386,7 @@ def cmd_embed_musig(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from audiograph.eval.results import format_results
+    from audiograph.eval.results import format_results, seeds_note
     from audiograph.pipelines.evaluate import evaluate, held_out_playlists
 
     store = open_store(args)
@@ -415,7 +417,7 @@ def cmd_evaluate(args) -> int:
     print(
         f"\n{info['eval_playlists']} evaluation playlists (at least {info['min_length']} tracks, first"
         f" {info['seed_fraction']:.0%} as seeds) and {info['train_playlists']} training playlists;"
-        f" mean ± std over seeds {', '.join(map(str, evaluation.seeds))}"
+        f" {seeds_note(evaluation)}"
     )
     print(format_results(evaluation))
     for note in evaluation.notes:

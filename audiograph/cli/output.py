@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from audiograph.errors import ConfigError
+from audiograph.tables import one_line
 
 QUIET = {"on": False}  # set once per command from --quiet
 
@@ -16,13 +17,6 @@ def say(message: str = "", quiet: bool = False) -> None:
     """Print a line of chatter, unless `quiet` or the command runs with --quiet."""
     if not (quiet or QUIET["on"]):
         print(message, flush=True)
-
-
-def one_line(text: str) -> str:
-    """`text` with control characters (a newline in a file name) escaped, so that it prints as one line."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        return json.dumps(text, ensure_ascii=False)[1:-1]
-    return text
 
 
 def report_failure(path: str, reason: str) -> None:
@@ -51,6 +45,12 @@ def print_embed_summary(summary, quiet: bool) -> None:
             f"removed {summary.pruned} stored tracks of this collection that are no longer on disk: {named}{more}",
             quiet,
         )
+        if summary.pruned_in_graph:
+            say(
+                f"{summary.pruned_in_graph} of them are in the stored graph: run `audiograph build-graph` again so"
+                " that training no longer links them",
+                quiet,
+            )
     elif summary.missing:
         more = ", ..." if summary.missing > len(summary.missing_examples) else ""
         say(
@@ -103,13 +103,17 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
             f"{out}: none of the {len(hits)} tracks has an audio file (tracks imported from a CSV or a playlist have"
             " none), so there is no playlist to write"
         )
-    lines = ["#EXTM3U"]
+    lines, unwritable = ["#EXTM3U"], 0
     for h in hits:
         if not h.get("path"):
             continue
+        if "\n" in h["path"] or "\r" in h["path"]:  # a line break in a file name would end the entry early
+            unwritable += 1
+            continue
         # "artist - title" with the separator audiograph's own M3U reader splits on; -1: duration unknown.
         duration = (store.tracks.get(h["track_id"]) or {}).get("duration")
-        seconds = round(duration) if duration is not None else -1
+        known = isinstance(duration, (int, float)) and math.isfinite(duration) and duration >= 0
+        seconds = round(duration) if known else -1
         label = f"{h.get('artist') or 'Unknown'} - {h['title']}" if h.get("title") else Path(h["path"]).stem
         lines.append(f"#EXTINF:{seconds},{one_line(label)}")
         try:
@@ -121,8 +125,10 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
         out_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{out}: cannot write the playlist ({e.strerror or e})") from None
-    left = f" ({len(hits) - files} tracks without an audio file left out)" if files < len(hits) else ""
-    return f"wrote {files} tracks to {out}{left}"
+    left = [f"{len(hits) - files} tracks without an audio file"] if files < len(hits) else []
+    left += [f"{unwritable} whose file names hold line breaks"] if unwritable else []
+    left_out = f" ({' and '.join(left)} left out)" if left else ""
+    return f"wrote {files - unwritable} tracks to {out}{left_out}"
 
 
 def hits_json(hits: list[dict]) -> list[dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiograph.eval.results import Evaluation, MethodResult, compare, format_results
+from audiograph.eval.results import Evaluation, MethodResult, compare, format_results, seeds_note
 
 CONTENT_GROUPS = ("audio", "acoustic")
 
@@ -112,14 +112,14 @@ def chart_figure(evaluation: Evaluation, title: str):
             [r.mean[metric] for r in evaluation.results],
             0.4,
             label=metric,
-            yerr=[r.std[metric] for r in evaluation.results],
+            yerr=[r.std[metric] for r in evaluation.results] if len(evaluation.seeds) > 1 else None,
             capsize=2,
         )
     # With as many decoys as targets, a random ranking puts half the targets in the top |targets|.
     ax.axhline(CHANCE_HR, color="black", linestyle="--", linewidth=1, label=f"HR of a random ranking ({CHANCE_HR})")
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
-    ax.set_ylabel(f"mean ± std over {len(evaluation.seeds)} seeds")
+    ax.set_ylabel(seeds_note(evaluation))
     ax.set_title(title, pad=28)
     # Above the axes, so that it covers no bar.
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False, fontsize=8)
@@ -152,8 +152,8 @@ def write_report(
         "",
         format_results(evaluation, markdown=True),
         "",
-        f"Mean ± std over seeds {', '.join(map(str, evaluation.seeds))}; 'p vs best' is a paired Wilcoxon test"
-        " on per-playlist HR against the best method.",
+        f"{seeds_note(evaluation).capitalize()}; 'p vs best' is a paired Wilcoxon test on per-playlist HR"
+        " against the best method.",
         "",
         "![HR and NDCG@10](chart.png)",
         "",

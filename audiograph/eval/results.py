@@ -163,14 +163,21 @@ class Evaluation:
         return [r.to_json() for r in self.results]
 
 
+def seeds_note(evaluation: Evaluation) -> str:
+    """What the table's cells are: a mean ± std over the seeds, or one seed's figures (no spread to show)."""
+    seeds = ", ".join(map(str, evaluation.seeds))
+    return f"mean ± std over seeds {seeds}" if len(evaluation.seeds) > 1 else f"seed {seeds} (one seed: no spread)"
+
+
 def format_results(evaluation: Evaluation, markdown: bool = False) -> str:
-    """The results as the paper's Table 2: method, features, HR, MRR, P@1/5/10, NDCG@1/5/10 (mean ± std)."""
+    """The results as the paper's Table 2: method, features, HR, MRR, P@1/5/10, NDCG@1/5/10 (mean ± std over
+    seeds, or the figures of one seed)."""
     from audiograph.tables import format_table
 
     headers = ["method", "features", *METRICS, "p vs best"]
-    rows = []
+    rows, spread = [], len(evaluation.seeds) > 1
     for r in evaluation.results:
-        cells = [f"{r.mean[m]:.4f} ± {r.std[m]:.4f}" for m in METRICS]
+        cells = [f"{r.mean[m]:.4f} ± {r.std[m]:.4f}" if spread else f"{r.mean[m]:.4f}" for m in METRICS]
         p = "best" if r.p_value is None else f"{r.p_value:.2g}"
         rows.append([*r.spec.display, *cells, p])
     if markdown:

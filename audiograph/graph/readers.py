@@ -173,8 +173,9 @@ def read_mpd_json(path: str | os.PathLike) -> tuple[list[Playlist], ReadReport]:
     try:
         with open(path, encoding="utf-8") as file:
             document = json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: invalid JSON ({error})") from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, an int of 5,000 digits
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise ConfigError(f"{path}: invalid JSON ({reason})") from None
     if not isinstance(document, dict) or not isinstance(document.get("playlists"), list):
         raise ConfigError(f"{path}: not an MPD slice (no 'playlists' list)")
     playlists = []

@@ -18,7 +18,7 @@ from audiograph.audio.encoder import AudioEncoder, embed_tracks
 from audiograph.audio.frontend import AudioFrontend
 from audiograph.errors import StoreError
 from audiograph.models import ACOUSTIC_KIND
-from audiograph.models.weights import load_checkpoint, read_saved, save_weights
+from audiograph.models.weights import build_and_load, load_checkpoint, read_saved, save_weights
 from audiograph.options import check_options
 from audiograph.runtime import keyword_defaults, progress_bar
 
@@ -152,18 +152,23 @@ class AcousticModel(nn.Module):
         does not either; the `model/` folder beside it is the model that made the space."""
         if Path(path).is_dir():
             settings, state = read_saved(path, what, kind=cls.kind)
-            model = cls(
-                AudioConfig.from_dict(settings["audio"]), settings["encoder"], settings.get("descriptor_weight", 0.0)
-            )
+
+            def build():
+                audio = AudioConfig.from_dict(settings["audio"])
+                return cls(audio, settings["encoder"], settings.get("descriptor_weight", 0.0))
+
         else:
             checkpoint = load_checkpoint(path, what)
             hparams = checkpoint.get("hyper_parameters", {})
             if "encoder" not in hparams or not ("audio" in hparams or "frontend" in hparams):
                 raise StoreError(f"{what}: {path} is not a training checkpoint of an acoustic model")
-            audio = hparams.get("audio") or hparams["frontend"]
-            encoder = {k: v for k, v in hparams["encoder"].items() if k != "n_mels"}
-            model = cls(AudioConfig.from_dict(audio), encoder)
-            state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-            state = {(k if k.startswith("encoder.") else f"encoder.{k}"): v for k, v in state.items()}
-        model.load_state_dict(state)
-        return model.eval()
+            state = checkpoint.get("state_dict", {})
+            if isinstance(state, dict):
+                state = {str(k).removeprefix("model."): v for k, v in state.items()}
+                state = {(k if k.startswith("encoder.") else f"encoder.{k}"): v for k, v in state.items()}
+
+            def build():
+                encoder = {k: v for k, v in hparams["encoder"].items() if k != "n_mels"}
+                return cls(AudioConfig.from_dict(hparams.get("audio") or hparams["frontend"]), encoder)
+
+        return build_and_load(build, state, path, what).eval()

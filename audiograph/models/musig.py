@@ -13,7 +13,7 @@ from torch import nn
 from audiograph.errors import StoreError
 from audiograph.graph.csr import CSRGraph
 from audiograph.models import MUSIG_KIND
-from audiograph.models.weights import load_checkpoint, read_saved, save_weights
+from audiograph.models.weights import build_and_load, load_checkpoint, read_saved, save_weights
 from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import MUSIG, edge_index_adjacency, full_adjacency
 
@@ -117,11 +117,12 @@ class MusigModel(nn.Module):
             if "in_channels" not in settings or "hidden_channels" not in settings:
                 raise StoreError(f"{what}: {path} is not a training checkpoint of a MUSIG model")
             prefixes = ("model.aggregator.", "model.")
-            state = {}
-            for k, v in checkpoint["state_dict"].items():
-                prefix = next((p for p in prefixes if k.startswith(p)), None)
-                if prefix is not None:
-                    state[f"aggregator.{k.removeprefix(prefix)}"] = v
-        model = cls.from_settings(settings)
-        model.load_state_dict(state)
-        return model.eval()
+            state = checkpoint.get("state_dict")
+            if isinstance(state, dict):
+                kept = {}
+                for k, v in state.items():
+                    prefix = next((p for p in prefixes if str(k).startswith(p)), None)
+                    if prefix is not None:
+                        kept[f"aggregator.{k.removeprefix(prefix)}"] = v
+                state = kept
+        return build_and_load(lambda: cls.from_settings(settings), state, path, what).eval()

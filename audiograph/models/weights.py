@@ -13,10 +13,11 @@ import contextlib
 import json
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audiograph.errors import StoreError
+from audiograph.errors import StoreError, resolved_path
 
 if TYPE_CHECKING:
     import torch
@@ -72,6 +73,36 @@ def load_checkpoint(path: str | os.PathLike, what: str = "model") -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def build_and_load(build: Callable[[], torch.nn.Module], state, source, what: str = "model") -> torch.nn.Module:
+    """`build()` (a model made from saved settings) with the weights `state` loaded into it. Settings or weights
+    that do not fit (a wrong type, an unknown key, a shape) raise a one-line `StoreError` naming `source`. The
+    model is first built on the meta device, which allocates nothing, and its shapes compared with `state`,
+    so that settings of a huge model cannot exhaust memory."""
+    import torch
+
+    from audiograph.errors import ConfigError
+
+    def unfit(reason) -> StoreError:
+        return StoreError(f"{what}: {source} holds settings or weights audiograph cannot build a model from ({reason})")
+
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise unfit("its weights are not a mapping of names to tensors")
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+        given = {k: tuple(v.shape) for k, v in state.items()}
+        if shapes != given:
+            name = next(k for k in sorted(shapes.keys() | given.keys()) if shapes.get(k) != given.get(k))
+            raise unfit(
+                f"{name}: the settings make {shapes.get(name, 'nothing')}, the weights hold {given.get(name, 'nothing')}"
+            )
+        model = build()
+        model.load_state_dict(state)
+    except (ConfigError, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RuntimeError) as e:
+        raise unfit(_first_line(e)) from None
+    return model
+
+
 def save_weights(module: torch.nn.Module, folder: Path, config: dict) -> Path:
     """Write `config.json` and `weights.pt` (the state dict: tensors only) into `folder`; returns `folder`."""
     import torch
@@ -89,7 +120,7 @@ def read_saved(folder: str | os.PathLike, what: str = "model", kind: str | None 
 
     folder = Path(folder)
     for name in (CONFIG_FILE, WEIGHTS_FILE):  # the folder lies in the models folder; its files must too
-        if (folder / name).resolve().parent != folder.resolve():
+        if resolved_path(folder / name, what).parent != resolved_path(folder, what):
             raise StoreError(f"{what} refused: {folder / name} links out of its folder")
     config = read_settings(folder, what)
     if kind is not None and config.get("kind", kind) != kind:
@@ -103,6 +134,9 @@ def read_settings(folder: str | os.PathLike, what: str = "model") -> dict:
     """The `config.json` of a folder written by `save_weights` (plain JSON: no torch, no weights)."""
     path = Path(folder) / CONFIG_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        settings = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise StoreError(f"{what}: {path} is unreadable ({_first_line(e)})") from None
+    if not isinstance(settings, dict):
+        raise StoreError(f"{what}: {path} is not a JSON object of settings")
+    return settings

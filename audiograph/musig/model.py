@@ -8,7 +8,6 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import SAGEConv
 
 # torch.sparse CSR matmul with reduce="mean" is stable for what MUSIG uses; the notice is noise.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -92,9 +91,40 @@ def edge_index_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tens
     return full_adjacency(rowptr, src[order], num_nodes)
 
 
+def mean_aggregate(adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Each target's mean over its sources' rows of `x` (`adjacency` [targets, sources], torch.sparse CSR);
+    0 for a target without sources."""
+    if adjacency.is_cuda:  # CUDA's sparse mm has no reduce argument
+        degree = adjacency.crow_indices().diff().clamp(min=1).view(-1, 1)
+        return torch.sparse.mm(adjacency, x) / degree.to(x.dtype)
+    return torch.sparse.mm(adjacency, x, "mean")
+
+
+class SAGEMean(nn.Module):
+    """One GraphSAGE mean layer, W [h_v || mean(h_u, u in N(v))] with W split in two: `lin_r` on the node's
+    own vector, `lin_l` (with the bias) on its neighbours' mean. It has PyG's `SAGEConv(aggr="mean")`
+    parameters, names and initialisation (a test holds the two equal), without importing PyG, whose import
+    costs a one-file query seconds."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.lin_l = nn.Linear(in_channels, out_channels)
+        self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
+        # SAGEConv initialises its linear maps twice (on creation and in reset_parameters); so does this,
+        # so that a seed gives the same model either way.
+        self.lin_l.reset_parameters()
+        self.lin_r.reset_parameters()
+
+    def forward(self, x: tuple[torch.Tensor, torch.Tensor], adjacency: torch.Tensor) -> torch.Tensor:
+        """(source rows, target rows) and their [targets, sources] adjacency -> the targets' new vectors."""
+        sources, targets = x
+        return self.lin_l(mean_aggregate(adjacency, sources)) + self.lin_r(targets)
+
+
 class MUSIG(nn.Module):
-    """K GraphSAGE mean layers: h_v^k = W^k [h_v^(k-1) || mean(h_u^(k-1), u in N(v))], ReLU between
-    layers, L2-normalised output (PyG's `SAGEConv`; its two linear maps are W^k split in two).
+    """K GraphSAGE mean layers (`SAGEMean`): h_v^k = W^k [h_v^(k-1) || mean(h_u^(k-1), u in N(v))], ReLU
+    between layers, L2-normalised output.
 
     With `skip`, a linear map of the node's own input features is added to the last layer's output,
     so a track's own features reach its vector directly: on real playlists most tracks to place are
@@ -112,7 +142,7 @@ class MUSIG(nn.Module):
     ):
         super().__init__()
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
-        self.convs = nn.ModuleList(SAGEConv(a, b, aggr="mean") for a, b in zip(sizes[:-1], sizes[1:]))
+        self.convs = nn.ModuleList(SAGEMean(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.skip = nn.Linear(in_channels, out_channels, bias=False) if skip else None
         self.dropout = dropout
 

@@ -54,6 +54,7 @@ class EmbedSummary:
     missing_examples: list[str] = field(default_factory=list)  # the first few of them, by track id
     elsewhere: dict[str, int] = field(default_factory=dict)  # collection -> files left to it, stored there
     pruned: int = 0  # tracks no longer on disk removed (`prune`); `missing_examples` names the first few
+    pruned_in_graph: int = 0  # of those, how many the stored graph still lists
     outdated: dict[str, int] = field(default_factory=dict)  # space -> tracks whose vector there is missing or old
     acoustic_model: str | None = None
 
@@ -68,6 +69,7 @@ class EmbedSummary:
             "missing_examples": self.missing_examples,
             "elsewhere": self.elsewhere,
             "pruned": self.pruned,
+            "pruned_in_graph": self.pruned_in_graph,
             "outdated": self.outdated,
             "acoustic_model": self.acoustic_model,
         }
@@ -469,6 +471,7 @@ def plan_embedding(
         else:
             store.tracks.delete(missing)
             summary.pruned, summary.missing = len(missing), 0
+            summary.pruned_in_graph = store.graph.count_nodes(missing)
     return EmbedPlan(root, collection, audio, descriptors_model, model_id, jobs, len(audio_files), joins_descriptors)
 
 

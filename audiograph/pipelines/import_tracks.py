@@ -112,7 +112,8 @@ def import_tracks(
             record.vectors = {group: (models[group], vector) for group, vector in values[track_id].items()}
             records.append(record)
         store.tracks.write(records)
-        store.graph.put_genre_votes({t: v for t, v in votes.items() if t in first})
+        if playlist_col:  # votes of playlists; without them a row's genre is the track's own label
+            store.graph.put_genre_votes({t: v for t, v in votes.items() if t in first})
     report.tracks = len(records)
     report.genres = len({g for vs in votes.values() for _, g in vs})
     return report
@@ -259,16 +260,18 @@ def _track_record(
     title_col: str | None,
     artist_col: str | None,
 ) -> TrackRecord:
-    """The record of one imported track (without vectors): a track with audio keeps what its audio said, and a
-    stored file that would not decode stays a failed file, described by the CSV."""
+    """The record of one imported track (without vectors): a track with audio keeps what its audio said and takes
+    from the CSV only what its tags lack, and a stored file that would not decode stays a failed file,
+    described by the CSV."""
     kept = {k: old[k] for k in ("title", "artist", "album", "genre")} if old else {}
-    if old and old["status"] == "ok":  # keep what the audio said; only add vectors
-        return TrackRecord(id=track_id, **{k: old[k] for k in _AUDIO_COLUMNS}, tags=kept)
     given = {
         "title": _cell(row, title_col),
         "artist": _cell(row, artist_col),
         "genre": genre[0][0] if genre else None,
     }
+    if old and old["status"] == "ok":
+        tags = {**kept, **{k: v for k, v in given.items() if v is not None and not kept.get(k)}}
+        return TrackRecord(id=track_id, **{k: old[k] for k in _AUDIO_COLUMNS}, tags=tags)
     # Only the columns this CSV gives replace what an earlier import stored.
     tags = {**kept, **{k: v for k, v in given.items() if v is not None}}
     if old and old["path"] is not None:

@@ -156,7 +156,7 @@ def train_musig(
         monitor=datamodule.monitor,
         register=register,
         config={**data_options, "max_epochs": max_epochs, "batches_per_epoch": batches_per_epoch},
-        add_metrics=functools.partial(_added_metrics, datamodule.features_baseline()),
+        add_metrics=functools.partial(_added_metrics, datamodule.monitor, datamodule.features_baseline()),
         vectors=functools.partial(_kept_model_vectors, store, distributed),
         count=_seed_nodes,
         max_epochs=max_epochs,
@@ -222,13 +222,13 @@ def _seed_nodes(batch) -> int:
     return batch.num_sampled_nodes[0]
 
 
-def _added_metrics(baseline: float | None, fit: FitResult, runs: list[FitResult]) -> dict:
-    """Metrics recorded with the model: its training throughput, the z-scored input features' validation
-    hit rate (the bar it must clear) when validation is by playlist completion, and single-task GraphSAGE's
-    when the grid search (`--task-weights auto`) trained it anyway."""
+def _added_metrics(monitor: str, baseline: float, fit: FitResult, runs: list[FitResult]) -> dict:
+    """Metrics recorded with the model: its training throughput, the z-scored input features' `monitor` metric
+    (`val_hr_features` or `val_auc_features`: the bar it must clear), and single-task GraphSAGE's hit rate when
+    the grid search (`--task-weights auto`) trained it anyway."""
     added = {"train_seeds_per_second": fit.per_second}
-    if baseline is not None and "val_hr" in fit.metrics:
-        added["val_hr_features"] = baseline
+    if monitor in fit.metrics:
+        added[f"{monitor}_features"] = baseline
     graphsage = TASK_WEIGHT_PRESETS["graphsage"]
     for run in runs:
         if run is not fit and tuple(run.module.hparams["task_weights"]) == graphsage and "val_hr" in run.metrics:
@@ -237,16 +237,20 @@ def _added_metrics(baseline: float | None, fit: FitResult, runs: list[FitResult]
 
 
 def _guard(report: TrainMusigReport) -> None:
-    """Warn when MUSIG's validation hit rate is below that of its own z-scored input features. (Against
-    GraphSAGE there is nothing to warn of: the grid that measures it keeps the best of its runs.)"""
-    baseline = report.metrics.get("val_hr_features")
-    if baseline is None:
-        return
-    if report.metrics["val_hr"] < baseline:
-        report.warnings.append(
-            f"MUSIG's validation hit rate {report.metrics['val_hr']:.3f} is below that of its own z-scored input"
-            f" features ({baseline:.3f}): its vectors rank held-out playlists worse than the features alone"
-        )
+    """Warn when MUSIG's validation metric (hit rate on held-out playlists, else link AUC on held-out edges) is
+    below that of its own z-scored input features. (Against GraphSAGE there is nothing to warn of: the grid
+    that measures it keeps the best of its runs.)"""
+    m = report.metrics
+    for metric, what, worse in [
+        ("val_hr", "validation hit rate", "rank held-out playlists"),
+        ("val_auc", "held-out link AUC", "separate held-out co-occurrences from random pairs"),
+    ]:
+        baseline = m.get(f"{metric}_features")
+        if metric in m and baseline is not None and m[metric] < baseline:
+            report.warnings.append(
+                f"MUSIG's {what} {m[metric]:.3f} is below that of its own z-scored input features ({baseline:.3f}):"
+                f" its vectors {worse} worse than the features alone"
+            )
 
 
 def musig_model_row(store: Store, model_id: str | None = None, space: str = MUSIG_SPACE) -> dict:

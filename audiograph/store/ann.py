@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from audiograph.errors import ConfigError, StoreError
+from audiograph.spaces import space_folder_name
 from audiograph.store.index import Hit
 
 FLAT_MAX_ROWS = 10_000
@@ -101,8 +102,9 @@ def faiss_reason(error: Exception) -> str:
 
 
 def ann_folder(db_path: str | os.PathLike, space: str) -> Path:
-    """The folder holding `space`'s approximate index: `<db>.index/<space>/` beside the store file."""
-    return Path(f"{os.fspath(db_path)}.index") / space
+    """The folder holding `space`'s search caches: `<db>.index/<space>/` beside the store file (a name that is
+    not plain, from a store made elsewhere, takes a digest of itself: `space_folder_name`)."""
+    return Path(f"{os.fspath(db_path)}.index") / space_folder_name(space)
 
 
 def exact_top_rows(matrix: np.ndarray, queries: np.ndarray, k: int, chunk: int = 200_000) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiograph.errors import StoreError
-from audiograph.store.migrations import migrate
+from audiograph.store.migrations import migrate, unknown_migrations
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -120,6 +120,8 @@ class Connection:
             )
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a store file")
+        if must_exist and self.path.stat().st_size == 0:  # SQLite would take it for a new, empty store
+            raise StoreError(f"{self.path}: an empty file, not an audiograph store; pass another --db")
         if not self.path.parent.is_dir():  # a new store is made only in a folder that exists
             raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist")
         # A store in a folder this process cannot write (a read-only share or mount), with no -shm or -wal
@@ -146,6 +148,13 @@ class Connection:
                 raise StoreError(
                     f"{self.path}: an SQLite database, but not an audiograph store (its tables:"
                     f" {', '.join(sorted(tables)[:5])}); pass another --db"
+                )
+            newer = unknown_migrations(self.conn)
+            if newer:
+                self.conn.close()
+                raise StoreError(
+                    f"{self.path}: made by a newer audiograph (its schema has steps this version does not know:"
+                    f" {', '.join(newer[:3])}); upgrade audiograph to use it"
                 )
             if not self.immutable:
                 _use_wal(self.conn)
@@ -232,6 +241,16 @@ class Connection:
         """Where checkpoints live: a folder beside the store file."""
         return self.path.parent / f"{self.path.stem}.models"
 
+    @contextlib.contextmanager
+    def damaged(self, what: str):
+        """Within this block, a stored value that cannot be what it should be (the file was edited, or a disk
+        failed) raises a one-line `StoreError` naming the store and `what`, not a traceback."""
+        try:
+            yield
+        except (ValueError, TypeError, IndexError, KeyError) as e:
+            reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise StoreError(f"{self.path}: {what} is damaged ({reason[:200]})") from None
+
     def set_meta(self, key: str, value) -> None:
         """Store one JSON value under `key`."""
         with self.transaction():
@@ -240,4 +259,5 @@ class Connection:
     def get_meta(self, key: str, default=None):
         """The JSON value stored under `key`, else `default`."""
         row = self.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return default if row is None else json.loads(row[0])
+        with self.damaged(f"the stored {key!r} value"):
+            return default if row is None else json.loads(row[0])

@@ -95,15 +95,30 @@ class GraphTables:
         stored = [t for (t,) in self.store.execute("SELECT track_id FROM graph_nodes ORDER BY position")]
         # stored node position -> position in `node_ids`, or -1 for a node the caller left out
         lookup = np.fromiter((position.get(t, -1) for t in stored), np.int64, len(stored))
-        arrays = {
-            name: np.frombuffer(data, dtype=dtype, count=length)
-            for name, dtype, length, data in self.store.execute("SELECT name, dtype, length, data FROM graph_arrays")
-        }
-        if not arrays:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        src, dst = lookup[arrays["src"]], lookup[arrays["dst"]]
-        keep = (src >= 0) & (dst >= 0)
-        return src[keep], dst[keep], arrays["weight"][keep].astype(np.float32)
+        with self.store.damaged("the stored graph"):
+            arrays = {
+                name: np.frombuffer(data, dtype=_stored_dtype(dtype), count=length)
+                for name, dtype, length, data in self.store.execute(
+                    "SELECT name, dtype, length, data FROM graph_arrays"
+                )
+            }
+            if not arrays:
+                return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+            src, dst, weight = arrays["src"], arrays["dst"], arrays["weight"]
+            if not len(src) == len(dst) == len(weight) or len(src) and max(src.max(), dst.max()) >= len(stored):
+                raise ValueError("its edges do not fit its nodes")
+            src, dst = lookup[src], lookup[dst]
+            keep = (src >= 0) & (dst >= 0)
+            return src[keep], dst[keep], weight[keep].astype(np.float32)
+
+    def count_nodes(self, track_ids: list[str]) -> int:
+        """How many of `track_ids` the stored graph has as nodes."""
+        wanted, count = list(track_ids), 0
+        for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            part = wanted[start : start + 500]
+            sql = f"SELECT count(*) FROM graph_nodes WHERE track_id IN ({','.join('?' * len(part))})"
+            count += self.store.execute(sql, part).fetchone()[0]
+        return count
 
     def edge_rows(self) -> list[tuple[str, str, float]]:
         """Every stored edge as (src track id, dst track id, weight), src < dst."""
@@ -128,3 +143,12 @@ class GraphTables:
         ):
             out.setdefault(t, []).append((source, genre))
         return out
+
+
+def _stored_dtype(name: str) -> np.dtype:
+    """The dtype a graph array was written with: little-endian integers or floats, nothing else (an object
+    dtype would unpickle)."""
+    dtype = np.dtype(name)
+    if dtype.kind not in "iuf":
+        raise ValueError(f"dtype {name!r} is not numeric")
+    return dtype

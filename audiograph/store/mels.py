@@ -45,9 +45,12 @@ class MelCache:
         for track_id, fe, n_mels, lengths, data in self.store.execute(sql, args):
             if frontend is not None and fe != frontend:
                 continue
-            flat = np.frombuffer(data, dtype="<f2").reshape(n_mels, -1)
-            bounds = np.cumsum([0, *json.loads(lengths)])
-            out[track_id] = [flat[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+            with self.store.damaged(f"the cached spectrogram of {track_id}"):
+                flat = np.frombuffer(data, dtype="<f2").reshape(n_mels, -1)
+                bounds = np.cumsum([0, *json.loads(lengths)])
+                if bounds[-1] != flat.shape[1] or (np.diff(bounds) <= 0).any():
+                    raise ValueError("its chunk lengths do not add up to its frames")
+                out[track_id] = [flat[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         return out
 
     def states(self) -> dict[str, tuple[str, str]]:

@@ -53,6 +53,15 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     return done
 
 
+def unknown_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The schema steps recorded in the store that this version of audiograph does not have (a store made by
+    a newer version), sorted."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone():
+        return []
+    known = {fn.__name__ for fn in MIGRATIONS}
+    return sorted(name for (name,) in conn.execute("SELECT name FROM _migrations") if name not in known)
+
+
 def _applied(conn: sqlite3.Connection, name: str) -> bool:
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
     if not exists:

@@ -11,8 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
-from audiograph.errors import ConfigError, StoreError
-from audiograph.spaces import SPACE_KINDS
+from audiograph.errors import ConfigError, StoreError, resolved_path
+from audiograph.spaces import SPACE_KINDS, is_plain_space_name
 from audiograph.store.connection import Connection, path_text, utc_now
 
 try:
@@ -35,7 +35,7 @@ def contained_checkpoint(path: str | os.PathLike | None, root: str | os.PathLike
     a `StoreError` that says, in one line, why `what` was refused."""
     if not path:
         raise StoreError(f"{what}: no checkpoint registered")
-    resolved, root = Path(path).resolve(), Path(root).resolve()
+    resolved, root = resolved_path(path, what), resolved_path(root, what)
     if not resolved.is_relative_to(root):
         raise StoreError(f"{what} refused: its checkpoint {path} lies outside {root}, the only folder models load from")
     if not resolved.exists():
@@ -94,7 +94,12 @@ class ModelRegistry:
 
     def check_space(self, space: str, kind: str, model_id: str | None = None) -> None:
         """A `ConfigError` unless a `kind` model may fill `space`: each of audiograph's own spaces holds one kind
-        of model (`SPACE_KINDS`), and any other space the kind of the models already registered for it."""
+        of model (`SPACE_KINDS`), and any other space the kind of the models already registered for it; a new
+        space takes a plain name (`is_plain_space_name`)."""
+        if not is_plain_space_name(space):
+            raise ConfigError(
+                f"space name {space!r}: use a letter or digit, then up to 63 letters, digits or _ . : + -"
+            )
         owner = SPACE_KINDS.get(space)
         if owner == kind:
             return
@@ -164,8 +169,11 @@ class ModelRegistry:
 
     def _parsed(self, row: dict) -> dict:
         row = dict(row)
-        row["config"] = json.loads(row["config"] or "{}")
-        row["metrics"] = json.loads(row["metrics"] or "{}")
+        with self.store.damaged(f"model {row['id']!r}'s registry row"):
+            row["config"] = json.loads(row["config"] or "{}")
+            row["metrics"] = json.loads(row["metrics"] or "{}")
+            if not isinstance(row["config"], dict) or not isinstance(row["metrics"], dict):
+                raise ValueError("its config and metrics must be JSON objects")
         if row["checkpoint"]:
             row["checkpoint"] = str(self.store.models_dir / row["checkpoint"])
         return row

@@ -100,14 +100,22 @@ class Vectors:
         bad = [(r[0], len(r[1])) for r in rows if len(r[1]) != size]
         if bad or not size or size % 4:
             track, length = bad[0] if bad else (rows[0][0], size)
-            kind = (self.models.get(model_id) or {}).get("kind") or SPACE_KINDS.get(space)
-            command = REMAKE_COMMANDS.get(kind, "import-tracks")
-            raise StoreError(
-                f"{self.store.path}: {len(bad) or len(rows)} '{space}' vectors of model '{model_id}' are damaged"
-                f" (track {track}: {length} bytes where the others have {size}); re-run `audiograph {command}` to"
-                " make them again"
+            self._damaged(
+                space, model_id, len(bad) or len(rows), f"track {track}: {length} bytes where the others have {size}"
             )
-        return [r[0] for r in rows], blobs_to_matrix([r[1] for r in rows], size // 4)
+        ids, matrix = [r[0] for r in rows], blobs_to_matrix([r[1] for r in rows], size // 4)
+        finite = np.isfinite(matrix).all(axis=1)
+        if not finite.all():
+            self._damaged(space, model_id, int((~finite).sum()), f"track {ids[int(np.argmin(finite))]} is not finite")
+        return ids, matrix
+
+    def _damaged(self, space: str, model_id: str, count: int, example: str):
+        kind = (self.models.get(model_id) or {}).get("kind") or SPACE_KINDS.get(space)
+        command = REMAKE_COMMANDS.get(kind, "import-tracks")
+        raise StoreError(
+            f"{self.store.path}: {count} '{space}' vectors of model '{model_id}' are damaged ({example}); re-run"
+            f" `audiograph {command}` to make them again"
+        )
 
     def version(self, space: str) -> int:
         """A number that every write to `space`'s vectors replaces with a random one (so no two histories share it)."""
@@ -154,6 +162,8 @@ class Vectors:
         """
         model_id = model_id or self.search_model(space)[0]
         index = self.index(space, model_id)
+        if not np.isfinite(vector).all():
+            raise StoreError(f"space '{space}': the query's vector is not finite (is model '{model_id}' damaged?)")
         if len(vector) != index.matrix.shape[1]:
             raise StoreError(f"space '{space}' holds {index.matrix.shape[1]}-d vectors, not {len(vector)}-d")
         ann = self.ann_index(space, model_id, len(index))
