@@ -306,14 +306,35 @@ def one_thread_worker(*_) -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def analysis_worker(*_) -> None:
+def analysis_worker(*_, parent: int | None = None) -> None:
     """The initializer of a process that analyses audio files (embed-audio's workers): one thread per numeric
     library (`one_thread_worker`) and freed memory kept for the next file (`retain_freed_memory`). Ctrl-C is
     left to the main process, which ends the workers: a worker that died of it on its own could hold the
-    pool's queue lock, and the pool's shutdown then waits on it forever."""
+    pool's queue lock, and the pool's shutdown then waits on it forever. A worker whose `parent` is gone
+    (killed by SIGKILL or the OOM killer, so it could end nobody) ends itself (`exit_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        exit_with_parent(parent)
     one_thread_worker()
     retain_freed_memory()
+
+
+PARENT_CHECK_SECONDS = 1.0
+
+
+def exit_with_parent(parent: int) -> threading.Thread:
+    """End this process as soon as process `parent` is no longer its parent. Its orphans otherwise live on,
+    holding the store's files and the pipe of its output, so that whatever reads that output never ends. A
+    thread looks every `PARENT_CHECK_SECONDS`: it runs even while the process is blocked writing to a pipe."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    watcher = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    watcher.start()
+    return watcher
 
 
 # glibc's mallopt parameters, and the values `retain_freed_memory` sets.

@@ -1,5 +1,6 @@
 """embed-audio: what gets embedded, skipped and reported; incremental runs; a killed run resumed."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -362,3 +363,25 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
 
     again = json.loads(_cli(*cmd[3:], "--json").stdout)
     _assert_holds_what_one_run_stores(db, one, synth_collection, again, good)
+
+
+def test_workers_end_when_the_run_is_killed_alone(synth_collection, tmp_path):
+    """SIGKILL (or the OOM killer) reaches the main process alone: its workers, which it can no longer end,
+    must end themselves. Orphans held the store's files and the output pipe, so that a `| tee` never ended."""
+    db = tmp_path / "killed.db"
+    cmd = [sys.executable, "-m", "audiograph", "embed-audio", synth_collection / "audio", "--db", db]
+    proc = _started_until_rows([*cmd, "--batch-size", "1", "--workers", "2", "--quiet"], db, 2)
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed = time.monotonic()
+        while True:  # the workers are still in the group: wait for the group to empty
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < killed + 60, "worker processes outlived the killed run"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

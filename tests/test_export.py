@@ -3,6 +3,9 @@
 import csv
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -43,7 +46,17 @@ def test_npz_export(imported_store, tmp_path, space):
 def test_csv_export(imported_store, tmp_path):
     store = imported_store
     out = tmp_path / "sub" / "audio.csv"
+    # What killed exports left: a dead process's unfinished file goes, a live one's (this process) stays.
+    out.parent.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, live = (
+        out.parent / f".audio.csv.{dead.stdout.strip()}.partial",
+        out.parent / f".audio.csv.{os.getpid()}.partial",
+    )
+    stale.write_text("half a file")
+    live.write_text("in progress")
     run("export", "audio", "--db", store.path, "--out", out)  # the format from the extension
+    assert not stale.exists() and live.exists()
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     ids, vectors = store.vectors.matrix("audio")

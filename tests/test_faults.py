@@ -498,3 +498,22 @@ def test_prune_removes_the_tracks_gone_from_disk_unless_a_folder_could_not_be_re
     assert sorted(t["id"] for t in store.tracks.rows()) == ["music/2.flac", "music/3.flac", "music/one.flac"]
     assert set(store.vectors.states("descriptors")) == {"music/2.flac", "music/3.flac", "music/one.flac"}
     assert not {t for (t,) in store.execute("SELECT track_id FROM mels")} - {t["id"] for t in store.tracks.rows()}
+
+
+def test_a_moved_file_is_found_under_its_new_name_and_is_no_copy_of_itself(tmp_path):
+    """A file moved since it was stored keeps its old row (kept, as missing, until --prune), with the same
+    bytes as its new one: searches name the file that exists, and the run reports no copy."""
+    from audiograph.pipelines.embed_audio import embed_audio
+
+    music, store = _embedded_tones(tmp_path, 3)
+    (music / "moved").mkdir()
+    (music / "0.flac").rename(music / "moved" / "0.flac")
+    shutil.copy(music / "1.flac", music / "1 copy.flac")  # a real copy beside the move, reported as one
+    summary = embed_audio(music, store, num_workers=0, quiet=True)
+    assert summary.missing == 1
+    reported = [sorted(Path(p).name for p in d["paths"]) for d in summary.duplicates]
+    assert reported == [["1 copy.flac", "1.flac"]], summary.duplicates
+    ids, matrix = store.vectors.matrix("descriptors")
+    hits = store.vectors.similar("descriptors", matrix[ids.index("music/1.flac")], k=5, exclude={"music/1.flac"})
+    names = [h["path"] for h in hits]
+    assert str(music / "moved" / "0.flac") in names and str(music / "0.flac") not in names, names

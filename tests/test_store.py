@@ -424,6 +424,7 @@ def test_abandoned_run_folders_are_removed_and_live_or_registered_ones_kept(tmp_
         model_id = store.models.new_id("musig")
         assert not abandoned.exists() and not (models / f".{abandoned.name}.lock").exists()
         assert registered.exists() and unmarked.exists() and live.exists()
+        assert not (models / f".{registered.name}.lock").exists()  # a registered model's stale marker goes
         # The new id's own marker is held: another store object (another process's view) leaves it alone.
         (models / model_id).mkdir()
         Store(store.path).models.new_id("musig")

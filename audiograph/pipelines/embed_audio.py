@@ -321,9 +321,16 @@ def embed_audio(
     )
     if plan.jobs:
         _embed_here(plan, store, summary, batch_size, num_workers, accelerator, quiet, on_failure)
-    summary.duplicates = store.tracks.duplicates(plan.collection)
+    summary.duplicates = on_disk_duplicates(store.tracks.duplicates(plan.collection))
     summary.outdated = outdated_spaces(store, plan.collection)
     return summary
+
+
+def on_disk_duplicates(groups: list[dict]) -> list[dict]:
+    """Groups of files with the same content, each without the stored names no longer on disk (a moved file
+    is not a copy of itself, and reporting it as one invites deleting the only copy)."""
+    groups = [{**g, "paths": [p for p in g["paths"] if os.path.exists(p)]} for g in groups]
+    return [g for g in groups if len(g["paths"]) > 1]
 
 
 def outdated_spaces(store: Store, collection: str) -> dict[str, int]:
@@ -392,7 +399,7 @@ def _outcomes(jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int) 
     if workers == 0:
         yield from map(work, jobs)
         return
-    pool = ProcessPoolExecutor(workers, initializer=analysis_worker)
+    pool = ProcessPoolExecutor(workers, initializer=functools.partial(analysis_worker, parent=os.getpid()))
     try:
         todo, pending = iter(jobs), set()
         for job in todo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ def export_space(
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed over it when complete: a killed export leaves the old file whole.
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    _remove_stale_partials(out)
     try:
         if format == "npy":
             with open(partial, "wb") as f:  # an open file, so that np.savez keeps the name as given
@@ -99,6 +101,26 @@ def export_space(
     finally:
         partial.unlink(missing_ok=True)
     return ExportReport(space, model_id, format, str(out), len(ids), int(vectors.shape[1]) if len(ids) else 0)
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove the unfinished files that killed exports to `out` left beside it (their process is gone)."""
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+        pid = stale.name[len(out.name) + 2 : -len(".partial")]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name == "nt":  # os.kill there ends the process: keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process, or a platform without signal 0
+        return True
+    return True
 
 
 def _import_pyarrow():

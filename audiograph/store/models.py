@@ -199,14 +199,15 @@ class ModelRegistry:
             os.close(fd)
 
     def _remove_abandoned_runs(self, folder: Path) -> None:
-        """Remove the run folders whose marker no live process holds and whose model is not registered.
+        """Remove the run folders whose marker no live process holds and whose model is not registered, and the
+        markers left by registered models (a run stopped between its registration and the marker's removal).
         A folder without a marker (a registered model's, or one this code never made) is never touched."""
         if fcntl is None or not folder.is_dir():
             return
         registered = {r[0] for r in self.store.execute("SELECT id FROM models")}
         for marker in sorted(folder.glob(".*.lock")):
             model_id = marker.name[1 : -len(".lock")]
-            if model_id in registered or model_id in self._run_locks or not _RUN_NAME.match(model_id):
+            if model_id in self._run_locks or not _RUN_NAME.match(model_id):
                 continue
             try:
                 fd = os.open(marker, os.O_RDWR)
@@ -218,7 +219,7 @@ class ModelRegistry:
                 os.close(fd)
                 continue
             run = folder / model_id
-            if run.is_dir() and not run.is_symlink():
+            if model_id not in registered and run.is_dir() and not run.is_symlink():
                 shutil.rmtree(run, ignore_errors=True)
             with contextlib.suppress(OSError):
                 os.unlink(marker)

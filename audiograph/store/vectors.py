@@ -3,6 +3,7 @@ content hash they were made from; searched through an in-memory `VectorIndex` pe
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 
@@ -203,18 +204,28 @@ class Vectors:
     def hit_rows(self, hits: list[Hit], k: int | None = None) -> list[dict]:
         """Search hits as rows: rank, score, track id, and the track's path, title, artist and genre; the first `k`
         of them after leaving out each hit whose file has the bytes of an earlier hit's."""
-        out, contents = [], set()
+        out, contents = [], {}  # content hash -> its hit's position in `out`
         for hit in hits:
             row = self.store.execute(
                 "SELECT path, title, artist, genre, content_hash FROM tracks WHERE id = ?", [hit.id]
             ).fetchone()
             row = dict(zip(("path", "title", "artist", "genre", "content_hash"), row)) if row else {}
-            if row.get("content_hash") is not None:
-                if row["content_hash"] in contents:
-                    continue
-                contents.add(row["content_hash"])
             fields = {k: row.get(k) for k in ("path", "title", "artist", "genre")}
+            copy_of = contents.get(row.get("content_hash"))
+            if copy_of is not None:
+                # The same bytes under another name: one hit, under a name still on disk where the first is not
+                # (a file moved since it was stored keeps its old row until `embed-audio --prune`).
+                kept = out[copy_of]
+                if not _on_disk(kept["path"]) and _on_disk(fields["path"]):
+                    out[copy_of] = {**kept, "track_id": hit.id, **fields}
+                continue
+            if row.get("content_hash") is not None:
+                contents[row["content_hash"]] = len(out)
             out.append({"rank": len(out) + 1, "score": hit.score, "track_id": hit.id, **fields})
             if len(out) == k:
                 break
         return out
+
+
+def _on_disk(path: str | None) -> bool:
+    return path is not None and os.path.exists(path)
