@@ -34,8 +34,13 @@ class LogMel(nn.Module):
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
         self.amin, self.top_db = amin, top_db
         filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
-        self.register_buffer("mel_filters", torch.tensor(filters), persistent=False)  # a copy: the cache is read-only
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True, dtype=torch.float64), persistent=False)
+        # Fixed, not weights: made on the CPU even where a model is shaped on the meta device (`build_and_load`),
+        # whose hann_window takes a second to set up.
+        self.register_buffer(
+            "mel_filters", torch.tensor(filters, device="cpu"), persistent=False
+        )  # a copy of the cache
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64, device="cpu")
+        self.register_buffer("window", window, persistent=False)
 
     def power_spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
         """|STFT|^2 as [..., n_fft // 2 + 1, frames]."""
