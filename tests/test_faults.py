@@ -240,6 +240,10 @@ def test_store_faults_end_in_one_line(embedded_db, synth_collection, tmp_path, c
     missing = tmp_path / "new.db"
     one_line_error(cli(capsys, "embed-audio", tmp_path / "nowhere", "--db", missing), "no such folder")
     one_line_error(cli(capsys, "import-tracks", tmp_path / "nowhere.csv", "--db", missing), "no such file")
+    songs = tmp_path / "songs.csv"
+    songs.write_text("track_id,energy\nt1,0.5\n")
+    args = ("import-tracks", songs, "--features", "audio=energy", "--genre-col", "genre", "--db", missing)
+    one_line_error(cli(capsys, *args), "missing column(s) 'genre'")
     assert not any(p.name.startswith("new.db") for p in tmp_path.iterdir())
 
     # --m3u naming a folder: refused before any work; so are a store in a folder that does not exist (it said

@@ -9,7 +9,7 @@ import sys
 
 from audiograph.cli.arguments import CSV_COLUMN_OPTIONS, TRAIN_AUDIO_OPTIONS, TRAIN_MUSIG_OPTIONS
 from audiograph.cli.output import check_m3u, hits_json, print_embed_summary, print_hits, report_failure, say, write_m3u
-from audiograph.errors import ConfigError, existing_file
+from audiograph.errors import ConfigError
 
 
 def open_store(args, must_exist: bool = True):
@@ -273,15 +273,18 @@ def cmd_train_audio(args) -> int:
 
 
 def cmd_import_tracks(args) -> int:
-    from audiograph.pipelines.import_tracks import import_tracks, parse_feature_groups
+    from audiograph.pipelines.import_tracks import check_csv_columns, csv_columns, import_tracks, parse_feature_groups
 
-    existing_file(args.csv)  # before the store is opened, so that a mistyped name leaves no store behind
+    features = parse_feature_groups(args.features or [])
+    columns = [args.id_col, args.genre_col, args.popularity_col, args.title_col, args.artist_col, args.playlist_col]
+    # Before the store is opened, so that a mistyped file or column name leaves no store behind.
+    check_csv_columns(args.csv, csv_columns(columns, features))
     store = open_store(args, must_exist=False)
     report = import_tracks(
         store,
         args.csv,
         id_col=args.id_col,
-        features=parse_feature_groups(args.features or []),
+        features=features,
         genre_col=args.genre_col,
         popularity_col=args.popularity_col,
         title_col=args.title_col,

@@ -84,7 +84,7 @@ def import_tracks(
     for group in features:
         store.models.check_space(group, IMPORT_KIND)
     columns = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
-    rows = _read_rows(path, [*columns, *(c for cols in features.values() for c in cols)])
+    rows = _read_rows(path, csv_columns(columns, features))
     report = ImportReport(rows=len(rows))
     _check_numeric_columns(path, rows, features)
     existing = {t["id"]: t for t in store.tracks.rows(status=None)}
@@ -117,6 +117,16 @@ def import_tracks(
     report.tracks = len(records)
     report.genres = len({g for vs in votes.values() for _, g in vs})
     return report
+
+
+def csv_columns(columns: list[str | None], features: dict[str, list[str]]) -> list[str | None]:
+    """Every column an import reads: the named ones (None: not asked for) and each feature group's."""
+    return [*columns, *(c for cols in features.values() for c in cols)]
+
+
+def check_csv_columns(path: str | os.PathLike, columns: list[str | None]) -> None:
+    """A `ConfigError` naming the CSV's missing columns, read from its header alone (before a store is made)."""
+    next(iter(csv_rows(existing_file(path), columns)), None)
 
 
 def _read_rows(path: Path, wanted: list[str | None]) -> list[tuple[int, dict]]:
