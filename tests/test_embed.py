@@ -329,6 +329,18 @@ def _started_until_rows(cmd: list, db, rows: int) -> subprocess.Popen:
     return proc
 
 
+def _wait_for_group_to_end(proc: subprocess.Popen, seconds: float, message: str) -> None:
+    """Wait until no process is left in the process group `proc` led (its workers ended too)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
 def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collection, tmp_path):
     """Ctrl-C reaches every process of the group; a second one while the first run is stopping (when impatient
     users press it) must not break the clean-up, which once left the workers waiting forever. The rerun then
@@ -347,15 +359,8 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
         assert said[-1] == "audiograph: interrupted\n", said
         os.killpg(proc.pid, signal.SIGINT)  # and again during the exit that follows that line
         assert proc.wait(timeout=120) == 130
-        stopped = time.monotonic()
         assert proc.stderr.read() == ""
-        while True:  # the workers end with it: none is left behind, waiting
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < stopped + 120, "worker processes outlived the interrupted run"
-            time.sleep(0.05)
+        _wait_for_group_to_end(proc, 120, "worker processes outlived the interrupted run")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -374,14 +379,7 @@ def test_workers_end_when_the_run_is_killed_alone(synth_collection, tmp_path):
     try:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        killed = time.monotonic()
-        while True:  # the workers are still in the group: wait for the group to empty
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < killed + 60, "worker processes outlived the killed run"
-            time.sleep(0.05)
+        _wait_for_group_to_end(proc, 60, "worker processes outlived the killed run")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
