@@ -9,6 +9,7 @@ import functools
 import gc
 import inspect
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -306,30 +307,30 @@ def one_thread_worker(*_) -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def analysis_worker(*_, parent: int | None = None) -> None:
+def analysis_worker(*_) -> None:
     """The initializer of a process that analyses audio files (embed-audio's workers): one thread per numeric
     library (`one_thread_worker`) and freed memory kept for the next file (`retain_freed_memory`). Ctrl-C is
     left to the main process, which ends the workers: a worker that died of it on its own could hold the
-    pool's queue lock, and the pool's shutdown then waits on it forever. A worker whose `parent` is gone
+    pool's queue lock, and the pool's shutdown then waits on it forever. A worker whose parent is gone
     (killed by SIGKILL or the OOM killer, so it could end nobody) ends itself (`exit_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if parent is not None:
-        exit_with_parent(parent)
+    exit_with_parent()
     one_thread_worker()
     retain_freed_memory()
 
 
-PARENT_CHECK_SECONDS = 1.0
-
-
-def exit_with_parent(parent: int) -> threading.Thread:
-    """End this process as soon as process `parent` is no longer its parent. Its orphans otherwise live on,
-    holding the store's files and the pipe of its output, so that whatever reads that output never ends. A
-    thread looks every `PARENT_CHECK_SECONDS`: it runs even while the process is blocked writing to a pipe."""
+def exit_with_parent() -> threading.Thread | None:
+    """End this process (a multiprocessing child) as soon as the process that started it ends. Its orphans
+    otherwise live on, holding the store's files and the pipe of its output, so that whatever reads that
+    output never ends. A thread waits on the parent's sentinel, which works under every start method (a
+    fork server's child has the fork server as its OS parent) and even while the process is blocked
+    writing to a pipe. None outside a multiprocessing child."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return None
 
     def watch():
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_SECONDS)
+        parent.join()
         os._exit(1)
 
     watcher = threading.Thread(target=watch, name="exit-with-parent", daemon=True)

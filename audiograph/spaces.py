@@ -2,7 +2,6 @@
 model that fill them."""
 
 import hashlib
-import re
 
 DESCRIPTORS_SPACE = "descriptors"
 ACOUSTIC_SPACE = "acoustic"
@@ -31,14 +30,19 @@ REMAKE_COMMANDS = {
     IMPORT_KIND: "import-tracks",
 }
 
-# A space's name also names its search caches' folder, so a new space takes a plain name.
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
+# A space's name also names its search caches' folder (`<store>.index/<space>/`).
+MAX_SPACE_NAME = 100
 
 
 def is_plain_space_name(space: str) -> bool:
-    """Whether `space` is a name a new space may take: a letter or digit, then up to 63 letters, digits or
-    `_ . : + -` (no path separator, so it is safe as a folder name)."""
-    return isinstance(space, str) and _PLAIN_NAME.fullmatch(space) is not None
+    """Whether `space` is a name a new space may take: 1 to 100 characters, none of them a path separator or a
+    control character, and not "." or ".." (so it is one folder name, and prints as one line)."""
+    return (
+        isinstance(space, str)
+        and 0 < len(space) <= MAX_SPACE_NAME
+        and space not in (".", "..")
+        and not any(c in "/\\" or ord(c) < 32 or 127 <= ord(c) < 160 for c in space)
+    )
 
 
 def space_folder_name(space: str) -> str:

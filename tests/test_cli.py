@@ -206,6 +206,7 @@ def test_tables_and_playlists_take_no_orders_from_stored_strings(store_copy, tmp
     """A title with a terminal escape prints escaped; a file name with a line break cannot add an entry to an
     M3U playlist (it is left out and said); a duration that is not a number is written as unknown."""
     from audiograph.cli.output import write_m3u
+    from audiograph.errors import ConfigError
     from audiograph.tables import format_table
 
     assert "\x1b" not in format_table(["title"], [["\x1b]0;pwned\x07 Song"]])
@@ -215,11 +216,14 @@ def test_tables_and_playlists_take_no_orders_from_stored_strings(store_copy, tmp
     hits = [
         {"track_id": track["id"], "path": track["path"], "title": "Song", "artist": "A"},
         {"track_id": "x", "path": "/music/a.mp3\n#EXTINF:1,Injected\n/etc/shadow", "title": None, "artist": None},
+        {"track_id": "y", "path": "/music/b.mp3\u2028/etc/passwd", "title": None, "artist": None},  # str.splitlines
     ]
     message = write_m3u(str(tmp_path / "out.m3u8"), hits, store_copy)
     lines = (tmp_path / "out.m3u8").read_text().splitlines()
     assert lines[:2] == ["#EXTM3U", "#EXTINF:-1,A - Song"] and len(lines) == 3, lines
-    assert message.startswith("wrote 1 tracks") and "1 whose file names hold line breaks" in message
+    assert message.startswith("wrote 1 tracks") and "2 whose file names hold line breaks" in message
+    with pytest.raises(ConfigError, match="every file name of these tracks holds a line break"):
+        write_m3u(str(tmp_path / "none.m3u8"), hits[1:], store_copy)
 
 
 def test_query_m3u_round_trips_through_the_m3u_reader(embedded_db, synth_collection, tmp_path):

@@ -521,3 +521,7 @@ def test_a_moved_file_is_found_under_its_new_name_and_is_no_copy_of_itself(tmp_p
     hits = store.vectors.similar("descriptors", matrix[ids.index("music/1.flac")], k=5, exclude={"music/1.flac"})
     names = [h["path"] for h in hits]
     assert str(music / "moved" / "0.flac") in names and str(music / "0.flac") not in names, names
+    from audiograph.pipelines.explore import radio
+
+    played = [t["path"] for t in radio(store, "music/1.flac", length=3, space="descriptors").tracks]
+    assert str(music / "moved" / "0.flac") in played and str(music / "0.flac") not in played, played

@@ -56,6 +56,19 @@ def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):
     assert store.tracks.get("c/001.mp3")["title"] == "Song 1"  # data survives the upgrade
 
 
+def test_genres_that_csv_rows_voted_become_labels_again(tmp_path, monkeypatch):
+    """Older imports kept each CSV row's genre as a vote from "<file>.csv:<line>"; the upgrade drops those, and
+    keeps playlists' votes."""
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:-1])
+    old = Store(path)
+    old.tracks.write([_record(1)])
+    old.graph.put_genre_votes({"c/001.mp3": [("songs.CSV:12", "rock"), ("playlist:7", "jazz"), ("a.csv:x", "pop")]})
+    old.close()
+    monkeypatch.undo()
+    assert Store(path).graph.genre_votes() == {"c/001.mp3": [("a.csv:x", "pop"), ("playlist:7", "jazz")]}
+
+
 def test_edges_of_an_older_store_survive_every_change_of_their_table(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
     monkeypatch.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:3])
@@ -122,6 +135,8 @@ def test_damaged_graph_and_registry_values_are_named_not_raised(tmp_path):
             ("UPDATE graph_arrays SET dtype = 'O' WHERE name = 'src'", "the stored graph is damaged"),
             ("UPDATE graph_arrays SET length = 100000000 WHERE name = 'src'", "the stored graph is damaged"),
             ("UPDATE graph_arrays SET data = ? WHERE name = 'src'", "the stored graph is damaged"),
+            ("UPDATE graph_arrays SET dtype = '>i8' WHERE name = 'src'", "the stored graph is damaged"),
+            ("UPDATE graph_arrays SET data = ? WHERE name = 'src'", "the stored graph is damaged"),
             ("UPDATE meta SET value = '{bad' WHERE key = 'graph'", "the stored 'graph' value is damaged"),
         ]
     ):
@@ -129,11 +144,15 @@ def test_damaged_graph_and_registry_values_are_named_not_raised(tmp_path):
         store.compact()
         copy.write_bytes((tmp_path / "s.db").read_bytes())
         other = Store(copy)
-        args = [np.full(4, 10**6, np.int32).tobytes()] if "?" in change else []  # nodes past the last
+        # nodes past the last (n = 2), then before the first (n = 4: a negative index wrapped round)
+        args = [np.full(4, 10**6 if n == 2 else -1, np.int32).tobytes()] if "?" in change else []
         other.db.execute(change, args)
         other.db.conn.commit()
         with pytest.raises(StoreError, match=what):
             other.graph.edges(nodes)
+    store.set_meta("graph", {"sources": 5, "built": "today"})
+    with pytest.raises(StoreError, match="the stored 'graph' value is damaged"):
+        store.graph.summary()
     store.models.register("m1", "import", "audio")
     store.db.execute("UPDATE models SET config = '{bad' WHERE id = 'm1'")
     store.db.conn.commit()

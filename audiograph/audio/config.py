@@ -42,11 +42,11 @@ class AudioConfig:
         def positive(value, high):
             return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value <= high
 
-        if not (whole(self.n_fft, 16, 65_536) and whole(self.sample_rate, 1_000, 384_000)):
+        if not (whole(self.n_fft, 16, 16_384) and whole(self.sample_rate, 1_000, 384_000)):
             return False
         return (
             whole(self.hop_length, 1, self.n_fft)
-            and whole(self.n_mels, 1, self.n_fft // 2 + 1)
+            and whole(self.n_mels, 1, min(512, self.n_fft // 2 + 1))
             and (self.top_db is None or positive(self.top_db, 1_000))
             and positive(self.chunk_seconds, 3_600)
             and (self.max_chunks is None or whole(self.max_chunks, 1, 10_000))

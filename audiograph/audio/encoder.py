@@ -14,6 +14,10 @@ INPUT_NORMS = ("batch", "collection")
 POOLS = ("mean", "max", "l2")
 
 
+# Deeper than any use, and a bound on what a model folder from elsewhere can make a load build.
+MAX_LAYERS = 16
+
+
 class AudioEncoder(nn.Module):
     """Conv1d stages over time (mel bands as channels), max-pooling 4 then 2, global pooling over
     time, an MLP head n_mels * len(pools) -> hidden x `head_layers` -> embedding_dim, L2-normalised.
@@ -46,8 +50,12 @@ class AudioEncoder(nn.Module):
         pools = tuple(pools)
         if not pools or any(p not in POOLS for p in pools):
             raise ConfigError(f"pools must be a non-empty choice of {', '.join(POOLS)}, got {pools}")
-        if head_layers < 0 or not 0 <= dropout < 1:
-            raise ConfigError(f"head_layers must be >= 0 and dropout in [0, 1), got {head_layers}, {dropout}")
+        if not 0 <= head_layers <= MAX_LAYERS or not 0 <= dropout < 1:
+            raise ConfigError(
+                f"head_layers must be 0..{MAX_LAYERS} and dropout in [0, 1), got {head_layers}, {dropout}"
+            )
+        if len(pool_sizes) > MAX_LAYERS:
+            raise ConfigError(f"at most {MAX_LAYERS} pool sizes (one per convolution stage), got {len(pool_sizes)}")
         self.input_norm_kind, self.pools = input_norm, pools
         if input_norm == "batch":
             self.input_norm = nn.BatchNorm1d(n_mels)

@@ -8,7 +8,16 @@ import json
 import sys
 
 from audiograph.cli.arguments import CSV_COLUMN_OPTIONS, TRAIN_AUDIO_OPTIONS, TRAIN_MUSIG_OPTIONS
-from audiograph.cli.output import check_m3u, hits_json, print_embed_summary, print_hits, report_failure, say, write_m3u
+from audiograph.cli.output import (
+    check_m3u,
+    hits_json,
+    one_line,
+    print_embed_summary,
+    print_hits,
+    report_failure,
+    say,
+    write_m3u,
+)
 from audiograph.errors import ConfigError
 
 
@@ -130,7 +139,11 @@ def cmd_radio(args) -> int:
     if args.json:
         print(json.dumps(hits_json(result.tracks), indent=2, ensure_ascii=False))
         return 0
-    print(f"radio from {result.seed} in space '{result.space}' (model {result.model_id}); score: cosine to the seed")
+    print(
+        one_line(
+            f"radio from {result.seed} in space '{result.space}' (model {result.model_id}); score: cosine to the seed"
+        )
+    )
     print(format_hits(result.tracks, extra=("genre",), wide=args.wide))
     if written:
         say(written)
@@ -453,7 +466,11 @@ def cmd_info(args) -> int:
     print("tracks: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"))
     if graph:
         sources = ", ".join(graph["sources"]) or "nothing"
-        print(f"graph: {graph['playlists']} playlists, {graph['edges']} edges, built {graph['built']} from {sources}")
+        print(
+            one_line(
+                f"graph: {graph['playlists']} playlists, {graph['edges']} edges, built {graph['built']} from {sources}"
+            )
+        )
     else:
         print("graph: none (run `audiograph build-graph`)")
     rows = [

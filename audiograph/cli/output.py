@@ -80,8 +80,10 @@ def print_hits(result, wide: bool = False) -> None:
     from audiograph.pipelines.query import format_hits
 
     print(
-        f"space '{result.space}' (model {result.model_id})"
-        + (f"; query is stored track {result.query_track}" if result.query_track else "")
+        one_line(
+            f"space '{result.space}' (model {result.model_id})"
+            + (f"; query is stored track {result.query_track}" if result.query_track else "")
+        )
     )
     print(format_hits(result.hits, wide=wide))
     for note in result.notes:
@@ -107,7 +109,7 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
     for h in hits:
         if not h.get("path"):
             continue
-        if "\n" in h["path"] or "\r" in h["path"]:  # a line break in a file name would end the entry early
+        if len(h["path"].splitlines()) != 1:  # a line break (as M3U readers split lines) would add an entry
             unwritable += 1
             continue
         # "artist - title" with the separator audiograph's own M3U reader splits on; -1: duration unknown.
@@ -125,6 +127,8 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
         out_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{out}: cannot write the playlist ({e.strerror or e})") from None
+    if files and unwritable == files:
+        raise ConfigError(f"{out}: every file name of these tracks holds a line break, which M3U cannot list")
     left = [f"{len(hits) - files} tracks without an audio file"] if files < len(hits) else []
     left += [f"{unwritable} whose file names hold line breaks"] if unwritable else []
     left_out = f" ({' and '.join(left)} left out)" if left else ""

@@ -70,7 +70,10 @@ def load_checkpoint(path: str | os.PathLike, what: str = "model") -> dict:
     import torch
 
     with weights_only_loading(path, what):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters", {}), dict):
+        raise StoreError(f"{what}: {path} is not a training checkpoint (no mapping of weights and settings)")
+    return checkpoint
 
 
 def build_and_load(build: Callable[[], torch.nn.Module], state, source, what: str = "model") -> torch.nn.Module:

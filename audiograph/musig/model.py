@@ -13,6 +13,7 @@ from torch import nn
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 TASKS = ("playlist", "genre", "audio")
+MAX_LAYERS = 16  # deeper than any use, and a bound on what a model folder from elsewhere can make a load build
 # The paper's grid of task weights (c1, c2, c3); (1, 0, 0) is single-task GraphSAGE.
 TASK_WEIGHT_PRESETS = {
     "multi": (1.0, 1.0, 1.0),
@@ -141,6 +142,10 @@ class MUSIG(nn.Module):
         skip: bool = True,
     ):
         super().__init__()
+        if not 1 <= num_layers <= MAX_LAYERS:
+            from audiograph.errors import ConfigError
+
+            raise ConfigError(f"num_layers must be 1..{MAX_LAYERS}, got {num_layers}")
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = nn.ModuleList(SAGEMean(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.skip = nn.Linear(in_channels, out_channels, bias=False) if skip else None

@@ -399,7 +399,7 @@ def _outcomes(jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int) 
     if workers == 0:
         yield from map(work, jobs)
         return
-    pool = ProcessPoolExecutor(workers, initializer=functools.partial(analysis_worker, parent=os.getpid()))
+    pool = ProcessPoolExecutor(workers, initializer=analysis_worker)
     try:
         todo, pending = iter(jobs), set()
         for job in todo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,11 +67,15 @@ def radio(
         exclude, seed_artist, label = stored_copies(store, file), None, os.fspath(seed)
     tracks = store.tracks.rows(status=None)
     artist = {t["id"]: t["artist"] for t in tracks}
-    # One recording stored twice (the same bytes under two names) is played once: its first id stands for it.
-    first_copy = {}
-    for t in sorted(tracks, key=lambda t: t["id"]):
-        if t["status"] == "ok" and t["content_hash"] and first_copy.setdefault(t["content_hash"], t["id"]) != t["id"]:
-            exclude.add(t["id"])
+    # One recording stored twice (the same bytes under two names) is played once: its first id still on disk
+    # stands for it (a file moved since it was stored keeps its old row until `embed-audio --prune`).
+    by_content = defaultdict(list)
+    for t in tracks:
+        if t["status"] == "ok" and t["content_hash"]:
+            by_content[t["content_hash"]].append(t)
+    for group in (g for g in by_content.values() if len(g) > 1):
+        kept = min(group, key=lambda t: (not os.path.exists(t["path"]), t["id"]))
+        exclude.update(t["id"] for t in group if t is not kept)
     picks = make_radio(
         vector,
         index.ids,

@@ -247,7 +247,7 @@ class Connection:
         failed) raises a one-line `StoreError` naming the store and `what`, not a traceback."""
         try:
             yield
-        except (ValueError, TypeError, IndexError, KeyError) as e:
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
             reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
             raise StoreError(f"{self.path}: {what} is damaged ({reason[:200]})") from None
 

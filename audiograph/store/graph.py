@@ -72,8 +72,11 @@ class GraphTables:
         count = self.store.execute(
             "SELECT (SELECT count(*) FROM playlists), (SELECT coalesce(max(length), 0) FROM graph_arrays)"
         ).fetchone()
-        sources, built = info.get("sources", []), info.get("built")
-        return {"playlists": count[0], "edges": count[1], "sources": sources, "built": built}
+        with self.store.damaged("the stored 'graph' value"):
+            sources, built = info.get("sources", []), info.get("built")
+            if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+                raise ValueError("its sources are not a list of names")
+        return {"playlists": count[0], "edges": count[1], "sources": sources, "built": str(built)}
 
     def playlists(self) -> list[dict]:
         """Stored playlists with their matched track ids in order: {id, name, source, tracks}."""
@@ -105,7 +108,9 @@ class GraphTables:
             if not arrays:
                 return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
             src, dst, weight = arrays["src"], arrays["dst"], arrays["weight"]
-            if not len(src) == len(dst) == len(weight) or len(src) and max(src.max(), dst.max()) >= len(stored):
+            if not len(src) == len(dst) == len(weight) or (
+                len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= len(stored))
+            ):
                 raise ValueError("its edges do not fit its nodes")
             src, dst = lookup[src], lookup[dst]
             keep = (src >= 0) & (dst >= 0)
@@ -149,6 +154,6 @@ def _stored_dtype(name: str) -> np.dtype:
     """The dtype a graph array was written with: little-endian integers or floats, nothing else (an object
     dtype would unpickle)."""
     dtype = np.dtype(name)
-    if dtype.kind not in "iuf":
-        raise ValueError(f"dtype {name!r} is not numeric")
+    if dtype.kind not in "iuf" or dtype.newbyteorder("<") != dtype:
+        raise ValueError(f"dtype {name!r} is not a little-endian number")
     return dtype

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -230,6 +231,19 @@ def m009_space_versions_unique_to_each_history(db: sqlite_utils.Database) -> Non
         db.execute(f"DROP TRIGGER {trigger}")
     db.execute("UPDATE space_versions SET version = random()")
     _create_version_triggers(db, first="random()", following="random()")
+
+
+@migration
+def m010_csv_row_genres_are_track_labels(db: sqlite_utils.Database) -> None:
+    # import-tracks without --playlist-col kept each row's genre as a vote from "<file>.csv:<line>", as if a
+    # playlist had voted it, so that a track in no playlist lost its own label. Those genres are the tracks'
+    # own labels (already in `tracks.genre`); votes are for playlists only.
+    row_source = re.compile(r".+\.csv:\d+", re.IGNORECASE)
+    if "genre_votes" not in db.table_names():
+        return
+    sources = {s for (s,) in db.execute("SELECT DISTINCT source FROM genre_votes").fetchall()}
+    for source in sorted(s for s in sources if row_source.fullmatch(s)):
+        db.execute("DELETE FROM genre_votes WHERE source = ?", [source])
 
 
 def _create_version_triggers(db: sqlite_utils.Database, first: str, following: str) -> None:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from audiograph.errors import ConfigError, StoreError, resolved_path
-from audiograph.spaces import SPACE_KINDS, is_plain_space_name
+from audiograph.spaces import MAX_SPACE_NAME, SPACE_KINDS, is_plain_space_name
 from audiograph.store.connection import Connection, path_text, utc_now
 
 try:
@@ -95,10 +95,14 @@ class ModelRegistry:
     def check_space(self, space: str, kind: str, model_id: str | None = None) -> None:
         """A `ConfigError` unless a `kind` model may fill `space`: each of audiograph's own spaces holds one kind
         of model (`SPACE_KINDS`), and any other space the kind of the models already registered for it; a new
-        space takes a plain name (`is_plain_space_name`)."""
-        if not is_plain_space_name(space):
+        space takes a plain name (`is_plain_space_name`; one from an older store or another program keeps its)."""
+        if (
+            not is_plain_space_name(space)
+            and not self.store.execute("SELECT 1 FROM models WHERE space = ? LIMIT 1", [space]).fetchone()
+        ):
             raise ConfigError(
-                f"space name {space!r}: use a letter or digit, then up to 63 letters, digits or _ . : + -"
+                f"space name {space!r}: a new space's name is 1 to {MAX_SPACE_NAME} characters, without / or \\"
+                " or control characters, and not . or .."
             )
         owner = SPACE_KINDS.get(space)
         if owner == kind:
