@@ -59,9 +59,10 @@ class MusigMethod(EmbeddingMethod):
         task_weights: str | tuple = "multi",
         similarity: str | None = "auto",
         accelerator: str = "auto",
+        quiet: bool = True,
         **options,
     ):
-        self.store, self.features = store, tuple(features)
+        self.store, self.features, self.quiet = store, tuple(features), quiet
         # "auto": the paper's grid search over task-weight presets, on the split's own validation.
         self.task_weights = "auto" if task_weights == "auto" else parse_task_weights(task_weights)
         self.name = "GraphSAGE" if self.task_weights[1:] == (0.0, 0.0) else "MUSIG"
@@ -103,7 +104,7 @@ class MusigMethod(EmbeddingMethod):
                 task_weights=self.task_weights,
                 seed=split.seed,
                 accelerator=self.accelerator,
-                quiet=True,
+                quiet=self.quiet,
                 **self.options,
             )
             model = MusigModel.load(report.checkpoint)
@@ -111,9 +112,15 @@ class MusigMethod(EmbeddingMethod):
 
 
 def build_method(
-    spec: MethodSpec, store: Store, task_weights="multi", accelerator: str = "auto", musig_options: dict | None = None
+    spec: MethodSpec,
+    store: Store,
+    task_weights="multi",
+    accelerator: str = "auto",
+    musig_options: dict | None = None,
+    quiet: bool = True,
 ) -> EmbeddingMethod:
-    """The embedding method behind a spec."""
+    """The embedding method behind a spec; without `quiet`, MUSIG and GraphSAGE show their training's progress
+    (a fit takes minutes on real playlists)."""
     if spec.kind == "cf":
         return CF()
     if spec.kind == "track2vec":
@@ -133,6 +140,7 @@ def build_method(
         task_weights=weights,
         similarity=spec.similarity or "auto",
         accelerator=accelerator,
+        quiet=quiet,
         **(musig_options or {}),
     )
 
@@ -201,7 +209,7 @@ def evaluate(
         first.present.pop("acoustic", None)
 
     def method_of(spec: MethodSpec) -> EmbeddingMethod:
-        return build_method(spec, store, task_weights, accelerator, musig_options)
+        return build_method(spec, store, task_weights, accelerator, musig_options, quiet=progress is None)
 
     if progress:
         progress(_plan(specs, seeds, musig_options))
