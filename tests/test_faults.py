@@ -525,3 +525,30 @@ def test_a_moved_file_is_found_under_its_new_name_and_is_no_copy_of_itself(tmp_p
 
     played = [t["path"] for t in radio(store, "music/1.flac", length=3, space="descriptors").tracks]
     assert str(music / "moved" / "0.flac") in played and str(music / "0.flac") not in played, played
+
+
+def test_rehash_finds_new_bytes_that_kept_the_size_and_time(tmp_path):
+    """A file rewritten with other audio of the same size and an unchanged modification time (a tag editor
+    may keep both) is taken as unchanged by default; `rehash` hashes every file, analyses only the changed
+    one again, and stores what a fresh store stores for it."""
+    from audiograph.pipelines.embed_audio import embed_audio
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for i in range(3):
+        sf.write(music / f"{i}.wav", _tone(2.0, 22_050, freq=220.0 + 110 * i), 22_050, subtype="PCM_16")
+    store = Store(tmp_path / "s.db")
+    embed_audio(music, store, num_workers=0, quiet=True)
+    before = store.vectors.matrix("descriptors")[1][1]
+    stat = (music / "1.wav").stat()
+    sf.write(music / "1.wav", _tone(2.0, 22_050, freq=1_000.0), 22_050, subtype="PCM_16")
+    os.utime(music / "1.wav", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (music / "1.wav").stat().st_size == stat.st_size
+
+    assert embed_audio(music, store, num_workers=0, quiet=True).skipped == 3
+    np.testing.assert_array_equal(store.vectors.matrix("descriptors")[1][1], before)
+    again = embed_audio(music, store, num_workers=0, quiet=True, rehash=True)
+    assert (again.embedded, again.skipped) == (1, 2)
+    fresh = Store(tmp_path / "fresh.db")
+    embed_audio(music, fresh, num_workers=0, quiet=True)
+    np.testing.assert_array_equal(store.vectors.matrix("descriptors")[1], fresh.vectors.matrix("descriptors")[1])

@@ -103,6 +103,11 @@ def args_embed_audio(p) -> None:
     p.add_argument(
         "--prune", action="store_true", help="remove the collection's stored tracks whose files are no longer in DIR"
     )
+    p.add_argument(
+        "--rehash",
+        action="store_true",
+        help="hash every file, not only those whose size or time changed (a tag editor may keep both)",
+    )
     option(p, "--model", d, "acoustic encoder id from the registry", key="acoustic_model")
     option(p, "--batch-size", d, "files per batch and per transaction")
     p.add_argument(

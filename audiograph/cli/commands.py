@@ -85,6 +85,7 @@ def cmd_embed_audio(args) -> int:
         quiet=args.quiet or args.json,
         on_failure=report_failure,
         prune=args.prune,
+        rehash=args.rehash,
     )
     if summary is None:  # a rank of a multi-device run other than the writing one: rank 0 reports
         return 0

@@ -268,10 +268,12 @@ def embed_audio(
     quiet: bool = False,
     on_failure: Callable[[str, str], None] | None = None,
     prune: bool = False,
+    rehash: bool = False,
 ) -> EmbedSummary | None:
     """Embed every audio file under `root` into `store`: descriptors, the log-mel cache and, once an
     encoder is trained, acoustic vectors. With `prune`, the collection's stored tracks that are no longer
-    on disk are removed, with their vectors (see `plan_embedding`).
+    on disk are removed, with their vectors (see `plan_embedding`). With `rehash`, every file is read and
+    hashed, not only those whose size or modification time changed (a tag editor may keep both).
 
     Files whose content and models are already stored are skipped; bad files are recorded with
     their error and reported through `on_failure(path, reason)` without stopping the run.
@@ -295,6 +297,7 @@ def embed_audio(
             acoustic_model=acoustic_model,
             on_failure=on_failure,
             prune=prune,
+            rehash=rehash,
         )
         return embed_distributed(
             planner,
@@ -318,6 +321,7 @@ def embed_audio(
         summary=summary,
         on_failure=on_failure,
         prune=prune,
+        rehash=rehash,
     )
     if plan.jobs:
         _embed_here(plan, store, summary, batch_size, num_workers, accelerator, quiet, on_failure)
@@ -453,12 +457,14 @@ def plan_embedding(
     summary: EmbedSummary | None = None,
     on_failure: Callable[[str, str], None] | None = None,
     prune: bool = False,
+    rehash: bool = False,
 ) -> EmbedPlan:
     """The plan of a run over `root` (`scanned` by `_scan_checked`), from the store and the registry alone:
     no audio is read and no model loaded. Registers the collection and the descriptors model, stores the
     files that cannot even be listed as failed, and counts the unchanged files in `summary` as skipped. With
     `prune`, removes the collection's stored tracks that are no longer on disk, unless a folder could not
-    be read (whose files would look gone)."""
+    be read (whose files would look gone). With `rehash`, no file is taken as unchanged by its size and
+    modification time: each is hashed (and analysed again only if its bytes changed)."""
     audio_files, ignored, unreadable = scanned
     summary = summary if summary is not None else EmbedSummary()
     collection = store.tracks.collection(root, collection)
@@ -468,7 +474,9 @@ def plan_embedding(
     for problem in unreadable:
         _fail(summary, on_failure, problem["path"], problem["error"])
     targets = {"descriptors": descriptors_model, "acoustic": model_id, "signature": audio.signature()}
-    jobs, missing = _plan_jobs(store, root, collection, audio_files, targets, {"acoustic": dim}, summary, on_failure)
+    jobs, missing = _plan_jobs(
+        store, root, collection, audio_files, targets, {"acoustic": dim}, summary, on_failure, rehash
+    )
     if prune and missing:
         if unreadable:
             warnings.warn(
@@ -512,7 +520,7 @@ def _register_descriptors(store: Store, audio: AudioConfig) -> str:
 
 
 def _plan_jobs(
-    store, root, collection, audio_files, targets, dims, summary, on_failure
+    store, root, collection, audio_files, targets, dims, summary, on_failure, rehash=False
 ) -> tuple[list[_Job], list[str]]:
     """The files that need work: new or changed, or missing a target (descriptors, mels, acoustic vector),
     and the ids of the collection's stored tracks that are no longer on disk. Unchanged complete files count
@@ -553,7 +561,7 @@ def _plan_jobs(
             reason = _os_reason(e, path)
             unstatable.append(TrackRecord(tid, collection, path_text(path), status="failed", error=reason))
             continue
-        unchanged_stat = state.get("size") == stat.st_size and state.get("mtime_ns") == stat.st_mtime_ns
+        unchanged_stat = not rehash and state.get("size") == stat.st_size and state.get("mtime_ns") == stat.st_mtime_ns
         if state.get("status") == "ok" and unchanged_stat and all(complete.values()):
             summary.skipped += 1
             continue
