@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from audiograph.audio.analysis import analyse, chunks_as_tensors
@@ -69,6 +70,26 @@ def test_encode_takes_one_item_and_checks_waveforms_as_decoding_checks_files(syn
         model.encode([path], batch_size=0)
 
 
+def test_encode_takes_waveforms_at_other_rates_and_in_other_sample_types(tmp_path):
+    """A waveform at another rate, given `sample_rate`, is resampled as decoding resamples a file of that rate
+    (an independent path: the decoder's streaming resampler); 8-bit unsigned samples are centred on 128;
+    half-precision tensors are read; a [samples, channels] array is refused in one line."""
+    torch.manual_seed(0)
+    model = AcousticModel(AudioConfig(n_mels=64, chunk_seconds=5.0), {"embedding_dim": 32}).eval()
+    t = np.arange(6 * 44_100) / 44_100
+    wave = (0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    sf.write(tmp_path / "44k.wav", wave, 44_100, subtype="FLOAT")
+    from_file = model.encode(tmp_path / "44k.wav")
+    np.testing.assert_allclose(model.encode(wave, sample_rate=44_100), from_file, atol=2e-3)
+    assert np.abs(model.encode(wave) - from_file).max() > 0.05  # read at the model's rate, it is another sound
+    native = model.encode(wave[::2].copy())
+    eight_bit = np.clip(np.round(wave[::2] * 127 + 128), 0, 255).astype(np.uint8)
+    np.testing.assert_allclose(model.encode(eight_bit), native, atol=0.05)
+    np.testing.assert_allclose(model.encode(torch.from_numpy(wave[::2]).bfloat16()), native, atol=0.05)
+    with pytest.raises(ValueError, match=r"looks like \[samples, channels\]"):
+        model.encode(np.stack([wave, wave], axis=1))
+
+
 def test_saved_models_load_equal_and_record_their_settings(tmp_path):
     torch.manual_seed(1)
     acoustic = AcousticModel(AudioConfig(n_mels=48), {"input_norm": "collection", "head_layers": 1}).eval()
@@ -122,6 +143,33 @@ def test_musig_takes_a_pyg_edge_index_as_its_graph():
         model.encode(torch.randn(5, 3))
     with pytest.raises(ValueError, match="edge_index names nodes outside 0..4"):
         model.encode(x, torch.tensor([[0], [7]]))
+
+
+def test_musig_forward_takes_every_graph_form_in_any_float_dtype():
+    """forward, as in PyG and Lightning code: a CSRGraph, torch.sparse CSR or COO, an edge_index; numpy rows; a
+    model in float64 (as Lightning's "64-true" makes it). Each equals `encode`'s exact pass; a dense tensor or a
+    graph of another size is a clear error."""
+    spec = FeatureSpec(["audio"], center={"audio": [0.0] * 4}, scale={"audio": [1.0] * 4})
+    torch.manual_seed(4)
+    model = MusigModel(spec, hidden_channels=8, out_channels=6).eval()
+    x = torch.randn(5, 4)
+    src, dst = [0, 0, 1, 3], [1, 2, 2, 4]
+    graph = CSRGraph.from_edges(src, dst, 5)
+    expected = model.encode(x, graph)
+    dense = torch.zeros(5, 5)
+    dense[src + dst, dst + src] = 1.0
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, graph), expected)
+        torch.testing.assert_close(model(x, dense.to_sparse_csr()), expected)
+        torch.testing.assert_close(model(x, dense.to_sparse()), expected)
+        torch.testing.assert_close(model(x.numpy(), torch.tensor([src + dst, dst + src])), expected)
+        in_float64 = MusigModel(spec, hidden_channels=8, out_channels=6).eval()
+        in_float64.load_state_dict(model.state_dict())
+        torch.testing.assert_close(in_float64.double()(x.double(), graph), expected.double(), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="to_sparse_csr"):
+        model(x, dense)
+    with pytest.raises(ValueError, match="the graph has 5 nodes, and there are 3 feature rows"):
+        model.encode(x[:3], graph)
 
 
 class _RunsCode:

@@ -832,3 +832,20 @@ def test_train_musig_prints_the_grid_graphsage_figure(tmp_path, monkeypatch, cap
     del metrics["val_hr_graphsage"]
     assert main(["train-musig", "--db", str(tmp_path / "s.db")]) == 0
     assert "GraphSAGE" not in capsys.readouterr().out
+
+
+def test_a_data_module_sampling_other_hops_than_the_model_has_layers_is_refused():
+    """Fanouts are given to both the module and the data module: a mismatch failed with a bare IndexError
+    (fewer hops) or sampled a hop nothing reads (more)."""
+    import lightning as L
+
+    from audiograph.training.musig import MusigModule
+    from audiograph.training.musig_data import MusigDataModule
+
+    graph = powerlaw_graph(60, 3, seed=1)
+    data = assemble_musig_data([f"t{i}" for i in range(60)], graph, features(60).numpy(), {}, FeatureSpec([]))
+    module = MusigModule(10, hidden_channels=8, out_channels=4, fanouts=(5, 5))
+    for fanouts in [(5,), (5, 5, 5)]:
+        trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        with pytest.raises(ConfigError, match=rf"samples {len(fanouts)} hops .* a model of 2 layers"):
+            trainer.fit(module, datamodule=MusigDataModule(data, fanouts=fanouts, val_fraction=0.2))

@@ -75,12 +75,20 @@ def check_waveform(samples, sample_rate: int = SAMPLE_RATE, *, what: str = "wave
     """`samples` (a 1-D array or tensor: mono, at `sample_rate`) as float32, after the checks `decode` makes of a
     file's samples: a `DecodeError` naming `what` for a waveform that is not 1-D, empty, not finite or beyond
     `MAX_SAMPLE` (corrupt), too short or silent. Integer samples are scaled to [-1, 1] by their type's range."""
-    if hasattr(samples, "detach"):  # a torch tensor, on any device
-        samples = samples.detach().cpu().numpy()
+    if hasattr(samples, "detach"):  # a torch tensor, on any device (bfloat16 and float16 have no numpy twin)
+        samples = samples.detach().cpu()
+        samples = (samples.float() if samples.is_floating_point() else samples).numpy()
     samples = np.asarray(samples)
     if samples.ndim != 1:
-        raise DecodeError(what, f"a waveform must be mono, one dimension of samples; got shape {samples.shape}")
-    if np.issubdtype(samples.dtype, np.integer):
+        raise DecodeError(
+            what,
+            f"a waveform must be mono, one dimension of samples; got shape {samples.shape}"
+            + (" (average the channels first)" if samples.ndim == 2 and min(samples.shape) <= 8 else ""),
+        )
+    if np.issubdtype(samples.dtype, np.unsignedinteger):  # 8-bit WAV's convention: silence at the middle value
+        middle = float(np.iinfo(samples.dtype).max // 2 + 1)
+        samples = (samples - middle) / middle
+    elif np.issubdtype(samples.dtype, np.integer):
         samples = samples / float(-np.iinfo(samples.dtype).min)
     elif not np.issubdtype(samples.dtype, np.floating):
         raise DecodeError(what, f"samples must be numbers, not {samples.dtype}")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,28 +105,41 @@ class AcousticModel(nn.Module):
         standardised = (raw - self.descriptor_mean) / self.descriptor_scale
         return combine_with_descriptors(encoded, standardised, self.descriptor_weight)
 
-    def encode(self, audio, batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """Unit vectors [len(audio), D] of a list of audio files (paths) or mono waveforms (1-D arrays or tensors
-        at the config's sample rate); of one file or waveform, its vector [D]. A file that cannot be decoded,
-        or a waveform that is not finite, too short or silent, raises `DecodeError` naming it."""
+    def encode(self, audio, batch_size: int = 16, progress: bool = False, sample_rate: int | None = None) -> np.ndarray:
+        """Unit vectors [len(audio), D] of a list of audio files (paths) or mono waveforms (1-D arrays or tensors,
+        at `sample_rate`, default the config's, and resampled as decoding does where it differs); of one file
+        or waveform, its vector [D]. A file that cannot be decoded, or a waveform that is not finite, too short
+        or silent, raises `DecodeError` naming it."""
         check_options(batch_size=batch_size)
+        if sample_rate is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
+            raise ValueError(f"sample_rate must be a positive whole number of Hz, not {sample_rate!r}")
         single = isinstance(audio, (str, os.PathLike)) or getattr(audio, "ndim", None) == 1
         if single:
-            return self.encode([audio], batch_size, progress)[0]
+            return self.encode([audio], batch_size, progress, sample_rate)[0]
+        shape = getattr(audio, "shape", ())
+        if len(shape) == 2 and shape[1] <= 8 < shape[0]:
+            raise ValueError(
+                f"audio of shape {tuple(shape)} looks like [samples, channels]: pass mono waveforms (average the"
+                " channels), one per row or as a list"
+            )
+        rate = sample_rate or self.config.sample_rate
         audio = list(audio)
         out = []
         with progress_bar(len(audio), "encode", quiet=not progress, unit="track") as bar:
             for start in range(0, len(audio), batch_size):
-                part = [self._analyse(item) for item in audio[start : start + batch_size]]
+                part = [self._analyse(item, rate) for item in audio[start : start + batch_size]]
                 descriptors = np.stack([d for _, d in part]) if self.uses_descriptors else None
                 out.append(self.encode_chunks([c for c, _ in part], batch_size, descriptors).numpy())
                 bar.update(len(part))
         return np.concatenate(out) if out else np.zeros((0, self.embedding_dim), np.float32)
 
-    def _analyse(self, item) -> tuple[list[np.ndarray], np.ndarray | None]:
-        """(log-mel chunks, descriptors when the model uses them) of a file or a waveform, from one STFT."""
+    def _analyse(self, item, rate: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """(log-mel chunks, descriptors when the model uses them) of a file or a waveform at `rate`, from one
+        STFT."""
         if not isinstance(item, (str, os.PathLike)):
-            samples = check_waveform(item, self.config.sample_rate)
+            samples = check_waveform(item, rate)
+            if rate != self.config.sample_rate:
+                samples = soxr.resample(samples, rate, self.config.sample_rate, quality="HQ").astype(np.float32)
             analysis = analyse_samples(samples, self.config, descriptors=self.uses_descriptors)
         else:
             analysis = analyse(item, self.config, descriptors=self.uses_descriptors)

@@ -17,6 +17,32 @@ from audiograph.models.weights import build_and_load, load_checkpoint, read_save
 from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import MUSIG, edge_index_adjacency, full_adjacency
 
+
+def graph_adjacency(graph: CSRGraph | torch.Tensor | np.ndarray, num_nodes: int) -> torch.Tensor:
+    """The [targets, sources] torch.sparse CSR adjacency MUSIG aggregates over, from a `CSRGraph`, a
+    torch.sparse adjacency [N, N] (CSR or COO), or a PyG `edge_index` [2, E] (integers; an undirected graph
+    lists both directions), for `num_nodes` nodes."""
+    if isinstance(graph, CSRGraph):
+        if graph.num_nodes != num_nodes:
+            raise ValueError(f"the graph has {graph.num_nodes} nodes, and there are {num_nodes} feature rows")
+        return full_adjacency(graph.rowptr, graph.col, graph.num_nodes)
+    graph = torch.as_tensor(graph)
+    if graph.layout == torch.sparse_coo:
+        graph = graph.coalesce().to_sparse_csr()
+    if graph.is_sparse_csr:
+        if tuple(graph.shape) != (num_nodes, num_nodes):
+            raise ValueError(
+                f"an adjacency of {num_nodes} nodes is [{num_nodes}, {num_nodes}], not {tuple(graph.shape)}"
+            )
+        return graph
+    if graph.is_floating_point() or graph.dtype == torch.bool:
+        raise ValueError(
+            f"a dense {tuple(graph.shape)} tensor: pass an adjacency as torch.sparse (`.to_sparse_csr()`), or the"
+            " graph as an integer edge_index [2, E]"
+        )
+    return edge_index_adjacency(graph, num_nodes)
+
+
 ARCHITECTURE = ("in_channels", "hidden_channels", "out_channels", "num_layers", "dropout", "skip")
 
 
@@ -48,21 +74,20 @@ class MusigModel(nn.Module):
     def num_layers(self) -> int:
         return len(self.aggregator.convs)
 
-    def forward(self, x: torch.Tensor, adjacencies: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
-        """Vectors of the nodes of `x` [N, F] over `adjacencies`: one torch.sparse adjacency per layer (a sampled
-        subgraph's blocks, `layer_adjacencies`), one adjacency [N, N] for every layer, or a PyG `edge_index`
-        [2, E]."""
-        if isinstance(adjacencies, torch.Tensor):
-            if not adjacencies.is_sparse_csr:
-                adjacencies = edge_index_adjacency(adjacencies, len(x))
-            adjacencies = [adjacencies.to(x.device)] * self.num_layers
-        return self.aggregator(x, adjacencies)
+    def forward(self, x: torch.Tensor, adjacencies: list[torch.Tensor] | torch.Tensor | CSRGraph) -> torch.Tensor:
+        """Vectors of the nodes of `x` [N, F] over `adjacencies`: one torch.sparse CSR adjacency per layer (a
+        sampled subgraph's blocks, `layer_adjacencies`), or one graph for every layer (`graph_adjacency`: a
+        `CSRGraph`, a torch.sparse adjacency [N, N], or a PyG `edge_index` [2, E])."""
+        x = torch.as_tensor(x)
+        if not isinstance(adjacencies, (list, tuple)):
+            adjacencies = [graph_adjacency(adjacencies, len(x))] * self.num_layers
+        return self.aggregator(x, [a.to(x.device) for a in adjacencies])
 
     @torch.no_grad()
     def encode(self, x: np.ndarray | torch.Tensor, graph: CSRGraph | torch.Tensor | None = None) -> torch.Tensor:
         """Unit vectors [N, D] of N tracks' feature rows `x` [N, F] (built as `spec` says), on the model's device:
-        one exact pass with every neighbour in `graph` (a `CSRGraph` or a PyG `edge_index`), or, without a
-        graph, each track on its own (a new track in no playlist aggregates an empty neighbourhood)."""
+        one exact pass with every neighbour in `graph` (see `graph_adjacency`), or, without a graph, each track
+        on its own (a new track in no playlist aggregates an empty neighbourhood)."""
         weight = next(self.parameters())
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         if x.dim() != 2 or x.shape[1] != self.architecture["in_channels"]:
@@ -74,13 +99,7 @@ class MusigModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            if graph is None:
-                graph = CSRGraph.from_edges([], [], len(x))
-            if isinstance(graph, CSRGraph):
-                adjacency = full_adjacency(graph.rowptr, graph.col, graph.num_nodes)
-            else:
-                adjacency = edge_index_adjacency(graph, len(x))
-            return self.aggregator(x, [adjacency.to(x.device, x.dtype)] * self.num_layers)
+            return self(x, CSRGraph.from_edges([], [], len(x)) if graph is None else graph)
         finally:
             self.train(was_training)
 

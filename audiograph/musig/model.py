@@ -95,6 +95,8 @@ def edge_index_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tens
 def mean_aggregate(adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Each target's mean over its sources' rows of `x` (`adjacency` [targets, sources], torch.sparse CSR);
     0 for a target without sources."""
+    if adjacency.dtype != x.dtype:  # built as float32; a model in float64 (or under Lightning's "64-true")
+        adjacency = adjacency.to(x.dtype)
     if adjacency.is_cuda:  # CUDA's sparse mm has no reduce argument
         degree = adjacency.crow_indices().diff().clamp(min=1).view(-1, 1)
         return torch.sparse.mm(adjacency, x) / degree.to(x.dtype)

@@ -100,6 +100,16 @@ class MusigModule(L.LightningModule):
     def forward(self, x: torch.Tensor, adjacencies: list[torch.Tensor]) -> torch.Tensor:
         return self.model(x, adjacencies)
 
+    def setup(self, stage: str) -> None:
+        """Check that the data module samples one hop per layer (both take fanouts): with fewer hops a batch
+        lacked a layer's adjacency, with more it sampled a hop that no layer reads."""
+        fanouts = getattr(getattr(self.trainer, "datamodule", None), "fanouts", None)
+        if fanouts is not None and len(fanouts) != self.hparams.num_layers:
+            raise ConfigError(
+                f"the data module samples {len(fanouts)} hops (fanouts {list(fanouts)}) for a model of"
+                f" {self.hparams.num_layers} layers: give both the same fanouts"
+            )
+
     def _pair_step(self, batch, stage: str) -> torch.Tensor:
         edge_index = batch.edge_index.cpu()  # the adjacencies are built on the CPU, then moved
         num_sampled_edges, x = batch.num_sampled_edges, batch.x
