@@ -170,6 +170,12 @@ def test_musig_forward_takes_every_graph_form_in_any_float_dtype():
         model(x, dense)
     with pytest.raises(ValueError, match="the graph has 5 nodes, and there are 3 feature rows"):
         model.encode(x[:3], graph)
+    from torch_geometric.data import Data
+
+    torch.testing.assert_close(model.encode(Data(x=x, edge_index=torch.tensor([src + dst, dst + src]))), expected)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"not finite, in 1 rows \(the first: 2\)"):
+        model.encode(x, graph)
 
 
 class _RunsCode:

@@ -87,7 +87,10 @@ class MusigModel(nn.Module):
     def encode(self, x: np.ndarray | torch.Tensor, graph: CSRGraph | torch.Tensor | None = None) -> torch.Tensor:
         """Unit vectors [N, D] of N tracks' feature rows `x` [N, F] (built as `spec` says), on the model's device:
         one exact pass with every neighbour in `graph` (see `graph_adjacency`), or, without a graph, each track
-        on its own (a new track in no playlist aggregates an empty neighbourhood)."""
+        on its own (a new track in no playlist aggregates an empty neighbourhood). `x` may also be a PyG `Data`
+        with `x` and `edge_index`."""
+        if graph is None and hasattr(x, "x") and hasattr(x, "edge_index"):  # a torch_geometric.data.Data
+            x, graph = x.x, x.edge_index
         weight = next(self.parameters())
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         if x.dim() != 2 or x.shape[1] != self.architecture["in_channels"]:
@@ -95,6 +98,9 @@ class MusigModel(nn.Module):
                 f"x must be feature rows [N, {self.architecture['in_channels']}] (built as the model's spec says),"
                 f" not {tuple(x.shape)}"
             )
+        if not torch.isfinite(x).all():
+            rows = torch.nonzero(~torch.isfinite(x).all(dim=1)).flatten()
+            raise ValueError(f"x holds values that are not finite, in {len(rows)} rows (the first: {int(rows[0])})")
         x = x.to(weight.device, weight.dtype)
         was_training = self.training
         self.eval()
