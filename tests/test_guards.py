@@ -495,6 +495,7 @@ def test_a_playlist_of_tracks_without_files_is_refused_not_written_empty(tmp_pat
         f"audiograph: error: {m3u}: none of the 3 tracks has an audio file (tracks imported from a CSV or a playlist"
         " have none), so there is no playlist to write"
     ]
+    assert "radio from t0 in space 'mood'" in done.stdout and len(done.stdout.splitlines()) == 5  # shown first
 
 
 def test_embed_audio_names_the_musig_vectors_a_changed_or_new_file_lacks(store_copy):

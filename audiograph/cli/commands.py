@@ -104,12 +104,13 @@ def cmd_query(args) -> int:
     store = open_store(args)
     store.check(["tracks", "models"])  # and the vectors, when read: a damaged store is said, not searched
     result = query_file(store, args.file, space=args.space, k=args.k, model=args.model)
-    written = write_m3u(args.m3u, result.hits, store) if args.m3u else None
     if args.json:
         print(json.dumps(hits_json(result.hits), indent=2, ensure_ascii=False))
-        return 0
-    print_hits(result, wide=args.wide)
-    if written:
+    else:
+        print_hits(result, wide=args.wide)
+    # After the results, which a playlist that cannot be written (no hit has a file) does not take away.
+    written = write_m3u(args.m3u, result.hits, store) if args.m3u else None
+    if written and not args.json:
         say(written, args.quiet)
     return 0
 
@@ -136,17 +137,18 @@ def cmd_radio(args) -> int:
     store = open_store(args)
     store.check(["tracks", "models"])
     result = radio(store, args.seed, length=args.length, space=args.space, diversity=args.diversity, walk=args.walk)
-    written = write_m3u(args.m3u, result.tracks, store) if args.m3u else None
     if args.json:
         print(json.dumps(hits_json(result.tracks), indent=2, ensure_ascii=False))
-        return 0
-    print(
-        one_line(
-            f"radio from {result.seed} in space '{result.space}' (model {result.model_id}); score: cosine to the seed"
+    else:
+        print(
+            one_line(
+                f"radio from {result.seed} in space '{result.space}' (model {result.model_id}); score: cosine to"
+                " the seed"
+            )
         )
-    )
-    print(format_hits(result.tracks, extra=("genre",), wide=args.wide))
-    if written:
+        print(format_hits(result.tracks, extra=("genre",), wide=args.wide))
+    written = write_m3u(args.m3u, result.tracks, store) if args.m3u else None  # after the results, as in query
+    if written and not args.json:
         say(written)
     return 0
 
