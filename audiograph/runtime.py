@@ -178,6 +178,15 @@ def stop_on_sigterm():
 
 
 INTERRUPT_RECEIVED = {"at": None}  # when `stop_once_on_ctrl_c`'s handler ran (time.monotonic), else None
+WORK_SAVED = {"what": None}  # what a command has committed for good (`note_saved`), for a late Ctrl-C's message
+
+
+def note_saved(what: str) -> None:
+    """Record what a command has committed ("model X and its N vectors were written"): a Ctrl-C after this
+    says so, and the user need not run the command again."""
+    WORK_SAVED["what"] = what
+
+
 STOPPING_NOTICE_SECONDS = 1.0  # a Ctrl-C that takes longer than this to end the command is answered at once
 
 

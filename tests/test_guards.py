@@ -527,3 +527,26 @@ def test_a_training_called_from_python_leaves_the_process_settings_as_it_found_t
     finally:
         torch.set_num_threads(before)
         logging.getLogger("lightning.pytorch").setLevel(logging.NOTSET)
+
+
+def test_a_ctrl_c_after_the_model_is_committed_says_what_was_written(store_copy, monkeypatch, capsys):
+    """A Ctrl-C in the last moments of train-musig, after its model and vectors are committed, still ends it
+    (exit 130), but the message says what was written, so that nobody trains again for nothing."""
+    import audiograph.pipelines.train_musig as train_module
+    from audiograph.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_report", interrupted)  # runs right after the commit
+    args = ["train-musig", "--db", str(store_copy.path), "--epochs", "1", "--batches-per-epoch", "2"]
+    assert main(args) == 130
+    model = store_copy.models.rows(kind="musig")[-1]["id"]
+    count = len(store_copy.vectors.states("musig"))
+    assert count > 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"audiograph: interrupted after model {model} and its {count} vectors were written"
+    )
+    monkeypatch.setattr(train_module, "train_musig", lambda *a, **k: interrupted())  # nothing committed this time
+    assert main(args) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "audiograph: interrupted"

@@ -54,6 +54,7 @@ from audiograph.errors import AudiographError
 from audiograph.runtime import (
     INTERRUPT_RECEIVED,
     SIGTERM_RECEIVED,
+    WORK_SAVED,
     Terminated,
     interrupt_answered,
     stop_on_sigterm,
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, command_line: bool) -> int:
     """The command, with errors turned into one-line messages and exit codes."""
+    WORK_SAVED["what"] = None
     try:
         with stop_on_sigterm(), stop_once_on_ctrl_c(keep_ignored=command_line):
             return args.func(args)
@@ -227,7 +229,9 @@ def _say_interrupted() -> None:
     """Say that Ctrl-C stopped the command, once per machine: in a multi-device run every process of the
     terminal's group gets the Ctrl-C, and the ranks Lightning started (LOCAL_RANK > 0) leave it to the first."""
     if os.environ.get("LOCAL_RANK", "0") == "0":
-        print("audiograph: interrupted", file=sys.stderr)
+        saved = WORK_SAVED["what"]
+        # After the command's work was committed: said, so that nobody runs it again for nothing.
+        print(f"audiograph: interrupted{f' after {saved}' if saved else ''}", file=sys.stderr)
 
 
 if __name__ == "__main__":

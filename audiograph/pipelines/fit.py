@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from audiograph.errors import ConfigError
 from audiograph.models.weights import weights_only_loading
-from audiograph.runtime import lightning_trainer, show_progress
+from audiograph.runtime import lightning_trainer, note_saved, show_progress
 from audiograph.store import Store
 from audiograph.training.distributed import check_strategy
 
@@ -202,6 +202,8 @@ def fit_and_register(
             store.vectors.put(space, best.model_id, computed)
     store.models.release_run(best.model_id)
     best.embedded = len(computed) if computed is not None else None
+    vectors_said = f" and its {best.embedded} vectors were" if best.embedded is not None else " was"
+    note_saved(f"model {best.model_id}{vectors_said} written")
     return best
 
 
