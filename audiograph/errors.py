@@ -34,9 +34,14 @@ def existing_file(path) -> Path:
     return path
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (torch's and numpy's run to several), or its type."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
 def resolved_path(path, what: str = "model") -> Path:
     """`path` with every symbolic link resolved; a link loop is a one-line `StoreError` naming `what`."""
     try:
         return Path(path).resolve()
     except (OSError, RuntimeError) as e:  # Python < 3.13 raises RuntimeError on a loop
-        raise StoreError(f"{what}: {path} cannot be resolved ({e})") from None
+        raise StoreError(f"{what}: {path} cannot be resolved ({first_line(e)})") from None

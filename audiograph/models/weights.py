@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audiograph.errors import StoreError, resolved_path
+from audiograph.errors import StoreError, first_line, resolved_path
 
 if TYPE_CHECKING:
     import torch
@@ -51,18 +51,14 @@ def weights_only_loading(path: str | os.PathLike, what: str = "model", checkpoin
             yield
     except pickle.UnpicklingError as e:
         if "weights only" not in str(e).lower():
-            raise StoreError(f"{what}: checkpoint {path} is unreadable ({_first_line(e)})") from None
+            raise StoreError(f"{what}: checkpoint {path} is unreadable ({first_line(e)})") from None
         detail = next((line.strip() for line in str(e).splitlines() if "Unsupported" in line or "GLOBAL" in line), "")
         raise StoreError(
             f"{what} refused: checkpoint {path} holds objects other than weights, which could run code when"
             f" loaded ({detail or 'not a weights-only checkpoint'})"
         ) from None
     except (EOFError, RuntimeError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        raise StoreError(f"{what}: checkpoint {path} is unreadable ({_first_line(e)})") from None
-
-
-def _first_line(error: Exception) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise StoreError(f"{what}: checkpoint {path} is unreadable ({first_line(e)})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, what: str = "model") -> dict:
@@ -102,7 +98,7 @@ def build_and_load(build: Callable[[], torch.nn.Module], state, source, what: st
         model = build()
         model.load_state_dict(state)
     except (ConfigError, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RuntimeError) as e:
-        raise unfit(_first_line(e)) from None
+        raise unfit(first_line(e)) from None
     return model
 
 
@@ -139,7 +135,7 @@ def read_settings(folder: str | os.PathLike, what: str = "model") -> dict:
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise StoreError(f"{what}: {path} is unreadable ({_first_line(e)})") from None
+        raise StoreError(f"{what}: {path} is unreadable ({first_line(e)})") from None
     if not isinstance(settings, dict):
         raise StoreError(f"{what}: {path} is not a JSON object of settings")
     return settings

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audiograph.errors import StoreError
+from audiograph.errors import StoreError, first_line
 from audiograph.store.migrations import migrate, unknown_migrations
 
 if TYPE_CHECKING:
@@ -248,8 +248,7 @@ class Connection:
         try:
             yield
         except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-            reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-            raise StoreError(f"{self.path}: {what} is damaged ({reason[:200]})") from None
+            raise StoreError(f"{self.path}: {what} is damaged ({first_line(e)[:200]})") from None
 
     def set_meta(self, key: str, value) -> None:
         """Store one JSON value under `key`."""
