@@ -1,4 +1,4 @@
-"""Plain-text tables for terminal output."""
+"""Plain-text and Markdown tables (tabulate) and counted nouns, for terminal output and reports."""
 
 from __future__ import annotations
 
@@ -18,10 +18,31 @@ def one_line(text: str, limit: int = 2_000) -> str:
 def format_table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
     """Columns padded to their widest cell (control characters escaped); column indices in `right` are
     right-aligned."""
-    cells = [[one_line(c) for c in headers]] + [["" if c is None else one_line(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for r in cells:
-        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
+    from tabulate import tabulate  # imported when a table is printed, not by every command line
+
+    cells = [["" if c is None else one_line(c) for c in r] for r in rows]
+    align = ["right" if i in right else "left" for i in range(len(headers))]
+    table = tabulate(
+        cells, headers=[one_line(h) for h in headers], tablefmt="plain", colalign=align, disable_numparse=True
+    )
+    return "\n".join(line.rstrip() for line in table.splitlines())
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub-flavoured Markdown table, each cell on one line and its `|` escaped."""
+    from tabulate import tabulate
+
+    def cell(value) -> str:
+        return "" if value is None else one_line(value).replace("|", "\\|")
+
+    return tabulate(
+        [[cell(c) for c in r] for r in rows],
+        headers=[cell(h) for h in headers],
+        tablefmt="github",
+        disable_numparse=True,
+    )
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`count` and the noun in the number it takes: "1 track", "0 tracks", "3 entries" (with `plural`)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"

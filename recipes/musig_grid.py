@@ -35,6 +35,7 @@ from audiograph.pipelines.train_audio import train_audio
 from audiograph.pipelines.train_musig import default_similarity_group, prepare_musig_data, train_musig
 from audiograph.store import Store
 from audiograph.synth import synthesize
+from audiograph.tables import markdown_table
 
 AUDIO_EPOCHS = 8  # a short encoder schedule, as the demo's
 METRICS = {
@@ -73,12 +74,12 @@ def summarise(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def markdown_table(runs: dict[str, list[dict]]) -> str:
+def grid_table(runs: dict[str, list[dict]]) -> str:
     """One row per preset; a metric no run logged (task losses under validation by playlist completion,
     HR under validation by edges) gets no column."""
     logged = [m for m in METRICS if any(m in r["metrics"] for results in runs.values() for r in results)]
     headers = ["preset", "c1,c2,c3", *(METRICS[m] for m in logged), "best/run epochs", "train seconds"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    rows = []
     for preset, results in runs.items():
         cells = [preset, ",".join(f"{w:g}" for w in TASK_WEIGHT_PRESETS[preset])]
         cells += [summarise([r["metrics"].get(m, float("nan")) for r in results]) for m in logged]
@@ -86,8 +87,8 @@ def markdown_table(runs: dict[str, list[dict]]) -> str:
             ", ".join(f"{r['metrics'].get('epoch', float('nan')) + 1:.0f}/{r['epochs']}" for r in results),
             f"{sum(r['seconds'] for r in results):.1f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(headers, rows)
 
 
 def main() -> None:
@@ -161,7 +162,7 @@ def main() -> None:
                 f" after {report.epochs} epochs ({seconds:.1f} s)"
             )
 
-    table = markdown_table(runs)
+    table = grid_table(runs)
     wall = time.perf_counter() - started
     versions = {
         "audiograph": audiograph.__version__,

@@ -54,6 +54,7 @@ from audiograph.pipelines.embed_audio import embed_audio
 from audiograph.pipelines.encoders import resolve_acoustic_model
 from audiograph.pipelines.train_audio import raw_descriptors, standardised_descriptors, train_audio
 from audiograph.store import Store
+from audiograph.tables import markdown_table
 
 DEFAULT_CACHE = Path("~/.cache/audiograph/debian-music")
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
@@ -447,41 +448,37 @@ def write_results(out: Path, summary: dict, folds: list[dict], collection: dict,
         f"Same-album precision@5 of held-out tracks (query: a held-out track; candidates: every other track),"
         f" mean ± std over {n} fold{'s' * (n != 1)}; chance {collection['chance']:.3f}."
     )
-    md = [
-        "# Real-music benchmark of the acoustic spaces",
-        "",
-        intro,
-        "",
-        "| space | P@5 | cosine mean | cosine std | cosine p5 / p50 / p95 | effective rank |",
-        "|---|---|---|---|---|---|",
-    ]
+    space_rows = []
     for space in SPACES:
         s = summary[space]
-        md.append(
-            f"| {space} | {s['precision_at_5']['mean']:.3f} ± {s['precision_at_5']['std']:.3f}"
-            f" | {s['cosine_mean']['mean']:.3f} | {s['cosine_std']['mean']:.3f}"
-            f" | {s['cosine_p5']['mean']:.2f} / {s['cosine_p50']['mean']:.2f} / {s['cosine_p95']['mean']:.2f}"
-            f" | {s['effective_rank']['mean']:.1f} |"
+        space_rows.append(
+            [
+                space,
+                f"{s['precision_at_5']['mean']:.3f} ± {s['precision_at_5']['std']:.3f}",
+                f"{s['cosine_mean']['mean']:.3f}",
+                f"{s['cosine_std']['mean']:.3f}",
+                f"{s['cosine_p5']['mean']:.2f} / {s['cosine_p50']['mean']:.2f} / {s['cosine_p95']['mean']:.2f}",
+                f"{s['effective_rank']['mean']:.1f}",
+            ]
         )
+    space_headers = ["space", "P@5", "cosine mean", "cosine std", "cosine p5 / p50 / p95", "effective rank"]
     diagnosis = (
         "Pairwise cosines are over all tracks, in each space; the effective rank is exp of the entropy of"
         " the normalised singular values of the centred vectors (a collapsed space has cosines near 1 and"
         " a small rank)."
     )
-    header = (
-        "| fold | held out | training tracks | epochs | "
-        + " | ".join(SPACES)
-        + " | descriptor weight | guard (validation P@5: trained / descriptors / untrained) | seconds |"
-    )
-    md += ["", diagnosis, "", "## Folds", "", header, "|---" * (7 + len(SPACES)) + "|"]
+    fold_headers = ["fold", "held out", "training tracks", "epochs", *SPACES, "descriptor weight"]
+    fold_headers += ["guard (validation P@5: trained / descriptors / untrained)", "seconds"]
+    fold_rows = []
     for f in folds:
         g = f["guard"]
-        md.append(
-            f"| {f['fold']} | {f['held_out']} | {f['train_tracks']} | {f['epochs']} | "
-            + " | ".join(f"{f['precision_at_5'][s]:.3f}" for s in SPACES)
-            + f" | {g.get('descriptor_weight', 0):g}"
-            + f" | {g['trained_precision_at_5']:.3f} / {g['descriptors_precision_at_5']:.3f} /"
-            f" {g['untrained_precision_at_5']:.3f} | {f['seconds']:.0f} |"
+        guard = " / ".join(
+            f"{g[k]:.3f}" for k in ("trained_precision_at_5", "descriptors_precision_at_5", "untrained_precision_at_5")
+        )
+        fold_rows.append(
+            [f["fold"], f["held_out"], f["train_tracks"], f["epochs"]]
+            + [f"{f['precision_at_5'][s]:.3f}" for s in SPACES]
+            + [f"{g.get('descriptor_weight', 0):g}", guard, f"{f['seconds']:.0f}"]
         )
     with_tracks = sum(1 for a in collection["albums"] if a["tracks"])
     size = f"{collection['tracks']} tracks in {with_tracks} albums ({collection['minutes']:.0f} minutes of audio)."
@@ -492,23 +489,33 @@ def write_results(out: Path, summary: dict, folds: list[dict], collection: dict,
             " Licences: those named in each package's copyright file, which covers the whole source package"
             " (results.json lists them all; the copyright file is kept beside the cached music)."
         )
-    md += [
+    album_rows = []
+    for a in collection["albums"]:
+        skipped = ", ".join(f"{v} {k}" for k, v in a.get("skipped", {}).items() if v) or "-"
+        names = a["licence"].split(", ")
+        licence = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        album_rows.append(
+            [a["package"], a.get("version") or "-", a["tracks"], f"{a.get('minutes', 0):.1f}", skipped, licence]
+        )
+    md = [
+        "# Real-music benchmark of the acoustic spaces",
+        "",
+        intro,
+        "",
+        markdown_table(space_headers, space_rows),
+        "",
+        diagnosis,
+        "",
+        "## Folds",
+        "",
+        markdown_table(fold_headers, fold_rows),
         "",
         "## The collection",
         "",
         size,
         "",
-        "| album | version | tracks | minutes | skipped | licences |",
-        "|---|---|---|---|---|---|",
+        markdown_table(["album", "version", "tracks", "minutes", "skipped", "licences"], album_rows),
     ]
-    for a in collection["albums"]:
-        skipped = ", ".join(f"{v} {k}" for k, v in a.get("skipped", {}).items() if v) or "-"
-        names = a["licence"].split(", ")
-        licence = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-        md.append(
-            f"| {a['package']} | {a.get('version') or '-'} | {a['tracks']} | {a.get('minutes', 0):.1f}"
-            f" | {skipped} | {licence} |"
-        )
     for failure in collection["failed"]:
         md.append(f"\nNot embedded: {failure['path']}: {failure['error']}")
     md += ["", "## Run", "", "```json", json.dumps(settings, indent=2), "```", ""]

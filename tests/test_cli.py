@@ -221,7 +221,7 @@ def test_tables_and_playlists_take_no_orders_from_stored_strings(store_copy, tmp
     message = write_m3u(str(tmp_path / "out.m3u8"), hits, store_copy)
     lines = (tmp_path / "out.m3u8").read_text().splitlines()
     assert lines[:2] == ["#EXTM3U", "#EXTINF:-1,A - Song"] and len(lines) == 3, lines
-    assert message.startswith("wrote 1 tracks") and "2 whose file names hold line breaks" in message
+    assert message.startswith("wrote 1 track to") and "2 whose file names hold line breaks" in message
     with pytest.raises(ConfigError, match="every file name of these tracks holds a line break"):
         write_m3u(str(tmp_path / "none.m3u8"), hits[1:], store_copy)
 

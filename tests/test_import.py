@@ -74,7 +74,7 @@ def test_the_command_line_says_what_it_kept_extended_and_replaced(tmp_path, csvs
     assert (
         main(["import-tracks", str(first), "--db", db, "--features", "audio=energy,tempo", "--genre-col", "genre"]) == 0
     )
-    assert "1 genres" in capsys.readouterr().out
+    assert "; 1 genre\n" in capsys.readouterr().out
     assert main(["import-tracks", str(more), "--db", db, "--features", "audio=energy,tempo"]) == 0
     out = capsys.readouterr().out
     assert "genres left as they were" in out and "added to the existing space of model import:audio@" in out

@@ -19,6 +19,7 @@ from audiograph.cli.output import (
     write_m3u,
 )
 from audiograph.errors import ConfigError
+from audiograph.tables import counted
 
 
 def open_store(args, must_exist: bool = True):
@@ -61,8 +62,10 @@ def cmd_synth(args) -> int:
         }
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
-    faults = f", {len(result.faults)} faulty files" if result.faults else ""
-    say(f"wrote {result.tracks} tracks and {result.playlists} playlists{faults} to {result.out_dir}")
+    faults = f", {counted(len(result.faults), 'faulty file')}" if result.faults else ""
+    say(
+        f"wrote {counted(result.tracks, 'track')} and {counted(result.playlists, 'playlist')}{faults} to {result.out_dir}"
+    )
     return 0
 
 
@@ -225,33 +228,48 @@ def cmd_build_graph(args) -> int:
         r = report.replaced
         sources = ", ".join(r["sources"]) or "nothing"
         say(
-            f"replaced the stored graph: {r['playlists']} playlists and {r['edges']} edges, built {r['built']}"
+            f"replaced the stored graph: {counted(r['playlists'], 'playlist')} and {counted(r['edges'], 'edge')}, built {r['built']}"
             f" from {sources}"
         )
-    rows = f" and {report.edge_list_edges} edge-list rows" if report.edge_list_edges else ""
+    rows = f" and {counted(report.edge_list_edges, 'edge-list row')}" if report.edge_list_edges else ""
     say(
-        f"read {report.playlists} playlists with {report.entries} entries{rows}: {report.matched} matched stored"
-        f" tracks, {report.unmatched} did not"
-        + (f", {report.urls_skipped} URLs skipped" if report.urls_skipped else "")
-        + (f", {report.duplicates_dropped} repeated entries dropped" if report.duplicates_dropped else "")
-        + (f", {report.self_loops_dropped} edges of a track to itself dropped" if report.self_loops_dropped else "")
-        + (f", {report.edge_rows_summed} repeated edge rows added to their edge" if report.edge_rows_summed else "")
+        f"read {counted(report.playlists, 'playlist')} with {counted(report.entries, 'entry', 'entries')}{rows}:"
+        f" {report.matched} matched stored tracks, {report.unmatched} did not"
+        + (f", {counted(report.urls_skipped, 'URL')} skipped" if report.urls_skipped else "")
+        + (
+            f", {counted(report.duplicates_dropped, 'repeated entry', 'repeated entries')} dropped"
+            if report.duplicates_dropped
+            else ""
+        )
+        + (
+            f", {counted(report.self_loops_dropped, 'edge')} of a track to itself dropped"
+            if report.self_loops_dropped
+            else ""
+        )
+        + (
+            f", {counted(report.edge_rows_summed, 'repeated edge row')} added to their edge"
+            if report.edge_rows_summed
+            else ""
+        )
     )
     for failure in report.failed:
         report_failure(failure["file"], failure["reason"])
     if report.playlists_joined:
-        say(f"  {report.playlists_joined} playlists have an id read from an earlier source: joined to it")
+        joined = report.playlists_joined
+        say(
+            f"  {counted(joined, 'playlist')} {'has' if joined == 1 else 'have'} an id read from an earlier source: joined to it"
+        )
     for example in report.unmatched_examples:
         say(f"  unmatched: {example}")
     for line in report.malformed:
         say(f"  malformed: {line}")
     if report.added_tracks:
-        say(f"added {report.added_tracks} tracks without audio")
+        say(f"added {counted(report.added_tracks, 'track')} without audio")
     dropped = report.edges_below_min_weight
-    say(report.min_weight_reason + (f" ({dropped} weaker pairs dropped)" if dropped else ""))
+    say(report.min_weight_reason + (f" ({counted(dropped, 'weaker pair')} dropped)" if dropped else ""))
     say(
-        f"graph: {s['nodes']} nodes, {s['edges']} edges, {s['components']} connected components"
-        f" (largest {s['largest_component']}), {s['isolated_nodes']} isolated tracks"
+        f"graph: {counted(s['nodes'], 'node')}, {counted(s['edges'], 'edge')}, {counted(s['components'], 'connected component')}"
+        f" (largest {s['largest_component']}), {counted(s['isolated_nodes'], 'isolated track')}"
     )
     say(format_table(["weight", "edges"], list(s["weight_histogram"].items()), right={1}))
     if args.graphml:
@@ -284,7 +302,7 @@ def cmd_train_audio(args) -> int:
         f"trained {report.model_id} for {report.epochs} epoch{'s' if report.epochs != 1 else ''}: val accuracy {report.metrics.get('val_accuracy', float('nan')):.3f}"
     )
     say(f"checkpoint {report.checkpoint}")
-    say(f"re-embedded {report.embedded} tracks into the {report.space} space from the log-mel cache")
+    say(f"re-embedded {counted(report.embedded, 'track')} into the {report.space} space from the log-mel cache")
     return 0
 
 
@@ -310,9 +328,12 @@ def cmd_import_tracks(args) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return 0
-    groups = ", ".join(f"{g} ({n} columns)" for g, n in report.feature_groups.items()) or "none"
-    genres = f"; {report.genres} genres" if args.genre_col else "; genres left as they were"
-    say(f"imported {report.tracks} tracks from {report.rows} rows; feature groups: {groups}{genres}", args.quiet)
+    groups = ", ".join(f"{g} ({counted(n, 'column')})" for g, n in report.feature_groups.items()) or "none"
+    genres = f"; {counted(report.genres, 'genre')}" if args.genre_col else "; genres left as they were"
+    say(
+        f"imported {counted(report.tracks, 'track')} from {counted(report.rows, 'row')}; feature groups: {groups}{genres}",
+        args.quiet,
+    )
     for group, model in report.extended.items():
         say(f"  feature group '{group}': added to the existing space of model {model} (same columns)", args.quiet)
     for line in report.replaced:
@@ -379,7 +400,7 @@ def cmd_train_musig(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     say(f"checkpoint {report.checkpoint}")
     say(
-        f"wrote {report.embedded} vectors to the {report.space} space"
+        f"wrote {counted(report.embedded, 'vector')} to the {report.space} space"
         + ("; `audiograph query` now searches it by default" if report.space == "musig" else "")
     )
     return 0
@@ -398,9 +419,12 @@ def cmd_embed_musig(args) -> int:
     if args.json:
         print(json.dumps({"embedded": count, "model_id": row["id"], "replaced": replaced}, ensure_ascii=False))
         return 0
-    say(f"wrote {count} vectors of model {row['id']} into the '{row['space']}' space", args.quiet)
+    say(f"wrote {counted(count, 'vector')} of model {row['id']} into the '{row['space']}' space", args.quiet)
     for model, n in replaced.items():
-        say(f"they replace {n} vectors of model {model}: searches in '{row['space']}' now use {row['id']}", args.quiet)
+        say(
+            f"they replace {counted(n, 'vector')} of model {model}: searches in '{row['space']}' now use {row['id']}",
+            args.quiet,
+        )
     return 0
 
 
@@ -413,7 +437,7 @@ def cmd_evaluate(args) -> int:
     if args.playlists:
         held_out, unmatched = held_out_playlists(store, args.playlists)
         say(
-            f"read {len(held_out)} held-out playlists; {unmatched} entries matched no stored track",
+            f"read {counted(len(held_out), 'held-out playlist')}; {counted(unmatched, 'entry', 'entries')} matched no stored track",
             args.quiet or args.json,
         )
     options = {k: getattr(args, k) for k in ("min_length", "seed_fraction", "holdout", "max_playlists")}
@@ -434,8 +458,8 @@ def cmd_evaluate(args) -> int:
         return 0
     info = evaluation.info  # the results, which --quiet keeps: it silences only the progress lines
     print(
-        f"\n{info['eval_playlists']} evaluation playlists (at least {info['min_length']} tracks, first"
-        f" {info['seed_fraction']:.0%} as seeds) and {info['train_playlists']} training playlists;"
+        f"\n{counted(info['eval_playlists'], 'evaluation playlist')} (at least {info['min_length']} tracks, first"
+        f" {info['seed_fraction']:.0%} as seeds) and {counted(info['train_playlists'], 'training playlist')};"
         f" {seeds_note(evaluation)}"
     )
     print(format_results(evaluation))
@@ -471,7 +495,8 @@ def cmd_info(args) -> int:
         sources = ", ".join(graph["sources"]) or "nothing"
         print(
             one_line(
-                f"graph: {graph['playlists']} playlists, {graph['edges']} edges, built {graph['built']} from {sources}"
+                f"graph: {counted(graph['playlists'], 'playlist')}, {counted(graph['edges'], 'edge')}, built {graph['built']}"
+                f" from {sources}"
             )
         )
     else:

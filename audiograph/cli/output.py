@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from audiograph.errors import ConfigError
-from audiograph.tables import one_line
+from audiograph.tables import counted, one_line
 
 QUIET = {"on": False}  # set once per command from --quiet
 
@@ -33,7 +33,7 @@ def report_failure(path: str, reason: str) -> None:
 def print_embed_summary(summary, quiet: bool) -> None:
     say(
         f"embedded {summary.embedded}, skipped {summary.skipped} unchanged, failed {len(summary.failed)}"
-        + (f", ignored {summary.ignored} non-audio files" if summary.ignored else ""),
+        + (f", ignored {counted(summary.ignored, 'non-audio file')}" if summary.ignored else ""),
         quiet,
     )
     for dup in summary.duplicates:
@@ -42,7 +42,7 @@ def print_embed_summary(summary, quiet: bool) -> None:
     if summary.pruned:
         more = ", ..." if summary.pruned > len(summary.missing_examples) else ""
         say(
-            f"removed {summary.pruned} stored tracks of this collection that are no longer on disk: {named}{more}",
+            f"removed {counted(summary.pruned, 'stored track')} of this collection that are no longer on disk: {named}{more}",
             quiet,
         )
         if summary.pruned_in_graph:
@@ -54,19 +54,19 @@ def print_embed_summary(summary, quiet: bool) -> None:
     elif summary.missing:
         more = ", ..." if summary.missing > len(summary.missing_examples) else ""
         say(
-            f"{summary.missing} stored tracks of this collection are no longer on disk, and are kept (--prune removes"
-            f" them): {named}{more}",
+            f"{counted(summary.missing, 'stored track')} of this collection {'is' if summary.missing == 1 else 'are'} no longer"
+            f" on disk, and kept (--prune removes them): {named}{more}",
             quiet,
         )
     for owner, count in summary.elsewhere.items():
         say(
-            f"{count} files are stored already, in collection '{owner}', and were left to it (embed that"
+            f"{counted(count, 'file')} {'is' if count == 1 else 'are'} stored already, in collection '{owner}', and left to it (embed that"
             " collection's folder to update them)",
             quiet,
         )
     for space, count in summary.outdated.items():
         say(
-            f"'{space}' vectors of {count} tracks of this collection are missing or older than their files:"
+            f"'{space}' vectors of {counted(count, 'track')} of this collection are missing or older than their files:"
             f" `audiograph embed-musig{'' if space == 'musig' else f' --space {space}'}` makes them",
             quiet,
         )
@@ -129,10 +129,10 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
         raise ConfigError(f"{out}: cannot write the playlist ({e.strerror or e})") from None
     if files and unwritable == files:
         raise ConfigError(f"{out}: every file name of these tracks holds a line break, which M3U cannot list")
-    left = [f"{len(hits) - files} tracks without an audio file"] if files < len(hits) else []
+    left = [f"{counted(len(hits) - files, 'track')} without an audio file"] if files < len(hits) else []
     left += [f"{unwritable} whose file names hold line breaks"] if unwritable else []
     left_out = f" ({' and '.join(left)} left out)" if left else ""
-    return f"wrote {files - unwritable} tracks to {out}{left_out}"
+    return f"wrote {counted(files - unwritable, 'track')} to {out}{left_out}"
 
 
 def hits_json(hits: list[dict]) -> list[dict]:

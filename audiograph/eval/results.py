@@ -172,7 +172,7 @@ def seeds_note(evaluation: Evaluation) -> str:
 def format_results(evaluation: Evaluation, markdown: bool = False) -> str:
     """The results as the paper's Table 2: method, features, HR, MRR, P@1/5/10, NDCG@1/5/10 (mean ± std over
     seeds, or the figures of one seed)."""
-    from audiograph.tables import format_table
+    from audiograph.tables import format_table, markdown_table
 
     headers = ["method", "features", *METRICS, "p vs best"]
     rows, spread = [], len(evaluation.seeds) > 1
@@ -180,8 +180,4 @@ def format_results(evaluation: Evaluation, markdown: bool = False) -> str:
         cells = [f"{r.mean[m]:.4f} ± {r.std[m]:.4f}" if spread else f"{r.mean[m]:.4f}" for m in METRICS]
         p = "best" if r.p_value is None else f"{r.p_value:.2g}"
         rows.append([*r.spec.display, *cells, p])
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-        return "\n".join(lines)
-    return format_table(headers, rows)
+    return markdown_table(headers, rows) if markdown else format_table(headers, rows)
