@@ -17,9 +17,11 @@ import threading
 import time
 import warnings
 
+from audiograph.errors import ConfigError
+
 
 def keyword_defaults(fn) -> dict:
-    """A callable's keyword defaults (the CLI shows and uses these, so each default lives in one place)."""
+    """A callable's keyword defaults, by name."""
     return {
         k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty
     }
@@ -63,8 +65,6 @@ def lightning_trainer(**options):
     machine lacks) raised as a `ConfigError`, which the command line says in one line."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    from audiograph.errors import ConfigError
 
     try:
         return L.Trainer(**options)

@@ -102,10 +102,10 @@ def test_a_tiny_catalogue_gets_the_exact_scan(catalogue):
 
 
 def test_save_load_round_trip(tmp_path, catalogue, pq):
-    from audiograph.store.ann import AnnIndex, ann_folder
+    from audiograph.store.ann import AnnIndex, space_cache_folder
 
     ids, matrix = catalogue
-    folder = ann_folder(tmp_path / "music.db", "musig")
+    folder = space_cache_folder(tmp_path / "music.db", "musig")
     assert folder == tmp_path / "music.db.index" / "musig"
     pq.save(folder)
     loaded = AnnIndex.load(folder, "model-a", len(ids))
@@ -218,9 +218,9 @@ def test_query_and_similar_use_a_current_index_and_scan_exactly_otherwise(store_
     assert store.vectors.ann_index("descriptors", model_id, report["rows"]) is not None
     assert store.vectors.ann_index("descriptors", model_id, report["rows"] + 1) is None  # stale: not used
     # Built over raw rows (as before a space became standardised: imported spaces, migration m007): stale too.
-    from audiograph.store.ann import META_FILE, ann_folder
+    from audiograph.store.ann import META_FILE, space_cache_folder
 
-    meta_path = ann_folder(store.path, "descriptors") / META_FILE
+    meta_path = space_cache_folder(store.path, "descriptors") / META_FILE
     meta = json.loads(meta_path.read_text())
     assert meta["standardized"] is True
     meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "standardized"}))

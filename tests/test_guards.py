@@ -32,7 +32,7 @@ from audiograph.pipelines.train_musig import embed_musig, train_musig
 from audiograph.runtime import lightning_trainer
 from audiograph.spaces import ACOUSTIC_KIND, IMPORT_KIND, MUSIG_KIND
 from audiograph.store import Store
-from audiograph.store.ann import ann_folder
+from audiograph.store.ann import space_cache_folder
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,10 @@ def test_a_training_that_diverges_from_the_start_registers_and_writes_nothing(st
         (lambda s: evaluate(s, holdout=1.5), "holdout must be above 0 and below 1 (got 1.5)"),
         (lambda s: evaluate(s, seeds=0), "evaluate needs a list of one seed or more, not 0"),
         (lambda s: similar_track(s, s.tracks.node_ids()[0], k=0), "k must be at least 1 (got 0)"),
-        (lambda s: radio(s, s.tracks.node_ids()[0], diversity=-1), "diversity must be at least 0 (got -1)"),
+        (
+            lambda s: radio(s, s.tracks.node_ids()[0], diversity=-1),
+            "diversity must be at least 0 and at most 1 (got -1)",
+        ),
     ],
 )
 def test_the_python_api_checks_the_ranges_the_command_line_checks(store_copy, call, message):
@@ -472,7 +475,7 @@ def test_another_programs_sqlite_database_is_refused_and_left_as_it_was(tmp_path
 
 
 def test_a_warning_is_one_line(store_copy):
-    folder = ann_folder(store_copy.path, "descriptors")
+    folder = space_cache_folder(store_copy.path, "descriptors")
     folder.mkdir(parents=True)
     (folder / "ann.json").write_text("{not json")
     track = store_copy.tracks.node_ids()[0]

@@ -143,7 +143,7 @@ def test_a_space_name_from_a_store_chooses_no_folder(store_copy, tmp_path, name)
     """A space's name names its search caches' folder: a foreign store's "../x" or absolute name must keep
     every file under `<store>.index/` and delete nothing elsewhere, and no new space may take such a name."""
     from audiograph.errors import ConfigError
-    from audiograph.store.ann import ann_folder
+    from audiograph.store.ann import space_cache_folder
 
     store = store_copy
     victim = tmp_path / "victim"
@@ -169,7 +169,7 @@ def test_a_space_name_from_a_store_chooses_no_folder(store_copy, tmp_path, name)
         store.models.check_space(name, "import")
     for plain in ("Audio Features", "énergie", "musig:v2"):  # names users give stay theirs, folder and all
         store.models.check_space(plain, "import")
-        assert ann_folder(store.path, plain).name == plain
+        assert space_cache_folder(store.path, plain).name == plain
     _register(store, "import-29990101-000000", "import", name, None)  # a space an older store already holds
     store.models.check_space(name, "import")
 

@@ -1,5 +1,5 @@
-"""Each command's arguments. Defaults shown in --help are the keyword defaults of the library functions,
-so each default lives in one place; a command's modules are imported only when its arguments are built."""
+"""Each command's arguments. Defaults shown in --help are the keyword defaults of the library functions, read
+from their source (`source_defaults`), so each default lives in one place and --help imports none of them."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def source_defaults(module: str, name: str) -> dict:
 
 
 def min_weight(text: str):
+    """--min-weight: "auto" or a number (its range is checked with the other options)."""
     if text == "auto":
         return text
     try:

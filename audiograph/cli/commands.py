@@ -23,15 +23,19 @@ from audiograph.tables import counted
 
 
 def open_store(args, must_exist: bool = True):
+    """The store that --db (else $AUDIOGRAPH_DB, else ./audiograph.db) names; `must_exist`: refuse a missing one."""
     from audiograph.store import Store
 
     return Store(args.db, must_exist=must_exist)
 
 
-def refuse_db(args, command: str) -> None:
-    """`command` writes files, not a store: a --db is a mistake, said so."""
+def refuse_store_options(args, command: str) -> None:
+    """`command` writes files, not a store, and prints no result: a --db or --json (given before the command's
+    name, where every command's options are read) is a mistake, said so."""
     if args.db:
         raise ConfigError(f"{command} writes files, not a store: --db does not apply (got {args.db})")
+    if args.json:
+        raise ConfigError(f"{command} writes files and prints no result: --json does not apply")
 
 
 def distributed_args(args) -> dict:
@@ -42,7 +46,7 @@ def distributed_args(args) -> dict:
 def cmd_synth(args) -> int:
     from audiograph.synth import synthesize
 
-    refuse_db(args, "synth")
+    refuse_store_options(args, "synth")
     result = synthesize(
         args.out_dir,
         tracks=args.tracks,
@@ -53,15 +57,6 @@ def cmd_synth(args) -> int:
         with_faults=args.with_faults,
         progress=not args.quiet,
     )
-    if args.json:
-        summary = {
-            "out_dir": str(result.out_dir),
-            "tracks": result.tracks,
-            "playlists": result.playlists,
-            "faults": [{"path": p, "kind": k} for p, k in result.faults],
-        }
-        print(json.dumps(summary, indent=2, ensure_ascii=False))
-        return 0
     faults = f", {counted(len(result.faults), 'faulty file')}" if result.faults else ""
     say(
         f"wrote {counted(result.tracks, 'track')} and {counted(result.playlists, 'playlist')}{faults} to {result.out_dir}"
@@ -517,8 +512,6 @@ def cmd_info(args) -> int:
 def cmd_demo(args) -> int:
     from audiograph.pipelines.demo import run_demo
 
-    refuse_db(args, "demo (it makes its own store in --out)")
-    if args.json:
-        raise ConfigError("demo prints a walkthrough, not a result: --json does not apply")
+    refuse_store_options(args, "demo (it makes its own store in --out)")
     run_demo(args.out, quiet=args.quiet)
     return 0

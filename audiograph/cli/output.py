@@ -31,6 +31,7 @@ def report_failure(path: str, reason: str) -> None:
 
 
 def print_embed_summary(summary, quiet: bool) -> None:
+    """What an embed-audio run did: counts, duplicates, missing and outdated tracks, and the models used."""
     say(
         f"embedded {summary.embedded}, skipped {summary.skipped} unchanged, failed {len(summary.failed)}"
         + (f", ignored {counted(summary.ignored, 'non-audio file')}" if summary.ignored else ""),
@@ -77,6 +78,7 @@ def print_embed_summary(summary, quiet: bool) -> None:
 
 
 def print_hits(result, wide: bool = False) -> None:
+    """A search's results as a table (`wide`: with each path), and what the search left out."""
     from audiograph.pipelines.query import format_hits
 
     print(
@@ -91,6 +93,7 @@ def print_hits(result, wide: bool = False) -> None:
 
 
 def check_m3u(out: str) -> None:
+    """Refuse an --m3u path that is a folder, before any search runs."""
     if Path(out).is_dir():
         raise ConfigError(f"{out}: is a folder; --m3u needs a file name, such as {Path(out) / 'similar.m3u8'}")
 
@@ -136,5 +139,6 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
 
 
 def hits_json(hits: list[dict]) -> list[dict]:
+    """The fields of each result that --json prints."""
     keys = ("rank", "track_id", "path", "title", "artist", "score")
     return [{k: h[k] for k in keys} for h in hits]

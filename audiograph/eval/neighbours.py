@@ -1,4 +1,4 @@
-"""Nearest-neighbour quality of a vector space: graph-neighbour recall@k and precision@k, label precision@k."""
+"""Nearest-neighbour quality of a vector space: graph-neighbour precision@k, label precision@k."""
 
 from __future__ import annotations
 
@@ -36,17 +36,6 @@ def _neighbours_found(graph: CSRGraph, nodes, vectors, queries, k: int):
         neighbours = set(neighbours[neighbours >= 0].tolist())
         if neighbours:
             yield neighbours, found
-
-
-def neighbour_recall_at_k(graph: CSRGraph, nodes, vectors, queries, k: int = 10) -> float:
-    """How many of a query's graph neighbours are among its k nearest vectors, as a share of
-    min(k, its neighbours), averaged over the queries that have any.
-
-    Row i of `vectors` belongs to graph node `nodes[i]`; neighbours and candidates are limited to
-    `nodes`; `queries` are graph node ids contained in `nodes`.
-    """
-    recalls = [len(n.intersection(f)) / min(k, len(n)) for n, f in _neighbours_found(graph, nodes, vectors, queries, k)]
-    return float(np.mean(recalls)) if recalls else 0.0
 
 
 def neighbour_precision_at_k(graph: CSRGraph, nodes, vectors, queries, k: int = 5) -> float:

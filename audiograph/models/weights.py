@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audiograph.errors import StoreError, first_line, resolved_path
+from audiograph.errors import ConfigError, StoreError, first_line, resolved_path
 
 if TYPE_CHECKING:
     import torch
@@ -78,8 +78,6 @@ def build_and_load(build: Callable[[], torch.nn.Module], state, source, what: st
     model is first built on the meta device, which allocates nothing, and its shapes compared with `state`,
     so that settings of a huge model cannot exhaust memory."""
     import torch
-
-    from audiograph.errors import ConfigError
 
     def unfit(reason) -> StoreError:
         return StoreError(f"{what}: {source} holds settings or weights audiograph cannot build a model from ({reason})")

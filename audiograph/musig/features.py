@@ -35,6 +35,8 @@ from audiograph.spaces import ACOUSTIC_SPACE, DESCRIPTORS_SPACE
 FEATURE_GROUPS = ("acoustic", "audio", "genre", "popularity")
 # Vector groups read from the first of these spaces that holds vectors.
 GROUP_SPACES = {"acoustic": (ACOUSTIC_SPACE,), "audio": (DESCRIPTORS_SPACE, "audio")}
+# The similarity task regresses on the first of these content groups that the data has.
+SIMILARITY_GROUPS = ("acoustic", "audio")
 TOP_GENRES = 50
 
 
@@ -57,6 +59,18 @@ class FeatureSpec:
     @property
     def num_features(self) -> int:
         return sum(self.dims.values())
+
+    def only(self, group: str) -> FeatureSpec:
+        """The part of this spec that concerns one group."""
+        return FeatureSpec(
+            groups=[group],
+            spaces={k: v for k, v in self.spaces.items() if k == group},
+            models={k: v for k, v in self.models.items() if k == group},
+            center={k: v for k, v in self.center.items() if k == group},
+            scale={k: v for k, v in self.scale.items() if k == group},
+            genres=self.genres if group == "genre" else [],
+            popularity_model=self.popularity_model if group == "popularity" else None,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

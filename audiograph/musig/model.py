@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiograph.errors import ConfigError
+
 # torch.sparse CSR matmul with reduce="mean" is stable for what MUSIG uses; the notice is noise.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
@@ -35,8 +37,6 @@ def parse_task_weights(text: str | tuple) -> tuple[float, float, float]:
         except ValueError:
             weights = ()
     if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) == 0:
-        from audiograph.errors import ConfigError
-
         presets = ", ".join(f"{k}={','.join(f'{w:g}' for w in v)}" for k, v in TASK_WEIGHT_PRESETS.items())
         raise ConfigError(
             f"task weights must be three non-negative numbers, not all 0, or a preset ({presets}); got {text!r}"
@@ -145,8 +145,6 @@ class MUSIG(nn.Module):
     ):
         super().__init__()
         if not 1 <= num_layers <= MAX_LAYERS:
-            from audiograph.errors import ConfigError
-
             raise ConfigError(f"num_layers must be 1..{MAX_LAYERS}, got {num_layers}")
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = nn.ModuleList(SAGEMean(a, b) for a, b in zip(sizes[:-1], sizes[1:]))

@@ -36,7 +36,7 @@ from audiograph.eval.results import (
     score_cases,
 )
 from audiograph.graph.csr import CSRGraph
-from audiograph.musig.features import FeatureSpec
+from audiograph.musig.features import SIMILARITY_GROUPS, FeatureSpec
 from audiograph.musig.model import TASK_WEIGHT_PRESETS, parse_task_weights
 from audiograph.options import check_options
 from audiograph.pipelines.build_graph import load_graph
@@ -76,7 +76,7 @@ class MusigMethod(EmbeddingMethod):
 
         similarity = self.similarity
         if similarity == "auto":
-            similarity = next((g for g in ("acoustic", "audio") if g in split.features), None)
+            similarity = next((g for g in SIMILARITY_GROUPS if g in split.features), None)
         if self.task_weights != "auto" and self.task_weights[2] == 0:
             similarity = None
         x = np.concatenate([split.features[g] for g in self.features], axis=1)

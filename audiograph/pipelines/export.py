@@ -59,10 +59,8 @@ def export_space(
     if named is not None and named != format:
         suffix = next(s for s, f in FORMAT_OF_SUFFIX.items() if f == format)
         raise ConfigError(f"{out}: --format {format} writes {suffix}, not {out.suffix}; name it {suffix}")
-    if space not in store.vectors.spaces():
-        have = ", ".join(store.vectors.spaces()) or "none"
-        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
-    if model is not None and model not in store.vectors.spaces()[space]:
+    models = store.vectors.require_space(space)
+    if model is not None and model not in models:
         raise StoreError(f"{store.path}: no '{space}' vectors by model '{model}'")
     model_id = model or store.vectors.search_model(space)[0]
     if format == "parquet":

@@ -24,7 +24,7 @@ def build_index(store: Store, space: str, kind: str = "auto") -> IndexReport:
     """Build the approximate index of the vectors a search in `space` uses (faiss, `audiograph[ann]`),
     calibrated to recall@10 >= 0.95, and save it in `<store>.index/<space>/`. `query` and `similar` use
     it while it is current (same model and row count), and scan exactly otherwise."""
-    from audiograph.store.ann import ann_folder, build_ann_index
+    from audiograph.store.ann import build_ann_index, space_cache_folder
 
     model_id = store.vectors.search_model(space)[0]
     index = store.vectors.index(space, model_id)
@@ -33,5 +33,5 @@ def build_index(store: Store, space: str, kind: str = "auto") -> IndexReport:
     ann = build_ann_index(index.ids, index.matrix, model_id, kind=kind)
     ann.standardized = index.mean is not None
     ann.space_version = store.vectors.version(space)
-    folder = ann.save(ann_folder(store.path, space))
+    folder = ann.save(space_cache_folder(store.path, space))
     return IndexReport(space, model_id, len(index.ids), ann.kind, dict(ann.params), str(folder))

@@ -89,10 +89,7 @@ def _searched_model(store: Store, space: str | None, model: str | None) -> tuple
         if row["space"] != space:
             raise ConfigError(f"model '{model}' fills space '{row['space']}', not '{space}'")
     space = space or default_space(store)
-    counts = store.vectors.spaces().get(space, {})
-    if not counts:
-        have = ", ".join(store.vectors.spaces()) or "none"
-        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
+    counts = store.vectors.require_space(space)
     if model is None:
         return space, *store.vectors.search_model(space)
     if model not in counts:
@@ -155,9 +152,7 @@ def track_space(store: Store, track_id: str, space: str | None = None) -> str:
         preferred = default_space(store)
         ordered = [preferred, *SPACE_PREFERENCE, *sorted(current)]
         space = next((s for s in ordered if s in current), preferred)
-    if space not in store.vectors.spaces():
-        have = ", ".join(store.vectors.spaces()) or "none"
-        raise StoreError(f"{store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
+    store.vectors.require_space(space)
     if space not in current:
         row = store.tracks.get(track_id) or {}
         if not current and row.get("status") == "failed":

@@ -13,7 +13,7 @@ import torch
 from audiograph.errors import ConfigError, StoreError
 from audiograph.graph.csr import CSRGraph
 from audiograph.models.musig import MUSIG_KIND, MusigModel
-from audiograph.musig.features import GROUP_SPACES, FeatureSpec, parse_groups
+from audiograph.musig.features import GROUP_SPACES, SIMILARITY_GROUPS, FeatureSpec, parse_groups
 from audiograph.musig.model import (
     TASK_WEIGHT_PRESETS,
     parse_task_weights,
@@ -37,7 +37,6 @@ from audiograph.training.musig_data import (
     MusigData,
     MusigDataModule,
     NeighbourhoodChunks,
-    _only,
     assemble_musig_data,
 )
 
@@ -61,7 +60,7 @@ def prepare_musig_data(
     sim = has_sim = None
     if similarity_group is not None:
         # Scaled like the input features when the group is one of them, else fitted on its own.
-        sim_spec = _only(spec, similarity_group) if similarity_group in spec.groups else None
+        sim_spec = spec.only(similarity_group) if similarity_group in spec.groups else None
         sim, _, mask = build_features(
             store, node_ids, csr, [similarity_group], genres=genres, playlists=playlists, spec=sim_spec
         )
@@ -76,7 +75,7 @@ def prepare_musig_data(
 def default_similarity_group(store: Store) -> str | None:
     """The content group the similarity task regresses on: acoustic vectors if any, else audio features."""
     spaces = store.vectors.spaces()
-    for group in ("acoustic", "audio"):
+    for group in SIMILARITY_GROUPS:
         if any(s in spaces for s in GROUP_SPACES[group]):
             return group
     return None

@@ -20,7 +20,7 @@ the re-ranked quantised scan does not depend on that structure.
 The search-time knobs (`k_factor`, IVF `nprobe`, HNSW `efSearch`) are calibrated at build time: raised until
 the index finds `target_recall` of the exact top 10 of held-out rows, and saved with the index.
 
-On disk (`ann_folder`): `index.faiss` (faiss's own format), `ids.bin` (the row ids, UTF-8, back to back),
+On disk (`space_cache_folder`): `index.faiss` (faiss's own format), `ids.bin` (the row ids, UTF-8, back to back),
 `id_offsets.npy` (int64 byte offsets, n + 1 of them), `rows.npy` (the caller's row of each faiss row: held-out
 calibration rows are added last) and `ann.json` (model id, row count, kind, parameters and file sizes), written
 last, so that an interrupted save reads as absent or corrupt, never as current.
@@ -101,7 +101,7 @@ def faiss_reason(error: Exception) -> str:
     return (match.group(1) if match else text)[:200]
 
 
-def ann_folder(db_path: str | os.PathLike, space: str) -> Path:
+def space_cache_folder(db_path: str | os.PathLike, space: str) -> Path:
     """The folder holding `space`'s search caches: `<db>.index/<space>/` beside the store file (a name that is
     not plain, from a store made elsewhere, takes a digest of itself: `space_folder_name`)."""
     return Path(f"{os.fspath(db_path)}.index") / space_folder_name(space)

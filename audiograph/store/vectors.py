@@ -11,7 +11,7 @@ import numpy as np
 
 from audiograph.errors import StoreError
 from audiograph.spaces import REMAKE_COMMANDS, SPACE_KINDS
-from audiograph.store.ann import ann_folder
+from audiograph.store.ann import space_cache_folder
 from audiograph.store.connection import Connection, utc_now
 from audiograph.store.index import Hit, VectorIndex, blobs_to_matrix, vector_to_blob
 from audiograph.store.models import ModelRegistry
@@ -78,6 +78,14 @@ class Vectors:
             self._spaces = (versions, out)
         return {space: dict(counts) for space, counts in self._spaces[1].items()}
 
+    def require_space(self, space: str) -> dict[str, int]:
+        """{model id: number of vectors} of `space`; a `StoreError` naming the spaces that have vectors when it has none."""
+        spaces = self.spaces()
+        if not spaces.get(space):
+            have = ", ".join(spaces) or "none"
+            raise StoreError(f"{self.store.path}: no vectors in space '{space}' (spaces with vectors: {have})")
+        return spaces[space]
+
     def search_model(self, space: str) -> tuple[str, int]:
         """The model whose vectors a search in `space` uses (the newest registered one with vectors), and how
         many vectors of older models the space still holds (never mixed into the search)."""
@@ -136,7 +144,7 @@ class Vectors:
             config = (self.models.get(model_id) or {}).get("config", {})
             standardize = bool(config.get("standardize"))
             state = {"model_id": model_id, "version": self.version(space), "standardize": standardize}
-            folder = ann_folder(self.store.path, space) / "exact"
+            folder = space_cache_folder(self.store.path, space) / "exact"
             index = VectorIndex.load(folder, state)
             if index is None:
                 self.store.check(["vectors"])  # a damaged table is said, not searched
@@ -188,7 +196,7 @@ class Vectors:
         key = (space, model_id, n_rows)  # a write here forgets it (`forget_indexes`): no version needed in the key
         if key in self._ann_indexes:
             return self._ann_indexes[key]
-        folder = ann_folder(self.store.path, space)
+        folder = space_cache_folder(self.store.path, space)
         if not folder.is_dir():
             return None
         standardized = bool((self.models.get(model_id) or {}).get("config", {}).get("standardize"))

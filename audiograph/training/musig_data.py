@@ -75,19 +75,6 @@ def assemble_musig_data(
     return MusigData(node_ids, graph, data, spec, similarity_group, playlists)
 
 
-def _only(spec: FeatureSpec, group: str) -> FeatureSpec:
-    """The part of a spec that concerns one group."""
-    return FeatureSpec(
-        groups=[group],
-        spaces={k: v for k, v in spec.spaces.items() if k == group},
-        models={k: v for k, v in spec.models.items() if k == group},
-        center={k: v for k, v in spec.center.items() if k == group},
-        scale={k: v for k, v in spec.scale.items() if k == group},
-        genres=spec.genres if group == "genre" else [],
-        popularity_model=spec.popularity_model if group == "popularity" else None,
-    )
-
-
 # Enough for a stable AUC; a share of a large graph's edges would make validation outlast training.
 MAX_VAL_EDGES = 10_000
 
