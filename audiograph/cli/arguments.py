@@ -311,7 +311,14 @@ def distributed_options(p, d: dict) -> None:
 
 def args_import_tracks(p) -> None:
     p.add_argument("csv", metavar="CSV", help="one row per track (or per track and playlist)")
-    p.add_argument("--id-col", default="track_id", help="track id column (default track_id)")
+    p.add_argument(
+        "--track-col",
+        "--id-col",
+        dest="id_col",
+        metavar="COLUMN",
+        default="track_id",
+        help="track id column (default track_id)",
+    )
     p.add_argument(
         "--features",
         action="append",

@@ -4,7 +4,6 @@ Library modules are imported inside each command so that `audiograph query` star
 
 from __future__ import annotations
 
-import json
 import sys
 
 from audiograph.cli.arguments import CSV_COLUMN_OPTIONS, TRAIN_AUDIO_OPTIONS, TRAIN_MUSIG_OPTIONS
@@ -14,6 +13,7 @@ from audiograph.cli.output import (
     one_line,
     print_embed_summary,
     print_hits,
+    print_json,
     report_failure,
     say,
     write_m3u,
@@ -88,7 +88,7 @@ def cmd_embed_audio(args) -> int:
     if summary is None:  # a rank of a multi-device run other than the writing one: rank 0 reports
         return 0
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+        print_json(summary.to_json())
         return 0
     print_embed_summary(summary, args.quiet)
     return 0
@@ -103,7 +103,7 @@ def cmd_query(args) -> int:
     store.check(["tracks", "models"])  # and the vectors, when read: a damaged store is said, not searched
     result = query_file(store, args.file, space=args.space, k=args.k, model=args.model)
     if args.json:
-        print(json.dumps(hits_json(result.hits), indent=2, ensure_ascii=False))
+        print_json(hits_json(result.hits))
     else:
         print_hits(result, wide=args.wide)
     # After the results, which a playlist that cannot be written (no hit has a file) does not take away.
@@ -120,7 +120,7 @@ def cmd_similar(args) -> int:
     store.check(["tracks", "models"])
     result = similar_track(store, args.track, space=args.space, k=args.k)
     if args.json:
-        print(json.dumps(hits_json(result.hits), indent=2, ensure_ascii=False))
+        print_json(hits_json(result.hits))
         return 0
     print_hits(result, wide=args.wide)
     return 0
@@ -136,7 +136,7 @@ def cmd_radio(args) -> int:
     store.check(["tracks", "models"])
     result = radio(store, args.seed, length=args.length, space=args.space, diversity=args.diversity, walk=args.walk)
     if args.json:
-        print(json.dumps(hits_json(result.tracks), indent=2, ensure_ascii=False))
+        print_json(hits_json(result.tracks))
     else:
         print(
             one_line(
@@ -159,7 +159,7 @@ def cmd_map(args) -> int:
         store, args.space, args.out, method=args.method, colour=args.colour, max_points=args.max_points, seed=args.seed
     )
     if args.json:
-        print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
+        print_json(report.__dict__)
         return 0
     say(
         f"mapped {report.points} '{report.space}' vectors of model {report.model_id} with {report.method}"
@@ -175,7 +175,7 @@ def cmd_index(args) -> int:
     store = open_store(args)
     report = build_index(store, args.space, kind=args.kind)
     if args.json:
-        print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
+        print_json(report.__dict__)
         return 0
     params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.params.items() if v is not None)
     say(
@@ -198,7 +198,7 @@ def cmd_export(args) -> int:
     store = open_store(args)
     report = export_space(store, args.space, args.out, format=args.format, model=args.model)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        print_json(report.to_json())
         return 0
     what = f"{report.tracks} {report.dim}-d '{report.space}' vectors of model {report.model_id}"
     say(f"wrote {what} to {report.out} ({report.format})", args.quiet)
@@ -214,7 +214,7 @@ def cmd_build_graph(args) -> int:
     if args.graphml:
         export_graphml(store, args.graphml)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        print_json(report.to_json())
         return 0
     from audiograph.tables import format_table
 
@@ -290,7 +290,7 @@ def cmd_train_audio(args) -> int:
     if report is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return 0
     if args.json:
-        print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
+        print_json(report.__dict__)
         return 0
     # The validation precision is the guard's line above (the encoder alone, the space, the references).
     say(
@@ -302,26 +302,16 @@ def cmd_train_audio(args) -> int:
 
 
 def cmd_import_tracks(args) -> int:
-    from audiograph.pipelines.import_tracks import check_csv_columns, csv_columns, import_tracks, parse_feature_groups
+    from audiograph.pipelines.import_tracks import check_import_csv, import_tracks, parse_feature_groups
 
-    features = parse_feature_groups(args.features or [])
-    columns = [args.id_col, args.genre_col, args.popularity_col, args.title_col, args.artist_col, args.playlist_col]
+    columns = ("id_col", "genre_col", "popularity_col", "title_col", "artist_col", "playlist_col")
+    options = {k: getattr(args, k) for k in columns}
+    options["features"] = parse_feature_groups(args.features or [])
     # Before the store is opened, so that a mistyped file or column name leaves no store behind.
-    check_csv_columns(args.csv, csv_columns(columns, features))
-    store = open_store(args, must_exist=False)
-    report = import_tracks(
-        store,
-        args.csv,
-        id_col=args.id_col,
-        features=features,
-        genre_col=args.genre_col,
-        popularity_col=args.popularity_col,
-        title_col=args.title_col,
-        artist_col=args.artist_col,
-        playlist_col=args.playlist_col,
-    )
+    check_import_csv(args.csv, **options)
+    report = import_tracks(open_store(args, must_exist=False), args.csv, **options)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        print_json(report.to_json())
         return 0
     groups = ", ".join(f"{g} ({counted(n, 'column')})" for g, n in report.feature_groups.items()) or "none"
     genres = f"; {counted(report.genres, 'genre')}" if args.genre_col else "; genres left as they were"
@@ -368,7 +358,7 @@ def cmd_train_musig(args) -> int:
     if report is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return 0
     if args.json:
-        print(json.dumps(report.__dict__, indent=2, ensure_ascii=False))
+        print_json(report.__dict__)
         return 0
     m = report.metrics
     say(
@@ -412,7 +402,7 @@ def cmd_embed_musig(args) -> int:
         return 0
     replaced = {model: n for model, n in before.items() if model != row["id"]}
     if args.json:
-        print(json.dumps({"embedded": count, "model_id": row["id"], "replaced": replaced}, ensure_ascii=False))
+        print_json({"embedded": count, "model_id": row["id"], "replaced": replaced})
         return 0
     say(f"wrote {counted(count, 'vector')} of model {row['id']} into the '{row['space']}' space", args.quiet)
     for model, n in replaced.items():
@@ -449,7 +439,7 @@ def cmd_evaluate(args) -> int:
         **options,
     )
     if args.json:
-        print(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False))
+        print_json(evaluation.to_json())
         return 0
     info = evaluation.info  # the results, which --quiet keeps: it silences only the progress lines
     print(
@@ -482,7 +472,7 @@ def cmd_info(args) -> int:
     graph = store.graph.summary()
     if args.json:
         info = {"store": str(store.path), "tracks": counts, "graph": graph, "spaces": spaces, "serving": serving}
-        print(json.dumps({**info, "models": models}, indent=2, ensure_ascii=False))
+        print_json({**info, "models": models})
         return 0
     print(f"store {store.path}")
     print("tracks: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"))

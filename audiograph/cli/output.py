@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -11,6 +12,11 @@ from audiograph.errors import ConfigError
 from audiograph.tables import counted, one_line
 
 QUIET = {"on": False}  # set once per command from --quiet
+
+
+def print_json(result) -> None:
+    """A command's result as indented UTF-8 JSON on stdout (what --json prints)."""
+    print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 def say(message: str = "", quiet: bool = False) -> None:

@@ -83,8 +83,8 @@ def import_tracks(
     features = features or {}
     for group in features:
         store.models.check_space(group, IMPORT_KIND)
-    columns = [id_col, genre_col, popularity_col, title_col, artist_col, playlist_col]
-    rows = _read_rows(path, csv_columns(columns, features))
+    columns = _csv_columns(id_col, features, genre_col, popularity_col, title_col, artist_col, playlist_col)
+    rows = list(csv_rows(existing_file(path), columns))
     report = ImportReport(rows=len(rows))
     _check_numeric_columns(path, rows, features)
     existing = {t["id"]: t for t in store.tracks.rows(status=None)}
@@ -119,20 +119,25 @@ def import_tracks(
     return report
 
 
-def csv_columns(columns: list[str | None], features: dict[str, list[str]]) -> list[str | None]:
-    """Every column an import reads: the named ones (None: not asked for) and each feature group's."""
-    return [*columns, *(c for cols in features.values() for c in cols)]
+def _csv_columns(id_col: str, features: dict[str, list[str]], *named: str | None) -> list[str | None]:
+    """Every column an import reads: the id, the named ones (None: not asked for) and each feature group's."""
+    return [id_col, *named, *(c for cols in features.values() for c in cols)]
 
 
-def check_csv_columns(path: str | os.PathLike, columns: list[str | None]) -> None:
-    """A `ConfigError` naming the CSV's missing columns, read from its header alone (before a store is made)."""
-    next(iter(csv_rows(existing_file(path), columns)), None)
-
-
-def _read_rows(path: Path, wanted: list[str | None]) -> list[tuple[int, dict]]:
-    """The CSV's rows with the lines they start on, once every `wanted` column (None: not asked for) is in its
-    header."""
-    return list(csv_rows(existing_file(path), wanted))
+def check_import_csv(
+    csv_path: str | os.PathLike,
+    id_col: str = "track_id",
+    features: dict[str, list[str]] | None = None,
+    genre_col: str | None = None,
+    popularity_col: str | None = None,
+    title_col: str | None = None,
+    artist_col: str | None = None,
+    playlist_col: str | None = None,
+) -> None:
+    """A `ConfigError` naming what `import_tracks` with these options would miss in the CSV (the file, or
+    columns), read from its header alone: before a store is made."""
+    columns = _csv_columns(id_col, features or {}, genre_col, popularity_col, title_col, artist_col, playlist_col)
+    next(iter(csv_rows(existing_file(csv_path), columns)), None)
 
 
 def _collect_tracks(
