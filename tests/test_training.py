@@ -251,7 +251,7 @@ def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys
     assert trained == pytest.approx(guard["trained_precision_at_5"], abs=1e-6)
     worse = [s for s in ("descriptors", "untrained") if trained < guard[f"{s}_precision_at_5"]]
     assert guard["worse_than"] == worse
-    assert ("warning: the trained acoustic space is worse" in capsys.readouterr().err) == bool(worse)
+    assert any("the trained acoustic space is worse" in w for w in report.warnings) == bool(worse)
     # The vector made from the cache equals embedding the file itself (the cache holds the same chunks).
     from pathlib import Path
 
@@ -265,8 +265,8 @@ def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys
     assert result.query_track == ids[0] and ids[0] not in [h["track_id"] for h in result.hits]
 
 
-def test_guard_prints_both_figures_and_warns_only_when_worse(capsys):
-    from audiograph.pipelines.train_audio import _say_guard
+def test_guard_line_gives_every_figure():
+    from audiograph.pipelines.train_audio import TrainAudioReport
 
     guard = {
         "trained_precision_at_5": 0.4,
@@ -275,18 +275,20 @@ def test_guard_prints_both_figures_and_warns_only_when_worse(capsys):
         "val_tracks": 12,
         "worse_than": ["descriptors"],
     }
-    _say_guard(guard, quiet=False)
-    out, err = capsys.readouterr()
-    assert "trained encoder 0.400, descriptors 0.600, untrained encoder 0.300" in out
-    assert "worse than the descriptors" in err
-    _say_guard({**guard, "descriptor_weight": 0.25, "encoder_precision_at_5": 0.5, "worse_than": []}, quiet=False)
-    out = capsys.readouterr().out
-    assert (
-        "acoustic space 0.400 (the trained encoder joined with the descriptors at weight 0.25; the trained encoder"
-        " alone 0.500), descriptors 0.600, untrained encoder 0.300" in out
+    line = TrainAudioReport("m", "c", 1, guard=guard).guard_line()
+    assert line == (
+        "graph-neighbour precision@5 of 12 validation tracks: trained encoder 0.400, descriptors 0.600,"
+        " untrained encoder 0.300"
     )
-    _say_guard({**guard, "worse_than": []}, quiet=True)
-    assert capsys.readouterr() == ("", "")
+    joined = {**guard, "descriptor_weight": 0.25, "encoder_precision_at_5": 0.5}
+    assert (
+        TrainAudioReport("m", "c", 1, guard=joined)
+        .guard_line()
+        .endswith(
+            "acoustic space 0.400 (the trained encoder joined with the descriptors at weight 0.25; the trained encoder"
+            " alone 0.500), descriptors 0.600, untrained encoder 0.300"
+        )
+    )
 
 
 @pytest.mark.slow

@@ -292,9 +292,12 @@ def cmd_train_audio(args) -> int:
     if args.json:
         print_json(report.__dict__)
         return 0
-    # The validation precision is the guard's line above (the encoder alone, the space, the references).
+    say(report.guard_line())
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     say(
-        f"trained {report.model_id} for {report.epochs} epoch{'s' if report.epochs != 1 else ''}: val accuracy {report.metrics.get('val_accuracy', float('nan')):.3f}"
+        f"trained {report.model_id} for {counted(report.epochs, 'epoch')}:"
+        f" val accuracy {report.metrics.get('val_accuracy', float('nan')):.3f}"
     )
     say(f"checkpoint {report.checkpoint}")
     say(f"re-embedded {counted(report.embedded, 'track')} into the {report.space} space from the log-mel cache")

@@ -126,12 +126,9 @@ def _build_graph(store: Store, train_dir: Path) -> None:
 
 def _train_audio(store: Store, quiet: bool) -> None:
     report = train_audio(store, max_epochs=DEMO_AUDIO_EPOCHS, quiet=quiet)
-    g = report.guard
-    print(
-        f"{report.model_id}: graph-neighbour precision@5 of validation tracks {g['trained_precision_at_5']:.3f}"
-        f" (descriptors {g['descriptors_precision_at_5']:.3f},"
-        f" untrained encoder {g['untrained_precision_at_5']:.3f})"
-    )
+    print(f"{report.model_id}: {report.guard_line()}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     print(f"re-embedded {report.embedded} tracks into the acoustic space from the log-mel cache")
 
 

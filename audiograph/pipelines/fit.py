@@ -7,6 +7,7 @@ import csv
 import inspect
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,10 +280,10 @@ def fit_one(
                 f"training diverged: the weights were no longer finite after epoch {epoch}, and no earlier epoch"
                 " was kept; nothing was registered, and the space keeps its vectors (try a lower --lr)"
             )
-        print(
-            f"warning: training diverged (weights no longer finite) after epoch {epoch}; the model kept is"
+        warnings.warn(
+            f"training diverged (weights no longer finite) after epoch {epoch}; the model kept is"
             f" epoch {int(metrics.get('epoch', 0)) + 1}'s, the best before it",
-            file=sys.stderr,
+            stacklevel=2,
         )
     saved = module.model.save(saved)
     return FitResult(model_id, module.eval(), saved, trainer.current_epoch, metrics, throughput.per_second)

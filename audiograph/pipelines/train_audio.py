@@ -5,7 +5,6 @@ guard that compares the trained space with the descriptors and the untrained enc
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 
 import lightning as L
@@ -59,7 +58,8 @@ def standardised_descriptors(store: Store, track_ids: list[str]) -> tuple[list[s
 @dataclass
 class TrainAudioReport:
     """The outcome of `train_audio`. `guard`: validation graph-neighbour precision@k of the trained
-    space, the descriptors and the untrained encoder, and whether the trained space is worse."""
+    space, the descriptors and the untrained encoder, and whether the trained space is worse (then said in
+    `warnings`)."""
 
     model_id: str
     checkpoint: str
@@ -69,6 +69,12 @@ class TrainAudioReport:
     crops_per_second: float = 0.0
     guard: dict = field(default_factory=dict)
     space: str = ACOUSTIC_SPACE
+    warnings: list[str] = field(default_factory=list)
+
+    def guard_line(self) -> str:
+        """The guard's figures in one line: the trained space (and, where it joins the descriptors, the encoder
+        alone), the descriptors and the untrained encoder, on the same validation tracks."""
+        return f"graph-neighbour precision@{GUARD_K} of {self.guard['val_tracks']} validation tracks: {_figures(self.guard)}"
 
 
 # The descriptor weights `descriptor_weight="auto"` chooses from on the validation tracks.
@@ -239,10 +245,15 @@ def train_audio(
     )
     if not fit.writer:
         return None
-    _say_guard(guard, quiet)
-    return TrainAudioReport(
+    report = TrainAudioReport(
         fit.model_id, str(fit.saved), fit.epochs, fit.metrics, fit.embedded, fit.per_second, guard, space
     )
+    if guard["worse_than"]:
+        report.warnings.append(
+            f"the trained acoustic space is worse than the {' and the '.join(guard['worse_than'])} on its"
+            f" validation tracks ({_figures(guard)}); more playlists, or other training options, may help"
+        )
+    return report
 
 
 def _split_sizes(datamodule: GraphAudioData) -> dict:
@@ -254,7 +265,7 @@ def _crops(batch) -> int:
     return sum(map(len, batch)) if len(batch) == 3 else len(batch[0])
 
 
-def _say_guard(guard: dict, quiet: bool) -> None:
+def _figures(guard: dict) -> str:
     k = GUARD_K
     trained = f"trained encoder {guard[f'trained_precision_at_{k}']:.3f}"
     if guard.get("descriptor_weight"):  # the space it fills joins the descriptors: say what each part scores
@@ -263,19 +274,11 @@ def _say_guard(guard: dict, quiet: bool) -> None:
             f" descriptors at weight {guard['descriptor_weight']:g}; the trained encoder alone"
             f" {guard[f'encoder_precision_at_{k}']:.3f})"
         )
-    figures = (
+    return (
         f"{trained},"
         f" descriptors {guard[f'descriptors_precision_at_{k}']:.3f},"
         f" untrained encoder {guard[f'untrained_precision_at_{k}']:.3f}"
     )
-    if not quiet:
-        print(f"graph-neighbour precision@{k} of {guard['val_tracks']} validation tracks: {figures}")
-    if guard["worse_than"]:
-        print(
-            f"warning: the trained acoustic space is worse than the {' and the '.join(guard['worse_than'])} on"
-            f" its validation tracks ({figures}); more playlists, or other training options, may help",
-            file=sys.stderr,
-        )
 
 
 def cached_track_vectors(
