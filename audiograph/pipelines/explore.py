@@ -9,15 +9,7 @@ from pathlib import Path
 
 from audiograph.errors import ConfigError
 from audiograph.options import check_options
-from audiograph.pipelines.encoders import AudioFile, file_vector
-from audiograph.pipelines.query import (
-    _searched_model,
-    resolve_track,
-    same_content,
-    stored_copies,
-    track_label,
-    track_space,
-)
+from audiograph.pipelines.query import file_query, resolve_track, same_content, track_label, track_space
 from audiograph.store import Hit, Store
 
 
@@ -60,11 +52,10 @@ def radio(
             row["id"],
         )
     else:
-        space, model_id, _ = _searched_model(store, space, None)
+        query = file_query(store, seed, space=space)
+        space, model_id, vector = query.space, query.model_id, query.vector
         index = store.vectors.index(space, model_id)
-        file = AudioFile(seed, Path(seed).read_bytes())
-        vector = index.normalise(file_vector(store, store.models.get(model_id), file))
-        exclude, seed_artist, label = stored_copies(store, file), None, os.fspath(seed)
+        exclude, seed_artist, label = query.copies, None, os.fspath(seed)
     tracks = store.tracks.rows(status=None)
     artist = {t["id"]: t["artist"] for t in tracks}
     # One recording stored twice (the same bytes under two names) is played once: its first id still on disk

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from audiograph.audio.decode import content_hash
 from audiograph.errors import ConfigError, StoreError, existing_file
 from audiograph.options import check_options
@@ -53,29 +55,46 @@ def query_file(
     """
     if not os.path.exists(path) and store.tracks.get(os.fspath(path)) is not None:
         raise ConfigError(f"{path}: no such file, but a stored track id: search from it with `audiograph similar`")
-    path = existing_file(path)
     check_options(k=k)
+    q = file_query(store, path, space=space, model=model)
+    hits = store.vectors.similar(q.space, q.vector, k=k, exclude=q.copies, model_id=q.model_id, normalised=True)
+    query_track = min(q.copies) if q.copies else None
+    notes = _search_notes(store, q.space, q.model_id, q.stale)
+    return QueryResult(q.space, q.model_id, hits, query_track=query_track, stale_vectors=q.stale, notes=notes)
+
+
+@dataclass
+class FileQuery:
+    """An audio file as a query of a space: its vector in the index's form (standardised where the space is,
+    unit length), the model that made it, and the stored tracks that are this file (to leave out of results)."""
+
+    space: str
+    model_id: str
+    vector: np.ndarray
+    copies: set[str]
+    stale: int = 0  # vectors of older models in the space, left out of the search
+
+
+def file_query(store: Store, path: str | os.PathLike, space: str | None = None, model: str | None = None) -> FileQuery:
+    """`path` as a query of `space` (default: `default_space`), embedded with `model` or else the model whose
+    vectors a search in the space uses; a file already stored (same path or same bytes) takes its stored
+    vector instead of being analysed again."""
+    path = existing_file(path)
     space, model_id, stale = _searched_model(store, space, model)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror or e}") from None
     file = AudioFile(path, data)  # analysed once per audio config, whichever models read it
-    known = stored_copies(store, file)
+    copies = stored_copies(store, file)
     index = store.vectors.index(space, model_id)
-    stored = next((index.vector(t) for t in sorted(known) if index.vector(t) is not None), None)
-    if stored is not None:
-        # The index holds vectors already standardised and normalised: searched as they are.
-        hits = store.vectors.similar(space, stored, k=k, exclude=known, model_id=model_id, normalised=True)
-    else:
+    vector = next((index.vector(t) for t in sorted(copies) if index.vector(t) is not None), None)
+    if vector is None:
         model_row = store.models.get(model_id)
         if model_row is None:
             raise StoreError(f"space '{space}': model '{model_id}' cannot embed new audio files")
-        vector = file_vector(store, model_row, file)
-        hits = store.vectors.similar(space, vector, k=k, exclude=known, model_id=model_id)
-    query_track = min(known) if known else None
-    notes = _search_notes(store, space, model_id, stale)
-    return QueryResult(space, model_id, hits, query_track=query_track, stale_vectors=stale, notes=notes)
+        vector = store.vectors.query_vector(space, model_id, file_vector(store, model_row, file))
+    return FileQuery(space, model_id, vector, copies, stale)
 
 
 def _searched_model(store: Store, space: str | None, model: str | None) -> tuple[str, str, int]:

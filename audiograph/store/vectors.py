@@ -171,22 +171,28 @@ class Vectors:
         """
         model_id = model_id or self.search_model(space)[0]
         index = self.index(space, model_id)
-        if not np.isfinite(vector).all():
-            raise StoreError(f"space '{space}': the query's vector is not finite (is model '{model_id}' damaged?)")
-        if len(vector) != index.matrix.shape[1]:
-            raise StoreError(f"space '{space}' holds {index.matrix.shape[1]}-d vectors, not {len(vector)}-d")
+        query = np.asarray(vector, np.float32) if normalised else self.query_vector(space, model_id, vector)
         ann = self.ann_index(space, model_id, len(index))
         wanted = k
         while True:  # copies are rare: a search for k, searched again with more only when copies left too few
             if ann is not None:
-                query = np.asarray(vector, np.float32) if normalised else index.normalise(vector)
                 hits = ann.hits(query, k=wanted, exclude=exclude)
             else:
-                hits = index.search(vector, k=wanted, exclude=exclude, normalised=normalised)
+                hits = index.search(query, k=wanted, exclude=exclude, normalised=True)
             rows = self.hit_rows(hits, k)
             if len(rows) == k or len(hits) < wanted:
                 return rows
             wanted *= 2
+
+    def query_vector(self, space: str, model_id: str, vector: np.ndarray) -> np.ndarray:
+        """A raw vector of `space` (made by `model_id`) in the form the index holds its rows: standardised where
+        the space is, of unit length. A `StoreError` when it is not finite or not of the space's width."""
+        index = self.index(space, model_id)
+        if not np.isfinite(vector).all():
+            raise StoreError(f"space '{space}': the query's vector is not finite (is model '{model_id}' damaged?)")
+        if len(vector) != index.matrix.shape[1]:
+            raise StoreError(f"space '{space}' holds {index.matrix.shape[1]}-d vectors, not {len(vector)}-d")
+        return index.normalise(vector)
 
     def ann_index(self, space: str, model_id: str, n_rows: int):
         """The approximate index built for `space` (`audiograph index`), when it exists and is current for
