@@ -4,6 +4,7 @@ query by file loads only what it needs."""
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -112,3 +113,25 @@ def test_a_new_file_is_analysed_once_per_audio_config_in_every_space(trained_sto
         assert len(result.hits) == 3
         # The descriptors (the same-audio check), the encoder's chunks and MUSIG's features share one analysis.
         assert made and len(made) == len(set(made)), (space, made)
+
+
+def test_a_stored_file_is_its_own_query_when_a_stored_copy_of_its_audio_sorts_first(
+    trained_store, synth_collection, tmp_path
+):
+    from audiograph.pipelines.embed_audio import embed_audio
+
+    db = tmp_path / "store.db"
+    with sqlite3.connect(trained_store.path) as source, sqlite3.connect(db) as target:
+        source.backup(target)
+    store = Store(db)
+    shutil.copytree(trained_store.models_dir, store.models_dir)
+    lossless = next(r for r in read_csv(synth_collection / "tracks.csv") if r["format"] in ("flac", "wav"))
+    original = synth_collection / "audio" / lossless["path"]
+    (tmp_path / "aaa").mkdir()
+    copy = _retagged_copy(original, tmp_path / "aaa" / f"copy{original.suffix}")
+    embed_audio(tmp_path / "aaa", store, collection="aaa", num_workers=0, quiet=True)
+    copy_id, original_id = store.tracks.by_path(copy)["id"], f"synth/{lossless['path']}"
+    assert copy_id < original_id
+    for space in ("descriptors", "acoustic"):
+        assert query_file(store, original, space=space, k=3).query_track == original_id, space
+        assert query_file(store, copy, space=space, k=3).query_track == copy_id, space

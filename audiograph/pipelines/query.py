@@ -58,7 +58,7 @@ def query_file(
     check_options(k=k)
     q = file_query(store, path, space=space, model=model)
     hits = store.vectors.similar(q.space, q.vector, k=k, exclude=q.copies, model_id=q.model_id, normalised=True)
-    query_track = min(q.copies) if q.copies else None
+    query_track = q.track
     notes = _search_notes(store, q.space, q.model_id, q.stale)
     return QueryResult(q.space, q.model_id, hits, query_track=query_track, stale_vectors=q.stale, notes=notes)
 
@@ -73,6 +73,7 @@ class FileQuery:
     vector: np.ndarray
     copies: set[str]
     stale: int = 0  # vectors of older models in the space, left out of the search
+    track: str | None = None  # the stored track the file is: the one stored under its path, else its first copy
 
 
 def file_query(store: Store, path: str | os.PathLike, space: str | None = None, model: str | None = None) -> FileQuery:
@@ -87,14 +88,17 @@ def file_query(store: Store, path: str | os.PathLike, space: str | None = None, 
         raise ConfigError(f"{path}: {e.strerror or e}") from None
     file = AudioFile(path, data)  # analysed once per audio config, whichever models read it
     copies = stored_copies(store, file)
+    own = store.tracks.by_path(path)
+    # The file's own row first: a copy (other bytes of the same audio) has a vector of its own decode.
+    ordered = sorted(copies, key=lambda t: (own is None or t != own["id"], t))
     index = store.vectors.index(space, model_id)
-    vector = next((index.vector(t) for t in sorted(copies) if index.vector(t) is not None), None)
+    vector = next((index.vector(t) for t in ordered if index.vector(t) is not None), None)
     if vector is None:
         model_row = store.models.get(model_id)
         if model_row is None:
             raise StoreError(f"space '{space}': model '{model_id}' cannot embed new audio files")
         vector = store.vectors.query_vector(space, model_id, file_vector(store, model_row, file))
-    return FileQuery(space, model_id, vector, copies, stale)
+    return FileQuery(space, model_id, vector, copies, stale, ordered[0] if ordered else None)
 
 
 def _searched_model(store: Store, space: str | None, model: str | None) -> tuple[str, str, int]:
