@@ -111,3 +111,13 @@ def test_a_graphsage_run_does_not_overwrite_musig(embedded_db, tmp_path, capsys)
     assert main(["info", "--db", str(db), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["serving"] == {**info["serving"], "musig": musig["model_id"], "graphsage": graphsage["model_id"]}
+
+
+def test_a_radio_shorter_than_asked_says_why(store_copy, capsys):
+    tracks = len(store_copy.vectors.index("descriptors").ids)
+    seed = store_copy.vectors.index("descriptors").ids[0]
+    assert main(["radio", seed, "--db", str(store_copy.path), "--space", "descriptors", "--length", "1000"]) == 0
+    out = capsys.readouterr().out
+    played = len([line for line in out.splitlines()[2:] if line.strip() and not line.startswith("note:")])
+    assert 0 < played < tracks
+    assert f"note: the playlist ends after {played} of the 1000 tracks asked for" in out

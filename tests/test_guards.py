@@ -274,6 +274,14 @@ def test_a_one_dimensional_space_has_no_map(tmp_path):
         map_space(store, "popularity", tmp_path / "m.png")
 
 
+def test_a_one_dimensional_space_has_no_radio(tmp_path):
+    store = Store(tmp_path / "s.db")
+    (tmp_path / "t.csv").write_text("track_id,pop\n" + "".join(f"t{i},{i}\n" for i in range(8)))
+    import_tracks(store, tmp_path / "t.csv", popularity_col="pop")
+    with pytest.raises(ConfigError, match="one number per track: there is no walk to make from a seed"):
+        radio(store, "t0", space="popularity")
+
+
 def test_messages_say_what_to_do_instead(store_copy, synth_collection, tmp_path):
     failed = store_copy.tracks.rows("failed")[0]
     with pytest.raises(StoreError, match=f"track {failed['id']} has no vectors: its file failed \\("):

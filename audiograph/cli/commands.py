@@ -145,6 +145,8 @@ def cmd_radio(args) -> int:
             )
         )
         print(format_hits(result.tracks, extra=("genre",), wide=args.wide))
+    for note in result.notes:  # as query's notes: after the table, or beside the JSON on stderr
+        print(f"note: {note}", file=sys.stderr if args.json else sys.stdout)
     written = write_m3u(args.m3u, result.tracks, store) if args.m3u else None  # after the results, as in query
     if written and not args.json:
         say(written)

@@ -16,12 +16,13 @@ from audiograph.store import Hit, Store
 @dataclass
 class RadioResult:
     """A radio playlist: the space and model it walked, the seed, and the tracks as hit rows (score: the
-    cosine to the seed)."""
+    cosine to the seed); `notes` say why it is shorter than asked for."""
 
     space: str
     model_id: str
     seed: str
     tracks: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def radio(
@@ -45,6 +46,7 @@ def radio(
         space = track_space(store, row["id"], space)
         model_id = store.vectors.search_model(space)[0]
         index = store.vectors.index(space, model_id)
+        _check_walkable(index, space)
         vector, exclude, seed_artist, label = (
             index.vector(row["id"]),
             same_content(store, row["id"]),
@@ -55,6 +57,7 @@ def radio(
         query = file_query(store, seed, space=space)
         space, model_id, vector = query.space, query.model_id, query.vector
         index = store.vectors.index(space, model_id)
+        _check_walkable(index, space)
         exclude, seed_artist, label = query.copies, None, os.fspath(seed)
     tracks = store.tracks.rows(status=None)
     artist = {t["id"]: t["artist"] for t in tracks}
@@ -79,7 +82,21 @@ def radio(
         seed_artist=seed_artist,
     )
     hits = [Hit(0, p.id, p.seed_similarity) for p in picks]
-    return RadioResult(space, model_id, label, store.vectors.hit_rows(hits))
+    result = RadioResult(space, model_id, label, store.vectors.hit_rows(hits))
+    if len(result.tracks) < length:
+        result.notes.append(
+            f"the playlist ends after {len(result.tracks)} of the {length} tracks asked for: the other tracks near"
+            " the seed are near-duplicates (cosine above 0.98) of the seed or of a track already picked, or by"
+            " the artist just played"
+        )
+    return result
+
+
+def _check_walkable(index, space: str) -> None:
+    """A `ConfigError` for a space of one number per track, where every cosine is +1 or -1 and every track a
+    near-duplicate of the seed or its opposite: there is nothing to walk."""
+    if index.matrix.shape[1] < 2:
+        raise ConfigError(f"space '{space}' holds one number per track: there is no walk to make from a seed")
 
 
 @dataclass
