@@ -5,6 +5,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 from audiograph.errors import ConfigError
 from audiograph.pipelines.import_tracks import import_tracks
@@ -182,3 +183,27 @@ def test_stored_audio_takes_from_the_csv_only_what_its_tags_lack(store_copy, tmp
     warm, cold = genre_labels(store)
     assert warm[untagged["id"]] == cold[untagged["id"]] == "Folk"
     assert cold[tagged["id"]] == tagged["genre"]
+
+
+def test_a_vector_group_reads_the_space_with_the_most_graph_tracks_and_warns_of_the_other(store_copy, tmp_path):
+    from audiograph.graph.csr import CSRGraph
+    from audiograph.pipelines.features import build_features
+
+    synth = store_copy.tracks.node_ids()
+    (tmp_path / "t.csv").write_text("track_id,energy,tempo\n" + "".join(f"x{i},0.{i},{100 + i}\n" for i in range(3)))
+    import_tracks(store_copy, tmp_path / "t.csv", features={"audio": ["energy", "tempo"]})
+    imported = ["x0", "x1", "x2"]
+
+    def spec_for(node_ids):
+        empty = CSRGraph(torch.zeros(len(node_ids) + 1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+        with pytest.warns(UserWarning) as caught:
+            _, spec, mask = build_features(store_copy, node_ids, empty, ["audio"])
+        return spec, mask, str(caught[0].message)
+
+    spec, mask, message = spec_for(synth + imported)
+    assert spec.spaces["audio"] == "descriptors" and mask[:, 0].tolist() == [True] * len(synth) + [False] * 3
+    assert f"reads the 'descriptors' space ({len(synth)} of the graph's tracks)" in message
+    assert "the 'audio' space also holds vectors of 3 other tracks" in message
+    spec, mask, message = spec_for(synth[:1] + imported)
+    assert spec.spaces["audio"] == "audio" and mask[:, 0].tolist() == [False, True, True, True]
+    assert "the 'descriptors' space also holds vectors of 1 other track," in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -11,6 +12,7 @@ from audiograph.errors import ConfigError
 from audiograph.graph.csr import CSRGraph
 from audiograph.musig.features import FEATURE_GROUPS, GROUP_SPACES, TOP_GENRES, FeatureSpec, artist_genres
 from audiograph.store import POPULARITY_SPACE, Store
+from audiograph.tables import counted
 
 # Leading columns of a group that describe a track's place in the training graph rather than the track:
 # the popularity group's playlist count and degree (`build_features`).
@@ -81,7 +83,7 @@ def build_features(
     for group in spec.groups:
         if group in GROUP_SPACES:
             if fitting:
-                spec.spaces[group], spec.models[group] = _vector_source(store, group)
+                spec.spaces[group], spec.models[group] = _vector_source(store, group, node_ids)
             values, has = _vectors_for(store, spec.spaces[group], spec.models[group], node_ids)
             if fitting:
                 spec.fit(group, values[has])
@@ -115,14 +117,33 @@ def build_features(
     return spec.assemble(parts), spec, mask
 
 
-def _vector_source(store: Store, group: str) -> tuple[str, str]:
+def _vector_source(store: Store, group: str, node_ids: list[str]) -> tuple[str, str]:
+    """(space, model id) a vector group reads: of its spaces (`GROUP_SPACES`), the one with vectors of the most
+    nodes (the first listed on a tie). One group reads one space, as its columns must mean one thing: where
+    another space holds vectors of nodes the chosen one lacks (descriptors of audio files beside features
+    imported from a CSV), that is warned of, as those nodes get none of the group's features."""
     spaces = store.vectors.spaces()
-    for space in GROUP_SPACES[group]:
-        if space in spaces:
-            return space, store.vectors.search_model(space)[0]
-    raise ConfigError(
-        f"{store.path}: no vectors for feature group '{group}' (looked in spaces {', '.join(GROUP_SPACES[group])})"
-    )
+    nodes = set(node_ids)
+    covered = {}
+    for space in (s for s in GROUP_SPACES[group] if s in spaces):
+        model_id = store.vectors.search_model(space)[0]
+        ids = {t for t, (m, _) in store.vectors.states(space).items() if m == model_id}
+        covered[space] = (model_id, nodes & ids)
+    if not covered:
+        raise ConfigError(
+            f"{store.path}: no vectors for feature group '{group}' (looked in spaces {', '.join(GROUP_SPACES[group])})"
+        )
+    chosen = max(covered, key=lambda s: len(covered[s][1]))
+    for space, (_, ids) in covered.items():
+        left_out = len(ids - covered[chosen][1])
+        if space != chosen and left_out:
+            warnings.warn(
+                f"feature group '{group}' reads the '{chosen}' space ({len(covered[chosen][1])} of the graph's"
+                f" tracks); the '{space}' space also holds vectors of {counted(left_out, 'other track')}, which get no"
+                f" '{group}' features (a group's columns must mean one thing)",
+                stacklevel=2,
+            )
+    return chosen, covered[chosen][0]
 
 
 def _vectors_for(store: Store, space: str, model_id: str, node_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
