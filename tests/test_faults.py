@@ -125,6 +125,8 @@ def build_fault_corpus(good_audio: Path, out: Path) -> dict[str, str]:
         f.write(_encoded("FLAC", freq=523.0))
     (out / "Names" / "copy of it.ogg").write_bytes(_encoded("OGG", freq=659.0))
     (out / "Names" / "two\nlines.ogg").write_bytes((out / "Names" / "copy of it.ogg").read_bytes())
+    with open(os.fsencode(out / "Names") + b"/copi\xe9.ogg", "wb") as f:  # a copy whose name is not UTF-8
+        f.write((out / "Names" / "copy of it.ogg").read_bytes())
     (out / "Locked").mkdir()
     (out / "Locked" / "hidden good.wav").write_bytes(_encoded("WAV", freq=784.0))
     return bad
@@ -170,12 +172,14 @@ def test_embed_audio_survives_every_fault_in_one_folder(synth_collection, tmp_pa
         "audio/Names/caf\\xe9.flac",
         "audio/Names/two\nlines.ogg",
         "audio/Names/copy of it.ogg",
+        "audio/Names/copi\\xe9.ogg",
     }
     assert {t["id"] for t in store.tracks.rows()} == expected
     assert summary["embedded"] == len(expected)
     assert store.tracks.get("audio/Names/caf\\xe9.flac")["duration"] == pytest.approx(4.0, abs=0.01)
     # The duplicate report keeps a name with a newline whole, and prints it on one line.
     assert any(str(audio / "Names" / "two\nlines.ogg") in d["paths"] for d in summary["duplicates"])
+    assert any(f"{audio}/Names/copi\\xe9.ogg" in d["paths"] for d in summary["duplicates"])  # on disk, though escaped
     assert "same audio content: " in again.stdout and "two\\nlines.ogg" in again.stdout
 
     # A second run embeds nothing and says the same failures again.

@@ -30,7 +30,7 @@ from audiograph.models.weights import read_settings
 from audiograph.options import check_options
 from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
 from audiograph.runtime import analysis_worker, one_thread, progress_bar
-from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, path_text
+from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, on_disk, path_text
 
 # Accelerators the one-process path drives itself; any other goes through Lightning.
 LOCAL_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -333,7 +333,7 @@ def embed_audio(
 def on_disk_duplicates(groups: list[dict]) -> list[dict]:
     """Groups of files with the same content, each without the stored names no longer on disk (a moved file
     is not a copy of itself, and reporting it as one invites deleting the only copy)."""
-    groups = [{**g, "paths": [p for p in g["paths"] if os.path.exists(p)]} for g in groups]
+    groups = [{**g, "paths": [p for p in g["paths"] if on_disk(p)]} for g in groups]
     return [g for g in groups if len(g["paths"]) > 1]
 
 

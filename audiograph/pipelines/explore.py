@@ -10,7 +10,7 @@ from pathlib import Path
 from audiograph.errors import ConfigError
 from audiograph.options import check_options
 from audiograph.pipelines.query import file_query, resolve_track, same_content, track_label, track_space
-from audiograph.store import Hit, Store
+from audiograph.store import Hit, Store, on_disk
 
 
 @dataclass
@@ -68,7 +68,7 @@ def radio(
         if t["status"] == "ok" and t["content_hash"]:
             by_content[t["content_hash"]].append(t)
     for group in (g for g in by_content.values() if len(g) > 1):
-        kept = min(group, key=lambda t: (not os.path.exists(t["path"]), t["id"]))
+        kept = min(group, key=lambda t: (not on_disk(t["path"]), t["id"]))
         exclude.update(t["id"] for t in group if t is not kept)
     picks = make_radio(
         vector,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from audiograph.spaces import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, MUSIG_SPACE, POPULARITY_SPACE
-from audiograph.store.connection import Connection, default_db_path, path_text, sqlite_error
+from audiograph.store.connection import Connection, default_db_path, on_disk, path_text, sqlite_error
 from audiograph.store.graph import GraphTables
 from audiograph.store.index import Hit, VectorIndex
 from audiograph.store.mels import MelCache
@@ -27,6 +27,7 @@ __all__ = [
     "TrackRecord",
     "VectorIndex",
     "default_db_path",
+    "on_disk",
     "path_text",
     "sqlite_error",
 ]

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -41,6 +42,20 @@ def path_text(path: str | os.PathLike) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # surrogates that no file-system decoding made
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([0-9a-f]{2})")
+
+
+def on_disk(stored_path: str | None) -> bool:
+    """Whether the file a stored path names (`path_text`'s form, \\xNN for bytes that are not UTF-8) exists."""
+    if stored_path is None:
+        return False
+    if os.path.exists(stored_path):
+        return True
+    # The name's own bytes, which the file system's decoding gives as surrogates (as os.listdir returns them).
+    raw = _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), stored_path)
+    return raw != stored_path and os.path.exists(raw)
 
 
 def sqlite_error(path: str | os.PathLike, error: sqlite3.Error) -> StoreError:

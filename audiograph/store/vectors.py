@@ -3,7 +3,6 @@ content hash they were made from; searched through an in-memory `VectorIndex` pe
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 
@@ -12,7 +11,7 @@ import numpy as np
 from audiograph.errors import StoreError
 from audiograph.spaces import REMAKE_COMMANDS, SPACE_KINDS
 from audiograph.store.ann import space_cache_folder
-from audiograph.store.connection import Connection, utc_now
+from audiograph.store.connection import Connection, on_disk, utc_now
 from audiograph.store.index import Hit, VectorIndex, blobs_to_matrix, vector_to_blob
 from audiograph.store.models import ModelRegistry
 
@@ -230,7 +229,7 @@ class Vectors:
                 # The same bytes under another name: one hit, under a name still on disk where the first is not
                 # (a file moved since it was stored keeps its old row until `embed-audio --prune`).
                 kept = out[copy_of]
-                if not _on_disk(kept["path"]) and _on_disk(fields["path"]):
+                if not on_disk(kept["path"]) and on_disk(fields["path"]):
                     out[copy_of] = {**kept, "track_id": hit.id, **fields}
                 continue
             if row.get("content_hash") is not None:
@@ -239,7 +238,3 @@ class Vectors:
             if len(out) == k:
                 break
         return out
-
-
-def _on_disk(path: str | None) -> bool:
-    return path is not None and os.path.exists(path)
