@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -356,9 +357,12 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
         # The files that failed before it stopped, and the notice that it is stopping, when that takes a while.
         while not said or said[-1].startswith(("failed: ", "audiograph: stopping after")) or said[-1] == "\n":
             said.append(proc.stderr.readline())
-        assert said[-1] == "audiograph: interrupted\n", said
+        # What the run stored before it stopped is said, in files: every row the store now has.
+        stored = re.fullmatch(r"audiograph: interrupted after (\d+) files? of this run were stored \(.*\)\n", said[-1])
+        assert stored, said
         os.killpg(proc.pid, signal.SIGINT)  # and again during the exit that follows that line
         assert proc.wait(timeout=120) == 130
+        assert int(stored[1]) == _count(db, "SELECT count(*) FROM tracks")
         assert proc.stderr.read() == ""
         _wait_for_group_to_end(proc, 120, "worker processes outlived the interrupted run")
     finally:

@@ -29,8 +29,9 @@ from audiograph.models import DESCRIPTORS_KIND, MUSIG_KIND
 from audiograph.models.weights import read_settings
 from audiograph.options import check_options
 from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
-from audiograph.runtime import analysis_worker, one_thread, progress_bar
+from audiograph.runtime import analysis_worker, note_saved, one_thread, progress_bar
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, on_disk, path_text
+from audiograph.tables import counted
 
 # Accelerators the one-process path drives itself; any other goes through Lightning.
 LOCAL_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -236,6 +237,8 @@ class BatchWriter:
                     self.summary.missing_examples.append(o.job.track_id)
         _count(records, self.summary, self.on_failure)
         self.bar.update(len(outcomes))
+        done = self.summary.embedded + len(self.summary.failed)
+        note_saved(f"{counted(done, 'file')} of this run were stored (a re-run goes on from there)")
 
 
 def _count(records: list[TrackRecord], summary: EmbedSummary, on_failure) -> None:
