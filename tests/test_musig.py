@@ -849,3 +849,23 @@ def test_a_data_module_sampling_other_hops_than_the_model_has_layers_is_refused(
         trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
         with pytest.raises(ConfigError, match=rf"samples {len(fanouts)} hops .* a model of 2 layers"):
             trainer.fit(module, datamodule=MusigDataModule(data, fanouts=fanouts, val_fraction=0.2))
+
+
+def test_a_report_names_graphsage_and_leaves_out_a_similarity_task_of_weight_0():
+    from audiograph.pipelines.train_musig import TrainMusigReport, _guard
+
+    report = TrainMusigReport("m", "c", 1, ["audio"], "audio", (1.0, 0.0, 0.0), {"val_hr": 0.5, "val_hr_features": 0.6})
+    assert (report.model_name, report.similarity_task) == ("GraphSAGE", None)
+    _guard(report)
+    assert report.warnings[0].startswith("GraphSAGE's validation hit rate 0.500 is below")
+    report = TrainMusigReport("m", "c", 1, ["audio"], "audio", (1.0, 1.0, 0.5))
+    assert (report.model_name, report.similarity_task) == ("MUSIG", "audio")
+
+
+def test_a_spec_names_the_groups_a_new_audio_file_lacks():
+    from audiograph.musig.features import FeatureSpec
+
+    spec = FeatureSpec(["acoustic", "audio", "genre"], spaces={"acoustic": "acoustic", "audio": "audio"})
+    assert spec.imported_groups() == ["audio"]
+    spec.spaces["audio"] = "descriptors"
+    assert spec.imported_groups() == []

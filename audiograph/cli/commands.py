@@ -275,7 +275,7 @@ def cmd_build_graph(args) -> int:
 
 
 def cmd_train_audio(args) -> int:
-    from audiograph.pipelines.train_audio import train_audio
+    from audiograph.pipelines.train_audio import GUARD_K, train_audio
 
     store = open_store(args)
     options = {k: getattr(args, k) for k in TRAIN_AUDIO_OPTIONS}
@@ -297,9 +297,11 @@ def cmd_train_audio(args) -> int:
     say(report.guard_line())
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    m = report.metrics
     say(
-        f"trained {report.model_id} for {counted(report.epochs, 'epoch')}:"
-        f" val accuracy {report.metrics.get('val_accuracy', float('nan')):.3f}"
+        f"trained {report.model_id} for {counted(report.epochs, 'epoch')} and kept epoch {int(m.get('epoch', 0)) + 1},"
+        f" the best by validation precision@{GUARD_K} ({m.get(f'val_precision_at_{GUARD_K}', float('nan')):.3f});"
+        f" its validation accuracy {m.get('val_accuracy', float('nan')):.3f}"
     )
     say(f"checkpoint {report.checkpoint}")
     say(f"re-embedded {counted(report.embedded, 'track')} into the {report.space} space from the log-mel cache")
@@ -368,7 +370,7 @@ def cmd_train_musig(args) -> int:
     m = report.metrics
     say(
         f"trained {report.model_id} on features {', '.join(report.features)} with task weights"
-        f" {report.task_weights} (similarity task on {report.similarity_group or 'none'})"
+        f" {report.task_weights} ({'similarity task on ' + report.similarity_task if report.similarity_task else 'no similarity task'})"
     )
     if "val_hr" in m:
         graphsage = ""
@@ -389,10 +391,15 @@ def cmd_train_musig(args) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     say(f"checkpoint {report.checkpoint}")
-    say(
-        f"wrote {counted(report.embedded, 'vector')} to the {report.space} space"
-        + ("; `audiograph query` now searches it by default" if report.space == "musig" else "")
-    )
+    searched = ""
+    if report.space == "musig" and report.imported_groups:
+        searched = (
+            "; `audiograph similar` now searches it by default (not `query FILE`: a new audio file lacks its"
+            f" imported '{report.imported_groups[0]}' features)"
+        )
+    elif report.space == "musig":
+        searched = "; `audiograph query` now searches it by default"
+    say(f"wrote {counted(report.embedded, 'vector')} to the {report.space} space{searched}")
     return 0
 
 

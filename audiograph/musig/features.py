@@ -60,6 +60,11 @@ class FeatureSpec:
     def num_features(self) -> int:
         return sum(self.dims.values())
 
+    def imported_groups(self) -> list[str]:
+        """The vector groups read from features imported from a CSV, which a new audio file cannot have."""
+        audio_spaces = (ACOUSTIC_SPACE, DESCRIPTORS_SPACE)
+        return [g for g in self.groups if g in GROUP_SPACES and self.spaces.get(g) not in audio_spaces]
+
     def only(self, group: str) -> FeatureSpec:
         """The part of this spec that concerns one group."""
         return FeatureSpec(

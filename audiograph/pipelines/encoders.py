@@ -137,17 +137,15 @@ def file_genre(store: Store, file: AudioFile) -> str | None:
 
 def file_features(store: Store, spec: FeatureSpec, file: AudioFile) -> np.ndarray:
     """A new audio file's feature row [1, F], built the way the model's training features were."""
+    imported = spec.imported_groups()
+    if imported:
+        raise ConfigError(f"this MUSIG model uses imported '{imported[0]}' features, which an audio file lacks")
     parts = {}
     for group in spec.groups:
         if group in ("acoustic", "audio"):
             space, model = spec.spaces[group], spec.models[group]
-            if space == "acoustic":
-                values = _acoustic(store, store.models.get(model), file)
-            elif space == "descriptors":
-                values = _descriptors(store, store.models.get(model), file)
-            else:
-                raise ConfigError(f"this MUSIG model uses imported '{group}' features, which an audio file lacks")
-            parts[group] = spec.standardize(group, values[None, :])
+            embed = _acoustic if space == "acoustic" else _descriptors
+            parts[group] = spec.standardize(group, embed(store, store.models.get(model), file)[None, :])
         elif group == "genre":
             parts[group] = spec.standardize(group, spec.one_hot([file_genre(store, file)]))
         else:  # popularity: a new file is in no playlist and has no imported popularity

@@ -97,6 +97,17 @@ class TrainMusigReport:
     warnings: list[str] = field(default_factory=list)
     hparams: dict = field(default_factory=dict)  # the trained module's hyperparameters
     space: str = MUSIG_SPACE
+    imported_groups: list[str] = field(default_factory=list)  # groups a new audio file lacks (`query FILE` cannot)
+
+    @property
+    def model_name(self) -> str:
+        """ "GraphSAGE" for the playlist task alone (task weights c, 0, 0), else "MUSIG"."""
+        return "GraphSAGE" if self.task_weights[1] == self.task_weights[2] == 0 else "MUSIG"
+
+    @property
+    def similarity_task(self) -> str | None:
+        """The group the similarity task regresses on, or None where its weight is 0."""
+        return self.similarity_group if self.task_weights[2] > 0 else None
 
 
 @leaves_process_settings
@@ -198,6 +209,7 @@ def _report(best: FitResult, data: MusigData, space: str) -> TrainMusigReport:
         seeds_per_second=best.per_second,
         hparams=hparams,
         space=space,
+        imported_groups=data.spec.imported_groups(),
     )
 
 
@@ -247,7 +259,8 @@ def _guard(report: TrainMusigReport) -> None:
         baseline = m.get(f"{metric}_features")
         if metric in m and baseline is not None and m[metric] < baseline:
             report.warnings.append(
-                f"MUSIG's {what} {m[metric]:.3f} is below that of its own z-scored input features ({baseline:.3f}):"
+                f"{report.model_name}'s {what} {m[metric]:.3f} is below that of its own z-scored input features"
+                f" ({baseline:.3f}):"
                 f" its vectors {worse} worse than the features alone"
             )
 
