@@ -387,3 +387,39 @@ def test_workers_end_when_the_run_is_killed_alone(synth_collection, tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _killed_by_b(job):
+    """A worker's work that ends its own process abruptly on job "b", as the kernel's out-of-memory killer does."""
+    if job == "b":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f"done {job}"
+
+
+def test_a_file_that_kills_its_worker_fails_alone_and_the_others_go_on():
+    from audiograph.pipelines.embed_audio import WORKER_ENDED, _outcomes
+
+    jobs = list("abcdefghij")
+    outcomes = list(_outcomes(jobs, _killed_by_b, 2, lambda job, reason: f"failed {job}: {reason}"))
+    assert sorted(outcomes) == sorted([f"done {j}" for j in jobs if j != "b"] + [f"failed b: {WORKER_ENDED}"])
+
+
+def test_a_file_too_large_for_memory_fails_with_its_reason_and_the_batch_goes_on(
+    synth_collection, tmp_path, monkeypatch
+):
+    import audiograph.pipelines.embed_audio as embed_module
+
+    analyse = embed_module.analyse
+    victim = sorted((synth_collection / "audio").rglob("*.wav"))[0]
+
+    def analyse_or_run_out(path, *args, **kwargs):
+        if Path(path) == victim:
+            raise MemoryError
+        return analyse(path, *args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "analyse", analyse_or_run_out)
+    store = Store(tmp_path / "s.db")
+    summary = embed_module.embed_audio(synth_collection / "audio", store, num_workers=0, quiet=True)
+    failed = {f["path"]: f["error"] for f in summary.failed}
+    assert failed[str(victim)] == embed_module.OUT_OF_MEMORY
+    assert summary.embedded == len(store.tracks.rows()) > 0

@@ -17,6 +17,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +155,11 @@ class EmbedPlan:
             acoustic_descriptors=self.acoustic_descriptors,
         )
 
+    def failed(self, job: _Job, reason: str) -> _Outcome:
+        """The outcome of a file whose analysis ended without a result: a failed record with `reason`."""
+        record = TrackRecord(job.track_id, self.collection, path_text(job.path), status="failed", error=reason)
+        return _Outcome(job, record)
+
     def needs_encoder(self) -> bool:
         """Whether some planned file lacks its acoustic vector (files that only moved may still turn out to)."""
         return self.acoustic_model is not None and any(not job.complete["acoustic"] for job in self.jobs)
@@ -166,6 +172,22 @@ def analyse_job(
     A file that cannot be read or decoded becomes a failed record with its reason. With `acoustic_descriptors`
     (an acoustic model that joins them) a file that needs its acoustic vector also gets its descriptors."""
     record = TrackRecord(id=job.track_id, collection=collection, path=path_text(job.path))
+    try:
+        return _analysed(job, record, audio, descriptors_model, acoustic_descriptors)
+    except MemoryError:  # the file's bytes, samples or spectrogram: another file's analysis goes on
+        record.status, record.error, record.mel_chunks, record.vectors = "failed", OUT_OF_MEMORY, None, {}
+        return _Outcome(job, record)
+
+
+# The reason given for a file whose analysis ran out of memory, or whose worker process was killed (the
+# kernel's out-of-memory killer, most often).
+OUT_OF_MEMORY = "too large to analyse in the memory available"
+WORKER_ENDED = "the process analysing it ended without a result (out of memory, most likely)"
+
+
+def _analysed(
+    job: _Job, record: TrackRecord, audio: AudioConfig, descriptors_model: str, acoustic_descriptors: bool
+) -> _Outcome:
     try:
         stat = job.path.stat()
         data = job.path.read_bytes()
@@ -383,7 +405,7 @@ def _embed_here(plan: EmbedPlan, store, summary, batch_size, num_workers, accele
         writer = BatchWriter(store, summary, bar, on_failure)
         # Closed here, not whenever it is collected: a run stopped while this process encodes or writes must
         # end the worker processes before it exits, or the exit waits on them.
-        with contextlib.closing(_outcomes(plan.jobs, plan.work(), workers)) as outcomes:
+        with contextlib.closing(_outcomes(plan.jobs, plan.work(), workers, plan.failed)) as outcomes:
             for batch in _batches(outcomes, batch_size):
                 if any(o.wants_acoustic for o in batch) and plan.acoustic_model is not None:
                     encode_acoustic(model(), plan.acoustic_model, batch)
@@ -399,27 +421,56 @@ def _torch_device(accelerator: str) -> str:
     return "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
 
 
-def _outcomes(jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int) -> Iterator[_Outcome]:
+def _outcomes(
+    jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int, failed: Callable[[_Job, str], _Outcome]
+) -> Iterator[_Outcome]:
     """`work(job)` of every job, in `workers` processes (0: here), as they finish. Only a few jobs per worker
-    are handed out ahead, so that memory stays flat however many files there are."""
+    are handed out ahead, so that memory stays flat however many files there are.
+
+    A worker that dies (killed by the kernel for memory, most often) breaks the pool: its jobs in flight
+    are run again one at a time, each in a pool of its own, so that the file that kills its worker alone
+    becomes `failed(job, WORKER_ENDED)` and the other files go on in a new pool."""
     preload()
     if workers == 0:
         yield from map(work, jobs)
         return
+    todo = iter(jobs)
+    while True:
+        suspects = []
+        yield from _pooled(todo, work, workers, suspects)
+        if not suspects:
+            return
+        for job in suspects:
+            alone = []
+            yield from _pooled(iter([job]), work, 1, alone)
+            if alone:
+                yield failed(job, WORKER_ENDED)
+
+
+def _pooled(todo: Iterator[_Job], work, workers: int, suspects: list[_Job]) -> Iterator[_Outcome]:
+    """Outcomes of `todo`'s jobs from one pool of `workers` processes, until the jobs run out or a worker dies;
+    then the jobs the pool held go to `suspects`, and the rest stay in `todo`."""
     pool = ProcessPoolExecutor(workers, initializer=analysis_worker)
     try:
-        todo, pending = iter(jobs), set()
+        pending = {}
         for job in todo:
-            pending.add(pool.submit(work, job))
+            pending[pool.submit(work, job)] = job
             if len(pending) >= workers * JOBS_AHEAD_PER_WORKER:
                 break
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                job = next(todo, None)
-                if job is not None:
-                    pending.add(pool.submit(work, job))
-                yield future.result()
+                job = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    suspects.append(job)
+                    continue
+                if not suspects:
+                    job = next(todo, None)
+                    if job is not None:
+                        pending[pool.submit(work, job)] = job
+                yield outcome
     finally:
         # Stopped (Ctrl-C, SIGTERM, an error) or not, the workers end here: queued files are dropped, and each
         # worker finishes the file it holds. Terminating one instead could cut its result off mid-pipe, and
