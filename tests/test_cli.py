@@ -429,3 +429,16 @@ def test_an_interrupted_command_says_so_once_per_machine(monkeypatch, capsys, tm
     assert cli.main(["info", "--db", str(tmp_path / "none.db")]) == 130
     said = "" if local_rank == "1" else "audiograph: interrupted\n"
     assert capsys.readouterr().err == said
+
+
+def test_running_out_of_memory_is_one_line(store_copy, synth_collection, monkeypatch, capsys):
+    import audiograph.pipelines.query as query_module
+    from audiograph.cli import main
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(query_module, "query_file", out_of_memory)
+    some_file = next((synth_collection / "audio").rglob("*.wav"))
+    assert main(["query", str(some_file), "--db", str(store_copy.path)]) == 1
+    assert capsys.readouterr().err == "audiograph: error: out of memory (a file too long for the memory available?)\n"

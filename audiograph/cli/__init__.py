@@ -199,6 +199,11 @@ def _run(args: argparse.Namespace, command_line: bool) -> int:
         where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
         print(f"audiograph: error: {one_line(where + (e.strerror or str(e)))}", file=sys.stderr)
         return 1
+    except MemoryError:  # numpy says how much it wanted: e.g. a query file hours long on a small machine
+        if args.debug:
+            raise
+        print("audiograph: error: out of memory (a file too long for the memory available?)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         _say_interrupted()
         return 130
