@@ -45,34 +45,57 @@ def compute_descriptors(
     written in numpy so that a one-file query does not import librosa; the tests compare them.
     """
     sr, hop = sample_rate, hop_length
-    magnitude = np.sqrt(power)
     freq = fft_frequencies(sr, n_fft)
     onset_env = onset_strength(mel_db, n_fft, hop)
-    rms = frame_rms(power, n_fft)
+    blocks = [
+        _frame_features(power[:, start : start + DESCRIPTOR_BLOCK_FRAMES], freq, sr, n_fft)
+        for start in range(0, power.shape[1], DESCRIPTOR_BLOCK_FRAMES)
+    ]
+    f = {name: np.concatenate([block[name] for block in blocks], axis=-1) for name in blocks[0]}
+    values = [
+        tempo(onset_env, sr, hop),
+        onset_env.mean(),
+        f["rms"].mean(),
+        f["rms"].std(),
+        20 * np.log10(max(float(f["rms"].mean()), 1e-10)),
+        f["centroid"].mean(),
+        f["bandwidth"].mean(),
+        f["rolloff"].mean(),
+        f["flatness"].mean(),
+        zero_crossing_rate(samples, n_fft, hop).mean(),
+        *f["contrast"].mean(axis=1),
+        *mfcc(mel_db, 13).mean(axis=1),
+        *f["chroma"].mean(axis=1),
+    ]
+    return np.asarray(values, dtype=np.float32)
+
+
+# Frames whose spectral features are computed together: a clip in one go, a long track in blocks, so that the
+# full-size temporaries (magnitude, cumulative sums, logarithms) never exist for all of its frames at once.
+DESCRIPTOR_BLOCK_FRAMES = 4096
+
+
+def _frame_features(power: np.ndarray, freq: np.ndarray, sample_rate: int, n_fft: int) -> dict[str, np.ndarray]:
+    """The per-frame spectral features of the power spectrogram [bins, frames] of some of a track's frames."""
+    magnitude = np.sqrt(power)
     centroid, bandwidth = centroid_and_bandwidth(magnitude, freq)
     cumulative = np.cumsum(magnitude, axis=0)
     # The lowest frequency at which the cumulative magnitude reaches 85 % of the total: as the cumulative
     # sums never decrease, its index is the count of bins below the threshold.
     rolloff = freq[np.count_nonzero(cumulative < 0.85 * cumulative[-1:], axis=0)]
+    del cumulative
     floored = np.maximum(1e-10, power)
     flatness = np.exp(np.mean(np.log(floored), axis=0)) / np.mean(floored, axis=0)
-    chroma = normalize_columns(chroma_filterbank(sr, n_fft) @ power, np.inf)
-    values = [
-        tempo(onset_env, sr, hop),
-        onset_env.mean(),
-        rms.mean(),
-        rms.std(),
-        20 * np.log10(max(float(rms.mean()), 1e-10)),
-        centroid.mean(),
-        bandwidth.mean(),
-        rolloff.mean(),
-        flatness.mean(),
-        zero_crossing_rate(samples, n_fft, hop).mean(),
-        *spectral_contrast(magnitude, freq).mean(axis=1),
-        *mfcc(mel_db, 13).mean(axis=1),
-        *chroma.mean(axis=1),
-    ]
-    return np.asarray(values, dtype=np.float32)
+    del floored
+    return {
+        "rms": frame_rms(power, n_fft),
+        "centroid": centroid,
+        "bandwidth": bandwidth,
+        "rolloff": rolloff,
+        "flatness": flatness,
+        "contrast": spectral_contrast(magnitude, freq),
+        "chroma": normalize_columns(chroma_filterbank(sample_rate, n_fft) @ power, np.inf),
+    }
 
 
 def onset_strength(mel_db: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
