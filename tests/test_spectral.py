@@ -153,3 +153,29 @@ def test_analysis_chunks_equal_the_torch_frontend(shared_data):
     assert len(chunks) == len(expected) == 4
     for ours, theirs in zip(chunks, expected):
         assert np.abs(ours.astype(np.float32) - theirs).max() < 0.05  # float16 rounding of -80..+40 dB
+
+
+def test_a_long_track_is_transformed_in_blocks_with_the_values_of_one_transform(monkeypatch):
+    """Frames on both sides of a block boundary equal numpy's own transform of that frame, and the descriptors
+    of a track of several blocks are those of a single block."""
+    import audiograph.audio.descriptors as descriptors
+    import audiograph.audio.spectral as spectral
+
+    monkeypatch.setattr(spectral, "STFT_BLOCK_FRAMES", 64)
+    rng = np.random.default_rng(3)
+    samples = rng.standard_normal(1024 * 200).astype(np.float32)
+    power = spectral.power_spectrogram(samples, 2048, 1024)
+    padded = np.pad(samples.astype(np.float64), 1024)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(2048) / 2048)
+    for frame in (0, 63, 64, 65, 127, 128, power.shape[1] - 1):
+        expected = np.abs(np.fft.rfft(padded[frame * 1024 : frame * 1024 + 2048] * window)) ** 2
+        np.testing.assert_allclose(power[:, frame], expected, rtol=1e-3, atol=1e-3 * expected.max())
+    mel = spectral.power_to_db(spectral.mel_power(power, 22050, 2048, 128))
+    blocked = descriptors.compute_descriptors(samples, power, mel, 22050, 2048, 1024)
+    monkeypatch.setattr(descriptors, "DESCRIPTOR_BLOCK_FRAMES", 100_000)
+    whole = descriptors.compute_descriptors(samples, power, mel, 22050, 2048, 1024)
+    monkeypatch.setattr(descriptors, "DESCRIPTOR_BLOCK_FRAMES", 64)
+    np.testing.assert_allclose(
+        descriptors.compute_descriptors(samples, power, mel, 22050, 2048, 1024), whole, rtol=1e-6
+    )
+    np.testing.assert_allclose(blocked, whole, rtol=1e-6)
