@@ -30,7 +30,9 @@ def existing_file(path) -> Path:
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a file")
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+        raise ConfigError(
+            f"{path}: {'not a regular file (a pipe, socket or device)' if path.exists() else 'no such file'}"
+        )
     return path
 
 

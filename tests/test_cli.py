@@ -442,3 +442,13 @@ def test_running_out_of_memory_is_one_line(store_copy, synth_collection, monkeyp
     some_file = next((synth_collection / "audio").rglob("*.wav"))
     assert main(["query", str(some_file), "--db", str(store_copy.path)]) == 1
     assert capsys.readouterr().err == "audiograph: error: out of memory (a file too long for the memory available?)\n"
+
+
+def test_a_named_pipe_is_not_a_file_to_query(store_copy, tmp_path, capsys):
+    from audiograph.cli import main
+
+    os.mkfifo(tmp_path / "pipe.wav")
+    assert main(["query", str(tmp_path / "pipe.wav"), "--db", str(store_copy.path)]) == 1
+    assert capsys.readouterr().err == (
+        f"audiograph: error: {tmp_path / 'pipe.wav'}: not a regular file (a pipe, socket or device)\n"
+    )

@@ -119,6 +119,8 @@ def build_fault_corpus(good_audio: Path, out: Path) -> dict[str, str]:
     os.symlink(out / "Broken" / "loop b.mp3", out / "Broken" / "loop a.mp3")
     os.symlink(out / "Broken" / "loop a.mp3", out / "Broken" / "loop b.mp3")
     bad["Broken/loop a.mp3"] = bad["Broken/loop b.mp3"] = "symbolic link loop"
+    os.mkfifo(out / "Broken" / "named pipe.wav")  # reading it would wait for a writer forever
+    bad["Broken/named pipe.wav"] = "not a regular file (a pipe, socket or device)"
     # Good files with awkward names: a name that is not UTF-8, and a newline in a duplicate's name.
     (out / "Names").mkdir()
     with open(os.fsencode(out / "Names") + b"/caf\xe9.flac", "wb") as f:

@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 from audiograph.audio.analysis import analyse, preload
 from audiograph.audio.config import AudioConfig
@@ -190,6 +191,9 @@ def _analysed(
 ) -> _Outcome:
     try:
         stat = job.path.stat()
+        if not S_ISREG(stat.st_mode):  # reading a named pipe would wait for a writer forever
+            record.status, record.error = "failed", "not a regular file (a pipe, socket or device)"
+            return _Outcome(job, record)
         data = job.path.read_bytes()
     except OSError as e:
         if not os.path.lexists(job.path):  # deleted or moved away since the scan, as if it had not been listed
