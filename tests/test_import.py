@@ -207,3 +207,25 @@ def test_a_vector_group_reads_the_space_with_the_most_graph_tracks_and_warns_of_
     spec, mask, message = spec_for(synth[:1] + imported)
     assert spec.spaces["audio"] == "audio" and mask[:, 0].tolist() == [False, True, True, True]
     assert "the 'descriptors' space also holds vectors of 1 other track," in message
+
+
+def test_values_float32_cannot_hold_or_standardise_are_refused_by_row_and_the_space_stays_usable(tmp_path):
+    from audiograph.pipelines.query import similar_track
+
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text(
+        "track_id,energy,tempo,pop\n"
+        "a,0.5,120,10\nb,1e39,121,11\nc,0.7,3.5e30,inf\nd,0.2,100,1e308\ne,0.4,inf,\nf,0.3,90,12\n"
+    )
+    store = Store(tmp_path / "s.db")
+    report = import_tracks(store, csv_path, features={"audio": ["energy", "tempo"]}, popularity_col="pop")
+    assert report.skipped == [
+        f"{csv_path}:3: no audio vector: 'energy' is beyond ±1e+15 ('1e39'): rescale the column",
+        f"{csv_path}:4: no audio vector: 'tempo' is beyond ±1e+15 ('3.5e30'): rescale the column",
+        f"{csv_path}:4: no popularity: 'pop' is not finite ('inf')",
+        f"{csv_path}:5: no popularity: 'pop' is beyond ±1e+15 ('1e308'): rescale the column",
+        f"{csv_path}:6: no audio vector: 'tempo' is not finite ('inf')",
+    ]
+    ids, matrix = store.vectors.matrix("audio")
+    assert sorted(ids) == ["a", "d", "f"] and np.isfinite(matrix).all()
+    assert len(similar_track(store, "a", space="audio", k=2).hits) == 2

@@ -246,17 +246,7 @@ def _row_vectors(
         vector = [_number(row[c]) for c in cols]
         if any(v is None for v in vector):
             column = cols[[v is None for v in vector].index(True)]
-            value = row[column]
-            problem = (
-                "the row has fewer fields than the header has columns"
-                if value is None
-                else f"'{column}' is empty"
-                if not value.strip()
-                else f"'{column}' is not a number ({value.strip()!r})"
-            )
-            if value and _number(value.replace(",", ".")) is not None:
-                problem += "; a decimal comma? numbers are read with a decimal point"
-            report.skipped.append(f"{path}:{line}: no {group} vector: {problem}")
+            report.skipped.append(f"{path}:{line}: no {group} vector: {_number_problem(column, row[column])}")
             vectors = None
             break
         vectors[group] = np.asarray(vector, np.float32)
@@ -264,7 +254,29 @@ def _row_vectors(
         popularity = _number(row[popularity_col])
         if popularity is not None:
             vectors = {**(vectors or {}), POPULARITY_SPACE: np.asarray([popularity], np.float32)}
+        elif (row[popularity_col] or "").strip():  # an empty cell gives no popularity, and says nothing
+            report.skipped.append(
+                f"{path}:{line}: no popularity: {_number_problem(popularity_col, row[popularity_col])}"
+            )
     return vectors
+
+
+def _number_problem(column: str, value: str | None) -> str:
+    """Why the cell `value` of `column` is not a feature value, in words."""
+    if value is None:
+        return "the row has fewer fields than the header has columns"
+    if not value.strip():
+        return f"'{column}' is empty"
+    try:
+        number = float(value)
+    except ValueError:
+        problem = f"'{column}' is not a number ({value.strip()!r})"
+        if _number(value.replace(",", ".")) is not None:
+            problem += "; a decimal comma? numbers are read with a decimal point"
+        return problem
+    if not math.isfinite(number):
+        return f"'{column}' is not finite ({value.strip()!r})"
+    return f"'{column}' is beyond ±{MAX_FEATURE_MAGNITUDE:g} ({value.strip()!r}): rescale the column"
 
 
 def _track_record(
@@ -325,12 +337,17 @@ def _feature_model(
     return model_id
 
 
+# Feature values are stored and standardised in float32, whose squares overflow above about 1e19: a larger
+# value would make a space's z-scores infinite (no real feature comes near it).
+MAX_FEATURE_MAGNITUDE = 1e15
+
+
 def _number(text: str | None) -> float | None:
     try:
         value = float(text)
     except (TypeError, ValueError):
         return None
-    return value if math.isfinite(value) else None
+    return value if math.isfinite(value) and abs(value) <= MAX_FEATURE_MAGNITUDE else None
 
 
 def _cell(row: dict, column: str | None) -> str | None:
