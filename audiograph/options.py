@@ -51,6 +51,7 @@ RANGES = {
     **dict.fromkeys(("val_fraction", "seed_fraction", "holdout"), (0, 1, False, False)),
     "dropout": (0, 1, True, False),
     "min_length": (2, None, True, True),
+    "max_playlist_length": (2, None, True, True),
     "max_points": (3, None, True, True),
 }
 

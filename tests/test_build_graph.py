@@ -308,3 +308,22 @@ def test_a_csv_of_file_paths_matches_the_stored_files_and_adds_none(store_with_t
     assert (report.matched, report.unmatched, report.added_tracks) == (4, 0, 0)
     assert len(store.tracks.rows(status=None)) == before
     assert {(a, b) for a, b, _ in store.graph.edge_rows()} == {("m/t0.mp3", "m/t1.mp3"), ("m/t1.mp3", "m/t2.mp3")}
+
+
+def test_a_playlist_longer_than_the_bound_is_stored_but_makes_no_edges(store_with_tracks, tmp_path, capsys):
+    from audiograph.cli import main
+
+    store, music = store_with_tracks
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    _write_m3u(lists / "pair.m3u8", ["../music/t0.mp3", "../music/t1.mp3"])
+    _write_m3u(lists / "library.m3u8", [f"../music/t{i}.mp3" for i in range(6)])
+    report = build_graph(store, [lists], min_weight=1, max_playlist_length=5)
+    assert (report.playlists, report.long_playlists) == (2, 1)
+    assert {(a, b): w for a, b, w in store.graph.edge_rows()} == {("m/t0.mp3", "m/t1.mp3"): 1}
+    assert len(store.graph.playlists()) == 2
+    args = ["build-graph", str(lists), "--db", str(store.path), "--min-weight", "1", "--max-playlist-length", "5"]
+    assert main(args) == 0
+    assert "1 playlist of more than 5 tracks stored but left out of the graph" in capsys.readouterr().out
+    assert main([*args[:-1], "6"]) == 0
+    assert len(list(store.graph.edge_rows())) == 15  # every pair of the six

@@ -215,6 +215,12 @@ def args_build_graph(p) -> None:
     p.add_argument(
         "--add-missing", action="store_true", help="add id-based entries that match no track as tracks without audio"
     )
+    option(
+        p,
+        "--max-playlist-length",
+        source_defaults("audiograph.pipelines.build_graph", "build_graph"),
+        "playlists of more tracks are stored but make no edges (a whole library would link every pair)",
+    )
     p.add_argument("--graphml", metavar="OUT", help="also export the graph as GraphML")
     for key, help_text in CSV_COLUMN_OPTIONS.items():
         p.add_argument("--" + key.replace("_", "-"), dest=key, help=help_text)

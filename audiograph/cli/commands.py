@@ -212,7 +212,14 @@ def cmd_build_graph(args) -> int:
 
     store = open_store(args)
     csv_options = {k: getattr(args, k) for k in CSV_COLUMN_OPTIONS if getattr(args, k) is not None}
-    report = build_graph(store, args.sources, min_weight=args.min_weight, add_missing=args.add_missing, **csv_options)
+    report = build_graph(
+        store,
+        args.sources,
+        min_weight=args.min_weight,
+        add_missing=args.add_missing,
+        max_playlist_length=args.max_playlist_length,
+        **csv_options,
+    )
     if args.graphml:
         export_graphml(store, args.graphml)
     if args.json:
@@ -262,6 +269,12 @@ def cmd_build_graph(args) -> int:
         say(f"  malformed: {line}")
     if report.added_tracks:
         say(f"added {counted(report.added_tracks, 'track')} without audio")
+    if report.long_playlists:
+        say(
+            f"  {counted(report.long_playlists, 'playlist')} of more than {report.max_playlist_length} tracks"
+            " stored but left out of the graph (it would link every pair of its tracks; --max-playlist-length"
+            " changes the bound)"
+        )
     dropped = report.edges_below_min_weight
     say(report.min_weight_reason + (f" ({counted(dropped, 'weaker pair')} dropped)" if dropped else ""))
     say(

@@ -16,6 +16,7 @@ from audiograph.errors import ConfigError
 from audiograph.graph.cooccurrence import choose_min_weight, cooccurrence_matrix, graph_summary, threshold
 from audiograph.graph.csr import CSRGraph
 from audiograph.graph.readers import EdgeList, Playlist, merge_playlists, read_sources
+from audiograph.options import check_options
 from audiograph.runtime import gc_paused
 from audiograph.store import Store, TrackRecord
 
@@ -69,6 +70,8 @@ class GraphReport:
     min_weight: float = 1.0
     min_weight_reason: str = ""
     edges_below_min_weight: int = 0
+    long_playlists: int = 0  # playlists longer than max_playlist_length, stored but left out of the graph
+    max_playlist_length: int = 0
     summary: dict = field(default_factory=dict)
     replaced: dict | None = None  # the graph this one replaced: {playlists, edges, sources, built}
 
@@ -83,6 +86,7 @@ def build_graph(
     *,
     min_weight: float | str = "auto",
     add_missing: bool = False,
+    max_playlist_length: int = 1000,
     **csv_options,
 ) -> GraphReport:
     """Read playlists and edge lists, match their entries to stored tracks, and store the playlists
@@ -92,8 +96,11 @@ def build_graph(
     An edge's weight is the number of distinct playlists holding both tracks, plus the weights of
     edge-list rows between them; edges below `min_weight` are dropped ("auto": chosen from the data,
     see `choose_min_weight`). Entries that match no stored track are counted and reported; with
-    `add_missing`, id-based entries (MPD, CSV, edge lists) become tracks without audio instead.
+    `add_missing`, id-based entries (MPD, CSV, edge lists) become tracks without audio instead. A playlist of
+    more than `max_playlist_length` matched tracks (a whole library as one list) is stored but makes no
+    edges: it would link every pair of its tracks, as many edges as the square of its length.
     """
+    check_options(max_playlist_length=max_playlist_length)
     if not sources:
         raise ConfigError("build-graph needs at least one playlist source")
     playlists, edge_lists, reports = read_sources(sources, **csv_options)
@@ -120,8 +127,10 @@ def build_graph(
     stored_playlists, unmatched = match_playlists(store, playlists, node_ids)
     report.matched = sum(len(p[4]) for p in stored_playlists)
     report.unmatched, report.unmatched_examples = len(unmatched), unmatched[:UNMATCHED_EXAMPLES]
-    playlist_index = [p for p, playlist in enumerate(stored_playlists) for _ in playlist[4]]
-    track_index = [position[t] for playlist in stored_playlists for t in playlist[4]]
+    linked = [p for p in stored_playlists if len(p[4]) <= max_playlist_length]
+    report.long_playlists, report.max_playlist_length = len(stored_playlists) - len(linked), max_playlist_length
+    playlist_index = [p for p, playlist in enumerate(linked) for _ in playlist[4]]
+    track_index = [position[t] for playlist in linked for t in playlist[4]]
 
     weights = cooccurrence_matrix(playlist_index, track_index, len(node_ids))
     weights = _add_edge_lists(weights, edge_lists, position, report)
