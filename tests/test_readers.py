@@ -306,3 +306,17 @@ def test_shared_spotify_csv_loads(shared_data):
     assert report.entries == len({(row["playlist_id"], row["track_id"]) for row in rows})
     assert report.entries + report.duplicates_dropped + len(report.malformed) == len(rows)
     assert os.fspath(path) == playlists[0].source
+
+
+def test_a_csv_saved_in_the_windows_code_page_and_json_with_a_byte_order_mark_are_read(tmp_path):
+    text = "playlist_id,track_id,playlist_name,track_artist\np1,t1,Café “mix”,Beyoncé\np1,t2,Café “mix”,Björk\n"
+    (tmp_path / "excel.csv").write_bytes(text.encode("cp1252"))
+    playlists, _ = read_membership_csv(tmp_path / "excel.csv", name_col="playlist_name", artist_col="track_artist")
+    assert playlists[0].name == "Café “mix”" and [e.artist for e in playlists[0].entries] == ["Beyoncé", "Björk"]
+    (tmp_path / "bom.csv").write_bytes(text.encode("utf-8-sig"))
+    playlists, _ = read_membership_csv(tmp_path / "bom.csv", name_col="playlist_name")
+    assert playlists[0].name == "Café “mix”"
+    document = {"playlists": [{"pid": 1, "name": "x", "tracks": [{"track_uri": "spotify:track:a"}]}]}
+    (tmp_path / "bom.json").write_bytes(json.dumps(document).encode("utf-8-sig"))
+    playlists, _ = read_mpd_json(tmp_path / "bom.json")
+    assert [e.track_id for e in playlists[0].entries] == ["spotify:track:a"]

@@ -7,6 +7,7 @@ matching them to stored tracks happens elsewhere. Problems inside a file are col
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import math
@@ -171,7 +172,7 @@ def read_mpd_json(path: str | os.PathLike) -> tuple[list[Playlist], ReadReport]:
     path = str(path)
     report = ReadReport(source=path)
     try:
-        with open(path, encoding="utf-8") as file:
+        with open(path, encoding="utf-8-sig") as file:  # a byte-order mark, as some Windows tools write
             document = json.load(file)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, an int of 5,000 digits
         reason = "nested too deeply" if isinstance(error, RecursionError) else error
@@ -283,7 +284,7 @@ def _csv_reader(path: str):
     ConfigError. The delimiter is a comma, or, where the header line has none, the semicolon, tab or bar it has
     (spreadsheets in many locales save semicolons)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
+        with open(path, newline="", encoding=_csv_encoding(path)) as file:
             header = file.readline()
             file.seek(0)
             delimiter = next((d for d in ",;\t|" if d in header), ",")
@@ -293,6 +294,25 @@ def _csv_reader(path: str):
             yield reader
     except (csv.Error, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: unreadable CSV ({error})") from None
+
+
+def _csv_encoding(path: str) -> str:
+    """UTF-8 (with or without a byte-order mark) where the whole file decodes so, else the Windows code page, in
+    which spreadsheets of Western locales save CSV (Latin-1 where it has bytes that code page leaves undefined)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as file:
+            while block := file.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        return "utf-8-sig"
+    except UnicodeDecodeError:
+        pass
+    try:
+        Path(path).read_bytes().decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
 
 
 def _csv_header(path: str) -> list[str]:
