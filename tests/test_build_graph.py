@@ -157,6 +157,10 @@ def test_an_empty_new_graph_keeps_the_stored_one_and_a_replacement_is_reported(s
         build_graph(store, [bad], min_weight=1)
     assert sorted(store.graph.edge_rows()) == before
     assert [p["name"] for p in store.graph.playlists()] == ["good"]
+    # What could not be read is said in that error, which stops the command before its report.
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"kept the stored graph .*; unreadable: .*broken\.json: invalid JSON"):
+        build_graph(store, [bad, tmp_path / "broken.json"], min_weight=1)
 
     other = tmp_path / "other.m3u8"
     _write_m3u(other, [str(music / f"t{i}.mp3") for i in (4, 5)])

@@ -140,6 +140,7 @@ def build_graph(
             f" first: {report.unmatched_examples[0]}); nothing was stored"
             + (", and the stored graph is kept" if store.graph.summary() else "")
             + ("" if add_missing else "; --add-missing adds id-based entries as tracks without audio")
+            + _unread(report)
         )
     if min_weight == "auto":
         report.min_weight, report.min_weight_reason = choose_min_weight(weights)
@@ -213,9 +214,23 @@ def _replace_stored_graph(
         raise ConfigError(
             f"{', '.join(map(str, sources))}: the new graph has no edges ({report.playlists} playlists,"
             f" {report.matched} of {report.entries} entries matched stored tracks{below}); kept the stored graph"
-            f" ({previous['playlists']} playlists, {previous['edges']} edges)"
+            f" ({previous['playlists']} playlists, {previous['edges']} edges)" + _unread(report)
         )
     return store.graph.replace(stored_playlists, node_ids, (src, dst, weight), info)
+
+
+def _unread(report: GraphReport) -> str:
+    """What of the sources could not be read, for an error that stops the command before its report is shown:
+    the first source that failed and the first malformed entry, with counts."""
+    said = ""
+    if report.failed:
+        first = report.failed[0]
+        more = f" and {len(report.failed) - 1} more" if len(report.failed) > 1 else ""
+        said += f"; unreadable: {first['file']}: {first['reason']}{more}"
+    if report.malformed:
+        more = f" ({len(report.malformed)} in all)" if len(report.malformed) > 1 else ""
+        said += f"; malformed: {report.malformed[0]}{more}"
+    return said
 
 
 class EntryMatcher:
