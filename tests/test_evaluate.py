@@ -315,3 +315,20 @@ def test_the_time_left_is_each_methods_time_per_seed_times_the_fits_to_go():
     assert _seconds_left(specs, seeds, 0, a, {a: 10.0, b: 0.0}) is None  # b has not run yet
     assert _seconds_left(specs, seeds, 0, b, {a: 10.0, b: 20.0}) == 2 * 30.0
     assert _seconds_left(specs, seeds, 1, a, {a: 22.0, b: 20.0}) == 20.0 + 1 * (11.0 + 20.0)
+
+
+def test_epoch_lines_say_which_seed_and_method_they_belong_to(catalogue, capsys):
+    store = Store(catalogue[0] / "eval.db")
+    said = []
+    evaluate(
+        store, methods=["musig:audio"], seeds=(0,), min_length=12, musig_options={"max_epochs": 1}, progress=said.append
+    )
+    epochs = [line for line in capsys.readouterr().err.splitlines() if "epoch 1/1" in line]
+    assert epochs and all(line.startswith("seed 0, musig:audio: epoch 1/1: ") for line in epochs), epochs
+    assert any(line.startswith("seed 0: musig:audio HR ") for line in said), said
+
+
+def test_the_time_left_reads_in_seconds_then_minutes():
+    from audiograph.pipelines.evaluate import _duration
+
+    assert (_duration(0.4), _duration(95), _duration(119.4), _duration(600)) == ("0 s", "95 s", "119 s", "10 min")

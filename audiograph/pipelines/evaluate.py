@@ -41,6 +41,7 @@ from audiograph.musig.model import TASK_WEIGHT_PRESETS, parse_task_weights
 from audiograph.options import check_options
 from audiograph.pipelines.build_graph import load_graph
 from audiograph.pipelines.features import GRAPH_COLUMNS, available_groups, build_features, cold_features, genre_labels
+from audiograph.pipelines.fit import EPOCH_LOG_LABEL
 from audiograph.runtime import leaves_process_settings
 from audiograph.store import Store
 
@@ -241,7 +242,11 @@ def _score_methods(
         for spec in specs:
             started = time.perf_counter()
             method = method_of(spec)
-            vectors = np.asarray(method.embed(split), np.float32)
+            label = EPOCH_LOG_LABEL.set(f"seed {seed}, {spec.label}")
+            try:
+                vectors = np.asarray(method.embed(split), np.float32)
+            finally:
+                EPOCH_LOG_LABEL.reset(label)
             per_seed[spec].append(score_cases(vectors, split))
             seconds[spec] += time.perf_counter() - started
             if progress:
@@ -249,7 +254,7 @@ def _score_methods(
                 left = _seconds_left(specs, seeds, seed, spec, seconds)
                 progress(
                     f"seed {seed}: {spec.label} HR {hit_rate:.3f} ({time.perf_counter() - started:.1f} s)"
-                    + (f"; about {left / 60:.0f} min left" if left is not None else "")
+                    + (f"; about {_duration(left)} left" if left is not None else "")
                 )
     return per_seed, case_playlists, seconds
 
@@ -271,6 +276,11 @@ def _plan(specs: list[MethodSpec], seeds: tuple[int, ...], musig_options: dict |
         f"plan: {len(specs)} methods x {len(seeds)} seeds = {len(specs) * len(seeds)} fits"
         f" ({', '.join(s.label for s in specs)}){training}; the time left is estimated after the first seed"
     )
+
+
+def _duration(seconds: float) -> str:
+    """A rough duration in words: seconds under two minutes, then minutes."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _seconds_left(specs, seeds, seed, spec, seconds) -> float | None:

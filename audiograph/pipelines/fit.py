@@ -3,6 +3,7 @@ best-epoch metrics and throughput."""
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import inspect
 import sys
@@ -44,9 +45,13 @@ def best_epoch_metrics(metrics_csv: Path, monitor: str, mode: str = "min") -> di
     return {k: float(v) for k, v in best.items() if v and (k.startswith("val_") or k == "epoch")}
 
 
+# What the epoch lines of the fits run now belong to ("seed 0, MUSIG audio"), where one command fits several.
+EPOCH_LOG_LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("epoch_log_label", default="")
+
+
 class EpochLog(Callback):
     """One line per epoch on stderr, for runs whose output is not a terminal (no progress bar there):
-    the epoch, its training loss, the validation metrics and the time so far."""
+    the epoch, its training loss, the validation metrics and the time so far (after `EPOCH_LOG_LABEL`)."""
 
     def __init__(self, max_epochs: int):
         self.max_epochs, self.started = max_epochs, time.monotonic()
@@ -59,8 +64,10 @@ class EpochLog(Callback):
         }
         figures = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
         elapsed = time.monotonic() - self.started
+        label = EPOCH_LOG_LABEL.get()
         print(
-            f"epoch {trainer.current_epoch + 1}/{self.max_epochs}: {figures} ({elapsed:.0f} s)",
+            f"{label + ': ' if label else ''}epoch {trainer.current_epoch + 1}/{self.max_epochs}: {figures}"
+            f" ({elapsed:.0f} s)",
             file=sys.stderr,
             flush=True,
         )
