@@ -332,3 +332,12 @@ def test_the_time_left_reads_in_seconds_then_minutes():
     from audiograph.pipelines.evaluate import _duration
 
     assert (_duration(0.4), _duration(95), _duration(119.4), _duration(600)) == ("0 s", "95 s", "119 s", "10 min")
+
+
+def test_few_evaluation_playlists_are_said_to_give_weak_p_values(catalogue):
+    store = Store(catalogue[0] / "eval.db")
+    few = evaluate(store, methods=["features:audio", "features:popularity"], min_length=12, max_playlists=5)
+    assert few.info["eval_playlists"] == 5
+    assert any(note.startswith("only 5 evaluation playlists: the p values") for note in few.notes)
+    many = evaluate(store, methods=["features:audio", "features:popularity"], min_length=5, holdout=0.5)
+    assert many.info["eval_playlists"] >= 10 and not any("evaluation playlists" in note for note in many.notes)
