@@ -191,7 +191,7 @@ def test_build_graph_keeps_the_stored_graph_or_says_what_it_replaced(store_copy,
     assert "the stored graph is kept" in err[0]
     assert store_copy.graph.summary()["edges"] == edges
     assert main(["build-graph", str(synth_collection / "playlists"), "--db", db]) == 0
-    assert f"replaced the stored graph: 12 playlists and {edges} edges" in capsys.readouterr().out
+    assert f"it replaces the stored graph of 12 playlists and {edges} edges" in capsys.readouterr().out
 
 
 def test_one_line_escapes_control_characters():

@@ -228,13 +228,6 @@ def cmd_build_graph(args) -> int:
     from audiograph.tables import format_table
 
     s = report.summary
-    if report.replaced:
-        r = report.replaced
-        sources = ", ".join(r["sources"]) or "nothing"
-        say(
-            f"replaced the stored graph: {counted(r['playlists'], 'playlist')} and {counted(r['edges'], 'edge')}, built {r['built']}"
-            f" from {sources}"
-        )
     rows = f" and {counted(report.edge_list_edges, 'edge-list row')}" if report.edge_list_edges else ""
     say(
         f"read {counted(report.playlists, 'playlist')} with {counted(report.entries, 'entry', 'entries')}{rows}:"
@@ -277,6 +270,13 @@ def cmd_build_graph(args) -> int:
         )
     dropped = report.edges_below_min_weight
     say(report.min_weight_reason + (f" ({counted(dropped, 'weaker pair')} dropped)" if dropped else ""))
+    if report.replaced:
+        r = report.replaced
+        sources = ", ".join(r["sources"]) or "nothing"
+        say(
+            f"it replaces the stored graph of {counted(r['playlists'], 'playlist')} and {counted(r['edges'], 'edge')}, built {r['built']}"
+            f" from {sources}"
+        )
     say(
         f"graph: {counted(s['nodes'], 'node')}, {counted(s['edges'], 'edge')}, {counted(s['components'], 'connected component')}"
         f" (largest {s['largest_component']}), {counted(s['isolated_nodes'], 'isolated track')}"

@@ -78,7 +78,7 @@ def print_embed_summary(summary, quiet: bool) -> None:
             quiet,
         )
     if summary.acoustic_model:
-        say(f"acoustic vectors by model {summary.acoustic_model}", quiet)
+        say(f"acoustic vectors by model {summary.acoustic_model} (the newest trained audio encoder)", quiet)
     else:
         say("no trained audio encoder yet: acoustic vectors appear after `audiograph train-audio`", quiet)
 

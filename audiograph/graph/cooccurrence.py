@@ -60,7 +60,7 @@ def choose_min_weight(matrix: sp.spmatrix, candidates=(1, 2, 3, 5, 10), keep_sha
     kept = [int((strongest_edge >= weight).sum()) for weight in candidates]
     chosen = max((k for k, count in enumerate(kept) if count >= keep_share * connected), default=0)
     reason = (
-        f"min weight {candidates[chosen]}: keeps {_percent(kept[chosen], connected)} of {connected:,} connected tracks"
+        f"min weight {candidates[chosen]}: keeps {_percent(kept[chosen], connected)} of {connected} connected tracks"
     )
     if chosen + 1 < len(candidates):
         reason += f"; {candidates[chosen + 1]} would keep {_percent(kept[chosen + 1], connected)}"
