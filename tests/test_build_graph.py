@@ -331,3 +331,18 @@ def test_a_playlist_longer_than_the_bound_is_stored_but_makes_no_edges(store_wit
     assert "1 playlist of more than 5 tracks stored but left out of the graph" in capsys.readouterr().out
     assert main([*args[:-1], "6"]) == 0
     assert len(list(store.graph.edge_rows())) == 15  # every pair of the six
+
+
+def test_build_graph_imports_neither_torch_nor_networkx(store_with_tracks, tmp_path):
+    import subprocess
+    import sys
+
+    store, music = store_with_tracks
+    _write_m3u(tmp_path / "a.m3u8", [str(music / f"t{i}.mp3") for i in range(3)])
+    code = (
+        "import sys; from audiograph.cli import main;"
+        f"assert main(['build-graph', {str(tmp_path / 'a.m3u8')!r}, '--db', {str(store.path)!r}, '-q']) == 0;"
+        "print(sorted(m for m in ('torch', 'networkx') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

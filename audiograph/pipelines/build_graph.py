@@ -7,18 +7,20 @@ import os
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
 from audiograph.errors import ConfigError
 from audiograph.graph.cooccurrence import choose_min_weight, cooccurrence_matrix, graph_summary, threshold
-from audiograph.graph.csr import CSRGraph
 from audiograph.graph.readers import EdgeList, Playlist, merge_playlists, read_sources
 from audiograph.options import check_options
 from audiograph.runtime import gc_paused
 from audiograph.store import Store, TrackRecord
+
+if TYPE_CHECKING:
+    from audiograph.graph.csr import CSRGraph
 
 UNMATCHED_EXAMPLES = 5
 # A Spotify track named as a URI (the MPD's `track_uri`), as a link, or bare (the Web API's and its CSVs' id).
@@ -149,9 +151,8 @@ def build_graph(
         report.min_weight_reason = f"min weight {report.min_weight:g}: set with --min-weight"
     kept = threshold(weights, report.min_weight)
     report.edges_below_min_weight = (weights.nnz - kept.nnz) // 2  # symmetric, with a zero diagonal
-    graph = CSRGraph.from_scipy(kept)
-    report.summary = graph_summary(graph)
-    report.replaced = _replace_stored_graph(store, sources, node_ids, stored_playlists, graph, report)
+    report.summary = graph_summary(kept)
+    report.replaced = _replace_stored_graph(store, sources, node_ids, stored_playlists, kept, report)
     return report
 
 
@@ -192,12 +193,14 @@ def _replace_stored_graph(
     sources: list[str | os.PathLike],
     node_ids: list[str],
     stored_playlists: list[tuple[str, str, str, int, list[str]]],
-    graph: CSRGraph,
+    weights: sp.csr_matrix,
     report: GraphReport,
 ) -> dict | None:
-    """Store the playlists and `graph` (never an empty graph over one with edges); returns the replaced summary."""
-    upper = (graph.row < graph.col).numpy()
-    src, dst, weight = graph.row.numpy()[upper], graph.col.numpy()[upper], graph.weight.numpy()[upper]
+    """Store the playlists and the graph of symmetric `weights` (never an empty graph over one with edges);
+    returns the replaced summary."""
+    edges = weights.tocoo()
+    upper = edges.row < edges.col
+    src, dst, weight = edges.row[upper], edges.col[upper], edges.data[upper].astype(np.float32)
     info = {
         "sources": [os.path.abspath(s) for s in sources],
         "min_weight": report.min_weight,
@@ -306,6 +309,8 @@ def _add_missing_tracks(store: Store, playlists: list[Playlist], edge_lists) -> 
 
 def load_graph(store: Store, node_ids: list[str] | None = None) -> tuple[list[str], CSRGraph]:
     """(node ids, the stored co-occurrence graph over them): every usable track unless `node_ids` are given."""
+    from audiograph.graph.csr import CSRGraph  # torch: not for build-graph itself
+
     node_ids = store.tracks.node_ids() if node_ids is None else node_ids
     src, dst, weight = store.graph.edges(node_ids)
     return node_ids, CSRGraph.from_edges(src, dst, len(node_ids), weight=weight)
@@ -313,6 +318,8 @@ def load_graph(store: Store, node_ids: list[str] | None = None) -> tuple[list[st
 
 def export_graphml(store: Store, path: str | os.PathLike) -> None:
     """Write the stored graph, with track titles, artists and genres, as GraphML (via networkx)."""
+    import networkx as nx
+
     node_ids, graph = load_graph(store)
     g = nx.Graph()
     tracks = {t["id"]: t for t in store.tracks.rows(status=None)}
