@@ -58,7 +58,7 @@ def test_synth_embed_query_info(synth_collection, tmp_path):
     query_path = audio / sorted(truth)[0]
     hits = json.loads(run("query", query_path, "--db", db, "--json", "-k", "5").stdout)
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
-    assert set(hits[0]) == {"rank", "track_id", "path", "title", "artist", "score"}
+    assert set(hits[0]) == {"rank", "track_id", "path", "title", "artist", "genre", "score"}
     assert all(h["track_id"] != f"audio/{sorted(truth)[0]}" for h in hits)  # the query itself is excluded
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)

@@ -169,13 +169,14 @@ def test_stored_audio_takes_from_the_csv_only_what_its_tags_lack(store_copy, tmp
         {"track_id": tagged["id"], "energy": 1, "genre": "Tagged-over", "artist": "CSV artist"},
         {"track_id": untagged["id"], "energy": 2, "genre": "Folk", "artist": "CSV artist"},
     ]
-    import_tracks(
+    report = import_tracks(
         store,
         _csv(tmp_path / "tags.csv", rows),
         features={"energy": ["energy"]},
         genre_col="genre",
         artist_col="artist",
     )
+    assert (report.tracks, report.updated) == (2, 2)
     after = {t["id"]: t for t in store.tracks.rows()}
     assert after[tagged["id"]]["genre"] == tagged["genre"] and after[tagged["id"]]["artist"] == tagged["artist"]
     assert after[untagged["id"]]["genre"] == "Folk" and after[untagged["id"]]["artist"] == "CSV artist"

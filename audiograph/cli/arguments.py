@@ -163,7 +163,9 @@ def args_map(p) -> None:
         default=d["method"],
         help=f"2-D projection; auto: UMAP when umap-learn is installed (default {d['method']})",
     )
-    p.add_argument("--colour", choices=["genre", "playlist"], default=d["colour"], help="colour points by")
+    p.add_argument(
+        "--colour", choices=["genre", "playlist"], default=d["colour"], help=f"colour points by (default {d['colour']})"
+    )
     option(p, "--max-points", d, "map at most this many tracks (a seeded sample)")
     option(p, "--seed", d, "random seed")
 

@@ -335,8 +335,10 @@ def cmd_import_tracks(args) -> int:
         return 0
     groups = ", ".join(f"{g} ({counted(n, 'column')})" for g, n in report.feature_groups.items()) or "none"
     genres = f"; {counted(report.genres, 'genre')}" if args.genre_col else "; genres left as they were"
+    updated = f" ({report.updated} of them stored already, updated)" if report.updated else ""
     say(
-        f"imported {counted(report.tracks, 'track')} from {counted(report.rows, 'row')}; feature groups: {groups}{genres}",
+        f"imported {counted(report.tracks, 'track')}{updated} from {counted(report.rows, 'row')};"
+        f" feature groups: {groups}{genres}",
         args.quiet,
     )
     for group, model in report.extended.items():

@@ -146,5 +146,5 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
 
 def hits_json(hits: list[dict]) -> list[dict]:
     """The fields of each result that --json prints."""
-    keys = ("rank", "track_id", "path", "title", "artist", "score")
+    keys = ("rank", "track_id", "path", "title", "artist", "genre", "score")
     return [{k: h[k] for k in keys} for h in hits]

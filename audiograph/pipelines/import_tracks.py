@@ -28,7 +28,8 @@ class ImportReport:
     """What `import_tracks` read and stored."""
 
     rows: int = 0
-    tracks: int = 0
+    tracks: int = 0  # tracks the import wrote: new ones and stored ones it updated
+    updated: int = 0  # of them, tracks that were stored already (a file's tags, an earlier import's rows)
     feature_groups: dict[str, int] = field(default_factory=dict)  # group -> dimensions
     genres: int = 0
     skipped: list[str] = field(default_factory=list)  # "file:line: reason"
@@ -115,6 +116,7 @@ def import_tracks(
         if playlist_col:  # votes of playlists; without them a row's genre is the track's own label
             store.graph.put_genre_votes({t: v for t, v in votes.items() if t in first})
     report.tracks = len(records)
+    report.updated = sum(1 for track_id in first if track_id in existing)
     report.genres = len({g for vs in votes.values() for _, g in vs})
     return report
 
