@@ -346,3 +346,23 @@ def test_build_graph_imports_neither_torch_nor_networkx(store_with_tracks, tmp_p
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+def test_a_playlist_that_reaches_stored_files_through_a_linked_folder_matches_them(tmp_path):
+    from audiograph.store import path_text
+
+    real = tmp_path / "real"
+    real.mkdir()
+    store = Store(tmp_path / "s.db")
+    store.tracks.write(
+        [
+            TrackRecord(id=f"r/t{i}.mp3", collection="r", path=path_text(real / f"t{i}.mp3"), content_hash=f"h{i}")
+            for i in range(3)
+        ]
+    )
+    for i in range(3):
+        (real / f"t{i}.mp3").write_bytes(b"x")
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    _write_m3u(tmp_path / "p.m3u8", [str(tmp_path / "linked" / f"t{i}.mp3") for i in range(3)])
+    report = build_graph(store, [tmp_path / "p.m3u8"], min_weight=1)
+    assert (report.matched, report.unmatched, report.summary["edges"]) == (3, 0, 3)

@@ -17,7 +17,7 @@ from audiograph.graph.cooccurrence import choose_min_weight, cooccurrence_matrix
 from audiograph.graph.readers import EdgeList, Playlist, merge_playlists, read_sources
 from audiograph.options import check_options
 from audiograph.runtime import gc_paused
-from audiograph.store import Store, TrackRecord
+from audiograph.store import Store, TrackRecord, path_text
 
 if TYPE_CHECKING:
     from audiograph.graph.csr import CSRGraph
@@ -249,11 +249,19 @@ class EntryMatcher:
     def match(self, entry, source: str | None) -> str | None:
         """The stored track id of `entry`, read from the file `source`, or None."""
         if entry.path:
-            return self.by_path.get(_nfc(entry.path))
+            return self._by_path(entry.path)
         found = self.ids.match(entry.track_id)
         if found is None and entry.track_id and self.by_path:
             folder = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
-            found = self.by_path.get(_nfc(os.path.normpath(os.path.join(folder, entry.track_id))))
+            found = self._by_path(os.path.normpath(os.path.join(folder, entry.track_id)))
+        return found
+
+    def _by_path(self, path: str) -> str | None:
+        """The stored file at `path` as written, else at the path its links resolve to: files are stored under
+        their resolved paths, and a playlist may reach them through a linked folder."""
+        found = self.by_path.get(_nfc(path))
+        if found is None and os.path.exists(path):
+            found = self.by_path.get(_nfc(path_text(os.path.realpath(path))))
         return found
 
 
