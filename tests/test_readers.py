@@ -320,3 +320,12 @@ def test_a_csv_saved_in_the_windows_code_page_and_json_with_a_byte_order_mark_ar
     (tmp_path / "bom.json").write_bytes(json.dumps(document).encode("utf-8-sig"))
     playlists, _ = read_mpd_json(tmp_path / "bom.json")
     assert [e.track_id for e in playlists[0].entries] == ["spotify:track:a"]
+
+
+def test_a_folder_without_playlist_files_is_reported_as_such(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no playlists here")
+    good = write(tmp_path / "good.m3u8", "a.mp3\nb.mp3\n")
+    playlists, _, reports = read_sources([tmp_path / "empty", good])
+    assert len(playlists) == 1
+    assert [r.error for r in reports] == ["no playlist files in this folder (.m3u, .m3u8, .json or .csv)", None]

@@ -362,6 +362,8 @@ def read_sources(paths, **csv_options) -> tuple[list[Playlist], list[EdgeList], 
         try:
             if not path.exists():
                 raise ConfigError(f"{path}: no such file or directory")
+            if path.is_dir():  # `_expand` keeps a folder only when it holds no playlist file
+                raise ConfigError(f"{path}: no playlist files in this folder (.m3u, .m3u8, .json or .csv)")
             if path.suffix.lower() not in DIRECTORY_EXTENSIONS:
                 raise ConfigError(f"{path}: unknown source type (expected .m3u, .m3u8, .json, .csv or a folder)")
             found, edges, report = _read_source(path, edge_options, membership_options)
@@ -397,8 +399,8 @@ def _expand(paths) -> list[Path]:
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DIRECTORY_EXTENSIONS)
-            files.extend(sorted(found))
+            found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DIRECTORY_EXTENSIONS]
+            files.extend(sorted(found) or [path])  # an empty folder gets a report of its own
         else:  # a file that is missing or of another type gets its report, and the others are read
             files.append(path)
     return [file.resolve() for file in files]
