@@ -329,3 +329,10 @@ def test_a_folder_without_playlist_files_is_reported_as_such(tmp_path):
     playlists, _, reports = read_sources([tmp_path / "empty", good])
     assert len(playlists) == 1
     assert [r.error for r in reports] == ["no playlist files in this folder (.m3u, .m3u8, .json or .csv)", None]
+
+
+def test_an_extinf_attribute_with_a_comma_does_not_end_the_duration(tmp_path):
+    text = '#EXTM3U\n#EXTINF:-1 tvg-name="Artist, Band" group-title="x",Artist, Band - Song\na.mp3\n'
+    playlist, report = read_m3u(write(tmp_path / "iptv.m3u", text))
+    assert (playlist.entries[0].artist, playlist.entries[0].title) == ("Artist, Band", "Song")
+    assert report.malformed == []

@@ -134,9 +134,14 @@ def _read_m3u_text(path: str) -> tuple[str, str | None]:
     return text, note
 
 
+_EXTINF_SPLIT = re.compile(r'((?:[^,"]|"[^"]*")*),(.*)', re.S)
+
+
 def _parse_extinf(info: str) -> PlaylistEntry:
     """'<secs>[ attributes],<Artist> - <Title>' -> an entry without a path; ValueError when malformed."""
-    head, comma, display = info.partition(",")
+    # The first comma outside quoted attribute values (tvg-name="Artist, Band") ends the duration and attributes.
+    split = _EXTINF_SPLIT.match(info)
+    head, comma, display = (split.group(1), ",", split.group(2)) if split else info.partition(",")  # a stray quote
     if not comma:
         raise ValueError("malformed #EXTINF (no comma before the title)")
     seconds = (head.split() or [""])[0]
