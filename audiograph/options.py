@@ -9,6 +9,9 @@ from audiograph.errors import ConfigError
 # Allowed values of numeric options, by destination: (lowest, highest, whether each end is allowed);
 # None: no bound. The command line checks them where it parses its options (a bad value is one line of usage
 # error), and the pipelines check the same names when called from Python (`check_options`).
+# A radio's tracks are chosen one by one over a pool of 20 candidates each: 1,000 (days of music) is seconds.
+MAX_RADIO_LENGTH = 1000
+
 RANGES = {
     **dict.fromkeys(
         (
@@ -18,7 +21,6 @@ RANGES = {
             "batch_size",
             "num_nodes",
             "k",
-            "length",
             "max_epochs",
             "views",
             "per_anchor",
@@ -50,6 +52,7 @@ RANGES = {
     **dict.fromkeys(("cold_start_rate", "hard_share", "walk", "diversity"), (0, 1, True, True)),
     **dict.fromkeys(("val_fraction", "seed_fraction", "holdout"), (0, 1, False, False)),
     "dropout": (0, 1, True, False),
+    "length": (1, MAX_RADIO_LENGTH, True, True),
     "min_length": (2, None, True, True),
     "max_playlist_length": (2, None, True, True),
     "max_points": (3, None, True, True),
