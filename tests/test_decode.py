@@ -303,3 +303,21 @@ def test_m4a_faults_and_a_missing_pyav_get_their_reasons(tmp_path, monkeypatch):
         "unsupported format '.m4a' (pip install 'audiograph[ffmpeg]' reads it; readable without: MP3, WAV, FLAC,"
         " OGG/Opus, AIFF, AU, CAF)"
     )
+
+
+def _unknown_length_flac(data: bytes) -> bytes:
+    """The FLAC `data` with its STREAMINFO's total sample count set to 0, 'unknown', as an encoder writing to a
+    pipe leaves it (the count is the low 36 bits of bytes 10-17 of STREAMINFO, after 'fLaC' and a block header)."""
+    assert data[:4] == b"fLaC"
+    fields = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)
+    return data[:18] + fields.to_bytes(8, "big") + data[26:]
+
+
+def test_a_flac_stream_of_unknown_length_decodes_whole_and_a_cut_one_is_truncated():
+    data = _unknown_length_flac(_encode(_tone(12.0, 48000, channels=2), 48000, "FLAC", "PCM_16"))
+    with sf.SoundFile(__import__("io").BytesIO(data)) as f:
+        assert f.frames == 2**63 - 1  # libsndfile's "unknown"
+    assert decode("stream.flac", data=data).duration == pytest.approx(12.0, abs=0.1)
+    for share in (0.6, 0.85, 0.97, 0.999):
+        with pytest.raises(DecodeError, match="truncated: its last FLAC frame is incomplete"):
+            decode("cut.flac", data=data[: int(len(data) * share)])

@@ -227,6 +227,10 @@ def _libsndfile_blocks(f: sf.SoundFile):
     Reads start small and double, so that a stream that fails early still says how far it got."""
     block = np.empty((max(1, BLOCK_SAMPLES // f.channels), f.channels), np.float32)
     size = max(1, FIRST_BLOCK_SAMPLES // f.channels)
+    if f.frames >= _UNKNOWN_LENGTH:
+        # A FLAC stream of unknown length (written to a pipe) ends in a read error, and that read's frames are
+        # lost: small reads lose at most a few milliseconds.
+        block = block[:size]
     while True:
         try:
             samples = f.read(out=block[:size])
@@ -289,8 +293,14 @@ def _check_complete(
         raise DecodeError(path, f"truncated: {structure} after {seconds} of audio")
     if decoded == 0:
         raise DecodeError(path, _describe_unreadable(data, error) if error else "no audio frames")
-    if error:
+    if error and not _end_of_unknown_length(fmt, declared, error):
         raise DecodeError(path, f"corrupt: decoding stopped after {seconds}{stop}")
+
+
+def _end_of_unknown_length(fmt: str, declared: int, error: Exception) -> bool:
+    """Whether `error` is how libsndfile ends a FLAC stream whose length its header leaves unknown (an encoder
+    writing to a pipe cannot go back to fill it in): a failed seek past the last frame, not damage."""
+    return fmt == "FLAC" and declared >= _UNKNOWN_LENGTH and "psf_fseek" in str(error)
 
 
 def _check_header(path: Path, size: int, declared: int, rate: int, channels: int) -> None:
@@ -367,6 +377,8 @@ def _expected_frames(data: bytes, fmt: str, declared: int, rate: int) -> tuple[i
         return _ogg_check(data, rate)
     if fmt == "MP3":
         return _mp3_check(data, known)
+    if fmt == "FLAC" and known is None and not _flac_ends_whole(data):
+        return None, "its last FLAC frame is incomplete"
     return known, None
 
 
@@ -451,6 +463,43 @@ def _aiff_frames(data: bytes) -> int | None:
             return int.from_bytes(data[pos + 10 : pos + 14], "big")
         pos += 8 + size + (size & 1)
     return None
+
+
+# The longest stretch searched back from the end for the last FLAC frame's start: more than any frame of a block of
+# 4,096 samples in 8 channels of 24 bits (each frame is at most its uncompressed size plus a few bytes).
+_FLAC_TAIL_BYTES = 1 << 17
+
+
+def _flac_ends_whole(data: bytes) -> bool:
+    """Whether a FLAC stream ends with a whole frame: from some frame sync code (0xFFF8 or 0xFFF9) near the end,
+    the bytes up to the last two have the CRC-16 those two hold. The length of a stream written to a pipe is
+    unknown, so this is how a cut one shows (libsndfile ends both alike)."""
+    tail_start = max(4, len(data) - _FLAC_TAIL_BYTES)
+    stored = int.from_bytes(data[-2:], "big")
+    position = len(data) - 2
+    while (position := data.rfind(b"\xff", tail_start, position)) != -1:
+        if data[position + 1] in (0xF8, 0xF9) and _flac_crc16(data[position:-2]) == stored:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _flac_crc16_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x8005 if crc & 0x8000 else crc << 1) & 0xFFFF
+        table.append(crc)
+    return tuple(table)
+
+
+def _flac_crc16(data: bytes) -> int:
+    """FLAC's frame CRC-16 (polynomial x^16 + x^15 + x^2 + 1, initial 0, not reflected)."""
+    table, crc = _flac_crc16_table(), 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ byte]
+    return crc
 
 
 def _ogg_check(data: bytes, rate: int) -> tuple[int | None, str | None]:
