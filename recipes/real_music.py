@@ -156,6 +156,7 @@ class DebianMusic:
         found = sorted(debs.glob(f"{package}_*.deb"))
         if found:
             return found[-1]
+        print(f"apt-get download {package}", flush=True)
         result = _run(["apt-get", "download", package], cwd=debs)
         if result.returncode != 0 and not self.updated:
             self.updated = True
@@ -441,12 +442,18 @@ def summarise(folds: list[dict]) -> dict:
     }
 
 
+def _mean_std(figure: dict, folds: int) -> str:
+    """ "mean ± std" over several folds; one fold's figure alone."""
+    return f"{figure['mean']:.3f} ± {figure['std']:.3f}" if folds > 1 else f"{figure['mean']:.3f}"
+
+
 def write_results(out: Path, summary: dict, folds: list[dict], collection: dict, settings: dict) -> None:
     """results.md and results.json in `out`."""
     n = len(folds)
+    over = f"mean ± std over {n} folds" if n > 1 else "one fold (no spread)"
     intro = (
         f"Same-album precision@5 of held-out tracks (query: a held-out track; candidates: every other track),"
-        f" mean ± std over {n} fold{'s' * (n != 1)}; chance {collection['chance']:.3f}."
+        f" {over}; chance {collection['chance']:.3f}."
     )
     space_rows = []
     for space in SPACES:
@@ -454,7 +461,7 @@ def write_results(out: Path, summary: dict, folds: list[dict], collection: dict,
         space_rows.append(
             [
                 space,
-                f"{s['precision_at_5']['mean']:.3f} ± {s['precision_at_5']['std']:.3f}",
+                _mean_std(s["precision_at_5"], n),
                 f"{s['cosine_mean']['mean']:.3f}",
                 f"{s['cosine_std']['mean']:.3f}",
                 f"{s['cosine_p5']['mean']:.2f} / {s['cosine_p50']['mean']:.2f} / {s['cosine_p95']['mean']:.2f}",
@@ -706,7 +713,7 @@ def run(argv: list[str] | None = None) -> dict:
     for space in SPACES:
         s = summary[space]
         print(
-            f"  {space:<24} {s['precision_at_5']['mean']:.3f} ± {s['precision_at_5']['std']:.3f}"
+            f"  {space:<31} {_mean_std(s['precision_at_5'], len(results)):<13}"
             f"   cosines {s['cosine_mean']['mean']:.2f} ± {s['cosine_std']['mean']:.2f},"
             f" effective rank {s['effective_rank']['mean']:.1f}"
         )
