@@ -8,6 +8,7 @@ import torch
 from audiograph.errors import ConfigError
 from audiograph.graph.csr import CSRGraph
 from audiograph.graph.distances import iter_hop_distances
+from audiograph.options import check_options
 
 
 def sample_triplets(
@@ -43,12 +44,7 @@ def sample_triplets(
         raise ConfigError(
             f"triplet distances need 1 <= d_pos < d_neg <= d_max + 1, got d_pos={d_pos}, d_neg={d_neg}, d_max={d_max}"
         )
-    if not 0 <= hard_share <= 1:
-        raise ConfigError(f"hard_share must be between 0 and 1, got {hard_share}")
-    if per_anchor < 1:
-        raise ConfigError(f"per_anchor must be at least 1, got {per_anchor}")
-    if weight_power < 0:
-        raise ConfigError(f"weight_power must be non-negative, got {weight_power}")
+    check_options(hard_share=hard_share, per_anchor=per_anchor, weight_power=weight_power)
     eligible = torch.as_tensor(eligible, dtype=torch.bool)
     if eligible.shape != (graph.num_nodes,):
         raise ValueError(f"eligible must have shape [{graph.num_nodes}], got {tuple(eligible.shape)}")
@@ -81,10 +77,7 @@ def sample_positive_pairs(
     Anchors are the eligible nodes (or those among `anchors`) with an eligible positive within
     `d_pos` hops, in ascending order; positives are drawn as in `sample_triplets`.
     """
-    if d_pos < 1 or per_anchor < 1 or weight_power < 0:
-        raise ConfigError(
-            f"need d_pos >= 1, per_anchor >= 1 and weight_power >= 0, got {d_pos}, {per_anchor}, {weight_power}"
-        )
+    check_options(d_pos=d_pos, per_anchor=per_anchor, weight_power=weight_power)
     eligible = torch.as_tensor(eligible, dtype=torch.bool)
     if eligible.shape != (graph.num_nodes,):
         raise ValueError(f"eligible must have shape [{graph.num_nodes}], got {tuple(eligible.shape)}")

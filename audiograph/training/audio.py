@@ -10,6 +10,7 @@ from torch import nn
 from audiograph.audio.config import AudioConfig
 from audiograph.errors import ConfigError
 from audiograph.models.acoustic import AcousticModel
+from audiograph.options import check_options
 
 # Keeps the gradient of sqrt finite where x == y; about 1e-4 in distance.
 DISTANCE_EPS = 1e-8
@@ -66,8 +67,7 @@ class AudioEncoderModule(L.LightningModule):
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if temperature <= 0:
-            raise ConfigError(f"temperature must be positive, got {temperature}")
+        check_options(temperature=temperature)
         audio = AudioConfig.from_dict(audio).to_dict()
         encoder = {**TRAINING_ENCODER, **(encoder or {})}
         self.save_hyperparameters()

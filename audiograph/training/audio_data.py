@@ -16,6 +16,7 @@ from audiograph.graph.csr import CSRGraph
 from audiograph.graph.distances import hop_distances
 from audiograph.graph.triplets import sample_positive_pairs, sample_triplets
 from audiograph.models.acoustic import AcousticModel
+from audiograph.options import check_options
 from audiograph.training.audio import GUARD_K, LOSSES
 from audiograph.training.distributed import ShardedBatchSampler, shard_batches, trainer_rank
 
@@ -132,12 +133,9 @@ class GraphAudioData(L.LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        if not 0 < val_fraction < 1:
-            raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        check_options(val_fraction=val_fraction, views=views, batch_size=batch_size)
         if loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if views < 1 or batch_size < 1:
-            raise ConfigError(f"views and batch_size must be at least 1, got {views}, {batch_size}")
         self.save_hyperparameters(ignore=["node_ids", "graph", "eligible", "mels", "audio"])
         self.node_ids, self.graph, self.eligible, self.mels = node_ids, graph, eligible, mels
         self.audio = audio or AudioConfig()

@@ -22,6 +22,7 @@ from audiograph.musig.model import (
     layer_adjacencies,
     multitask_loss,
 )
+from audiograph.options import check_options
 
 PLAYLIST_LOSSES = ("infonce", "bce")
 GENRE_LOSSES = ("pairs", "batch", "classify")
@@ -83,8 +84,7 @@ class MusigModule(L.LightningModule):
             raise ConfigError(f"genre loss must be one of {', '.join(GENRE_LOSSES)}, got {genre_loss!r}")
         if task_weighting not in TASK_WEIGHTINGS:
             raise ConfigError(f"task weighting must be one of {', '.join(TASK_WEIGHTINGS)}, got {task_weighting!r}")
-        if not 0 <= cold_start_rate <= 1:
-            raise ConfigError(f"cold_start_rate must be between 0 and 1, got {cold_start_rate}")
+        check_options(cold_start_rate=cold_start_rate)
         self.save_hyperparameters()
         spec = FeatureSpec.from_dict(features) if features else FeatureSpec([])
         self.model = MusigModel(

@@ -24,6 +24,7 @@ from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import (
     full_adjacency,
 )
+from audiograph.options import check_options
 from audiograph.training.distributed import ShardedBatchSampler, trainer_rank
 from audiograph.training.musig import CompletionBatch
 
@@ -169,8 +170,7 @@ class MusigDataModule(L.LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        if not 0 < val_fraction < 1:
-            raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        check_options(val_fraction=val_fraction)
         self.save_hyperparameters(ignore=["data"])
         self.data, self.fanouts, self.batch_size, self.num_workers = data, list(fanouts), batch_size, num_workers
         self.seed = seed
