@@ -561,3 +561,23 @@ def test_a_ctrl_c_after_the_model_is_committed_says_what_was_written(store_copy,
     monkeypatch.setattr(train_module, "train_musig", lambda *a, **k: interrupted())  # nothing committed this time
     assert main(args) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "audiograph: interrupted"
+
+
+def test_a_model_id_the_registry_lacks_or_of_another_kind_is_one_config_error_everywhere(store_copy, synth_collection):
+    from audiograph.pipelines.encoders import acoustic_model_row
+    from audiograph.pipelines.query import query_file
+    from audiograph.pipelines.train_musig import musig_model_row
+
+    some_file = next((synth_collection / "audio").rglob("*.wav"))
+    missing = f"{store_copy.path}: no model 'nope' in the registry"
+    for call in (
+        lambda: acoustic_model_row(store_copy, "nope"),
+        lambda: musig_model_row(store_copy, "nope"),
+        lambda: query_file(store_copy, some_file, model="nope"),
+    ):
+        with pytest.raises(ConfigError) as raised:
+            call()
+        assert str(raised.value) == missing
+    descriptors = store_copy.models.rows(kind="descriptors")[0]["id"]
+    with pytest.raises(ConfigError, match=f"model '{descriptors}' is a descriptors model, not MUSIG"):
+        musig_model_row(store_copy, descriptors)

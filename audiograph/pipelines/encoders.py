@@ -34,16 +34,8 @@ def acoustic_model_row(store: Store, model: str | None = "latest") -> dict | Non
     if model is None:
         return None
     if model == "latest":  # the newest that fills the acoustic space, not one trained into a space of its own
-        row = (store.models.rows(kind=ACOUSTIC_KIND, space=ACOUSTIC_SPACE) or [None])[-1]
-    else:
-        row = store.models.get(model)
-    if row is None:
-        if model != "latest":
-            raise ConfigError(f"{store.path}: no model '{model}' in the registry")
-        return None
-    if row["kind"] != ACOUSTIC_KIND:
-        raise ConfigError(f"model '{model}' is a {row['kind']} model, not an audio encoder")
-    return row
+        return (store.models.rows(kind=ACOUSTIC_KIND, space=ACOUSTIC_SPACE) or [None])[-1]
+    return store.models.require(model, ACOUSTIC_KIND, "an audio encoder")
 
 
 def resolve_acoustic_model(

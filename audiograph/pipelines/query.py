@@ -105,9 +105,7 @@ def _searched_model(store: Store, space: str | None, model: str | None) -> tuple
     """(space, model id, vectors of other models left out) that a query searches: `model`'s vectors when
     given, else the newest model's in `space` (default: `default_space`)."""
     if model is not None:
-        row = store.models.get(model)
-        if row is None:
-            raise ConfigError(f"{store.path}: no model '{model}' in the registry")
+        row = store.models.require(model)
         space = space or row["space"]
         if row["space"] != space:
             raise ConfigError(f"model '{model}' fills space '{row['space']}', not '{space}'")

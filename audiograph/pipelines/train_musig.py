@@ -272,12 +272,7 @@ def musig_model_row(store: Store, model_id: str | None = None, space: str = MUSI
         if row is None:
             raise StoreError(f"{store.path}: no MUSIG model fills space '{space}' (run `audiograph train-musig`)")
         return row
-    row = store.models.get(model_id)
-    if row is None:
-        raise StoreError(f"{store.path}: no model '{model_id}' in the registry")
-    if row["kind"] != MUSIG_KIND:
-        raise ConfigError(f"model '{row['id']}' is a {row['kind']} model, not MUSIG")
-    return row
+    return store.models.require(model_id, MUSIG_KIND, "MUSIG")
 
 
 def load_musig(store: Store, model_id: str | None = None, space: str = MUSIG_SPACE) -> tuple[MusigModel, dict]:

@@ -124,6 +124,16 @@ class ModelRegistry:
         rows = list(self.store.query("SELECT * FROM models WHERE id = ?", [model_id]))
         return self._parsed(rows[0]) if rows else None
 
+    def require(self, model_id: str, kind: str | None = None, kind_name: str | None = None) -> dict:
+        """`get(model_id)`, or a `ConfigError` when the registry has no such model or (with `kind`) it is of
+        another kind (`kind_name`: how the message names the kind wanted)."""
+        row = self.get(model_id)
+        if row is None:
+            raise ConfigError(f"{self.store.path}: no model '{model_id}' in the registry")
+        if kind is not None and row["kind"] != kind:
+            raise ConfigError(f"model '{model_id}' is a {row['kind']} model, not {kind_name or kind}")
+        return row
+
     def latest(self, kind: str) -> dict | None:
         """The newest model of `kind`, or None."""
         rows = list(
