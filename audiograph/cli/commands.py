@@ -483,25 +483,12 @@ def cmd_evaluate(args) -> int:
 def cmd_info(args) -> int:
     from audiograph.tables import format_table
 
-    store = open_store(args)
-    store.check()
-    counts, spaces = store.tracks.status_counts(), store.vectors.spaces()
-    serving = {space: store.vectors.search_model(space)[0] for space in spaces}
-    vectors_by_model = {m: n for models in spaces.values() for m, n in models.items()}
-    models = [
-        {
-            **{k: m[k] for k in ("id", "kind", "space", "created")},
-            "vectors": vectors_by_model.get(m["id"], 0),
-            "serves": serving.get(m["space"]) == m["id"],
-        }
-        for m in store.models.rows()
-    ]
-    graph = store.graph.summary()
+    info = open_store(args).summary()
     if args.json:
-        info = {"store": str(store.path), "tracks": counts, "graph": graph, "spaces": spaces, "serving": serving}
-        print_json({**info, "models": models})
+        print_json(info)
         return 0
-    print(f"store {store.path}")
+    counts, graph, spaces, serving, models = (info[k] for k in ("tracks", "graph", "spaces", "serving", "models"))
+    print(f"store {info['store']}")
     print("tracks: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"))
     if graph:
         sources = ", ".join(graph["sources"]) or "nothing"

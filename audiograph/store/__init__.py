@@ -45,6 +45,30 @@ class Store(Connection):
         self.tracks = Tracks(self, self.vectors, self.mels)
         self.graph = GraphTables(self)
 
+    def summary(self) -> dict:
+        """What the store holds: track counts by status, the graph's summary, each space's vectors by model and
+        the model its searches use (`serving`), and every registered model with its vector count."""
+        self.check()
+        spaces = self.vectors.spaces()
+        serving = {space: self.vectors.search_model(space)[0] for space in spaces}
+        vectors_by_model = {m: n for models in spaces.values() for m, n in models.items()}
+        models = [
+            {
+                **{k: m[k] for k in ("id", "kind", "space", "created")},
+                "vectors": vectors_by_model.get(m["id"], 0),
+                "serves": serving.get(m["space"]) == m["id"],
+            }
+            for m in self.models.rows()
+        ]
+        return {
+            "store": str(self.path),
+            "tracks": self.tracks.status_counts(),
+            "graph": self.graph.summary(),
+            "spaces": spaces,
+            "serving": serving,
+            "models": models,
+        }
+
     def close(self) -> None:
         """Release the run folders this process claimed, and close the connection."""
         self.models.release_all()
