@@ -107,6 +107,8 @@ def check_m3u(out: str) -> None:
 def write_m3u(out: str, hits: list[dict], store) -> str:
     """Write the hits that are audio files to the playlist `out`; returns what was written, in words. Tracks
     without a file (imported) cannot be listed: said, and when no hit has a file, an error and no playlist."""
+    from audiograph.graph.readers import format_m3u  # numpy: not for every command line
+
     out_path = Path(out)
     files = sum(1 for h in hits if h.get("path"))
     if hits and not files:
@@ -114,7 +116,7 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
             f"{out}: none of the {len(hits)} tracks has an audio file (tracks imported from a CSV or a playlist have"
             " none), so there is no playlist to write"
         )
-    lines, unwritable = ["#EXTM3U"], 0
+    entries, unwritable = [], 0
     for h in hits:
         if not h.get("path"):
             continue
@@ -126,14 +128,14 @@ def write_m3u(out: str, hits: list[dict], store) -> str:
         known = isinstance(duration, (int, float)) and math.isfinite(duration) and duration >= 0
         seconds = round(duration) if known else -1
         label = f"{h.get('artist') or 'Unknown'} - {h['title']}" if h.get("title") else Path(h["path"]).stem
-        lines.append(f"#EXTINF:{seconds},{one_line(label)}")
         try:
-            lines.append(Path(os.path.relpath(h["path"], out_path.parent.resolve())).as_posix())
+            location = Path(os.path.relpath(h["path"], out_path.parent.resolve())).as_posix()
         except ValueError:  # another drive on Windows
-            lines.append(h["path"])
+            location = h["path"]
+        entries.append((seconds, one_line(label), location))
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        out_path.write_text(format_m3u(entries), encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{out}: cannot write the playlist ({e.strerror or e})") from None
     if files and unwritable == files:

@@ -77,6 +77,15 @@ class ReadReport:
     error: str | None = None  # why the file could not be read at all (it gave nothing)
 
 
+def format_m3u(entries: list[tuple[int, str, str]], name: str | None = None) -> str:
+    """The text of an extended M3U playlist of (seconds, "Artist - Title", location) entries (-1 seconds:
+    unknown), which `read_m3u` reads back; `name` as its #PLAYLIST line."""
+    lines = ["#EXTM3U", *([f"#PLAYLIST:{name}"] if name else [])]
+    for seconds, label, location in entries:
+        lines += [f"#EXTINF:{seconds},{label}", location]
+    return "\n".join(lines) + "\n"
+
+
 def read_m3u(path: str | os.PathLike) -> tuple[Playlist, ReadReport]:
     """Read an M3U/M3U8 playlist: file entries with their #EXTINF info; URLs are skipped and counted."""
     path = os.path.abspath(path)

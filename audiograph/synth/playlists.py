@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiograph.graph.readers import format_m3u
 from audiograph.synth.audio_files import write_file
 from audiograph.synth.catalogue import Track
 from audiograph.synth.names import pick
@@ -156,10 +157,7 @@ def cover(playlists: list[Playlist], count: int, rng: np.random.Generator) -> in
 
 def write_playlist(path: Path, name: str, entries: list[tuple[int, str, str]]) -> None:
     """An M3U8 playlist of (seconds, label, location) entries."""
-    lines = ["#EXTM3U", f"#PLAYLIST:{name}"]
-    for seconds, label, location in entries:
-        lines += [f"#EXTINF:{seconds},{label}", location]
-    write_file(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    write_file(path, format_m3u(entries, name).encode("utf-8"))
 
 
 def playlist_entry(track: Track, frames: int) -> tuple[int, str, str]:
