@@ -125,7 +125,7 @@ def args_embed_audio(p) -> None:
 
 def args_query(p) -> None:
     p.add_argument("file", metavar="FILE", help="an audio file, in the store or new")
-    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    option(p, "-k", source_defaults("audiograph.pipelines.query", "query_file"), "number of results")
     p.add_argument("--space", help="vector space to search (default: musig, else acoustic, else descriptors)")
     p.add_argument("--model", help="search the vectors of this registered model (default: the space's newest)")
     p.add_argument("--m3u", metavar="OUT", help="also write the results as an M3U8 playlist")
@@ -134,7 +134,7 @@ def args_query(p) -> None:
 
 def args_similar(p) -> None:
     p.add_argument("track", metavar="TRACK_ID|PATH", help="a stored track: its id, or the path of its file")
-    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    option(p, "-k", source_defaults("audiograph.pipelines.query", "similar_track"), "number of results")
     p.add_argument(
         "--space",
         help="vector space to search (default: query's default space, else the first space the track has a vector in)",
@@ -175,8 +175,8 @@ def args_index(p) -> None:
     p.add_argument(
         "--kind",
         choices=["auto", "flat", "pq", "ivf", "hnsw"],
-        default="auto",
-        help="auto: exact below 10k rows, a re-ranked PQ fast scan to 10M, IVF above (default auto)",
+        default=source_defaults("audiograph.pipelines.index", "build_index")["kind"],
+        help="auto: exact below 10k rows, a re-ranked PQ fast scan to 10M, IVF above (default %(default)s)",
     )
 
 
@@ -444,4 +444,4 @@ def args_info(p) -> None:
 
 
 def args_demo(p) -> None:
-    p.add_argument("--out", default="audiograph-demo", help="working folder (default ./audiograph-demo)")
+    option(p, "--out", source_defaults("audiograph.pipelines.demo", "run_demo"), "working folder")
