@@ -168,7 +168,7 @@ def stop_on_sigterm():
         # Recorded first: a signal that lands while a finaliser runs has its exception swallowed, and
         # Lightning, which saw the signal too, then ends the fit with a SystemExit of its own.
         SIGTERM_RECEIVED["at"] = time.monotonic()
-        raise Terminated()
+        _raise_unless_held(Terminated())
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -183,8 +183,39 @@ WORK_SAVED = {"what": None}  # what a command has committed for good (`note_save
 
 def note_saved(what: str) -> None:
     """Record what a command has committed ("model X and its N vectors were written"): a Ctrl-C after this
-    says so, and the user need not run the command again."""
+    says so, and the user need not run the command again. Commit and note within `signals_held`, so that no
+    Ctrl-C falls between them."""
     WORK_SAVED["what"] = what
+
+
+_HELD = {"depth": 0, "pending": None}  # `signals_held` blocks open, and the stop they hold back
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Within this block, the stop that a Ctrl-C or SIGTERM raises (under `stop_once_on_ctrl_c` and
+    `stop_on_sigterm`) waits until the block ends: for a few statements that must happen together, such as a
+    commit and the note of what it saved. (Blocking the signals themselves would not do: the kernel hands a
+    signal to any thread that does not block it, and Python runs the handler in the main thread all the same.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _HELD["depth"] += 1
+    try:
+        yield
+    finally:
+        _HELD["depth"] -= 1
+        stop, _HELD["pending"] = (_HELD["pending"], None) if _HELD["depth"] == 0 else (None, _HELD["pending"])
+        if stop is not None:
+            raise stop
+
+
+def _raise_unless_held(stop: BaseException) -> None:
+    """Raise `stop` now, or, inside `signals_held`, when the block ends."""
+    if _HELD["depth"]:
+        _HELD["pending"] = stop
+        return
+    raise stop
 
 
 STOPPING_NOTICE_SECONDS = 1.0  # a Ctrl-C that takes longer than this to end the command is answered at once
@@ -236,7 +267,7 @@ def stop_once_on_ctrl_c(keep_ignored: bool = False):
             notice.daemon = True
             notice.start()
             INTERRUPT_RECEIVED["notice"] = notice
-        raise KeyboardInterrupt
+        _raise_unless_held(KeyboardInterrupt())
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

@@ -581,3 +581,20 @@ def test_a_model_id_the_registry_lacks_or_of_another_kind_is_one_config_error_ev
     descriptors = store_copy.models.rows(kind="descriptors")[0]["id"]
     with pytest.raises(ConfigError, match=f"model '{descriptors}' is a descriptors model, not MUSIG"):
         musig_model_row(store_copy, descriptors)
+
+
+def test_a_ctrl_c_while_signals_are_held_lands_after_the_block():
+    """A commit and the note of what it saved happen together: the Ctrl-C waits for both."""
+    import os
+    import signal
+
+    from audiograph.runtime import signals_held, stop_once_on_ctrl_c
+
+    done = []
+    with pytest.raises(KeyboardInterrupt), stop_once_on_ctrl_c():
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("commit")
+            done.append("note")
+        done.append("after the block")  # not reached: the held Ctrl-C acts as the block ends
+    assert done == ["commit", "note"]

@@ -31,7 +31,7 @@ from audiograph.models import DESCRIPTORS_KIND, MUSIG_KIND
 from audiograph.models.weights import read_settings
 from audiograph.options import check_options
 from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
-from audiograph.runtime import analysis_worker, note_saved, one_thread, progress_bar
+from audiograph.runtime import analysis_worker, note_saved, one_thread, progress_bar, signals_held
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, on_disk, path_text
 from audiograph.tables import counted
 
@@ -251,8 +251,11 @@ class BatchWriter:
     def write(self, outcomes: list[_Outcome]) -> None:
         """Commit one batch: analysed and failed files as records, files that only moved as new stats."""
         records = [o.record for o in outcomes if o.record is not None]
-        self.store.tracks.write(records)
         unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in outcomes if o.record is None and not o.gone]
+        done = self.summary.embedded + len(self.summary.failed) + len(records)
+        with signals_held():
+            self.store.tracks.write(records)
+            note_saved(f"{counted(done, 'file')} of this run were stored (a re-run goes on from there)")
         if unchanged:
             self.store.tracks.touch(unchanged)
         self.summary.skipped += len(unchanged)
@@ -263,8 +266,6 @@ class BatchWriter:
                     self.summary.missing_examples.append(o.job.track_id)
         _count(records, self.summary, self.on_failure)
         self.bar.update(len(outcomes))
-        done = self.summary.embedded + len(self.summary.failed)
-        note_saved(f"{counted(done, 'file')} of this run were stored (a re-run goes on from there)")
 
 
 def _count(records: list[TrackRecord], summary: EmbedSummary, on_failure) -> None:

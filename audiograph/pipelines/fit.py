@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from audiograph.errors import ConfigError
 from audiograph.models.weights import weights_only_loading
-from audiograph.runtime import lightning_trainer, note_saved, show_progress
+from audiograph.runtime import lightning_trainer, note_saved, show_progress, signals_held
 from audiograph.store import Store
 from audiograph.training.distributed import check_strategy
 
@@ -204,14 +204,14 @@ def fit_and_register(
     # Training uses as many threads as there are free cores (`limit_threads`), and float sums in
     # another order change the run: with the seed, the thread count is what reproduces it.
     settings = {**dict(best.module.hparams), **(config or {}), "torch_threads": torch.get_num_threads()}
-    with store.transaction():
+    best.embedded = len(computed) if computed is not None else None
+    vectors_said = f" and its {best.embedded} vectors were" if best.embedded is not None else " was"
+    with signals_held(), store.transaction():
         store.models.register(best.model_id, kind, space, checkpoint=best.saved, config=settings, metrics=best.metrics)
         if computed is not None:
             store.vectors.put(space, best.model_id, computed)
+        note_saved(f"model {best.model_id}{vectors_said} written")
     store.models.release_run(best.model_id)
-    best.embedded = len(computed) if computed is not None else None
-    vectors_said = f" and its {best.embedded} vectors were" if best.embedded is not None else " was"
-    note_saved(f"model {best.model_id}{vectors_said} written")
     return best
 
 
