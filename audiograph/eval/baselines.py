@@ -50,6 +50,7 @@ class EmbeddingMethod:
     features: tuple[str, ...] = ()
 
     def embed(self, split: EvalSplit) -> np.ndarray:
+        """Vectors [split.num_nodes, d] learnt from the split's training playlists and features alone."""
         raise NotImplementedError
 
 

@@ -71,6 +71,8 @@ class MusigMethod(EmbeddingMethod):
         self.similarity, self.accelerator, self.options = similarity, accelerator, options
 
     def embed(self, split: EvalSplit) -> np.ndarray:
+        """MUSIG (or GraphSAGE) trained with train-musig's defaults on the split's training graph and features
+        (nothing registered, its run folder temporary); every node's vector from one exact pass over that graph."""
         from audiograph.models.musig import MusigModel
         from audiograph.pipelines.train_musig import train_musig
         from audiograph.training.musig_data import assemble_musig_data

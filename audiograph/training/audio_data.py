@@ -147,6 +147,7 @@ class GraphAudioData(L.LightningDataModule):
             )
 
     def setup(self, stage: str | None = None) -> None:
+        """Split the tracks with cached audio and playlist neighbours into training and validation (once)."""
         if hasattr(self, "val_nodes"):
             return
         connected = self.eligible & (self.graph.degree > 0)
