@@ -16,7 +16,7 @@ import numpy as np
 from audiograph.errors import ConfigError, existing_file
 from audiograph.graph.readers import csv_rows
 from audiograph.models import IMPORT_KIND
-from audiograph.runtime import gc_paused
+from audiograph.runtime import gc_paused, keyword_defaults
 from audiograph.store import POPULARITY_SPACE, Store, TrackRecord, path_text
 
 # What a track's audio said about it: an import never overwrites these.
@@ -126,20 +126,15 @@ def _csv_columns(id_col: str, features: dict[str, list[str]], *named: str | None
     return [id_col, *named, *(c for cols in features.values() for c in cols)]
 
 
-def check_import_csv(
-    csv_path: str | os.PathLike,
-    id_col: str = "track_id",
-    features: dict[str, list[str]] | None = None,
-    genre_col: str | None = None,
-    popularity_col: str | None = None,
-    title_col: str | None = None,
-    artist_col: str | None = None,
-    playlist_col: str | None = None,
-) -> None:
-    """A `ConfigError` naming what `import_tracks` with these options would miss in the CSV (the file, or
-    columns), read from its header alone: before a store is made."""
-    columns = _csv_columns(id_col, features or {}, genre_col, popularity_col, title_col, artist_col, playlist_col)
-    next(iter(csv_rows(existing_file(csv_path), columns)), None)
+def check_import_csv(csv_path: str | os.PathLike, **options) -> None:
+    """A `ConfigError` naming what `import_tracks` with these keyword `options` would miss in the CSV (the file,
+    or columns), read from its header alone: before a store is made."""
+    o = keyword_defaults(import_tracks)
+    if unknown := sorted(set(options) - set(o)):
+        raise TypeError(f"check_import_csv() got options import_tracks does not take: {', '.join(unknown)}")
+    o.update(options)
+    named = [o[k] for k in ("genre_col", "popularity_col", "title_col", "artist_col", "playlist_col")]
+    next(iter(csv_rows(existing_file(csv_path), _csv_columns(o["id_col"], o["features"] or {}, *named))), None)
 
 
 def _collect_tracks(
