@@ -423,3 +423,28 @@ def test_a_file_too_large_for_memory_fails_with_its_reason_and_the_batch_goes_on
     failed = {f["path"]: f["error"] for f in summary.failed}
     assert failed[str(victim)] == embed_module.OUT_OF_MEMORY
     assert summary.embedded == len(store.tracks.rows()) > 0
+
+
+def _killed_late_by_b(job):
+    """As `_killed_by_b`, but the worker dies half a second in, while the reader is busy elsewhere; the other
+    jobs take a moment each, so that several finish while it is."""
+    if job == "b":
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return f"done {job}"
+
+
+def test_a_worker_that_dies_while_the_reader_is_busy_fails_its_file_alone():
+    """The reader (this process encoding and writing a batch) comes back to a pool already broken: the job it
+    then hands out goes with the suspects instead of ending the run."""
+    from audiograph.pipelines.embed_audio import WORKER_ENDED, _outcomes
+
+    jobs = list("abcdefghij")
+    for _ in range(3):  # which finished job the reader takes first after the break is up to a set's order
+        outcomes = []
+        for outcome in _outcomes(jobs, _killed_late_by_b, 2, lambda job, reason: f"failed {job}: {reason}"):
+            outcomes.append(outcome)
+            if len(outcomes) == 1:
+                time.sleep(1.0)  # "b" kills its worker meanwhile
+        assert sorted(outcomes) == sorted([f"done {j}" for j in jobs if j != "b"] + [f"failed b: {WORKER_ENDED}"])

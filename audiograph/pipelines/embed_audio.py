@@ -456,11 +456,18 @@ def _pooled(todo: Iterator[_Job], work, workers: int, suspects: list[_Job]) -> I
     """Outcomes of `todo`'s jobs from one pool of `workers` processes, until the jobs run out or a worker dies;
     then the jobs the pool held go to `suspects`, and the rest stay in `todo`."""
     pool = ProcessPoolExecutor(workers, initializer=analysis_worker)
-    try:
-        pending = {}
-        for job in todo:
+    pending = {}
+
+    def submit(job: _Job) -> None:
+        try:
             pending[pool.submit(work, job)] = job
-            if len(pending) >= workers * JOBS_AHEAD_PER_WORKER:
+        except BrokenProcessPool:  # a worker died since the last result was read
+            suspects.append(job)
+
+    try:
+        for job in todo:
+            submit(job)
+            if len(pending) + len(suspects) >= workers * JOBS_AHEAD_PER_WORKER:
                 break
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -471,10 +478,8 @@ def _pooled(todo: Iterator[_Job], work, workers: int, suspects: list[_Job]) -> I
                 except BrokenProcessPool:
                     suspects.append(job)
                     continue
-                if not suspects:
-                    job = next(todo, None)
-                    if job is not None:
-                        pending[pool.submit(work, job)] = job
+                if not suspects and (job := next(todo, None)) is not None:
+                    submit(job)
                 yield outcome
     finally:
         # Stopped (Ctrl-C, SIGTERM, an error) or not, the workers end here: queued files are dropped, and each
