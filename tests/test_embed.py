@@ -358,7 +358,7 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
         while not said or said[-1].startswith(("failed: ", "audiograph: stopping after")) or said[-1] == "\n":
             said.append(proc.stderr.readline())
         # What the run stored before it stopped is said, in files: every row the store now has.
-        stored = re.fullmatch(r"audiograph: interrupted after (\d+) files? of this run were stored \(.*\)\n", said[-1])
+        stored = re.fullmatch(r"audiograph: interrupted after (\d+) files? of this run (?:was|were) stored \(.*\)\n", said[-1])
         assert stored, said
         os.killpg(proc.pid, signal.SIGINT)  # and again during the exit that follows that line
         assert proc.wait(timeout=120) == 130
@@ -448,3 +448,19 @@ def test_a_worker_that_dies_while_the_reader_is_busy_fails_its_file_alone():
             if len(outcomes) == 1:
                 time.sleep(1.0)  # "b" kills its worker meanwhile
         assert sorted(outcomes) == sorted([f"done {j}" for j in jobs if j != "b"] + [f"failed b: {WORKER_ENDED}"])
+
+
+def test_what_a_run_says_it_stored_counts_its_own_writes_only(tmp_path):
+    """Failures the plan only repeats from the store (and unreadable folders) are in the summary, not in the
+    files the run wrote."""
+    from audiograph.pipelines.embed_audio import BatchWriter, EmbedSummary, _Job, _Outcome
+    from audiograph.runtime import WORK_SAVED
+    from audiograph.store import TrackRecord
+
+    summary = EmbedSummary()
+    summary.failed += [{"path": "/old/bad.mp3", "error": "truncated"}, {"path": "/locked", "error": "folder skipped"}]
+    no_bar = type("NoBar", (), {"update": lambda self, n: None})()
+    writer = BatchWriter(Store(tmp_path / "s.db"), summary, no_bar, None)
+    record = TrackRecord("c/new.mp3", "c", "/music/new.mp3", status="failed", error="empty file (0 bytes)")
+    writer.write([_Outcome(_Job.__new__(_Job), record)])
+    assert WORK_SAVED["what"] == "1 file of this run was stored (a re-run goes on from there)"

@@ -247,15 +247,17 @@ class BatchWriter:
 
     def __init__(self, store: Store, summary: EmbedSummary, bar, on_failure: Callable[[str, str], None] | None):
         self.store, self.summary, self.bar, self.on_failure = store, summary, bar, on_failure
+        self.written = 0  # records this run has committed (the summary also counts failures it only repeats)
 
     def write(self, outcomes: list[_Outcome]) -> None:
         """Commit one batch: analysed and failed files as records, files that only moved as new stats."""
         records = [o.record for o in outcomes if o.record is not None]
         unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in outcomes if o.record is None and not o.gone]
-        done = self.summary.embedded + len(self.summary.failed) + len(records)
         with signals_held():
             self.store.tracks.write(records)
-            note_saved(f"{counted(done, 'file')} of this run were stored (a re-run goes on from there)")
+            self.written += len(records)
+            were = "was" if self.written == 1 else "were"
+            note_saved(f"{counted(self.written, 'file')} of this run {were} stored (a re-run goes on from there)")
         if unchanged:
             self.store.tracks.touch(unchanged)
         self.summary.skipped += len(unchanged)

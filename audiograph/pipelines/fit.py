@@ -206,10 +206,13 @@ def fit_and_register(
     settings = {**dict(best.module.hparams), **(config or {}), "torch_threads": torch.get_num_threads()}
     best.embedded = len(computed) if computed is not None else None
     vectors_said = f" and its {best.embedded} vectors were" if best.embedded is not None else " was"
-    with signals_held(), store.transaction():
-        store.models.register(best.model_id, kind, space, checkpoint=best.saved, config=settings, metrics=best.metrics)
-        if computed is not None:
-            store.vectors.put(space, best.model_id, computed)
+    with signals_held():
+        with store.transaction():
+            store.models.register(
+                best.model_id, kind, space, checkpoint=best.saved, config=settings, metrics=best.metrics
+            )
+            if computed is not None:
+                store.vectors.put(space, best.model_id, computed)
         note_saved(f"model {best.model_id}{vectors_said} written")
     store.models.release_run(best.model_id)
     return best
