@@ -358,7 +358,9 @@ def test_ctrl_c_twice_ends_a_run_at_once_and_a_rerun_completes_it(synth_collecti
         while not said or said[-1].startswith(("failed: ", "audiograph: stopping after")) or said[-1] == "\n":
             said.append(proc.stderr.readline())
         # What the run stored before it stopped is said, in files: every row the store now has.
-        stored = re.fullmatch(r"audiograph: interrupted after (\d+) files? of this run (?:was|were) stored \(.*\)\n", said[-1])
+        stored = re.fullmatch(
+            r"audiograph: interrupted after (\d+) files? of this run (?:was|were) stored \(.*\)\n", said[-1]
+        )
         assert stored, said
         os.killpg(proc.pid, signal.SIGINT)  # and again during the exit that follows that line
         assert proc.wait(timeout=120) == 130

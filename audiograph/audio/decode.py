@@ -229,7 +229,7 @@ def _libsndfile_blocks(f: sf.SoundFile):
     size = max(1, FIRST_BLOCK_SAMPLES // f.channels)
     if f.frames >= _UNKNOWN_LENGTH:
         # A FLAC stream of unknown length (written to a pipe) ends in a read error, and that read's frames are
-        # lost: small reads lose at most a few milliseconds.
+        # lost: reads kept at the first, small size lose at most FIRST_BLOCK_SAMPLES samples (0.1 s of stereo).
         block = block[:size]
     while True:
         try:
@@ -293,14 +293,10 @@ def _check_complete(
         raise DecodeError(path, f"truncated: {structure} after {seconds} of audio")
     if decoded == 0:
         raise DecodeError(path, _describe_unreadable(data, error) if error else "no audio frames")
-    if error and not _end_of_unknown_length(fmt, declared, error):
+    # libsndfile ends a FLAC stream whose header leaves its length unknown (an encoder writing to a pipe cannot go
+    # back to fill it in) with a read error, whole or cut: `_expected_frames` has told the two apart.
+    if error and not (fmt == "FLAC" and declared >= _UNKNOWN_LENGTH):
         raise DecodeError(path, f"corrupt: decoding stopped after {seconds}{stop}")
-
-
-def _end_of_unknown_length(fmt: str, declared: int, error: Exception) -> bool:
-    """Whether `error` is how libsndfile ends a FLAC stream whose length its header leaves unknown (an encoder
-    writing to a pipe cannot go back to fill it in): a failed seek past the last frame, not damage."""
-    return fmt == "FLAC" and declared >= _UNKNOWN_LENGTH and "psf_fseek" in str(error)
 
 
 def _check_header(path: Path, size: int, declared: int, rate: int, channels: int) -> None:
@@ -470,17 +466,46 @@ def _aiff_frames(data: bytes) -> int | None:
 _FLAC_TAIL_BYTES = 1 << 17
 
 
+# Frame headers tried from the end: the last frame's, and a few before it in case a frame's data happens to hold
+# the bytes of a valid header (1 in 256 sync codes pass the header's CRC-8).
+_FLAC_HEADERS_TRIED = 3
+
+
 def _flac_ends_whole(data: bytes) -> bool:
-    """Whether a FLAC stream ends with a whole frame: from some frame sync code (0xFFF8 or 0xFFF9) near the end,
-    the bytes up to the last two have the CRC-16 those two hold. The length of a stream written to a pipe is
-    unknown, so this is how a cut one shows (libsndfile ends both alike)."""
+    """Whether a FLAC stream ends with a whole frame: from the start of its last frame (a sync code whose header
+    passes its CRC-8) to the last two bytes, the frame's CRC-16 is the one those two hold. The length of a stream
+    written to a pipe is unknown, so this is how a cut one shows (libsndfile ends both alike)."""
     tail_start = max(4, len(data) - _FLAC_TAIL_BYTES)
     stored = int.from_bytes(data[-2:], "big")
-    position = len(data) - 2
-    while (position := data.rfind(b"\xff", tail_start, position)) != -1:
-        if data[position + 1] in (0xF8, 0xF9) and _flac_crc16(data[position:-2]) == stored:
-            return True
+    position, tried = len(data) - 2, 0
+    while tried < _FLAC_HEADERS_TRIED and (position := data.rfind(b"\xff", tail_start, position)) != -1:
+        if data[position + 1] in (0xF8, 0xF9) and _flac_header_ok(data, position):
+            if _flac_crc16(data[position:-2]) == stored:
+                return True
+            tried += 1
     return False
+
+
+def _flac_header_ok(data: bytes, start: int) -> bool:
+    """Whether a FLAC frame header starts at `start`: its fixed fields are valid and its CRC-8 holds."""
+    if start + 5 > len(data):
+        return False
+    block_size, rate = data[start + 2] >> 4, data[start + 2] & 0x0F
+    if block_size == 0 or rate == 0x0F or data[start + 3] & 0x01:
+        return False
+    first = data[start + 4]  # the frame or sample number, coded as UTF-8 is (1 to 7 bytes)
+    length = 1 if first < 0x80 else next((n for n in range(2, 8) if first >> (7 - n) == ((1 << n) - 1) << 1), 0)
+    if length == 0:
+        return False
+    end = start + 4 + length + {6: 1, 7: 2}.get(block_size, 0) + {12: 1, 13: 2, 14: 2}.get(rate, 0)
+    if end >= len(data):
+        return False
+    crc = 0
+    for byte in data[start:end]:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07 if crc & 0x80 else crc << 1) & 0xFF
+    return crc == data[end]
 
 
 @functools.lru_cache(maxsize=1)
