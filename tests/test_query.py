@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +136,23 @@ def test_a_stored_file_is_its_own_query_when_a_stored_copy_of_its_audio_sorts_fi
     for space in ("descriptors", "acoustic"):
         assert query_file(store, original, space=space, k=3).query_track == original_id, space
         assert query_file(store, copy, space=space, k=3).query_track == copy_id, space
+
+
+def test_a_stored_file_whose_bytes_changed_is_queried_as_what_it_holds_now(store_copy, synth_collection, tmp_path):
+    from audiograph.pipelines.embed_audio import embed_audio
+
+    lossless = [r for r in read_csv(synth_collection / "tracks.csv") if r["format"] in ("flac", "wav")][:2]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    a, b = (
+        shutil.copy(synth_collection / "audio" / r["path"], folder / f"{n}{Path(r['path']).suffix}")
+        for n, r in zip("ab", lossless)
+    )
+    embed_audio(folder, store_copy, collection="mine", num_workers=0, quiet=True)
+    b_id = store_copy.tracks.by_path(b)["id"]
+    shutil.copyfile(b, a)  # a's path now holds b's bytes, not embedded again
+    now = query_file(store_copy, a, space="descriptors", k=5)
+    of_b = query_file(store_copy, b, space="descriptors", k=6)
+    assert now.query_track == b_id
+    a_id = store_copy.tracks.by_path(a)["id"]
+    assert [h["track_id"] for h in now.hits] == [h["track_id"] for h in of_b.hits if h["track_id"] != a_id][:5]

@@ -89,8 +89,13 @@ def file_query(store: Store, path: str | os.PathLike, space: str | None = None, 
     file = AudioFile(path, data)  # analysed once per audio config, whichever models read it
     copies = stored_copies(store, file)
     own = store.tracks.by_path(path)
-    # The file's own row first: a copy (other bytes of the same audio) has a vector of its own decode.
-    ordered = sorted(copies, key=lambda t: (own is None or t != own["id"], t))
+    current = content_hash(data)
+    same_bytes = {t["id"] for t in store.tracks.by_hash(current)}
+    # The file's own row first, then rows of the same bytes, then other bytes of the same audio (a copy's vector
+    # is of its own decode); never the own row of bytes since changed, whose vector is of other audio.
+    stale_own = own is not None and own.get("content_hash") != current
+    rank = {t: (own is None or t != own["id"], t not in same_bytes, t) for t in copies}
+    ordered = sorted((t for t in copies if not (stale_own and t == own["id"])), key=rank.get)
     index = store.vectors.index(space, model_id)
     vector = next((index.vector(t) for t in ordered if index.vector(t) is not None), None)
     if vector is None:
