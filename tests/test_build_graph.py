@@ -331,6 +331,10 @@ def test_a_playlist_longer_than_the_bound_is_stored_but_makes_no_edges(store_wit
     assert "1 playlist of more than 5 tracks stored but left out of the graph" in capsys.readouterr().out
     assert main([*args[:-1], "6"]) == 0
     assert len(list(store.graph.edge_rows())) == 15  # every pair of the six
+    from audiograph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="kept the stored graph .*; 1 playlist of more than 5 tracks made no edges"):
+        build_graph(store, [lists / "library.m3u8"], min_weight=1, max_playlist_length=5)
 
 
 def test_build_graph_imports_neither_torch_nor_networkx(store_with_tracks, tmp_path):

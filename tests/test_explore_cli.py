@@ -120,4 +120,4 @@ def test_a_radio_shorter_than_asked_says_why(store_copy, capsys):
     out = capsys.readouterr().out
     played = len([line for line in out.splitlines()[2:] if line.strip() and not line.startswith("note:")])
     assert 0 < played < tracks
-    assert f"note: the playlist ends after {played} of the 1000 tracks asked for" in out
+    assert f"note: the playlist ends after {played} of the 1000 tracks asked for: the space holds only" in out

@@ -24,6 +24,10 @@ class RadioTrack:
     score: float  # the marginal-relevance score it won with
 
 
+# Above this cosine two tracks are near-duplicates (the same recording stored twice, a re-upload): never both.
+DUPLICATE_COSINE = 0.98
+
+
 def _artist_key(artist: str | None) -> str | None:
     """Artists compare case- and space-insensitively; an empty or missing artist is unknown (None)."""
     if artist is None:
@@ -42,7 +46,7 @@ def make_radio(
     exclude: set[str] | frozenset[str] = frozenset(),
     diversity: float = 0.4,
     walk: float = 0.3,
-    duplicate_threshold: float = 0.98,
+    duplicate_threshold: float = DUPLICATE_COSINE,
     seed_artist: str | None = None,
     pool_size: int | None = None,
 ) -> list[RadioTrack]:

@@ -18,6 +18,7 @@ from audiograph.graph.readers import EdgeList, Playlist, merge_playlists, read_s
 from audiograph.options import check_options
 from audiograph.runtime import gc_paused
 from audiograph.store import Store, TrackRecord, path_text
+from audiograph.tables import counted
 
 if TYPE_CHECKING:
     from audiograph.graph.csr import CSRGraph
@@ -223,9 +224,14 @@ def _replace_stored_graph(
 
 
 def _unread(report: GraphReport) -> str:
-    """What of the sources could not be read, for an error that stops the command before its report is shown:
-    the first source that failed and the first malformed entry, with counts."""
+    """What of the sources could not be read or used, for an error that stops the command before its report is
+    shown: the playlists too long to make edges, the first source that failed and the first malformed entry."""
     said = ""
+    if report.long_playlists:
+        said += (
+            f"; {counted(report.long_playlists, 'playlist')} of more than {report.max_playlist_length} tracks"
+            " made no edges (--max-playlist-length)"
+        )
     if report.failed:
         first = report.failed[0]
         more = f" and {len(report.failed) - 1} more" if len(report.failed) > 1 else ""

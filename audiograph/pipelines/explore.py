@@ -11,6 +11,7 @@ from audiograph.errors import ConfigError
 from audiograph.options import check_options
 from audiograph.pipelines.query import file_query, resolve_track, same_content, track_label, track_space
 from audiograph.store import Hit, Store, on_disk
+from audiograph.tables import counted
 
 
 @dataclass
@@ -38,7 +39,7 @@ def radio(
     new audio file) and walks `space`, trading similarity to the seed against variety (see
     `explore.radio.make_radio`: no near-duplicates, no artist twice in a row)."""
     check_options(length=length, diversity=diversity, walk=walk)
-    from audiograph.explore.radio import make_radio
+    from audiograph.explore.radio import DUPLICATE_COSINE, make_radio
 
     stored = store.tracks.get(os.fspath(seed)) or (store.tracks.by_path(seed) if Path(seed).is_file() else None)
     if stored is not None or not Path(seed).is_file():
@@ -83,12 +84,15 @@ def radio(
     )
     hits = [Hit(0, p.id, p.seed_similarity) for p in picks]
     result = RadioResult(space, model_id, label, store.vectors.hit_rows(hits))
+    others = len(index.ids) - len(exclude.intersection(index.ids))
     if len(result.tracks) < length:
-        result.notes.append(
-            f"the playlist ends after {len(result.tracks)} of the {length} tracks asked for: the other tracks near"
-            " the seed are near-duplicates (cosine above 0.98) of the seed or of a track already picked, or by"
-            " the artist just played"
+        why = (
+            f"the space holds only {counted(others, 'other track')}"
+            if others < length
+            else f"the other tracks near the seed are near-duplicates (cosine above {DUPLICATE_COSINE}) of the seed"
+            " or of a track already picked, or by the artist just played"
         )
+        result.notes.append(f"the playlist ends after {len(result.tracks)} of the {length} tracks asked for: {why}")
     return result
 
 

@@ -225,7 +225,7 @@ def _check_numeric_columns(path: Path, rows: list[tuple[int, dict]], features: d
     for group, cols in features.items():
         for column in cols:
             filled = [row[column].strip() for _, row in rows if (row.get(column) or "").strip()]
-            text = [value for value in filled if _number(value) is None and _number(value.replace(",", ".")) is None]
+            text = [value for value in filled if not _parses(value) and not _parses(value.replace(",", "."))]
             if filled and len(text) > len(filled) / 2:
                 raise ConfigError(
                     f"{path}: column '{column}' of feature group '{group}' is not numeric: {len(text)} of its"
@@ -337,6 +337,15 @@ def _feature_model(
 # Feature values are stored and standardised in float32, whose squares overflow above about 1e19: a larger
 # value would make a space's z-scores infinite (no real feature comes near it).
 MAX_FEATURE_MAGNITUDE = 1e15
+
+
+def _parses(text: str) -> bool:
+    """Whether `text` reads as a number at all (if perhaps not one a feature can take)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _number(text: str | None) -> float | None:
