@@ -311,7 +311,8 @@ def test_shared_spotify_csv_loads(shared_data):
 def test_a_csv_saved_in_the_windows_code_page_and_json_with_a_byte_order_mark_are_read(tmp_path):
     text = "playlist_id,track_id,playlist_name,track_artist\np1,t1,Café “mix”,Beyoncé\np1,t2,Café “mix”,Björk\n"
     (tmp_path / "excel.csv").write_bytes(text.encode("cp1252"))
-    playlists, _ = read_membership_csv(tmp_path / "excel.csv", name_col="playlist_name", artist_col="track_artist")
+    with pytest.warns(UserWarning, match="excel.csv: not valid UTF-8; read as Windows-1252"):
+        playlists, _ = read_membership_csv(tmp_path / "excel.csv", name_col="playlist_name", artist_col="track_artist")
     assert playlists[0].name == "Café “mix”" and [e.artist for e in playlists[0].entries] == ["Beyoncé", "Björk"]
     (tmp_path / "bom.csv").write_bytes(text.encode("utf-8-sig"))
     playlists, _ = read_membership_csv(tmp_path / "bom.csv", name_col="playlist_name")

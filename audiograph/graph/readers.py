@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import json
 import math
 import os
 import re
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,23 +126,40 @@ def read_m3u(path: str | os.PathLike) -> tuple[Playlist, ReadReport]:
 
 
 def _read_m3u_text(path: str) -> tuple[str, str | None]:
-    """The playlist's text, and a note when it was not UTF-8."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError:
-        pass
-    # Plain .m3u predates UTF-8 and is often in the Windows code page (Winamp, Windows Media Player), which is
-    # Latin-1 plus typographic marks (dashes, quotes) in 0x80-0x9F; the few bytes it leaves undefined make
-    # plain Latin-1. An .m3u8 is UTF-8 by definition, but old tools write it that way too: read all the same.
-    try:
-        text, encoding = data.decode("cp1252"), "Windows-1252"
-    except UnicodeDecodeError:
-        text, encoding = data.decode("latin-1"), "Latin-1"
-    note = (
-        f"{path}: not valid UTF-8, as an .m3u8 must be; read as {encoding}" if path.lower().endswith(".m3u8") else None
-    )
-    return text, note
+    """The playlist's text, and a note when an .m3u8 (UTF-8 by definition, but old tools write it otherwise)
+    was not UTF-8."""
+    encoding = text_encoding(path)
+    text = Path(path).read_bytes().decode(encoding)
+    if encoding != "utf-8-sig" and path.lower().endswith(".m3u8"):
+        return text, f"{path}: not valid UTF-8, as an .m3u8 must be; read as {ENCODING_NAMES[encoding]}"
+    return text, None
+
+
+ENCODING_NAMES = {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252", "latin-1": "Latin-1"}
+
+
+@functools.lru_cache(maxsize=64)
+def _encoding_of(path: str, size: int, mtime_ns: int) -> str:
+    for encoding in ("utf-8", "cp1252"):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            with open(path, "rb") as file:
+                while block := file.read(1 << 20):
+                    decoder.decode(block)
+            decoder.decode(b"", final=True)
+            return "utf-8-sig" if encoding == "utf-8" else encoding
+        except UnicodeDecodeError:
+            continue
+    return "latin-1"
+
+
+def text_encoding(path: str | os.PathLike) -> str:
+    """How to read a playlist or CSV file: UTF-8 (a byte-order mark skipped) where all of it decodes so, else
+    the Windows code page, in which old playlists (Winamp, Windows Media Player) and spreadsheets of Western
+    locales save text: Latin-1 plus typographic marks in 0x80-0x9F, and plain Latin-1 where the file has one of
+    the few bytes that code page leaves undefined. Read in blocks, once per version of the file."""
+    status = os.stat(path)
+    return _encoding_of(os.fspath(path), status.st_size, status.st_mtime_ns)
 
 
 _EXTINF_SPLIT = re.compile(r'((?:[^,"]|"[^"]*")*),(.*)', re.S)
@@ -297,8 +316,11 @@ def _csv_reader(path: str):
     """A csv.DictReader over `path`, with column names stripped of spaces; decoding and CSV syntax errors become
     ConfigError. The delimiter is a comma, or, where the header line has none, the semicolon, tab or bar it has
     (spreadsheets in many locales save semicolons)."""
+    encoding = text_encoding(path)
+    if encoding != "utf-8-sig":  # said once per file: a warning's text and place are shown once
+        warnings.warn(f"{path}: not valid UTF-8; read as {ENCODING_NAMES[encoding]}", stacklevel=2)
     try:
-        with open(path, newline="", encoding=_csv_encoding(path)) as file:
+        with open(path, newline="", encoding=encoding) as file:
             header = file.readline()
             file.seek(0)
             delimiter = next((d for d in ",;\t|" if d in header), ",")
@@ -308,25 +330,6 @@ def _csv_reader(path: str):
             yield reader
     except (csv.Error, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: unreadable CSV ({error})") from None
-
-
-def _csv_encoding(path: str) -> str:
-    """UTF-8 (with or without a byte-order mark) where the whole file decodes so, else the Windows code page, in
-    which spreadsheets of Western locales save CSV (Latin-1 where it has bytes that code page leaves undefined)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with open(path, "rb") as file:
-            while block := file.read(1 << 20):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-        return "utf-8-sig"
-    except UnicodeDecodeError:
-        pass
-    try:
-        Path(path).read_bytes().decode("cp1252")
-        return "cp1252"
-    except UnicodeDecodeError:
-        return "latin-1"
 
 
 def _csv_header(path: str) -> list[str]:
