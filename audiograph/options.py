@@ -6,12 +6,12 @@ import numbers
 
 from audiograph.errors import ConfigError
 
-# Allowed values of numeric options, by destination: (lowest, highest, whether each end is allowed);
-# None: no bound. The command line checks them where it parses its options (a bad value is one line of usage
-# error), and the pipelines check the same names when called from Python (`check_options`).
 # A radio's tracks are chosen one by one over a pool of 20 candidates each: 1,000 (days of music) is seconds.
 MAX_RADIO_LENGTH = 1000
 
+# Allowed values of numeric options, by destination: (lowest, highest, whether each end is allowed);
+# None: no bound. The command line checks them where it parses its options (a bad value is one line of usage
+# error), and the pipelines check the same names when called from Python (`check_options`).
 RANGES = {
     **dict.fromkeys(
         (
