@@ -402,15 +402,14 @@ def test_a_run_killed_while_writing_vectors_leaves_neither_its_model_nor_any_vec
     }[command]
     models, tracks = store_copy.models.rows(), store_copy.tracks.node_ids()
     vectors = {s: store_copy.vectors.states(s) for s in store_copy.vectors.spaces()}
-    put_one, written = Vectors.put_one, []
+    put_rows, written = Vectors.put_rows, []
 
-    def killed_after_three(self, *args):
-        if len(written) == 3:
-            raise _KilledWhileWriting
-        written.append(args)
-        put_one(self, *args)
+    def killed_after_three(self, rows, now):
+        written.extend(rows[:3])
+        put_rows(self, rows[:3], now)
+        raise _KilledWhileWriting
 
-    monkeypatch.setattr(Vectors, "put_one", killed_after_three)
+    monkeypatch.setattr(Vectors, "put_rows", killed_after_three)
     with pytest.raises(_KilledWhileWriting):
         runs()
     assert len(written) == 3  # the kill came after some vectors were written: they are gone with the model
@@ -418,7 +417,7 @@ def test_a_run_killed_while_writing_vectors_leaves_neither_its_model_nor_any_vec
     assert store_copy.tracks.node_ids() == tracks
     assert {s: store_copy.vectors.states(s) for s in store_copy.vectors.spaces()} == vectors
 
-    monkeypatch.setattr(Vectors, "put_one", put_one)  # started again, the run writes the model and every vector
+    monkeypatch.setattr(Vectors, "put_rows", put_rows)  # started again, the run writes the model and every vector
     runs()
     (added,) = [m for m in store_copy.models.rows() if m not in models]
     assert added["space"] == space

@@ -179,16 +179,19 @@ class Tracks:
                 r.id, r.path = path_text(r.id), None if r.path is None else path_text(r.path)
             # One statement for every row (an import adds tens of thousands at once), then each row's payload.
             self.store.conn.executemany(_UPSERT_TRACK, [r.row(now) for r in records])
+            vectors = []
             for r in records:
                 if r.status == "failed":
                     # A file that no longer decodes must not keep vectors of its old content.
                     self.vectors.delete_track(r.id)
                     self.mels.delete(r.id)
                     continue
-                for space, (model_id, vector) in r.vectors.items():
-                    self.vectors.put_one(space, r.id, model_id, r.content_hash, vector, now)
+                vectors += [
+                    (space, r.id, model, r.content_hash, vector) for space, (model, vector) in r.vectors.items()
+                ]
                 if r.mel_chunks is not None:
                     self.mels.put(r.id, r.content_hash, r.frontend, r.mel_chunks, now)
+            self.vectors.put_rows(vectors, now)
         self.vectors.forget_indexes()
 
     def touch(self, states: list[tuple[str, int, int]]) -> None:

@@ -25,12 +25,16 @@ class Vectors:
         self._ann_indexes: dict[tuple[str, str, int], object] = {}  # current approximate indexes, once read
         self._spaces: tuple[list, dict] | None = None  # (space versions, `spaces()`) as last counted
 
-    def put_one(self, space, track_id, model_id, content_hash, vector, now) -> None:
-        """Write one vector (inside the caller's transaction)."""
-        self.store.execute(
+    def put_rows(self, rows: list[tuple[str, str, str, str | None, np.ndarray]], now: str) -> None:
+        """Write vectors given as (space, track id, model id, content hash, vector), in one statement inside the
+        caller's transaction."""
+        self.store.conn.executemany(
             "INSERT OR REPLACE INTO vectors (space, track_id, model_id, content_hash, vector, updated)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [space, track_id, model_id, content_hash, vector_to_blob(vector), now],
+            [
+                (space, track, model, digest, vector_to_blob(vector), now)
+                for space, track, model, digest, vector in rows
+            ],
         )
 
     def put(self, space: str, model_id: str, vectors: dict[str, np.ndarray]) -> None:
@@ -44,8 +48,7 @@ class Vectors:
         now = utc_now()
         hashes = dict(self.store.execute("SELECT id, content_hash FROM tracks").fetchall())
         with self.store.transaction():
-            for track_id, vector in vectors.items():
-                self.put_one(space, track_id, model_id, hashes.get(track_id), vector, now)
+            self.put_rows([(space, t, model_id, hashes.get(t), v) for t, v in vectors.items()], now)
         self.forget_indexes()
 
     def delete_track(self, track_id: str) -> None:
