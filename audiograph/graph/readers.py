@@ -327,6 +327,11 @@ def _csv_reader(path: str):
             reader = csv.DictReader(file, delimiter=delimiter)
             if reader.fieldnames:
                 reader.fieldnames = [name.strip() for name in reader.fieldnames]
+                repeated = sorted({n for n in reader.fieldnames if n and reader.fieldnames.count(n) > 1})
+                if repeated:  # DictReader keeps the last of them
+                    warnings.warn(
+                        f"{path}: columns named twice, the last of each is read: {', '.join(repeated)}", stacklevel=3
+                    )
             yield reader
     except (csv.Error, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: unreadable CSV ({error})") from None
