@@ -337,3 +337,10 @@ def test_an_extinf_attribute_with_a_comma_does_not_end_the_duration(tmp_path):
     playlist, report = read_m3u(write(tmp_path / "iptv.m3u", text))
     assert (playlist.entries[0].artist, playlist.entries[0].title) == ("Artist, Band", "Song")
     assert report.malformed == []
+
+
+def test_a_column_named_twice_is_warned_of(tmp_path):
+    path = write(tmp_path / "twice.csv", "playlist_id,track_id,track_id\np1,a,b\np1,c,d\n")
+    with pytest.warns(UserWarning, match="columns named twice, the last of each is read: track_id"):
+        playlists, _ = read_membership_csv(path)
+    assert [e.track_id for e in playlists[0].entries] == ["b", "d"]
