@@ -18,6 +18,7 @@ from audiograph.pipelines.train_audio import train_audio
 from audiograph.pipelines.train_musig import train_musig
 from audiograph.store import Store
 from audiograph.synth import synthesize
+from audiograph.tables import counted
 
 DEMO_AUDIO_EPOCHS = 5
 DEMO_MUSIG_EPOCHS = 10
@@ -119,7 +120,10 @@ def _explain_faults(collection: Path, summary) -> None:
 def _build_graph(store: Store, train_dir: Path) -> None:
     graph = build_graph(store, [train_dir])
     g = graph.summary
-    print(f"{graph.matched} playlist entries matched, {graph.unmatched} unmatched, {graph.urls_skipped} URLs skipped")
+    print(
+        f"{counted(graph.matched, 'playlist entry', 'playlist entries')} matched, {graph.unmatched} unmatched,"
+        f" {counted(graph.urls_skipped, 'URL')} skipped"
+    )
     print(f"{graph.min_weight_reason}")
     print(f"{g['nodes']} tracks, {g['edges']} edges, {g['components']} components, {g['isolated_nodes']} isolated")
 
