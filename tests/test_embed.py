@@ -425,6 +425,12 @@ def test_a_file_too_large_for_memory_fails_with_its_reason_and_the_batch_goes_on
     failed = {f["path"]: f["error"] for f in summary.failed}
     assert failed[str(victim)] == embed_module.OUT_OF_MEMORY
     assert summary.embedded == len(store.tracks.rows()) > 0
+    # A re-run reports it from the store, as any unchanged bad file, without analysing it again.
+    analysed = []
+    monkeypatch.setattr(embed_module, "analyse", lambda path, *a, **k: analysed.append(path) or analyse(path, *a, **k))
+    again = embed_module.embed_audio(synth_collection / "audio", store, num_workers=0, quiet=True)
+    assert {f["path"]: f["error"] for f in again.failed}[str(victim)] == embed_module.OUT_OF_MEMORY
+    assert analysed == [] and again.embedded == 0
 
 
 def _killed_late_by_b(job):
@@ -466,3 +472,23 @@ def test_what_a_run_says_it_stored_counts_its_own_writes_only(tmp_path):
     record = TrackRecord("c/new.mp3", "c", "/music/new.mp3", status="failed", error="empty file (0 bytes)")
     writer.write([_Outcome(_Job.__new__(_Job), record)])
     assert WORK_SAVED["what"] == "1 file of this run was stored (a re-run goes on from there)"
+
+
+def test_a_file_that_kills_its_worker_is_stored_failed_with_its_size_and_time(synth_collection, tmp_path, monkeypatch):
+    """So that a re-run reports it from the store rather than lose another worker to it."""
+    import audiograph.pipelines.embed_audio as embed_module
+
+    analyse = embed_module.analyse
+    victim = sorted((synth_collection / "audio").rglob("*.wav"))[0]
+
+    def analyse_or_die(path, *args, **kwargs):  # run in the forked workers, which inherit this patch
+        if Path(path) == victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return analyse(path, *args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "analyse", analyse_or_die)
+    store = Store(tmp_path / "s.db")
+    summary = embed_module.embed_audio(synth_collection / "audio", store, num_workers=2, quiet=True)
+    assert {f["path"]: f["error"] for f in summary.failed}[str(victim)] == embed_module.WORKER_ENDED
+    row = store.tracks.by_path(victim)
+    assert (row["status"], row["size"], row["mtime_ns"]) == ("failed", victim.stat().st_size, victim.stat().st_mtime_ns)

@@ -157,9 +157,8 @@ class EmbedPlan:
         )
 
     def failed(self, job: _Job, reason: str) -> _Outcome:
-        """The outcome of a file whose analysis ended without a result: a failed record with `reason`."""
-        record = TrackRecord(job.track_id, self.collection, path_text(job.path), status="failed", error=reason)
-        return _Outcome(job, record)
+        """The outcome of a file whose analysis ended without a result (`_failed`)."""
+        return _failed(job, TrackRecord(job.track_id, self.collection, path_text(job.path)), reason)
 
     def needs_encoder(self) -> bool:
         """Whether some planned file lacks its acoustic vector (files that only moved may still turn out to)."""
@@ -176,8 +175,19 @@ def analyse_job(
     try:
         return _analysed(job, record, audio, descriptors_model, acoustic_descriptors)
     except MemoryError:  # the file's bytes, samples or spectrogram: another file's analysis goes on
-        record.status, record.error, record.mel_chunks, record.vectors = "failed", OUT_OF_MEMORY, None, {}
-        return _Outcome(job, record)
+        return _failed(job, record, OUT_OF_MEMORY)
+
+
+def _failed(job: _Job, record: TrackRecord, reason: str) -> _Outcome:
+    """`record` as a failure with `reason` and the file's size and time, so that a re-run reports it from the
+    store rather than analysing it again (memory that ran out once would run out again)."""
+    record.status, record.error, record.mel_chunks, record.vectors = "failed", reason, None, {}
+    try:
+        stat = job.path.stat()
+        record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
+    except OSError:
+        pass
+    return _Outcome(job, record, record.size or 0, record.mtime_ns or 0)
 
 
 # The reason given for a file whose analysis ran out of memory, or whose worker process was killed (the
