@@ -324,8 +324,8 @@ def args_import_tracks(p) -> None:
         "--id-col",
         dest="id_col",
         metavar="COLUMN",
-        default="track_id",
-        help="track id column (default track_id)",
+        default=source_defaults("audiograph.pipelines.import_tracks", "import_tracks")["id_col"],
+        help="track id column (default %(default)s)",
     )
     p.add_argument(
         "--features",

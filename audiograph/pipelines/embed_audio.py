@@ -202,8 +202,7 @@ def _analysed(
     try:
         stat = job.path.stat()
         if not S_ISREG(stat.st_mode):  # reading a named pipe would wait for a writer forever
-            record.status, record.error = "failed", "not a regular file (a pipe, socket or device)"
-            return _Outcome(job, record)
+            return _failed(job, record, "not a regular file (a pipe, socket or device)")
         data = job.path.read_bytes()
     except OSError as e:
         if not os.path.lexists(job.path):  # deleted or moved away since the scan, as if it had not been listed

@@ -87,10 +87,9 @@ def file_query(store: Store, path: str | os.PathLike, space: str | None = None, 
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror or e}") from None
     file = AudioFile(path, data)  # analysed once per audio config, whichever models read it
-    copies = stored_copies(store, file)
-    own = store.tracks.by_path(path)
-    current = content_hash(data)
+    current, own = content_hash(data), store.tracks.by_path(path)
     same_bytes = {t["id"] for t in store.tracks.by_hash(current)}
+    copies = stored_copies(store, file, same_bytes, own)
     # The file's own row first, then rows of the same bytes, then other bytes of the same audio (a copy's vector
     # is of its own decode); never the own row of bytes since changed, whose vector is of other audio.
     stale_own = own is not None and own.get("content_hash") != current
@@ -207,12 +206,12 @@ def resolve_track(store: Store, track: str | os.PathLike) -> dict:
     return row
 
 
-def stored_copies(store: Store, file: AudioFile) -> set[str]:
-    """The stored tracks that are the audio file `file`: the same path, the same bytes, or the same audio."""
-    known = {t["id"] for t in store.tracks.by_hash(content_hash(file.data))}
-    by_path = store.tracks.by_path(file.path)
-    if by_path is not None and by_path["status"] == "ok":
-        known.add(by_path["id"])
+def stored_copies(store: Store, file: AudioFile, same_bytes: set[str], own: dict | None) -> set[str]:
+    """The stored tracks that are the audio file `file`: those of the same bytes (`same_bytes`), its own row
+    (`own`, stored under its path), and those of the same audio."""
+    known = set(same_bytes)
+    if own is not None and own["status"] == "ok":
+        known.add(own["id"])
     # A byte-different file of the same audio (other tags, another container of the same samples) is
     # the same track: found by its descriptors.
     return known | _same_audio_tracks(store, file, known)
