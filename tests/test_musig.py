@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -728,7 +729,11 @@ def test_validation_playlists_leave_the_graph_and_become_completion_cases():
     playlists = [rng.choice(n, size=int(rng.integers(5, 30)), replace=False) for _ in range(60)]
     graph = playlist_graph(playlists, n, 1.0)
     x = torch.zeros(n, 1)
-    data = assemble_musig_data([str(i) for i in range(n)], graph, x, {}, FeatureSpec(groups=[]), playlists=playlists)
+    # As in a store of audio files and imported tracks: some tracks lack one content group or both.
+    has_content = rng.random((n, 2)) < [0.7, 0.4]
+    data = assemble_musig_data(
+        [str(i) for i in range(n)], graph, x, {}, FeatureSpec(groups=[]), playlists=playlists, has_content=has_content
+    )
     train_graph, cases = split_playlists(data, 0.2, torch.Generator().manual_seed(0))
     held = [playlists[int(c.playlist_id)] for c in cases]
     assert len(cases) == 12 and all(len(p) >= 10 for p in held)
@@ -742,7 +747,9 @@ def test_validation_playlists_leave_the_graph_and_become_completion_cases():
         assert list(case.seeds) + list(case.targets) == list(playlist)
         decoys = np.setdiff1d(case.candidates, case.targets)
         assert len(decoys) == len(case.targets) and not np.isin(decoys, playlist).any()
-        assert seen[decoys].sum() == seen[case.targets].sum()  # matched on being in a training playlist
+        # Matched on being in a training playlist and on the content groups, class by class.
+        signature = [(bool(seen[t]), *has_content[t].tolist()) for t in range(n)]
+        assert Counter(signature[t] for t in decoys) == Counter(signature[t] for t in case.targets)
 
 
 @pytest.mark.parametrize("genre_loss", ["batch", "classify"])

@@ -76,39 +76,50 @@ def playlist_graph(playlists: list[np.ndarray], num_nodes: int, min_weight: floa
     return CSRGraph.from_scipy(threshold(cooccurrence_matrix(playlist_index, track_index, num_nodes), min_weight))
 
 
+def decoy_strata(seen: np.ndarray, has_content: np.ndarray | None = None) -> np.ndarray:
+    """The classes decoys are matched on (int [N]): being in a training playlist (`seen`, bool [N]) and,
+    with `has_content` (bool [N, G]), which content feature groups a track has. In a store of audio files
+    and imported tracks, a track without the content of a held-out playlist's tracks is an easy decoy."""
+    strata = np.asarray(seen, np.int64).copy()
+    if has_content is not None:
+        for bit, column in enumerate(np.asarray(has_content, bool).T, start=1):
+            strata |= column.astype(np.int64) << bit
+    return strata
+
+
 def completion_cases(
-    playlists: list[tuple[str, np.ndarray]], seen: np.ndarray, seed_fraction: float, rng: np.random.Generator
+    playlists: list[tuple[str, np.ndarray]], strata: np.ndarray, seed_fraction: float, rng: np.random.Generator
 ) -> list[EvalCase]:
     """One case per (id, distinct node indices in order) playlist: its first `seed_fraction` as seeds,
-    the rest as targets, mixed with as many decoys matched on `seen` (bool [N]: in a training playlist)."""
+    the rest as targets, mixed with as many decoys matched on `strata` (int or bool [N], e.g. `decoy_strata`):
+    each class gives as many decoys as it has targets."""
     cases = []
+    classes = np.unique(strata)
     for playlist_id, tracks in playlists:
         n_seeds = min(len(tracks) - 1, max(1, round(seed_fraction * len(tracks))))
         seeds, targets = tracks[:n_seeds], tracks[n_seeds:]
-        decoys = _matched_decoys(targets, tracks, seen, rng)
+        decoys = _matched_decoys(targets, tracks, strata, classes, rng)
         # Shuffled, so that methods which tie (e.g. zero vectors) gain nothing from the order.
         cases.append(EvalCase(playlist_id, seeds, targets, rng.permutation(np.concatenate([targets, decoys]))))
     return cases
 
 
 def _matched_decoys(
-    targets: np.ndarray, playlist: np.ndarray, seen: np.ndarray, rng: np.random.Generator
+    targets: np.ndarray, playlist: np.ndarray, strata: np.ndarray, classes: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """As many random tracks outside the playlist as there are targets, with as many of them absent
-    from every training playlist as there are such targets: otherwise "never seen in training"
-    alone would tell the targets of held-out playlists from catalogue tracks."""
-    outside = np.ones(len(seen), bool)
+    """As many random tracks outside the playlist as there are targets, as many of each class as there
+    are targets of it: otherwise "never seen in training" (or "has no audio") alone would tell the
+    targets of held-out playlists from catalogue tracks."""
+    outside = np.ones(len(strata), bool)
     outside[playlist] = False
     decoys = []
-    for pool_mask, wanted in (
-        (outside & ~seen, int((~seen[targets]).sum())),
-        (outside & seen, int(seen[targets].sum())),
-    ):
-        pool = np.flatnonzero(pool_mask)
+    for value in classes:
+        pool = np.flatnonzero(outside & (strata == value))
+        wanted = int((strata[targets] == value).sum())
         decoys.append(rng.choice(pool, size=min(wanted, len(pool)), replace=False))
     decoys = np.concatenate(decoys)
     short = len(targets) - len(decoys)
-    if short > 0:  # one pool ran out: fill from the rest of the catalogue
+    if short > 0:  # a class ran out: fill from the rest of the catalogue
         rest = np.setdiff1d(np.flatnonzero(outside), decoys)
         decoys = np.concatenate([decoys, rng.choice(rest, size=min(short, len(rest)), replace=False)])
     return decoys.astype(np.int64)

@@ -116,6 +116,14 @@ class FeatureSpec:
         return np.concatenate([parts[g] for g in self.groups], axis=1).astype(np.float32)
 
 
+def content_presence(present: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Which content groups (`GROUP_SPACES`: vectors of audio files or imports) each track has, bool [N, G]
+    from group -> [N] presence; None without such a group. Unlike a genre or a playlist count, these do not
+    come from playlists."""
+    columns = [present[g] for g in present if g in GROUP_SPACES]
+    return np.stack(columns, axis=1) if columns else None
+
+
 def artist_genres(genres: dict[str, str | None], artists: dict[str, str | None]) -> dict[str, str | None]:
     """track id -> the genre most common among the other tracks of its artist (None when they have none).
 

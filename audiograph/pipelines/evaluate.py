@@ -24,7 +24,7 @@ from audiograph.eval.baselines import (
     Track2Vec,
 )
 from audiograph.eval.metrics import METRICS, mean_std, summarise
-from audiograph.eval.protocol import EvalSplit, completion_cases, playlist_graph
+from audiograph.eval.protocol import EvalSplit, completion_cases, decoy_strata, playlist_graph
 from audiograph.eval.results import (
     MUSIG_PRESET_KINDS,
     Evaluation,
@@ -36,7 +36,7 @@ from audiograph.eval.results import (
     score_cases,
 )
 from audiograph.graph.csr import CSRGraph
-from audiograph.musig.features import SIMILARITY_GROUPS, FeatureSpec
+from audiograph.musig.features import SIMILARITY_GROUPS, FeatureSpec, content_presence
 from audiograph.musig.model import TASK_WEIGHT_PRESETS, parse_task_weights
 from audiograph.options import check_options
 from audiograph.pipelines.build_graph import load_graph
@@ -97,6 +97,7 @@ class MusigMethod(EmbeddingMethod):
             has_sim,
             x_cold=x_cold,
             playlists=split.train_playlists,
+            has_content=content_presence({g: split.present[g] for g in self.features}),
         )
         with tempfile.TemporaryDirectory(prefix="audiograph-eval-") as run_dir:
             report = train_musig(
@@ -401,7 +402,6 @@ def make_split(
     seen = np.zeros(len(node_ids), bool)
     if train_playlists:
         seen[np.concatenate(train_playlists)] = True
-    cases = completion_cases([(p["id"], _playlist_indices(p, position)) for p in evaluated], seen, seed_fraction, rng)
 
     graph_info = store.get_meta("graph") or {}
     graph = playlist_graph(train_playlists, len(node_ids), graph_info.get("min_weight", 1.0))
@@ -410,6 +410,8 @@ def make_split(
     genres, cold_genres = genre_labels(store, training_genres(store, kept_out))
     groups = groups or available_groups(store)
     features, cold, present = _split_features(store, node_ids, graph, groups, genres, cold_genres, train_playlists)
+    strata = decoy_strata(seen, content_presence(present))
+    cases = completion_cases([(p["id"], _playlist_indices(p, position)) for p in evaluated], strata, seed_fraction, rng)
     content = {
         g: features[g][:, GRAPH_COLUMNS[g] :] for g in features if 0 < GRAPH_COLUMNS.get(g, 0) < features[g].shape[1]
     }

@@ -13,7 +13,7 @@ import torch
 from audiograph.errors import ConfigError, StoreError
 from audiograph.graph.csr import CSRGraph
 from audiograph.models.musig import MUSIG_KIND, MusigModel
-from audiograph.musig.features import GROUP_SPACES, SIMILARITY_GROUPS, FeatureSpec, parse_groups
+from audiograph.musig.features import GROUP_SPACES, SIMILARITY_GROUPS, FeatureSpec, content_presence, parse_groups
 from audiograph.musig.model import (
     TASK_WEIGHT_PRESETS,
     parse_task_weights,
@@ -55,7 +55,7 @@ def prepare_musig_data(
     node_ids, csr = graph or load_graph(store)
     genres, cold_genres = genre_labels(store, genres)
     playlists = store.graph.playlists() if playlists is None else playlists
-    x, spec, _ = build_features(store, node_ids, csr, groups, genres=genres, playlists=playlists, spec=spec)
+    x, spec, present = build_features(store, node_ids, csr, groups, genres=genres, playlists=playlists, spec=spec)
     x_cold = cold_features(store, node_ids, spec, cold_genres)
     sim = has_sim = None
     if similarity_group is not None:
@@ -68,7 +68,17 @@ def prepare_musig_data(
     position = {t: i for i, t in enumerate(node_ids)}
     members = [np.asarray(list(dict.fromkeys(position[t] for t in p["tracks"] if t in position))) for p in playlists]
     return assemble_musig_data(
-        node_ids, csr, x, genres, spec, similarity_group, sim, has_sim, x_cold=x_cold, playlists=members
+        node_ids,
+        csr,
+        x,
+        genres,
+        spec,
+        similarity_group,
+        sim,
+        has_sim,
+        x_cold=x_cold,
+        playlists=members,
+        has_content=content_presence(dict(zip(spec.groups, present.T))),
     )
 
 

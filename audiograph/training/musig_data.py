@@ -16,7 +16,7 @@ from torch_geometric.utils import k_hop_subgraph
 
 from audiograph.errors import ConfigError
 from audiograph.eval.metrics import case_metrics, rank_candidates
-from audiograph.eval.protocol import EvalCase, completion_cases
+from audiograph.eval.protocol import EvalCase, completion_cases, decoy_strata
 from audiograph.graph.cooccurrence import cooccurrence_matrix, threshold
 from audiograph.graph.csr import CSRGraph
 from audiograph.graph.sampler import UniformNeighborSampler
@@ -35,7 +35,9 @@ class MusigData:
 
     `data` holds `x` (node features), `x_cold` (the same tracks as if in no playlist), `genre`,
     `sim` and `has_sim`; `playlists` the node indices of the playlists the graph was built from
-    (None when it came from edge lists only), which validation by playlist completion draws on.
+    (None when it came from edge lists only), which validation by playlist completion draws on;
+    `has_content` which content groups each track has (bool [N, G], `content_presence`), which its
+    decoys are matched on.
     """
 
     node_ids: list[str]
@@ -44,6 +46,7 @@ class MusigData:
     spec: FeatureSpec
     similarity_group: str | None
     playlists: list[np.ndarray] | None = None
+    has_content: np.ndarray | None = None
 
 
 def assemble_musig_data(
@@ -58,6 +61,7 @@ def assemble_musig_data(
     *,
     x_cold: np.ndarray | None = None,
     playlists: list[np.ndarray] | None = None,
+    has_content: np.ndarray | None = None,
 ) -> MusigData:
     """`MusigData` from node features [N, F] (and their cold-start version, default the same), genre
     labels by track id, and the similarity task's feature rows [N, d] with a mask of the tracks that
@@ -73,7 +77,7 @@ def assemble_musig_data(
     x_t = torch.from_numpy(np.asarray(x, np.float32))
     x_cold_t = x_t if x_cold is None else torch.from_numpy(np.asarray(x_cold, np.float32))
     data = Data(x=x_t, x_cold=x_cold_t, genre=genre, sim=sim_t, has_sim=has_sim_t, num_nodes=len(node_ids))
-    return MusigData(node_ids, graph, data, spec, similarity_group, playlists)
+    return MusigData(node_ids, graph, data, spec, similarity_group, playlists, has_content)
 
 
 # Enough for a stable AUC; a share of a large graph's edges would make validation outlast training.
@@ -119,7 +123,8 @@ def split_playlists(
 ) -> tuple[CSRGraph, list[EvalCase]] | None:
     """Hold out a `val_fraction` of the playlists (among those with at least `MIN_VAL_PLAYLIST`
     tracks) for validation by playlist completion: (the graph without their co-occurrences, their
-    completion cases, with decoys matched on being in a remaining playlist). None when the data has
+    completion cases, with decoys matched on being in a remaining playlist and on the content groups
+    they have). None when the data has
     too few such playlists (validation then falls back on held-out edges)."""
     playlists = data.playlists or []
     eligible = [k for k, p in enumerate(playlists) if len(p) >= MIN_VAL_PLAYLIST]
@@ -135,7 +140,8 @@ def split_playlists(
     train_graph = CSRGraph.from_scipy(threshold(data.graph.to_scipy() - held_counts, min_weight))
     seen = (train_graph.degree > 0).numpy()
     rng = np.random.default_rng(int(torch.randint(1 << 31, (1,), generator=generator)))
-    cases = completion_cases([(str(k), p) for k, p in zip(chosen, held)], seen, 0.5, rng)
+    strata = decoy_strata(seen, data.has_content)
+    cases = completion_cases([(str(k), p) for k, p in zip(chosen, held)], strata, 0.5, rng)
     return train_graph, cases
 
 
