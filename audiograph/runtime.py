@@ -277,16 +277,33 @@ def stop_once_on_ctrl_c(keep_ignored: bool = False):
         signal.signal(signal.SIGINT, signal.SIG_IGN if stopping and keep_ignored else previous)
 
 
+# What Lightning sets for a seeded, deterministic fit (`seed_everything`, `Trainer(deterministic=True)`).
+SEEDING_ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")
+
+
 def leaves_process_settings(fn):
     """`fn`, made to leave the process as it found it: torch's thread count (`limit_threads`), Lightning's
-    logger levels and the warning filters (`quiet_lightning`) are restored when it returns, so that a call
-    from a notebook or a user's own training script does not change how their own code runs."""
+    logger levels and the warning filters (`quiet_lightning`), deterministic mode, the seeding environment
+    variables and the random generators of torch, numpy and `random` (which a seeded fit resets) are
+    restored when it returns, so that a call from a notebook or a user's own training script does not change
+    how their own code runs."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import random
+
+        import numpy as np
         import torch
 
         threads, levels = torch.get_num_threads(), {name: logging.getLogger(name).level for name in LIGHTNING_LOGGERS}
+        deterministic = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+        cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+        environment = {name: os.environ.get(name) for name in SEEDING_ENVIRONMENT}
+        generators = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        cuda_generators = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         with warnings.catch_warnings():
             try:
                 return fn(*args, **kwargs)
@@ -294,6 +311,18 @@ def leaves_process_settings(fn):
                 torch.set_num_threads(threads)
                 for name, level in levels.items():
                     logging.getLogger(name).setLevel(level)
+                torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+                for name, value in environment.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+                random.setstate(generators[0])
+                np.random.set_state(generators[1])
+                torch.set_rng_state(generators[2])
+                if cuda_generators is not None:
+                    torch.cuda.set_rng_state_all(cuda_generators)
 
     return wrapper
 

@@ -531,10 +531,20 @@ def test_a_training_called_from_python_leaves_the_process_settings_as_it_found_t
     logging.getLogger("lightning.pytorch").setLevel(logging.DEBUG)
     try:
         filters = list(warnings.filters)
+        environment = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")}
+        torch.manual_seed(1234)
+        np.random.seed(1234)
+        expected = (torch.rand(3), np.random.rand(3))  # the draws the user's code makes next
+        torch.manual_seed(1234)
+        np.random.seed(1234)
         train_musig(store_copy, max_epochs=1, batches_per_epoch=2, hidden_channels=16, quiet=True)
         assert torch.get_num_threads() == (os.cpu_count() or 1) + 3
         assert logging.getLogger("lightning.pytorch").level == logging.DEBUG
         assert warnings.filters == filters
+        # A seeded, deterministic fit switched deterministic mode on and reseeded every generator.
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert {k: os.environ.get(k) for k in environment} == environment
+        assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])
     finally:
         torch.set_num_threads(before)
         logging.getLogger("lightning.pytorch").setLevel(logging.NOTSET)

@@ -102,7 +102,9 @@ class AcousticModel(nn.Module):
         if descriptors is None or len(descriptors) != len(tracks):
             raise ValueError("this acoustic model joins the descriptors: pass one descriptor row per track")
         raw = torch.as_tensor(np.asarray(descriptors, np.float32))
-        standardised = (raw - self.descriptor_mean) / self.descriptor_scale
+        # The encoder's vectors come back on the CPU; the buffers are wherever the model was moved.
+        mean, scale = self.descriptor_mean.to("cpu", torch.float32), self.descriptor_scale.to("cpu", torch.float32)
+        standardised = (raw - mean) / scale
         return combine_with_descriptors(encoded, standardised, self.descriptor_weight)
 
     def encode(self, audio, batch_size: int = 16, progress: bool = False, sample_rate: int | None = None) -> np.ndarray:
