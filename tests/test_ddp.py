@@ -145,7 +145,7 @@ def test_chunked_musig_inference_equals_one_full_pass():
     model = MusigModel(FeatureSpec([]), hidden_channels=16, out_channels=8, in_channels=5)
     x = torch.randn(23, 5)
     chunked = predict_musig(model, x, graph, accelerator="cpu", devices=1, chunk_size=4)
-    torch.testing.assert_close(chunked, model.encode(x, graph), atol=1e-6, rtol=0)
+    torch.testing.assert_close(chunked, model.encode(x, graph, convert_to_tensor=True), atol=1e-6, rtol=0)
 
 
 # --- slow: two CPU processes under --strategy ddp ---------------------------------------------------
@@ -239,7 +239,7 @@ def test_train_musig_and_embed_musig_under_ddp_match_one_process(ddp_base, tmp_p
     store = Store(ddp_db, must_exist=True)
     model, _ = load_musig(store)
     data = prepare_musig_data(store, model.spec.groups, spec=model.spec)
-    reference = dict(zip(data.node_ids, model.encode(data.data.x, data.graph).numpy()))
+    reference = dict(zip(data.node_ids, model.encode(data.data.x, data.graph)))
     store.close()
     for options in (DDP, SINGLE):
         store = Store(ddp_db, must_exist=True)

@@ -49,7 +49,9 @@ def test_encode_takes_one_item_and_checks_waveforms_as_decoding_checks_files(syn
     path = sorted((synth_collection / "audio").rglob("*.mp3"))[0]
     waveform = decode(path, model.config.sample_rate).samples
     one = model.encode(path)
-    assert one.shape == (32,)
+    assert one.shape == (32,) and isinstance(one, np.ndarray) and one.dtype == np.float32
+    as_tensor = model.encode([path], convert_to_tensor=True)
+    assert isinstance(as_tensor, torch.Tensor) and torch.equal(as_tensor[0], torch.from_numpy(one))
     np.testing.assert_allclose(one, model.encode([path])[0], atol=1e-7)
     np.testing.assert_allclose(model.encode(str(path)), one, atol=1e-7)
     np.testing.assert_allclose(model.encode(waveform), model.encode([waveform])[0], atol=1e-7)
@@ -124,7 +126,7 @@ def test_a_new_track_encodes_as_the_full_pass_without_its_edges():
     graph = CSRGraph.from_edges([0, 0, 1, 3], [1, 2, 2, 4], 5)
     without_node_0 = CSRGraph.from_edges([1, 3], [2, 4], 5)
     torch.testing.assert_close(model.encode(x[:1])[0], model.encode(x, without_node_0)[0])
-    assert not torch.allclose(model.encode(x, graph)[0], model.encode(x[:1])[0])
+    assert not np.allclose(model.encode(x, graph)[0], model.encode(x[:1])[0])
 
 
 def test_musig_takes_a_pyg_edge_index_as_its_graph():
@@ -135,10 +137,12 @@ def test_musig_takes_a_pyg_edge_index_as_its_graph():
     src, dst = [0, 0, 1, 3], [1, 2, 2, 4]
     both_ways = torch.tensor([src + dst, dst + src])  # PyG's layout of an undirected graph
     expected = model.encode(x, CSRGraph.from_edges(src, dst, 5))
+    assert isinstance(expected, np.ndarray) and expected.dtype == np.float32  # as AcousticModel.encode gives
     torch.testing.assert_close(model.encode(x, both_ways), expected)
-    torch.testing.assert_close(model(x, both_ways), expected)
+    torch.testing.assert_close(model(x, both_ways).detach().numpy(), expected)
     torch.testing.assert_close(model.encode(x.numpy().astype(np.float64), both_ways), expected)  # cast to the model's
-    torch.testing.assert_close(model.double().encode(x, both_ways), expected.double())
+    torch.testing.assert_close(model.encode(x, both_ways, convert_to_tensor=True), torch.from_numpy(expected))
+    torch.testing.assert_close(model.double().encode(x, both_ways), expected.astype(np.float64))
     with pytest.raises(ValueError, match=r"x must be feature rows \[N, 4\]"):
         model.encode(torch.randn(5, 3))
     with pytest.raises(ValueError, match="edge_index names nodes outside 0..4"):
@@ -155,13 +159,18 @@ def test_musig_forward_takes_every_graph_form_in_any_float_dtype():
     x = torch.randn(5, 4)
     src, dst = [0, 0, 1, 3], [1, 2, 2, 4]
     graph = CSRGraph.from_edges(src, dst, 5)
-    expected = model.encode(x, graph)
+    expected = model.encode(x, graph, convert_to_tensor=True)
     dense = torch.zeros(5, 5)
     dense[src + dst, dst + src] = 1.0
     with torch.no_grad():
         torch.testing.assert_close(model(x, graph), expected)
         torch.testing.assert_close(model(x, dense.to_sparse_csr()), expected)
         torch.testing.assert_close(model(x, dense.to_sparse()), expected)
+        # Values are ignored, as in the other forms: playlist weights, or an edge a COO tensor lists twice.
+        weighted = dense * torch.arange(1.0, 26.0).reshape(5, 5)
+        torch.testing.assert_close(model(x, weighted.to_sparse_csr()), expected)
+        twice = torch.sparse_coo_tensor(torch.tensor([src + dst + [0], dst + src + [1]]), torch.ones(9), (5, 5))
+        torch.testing.assert_close(model(x, twice), expected)
         torch.testing.assert_close(model(x.numpy(), torch.tensor([src + dst, dst + src])), expected)
         in_float64 = MusigModel(spec, hidden_channels=8, out_channels=6).eval()
         in_float64.load_state_dict(model.state_dict())
@@ -172,7 +181,9 @@ def test_musig_forward_takes_every_graph_form_in_any_float_dtype():
         model.encode(x[:3], graph)
     from torch_geometric.data import Data
 
-    torch.testing.assert_close(model.encode(Data(x=x, edge_index=torch.tensor([src + dst, dst + src]))), expected)
+    torch.testing.assert_close(
+        model.encode(Data(x=x, edge_index=torch.tensor([src + dst, dst + src]))), expected.numpy()
+    )
     x[2, 1] = float("nan")
     with pytest.raises(ValueError, match=r"not finite, in 1 rows \(the first: 2\)"):
         model.encode(x, graph)

@@ -86,7 +86,7 @@ def embed_isolated(model: MUSIG, x: torch.Tensor) -> torch.Tensor:
         in_channels=x.shape[1],
     )
     wrapper.aggregator.load_state_dict(model.state_dict())
-    return wrapper.encode(x)
+    return wrapper.encode(x, convert_to_tensor=True)
 
 
 def dense(graph: CSRGraph) -> torch.Tensor:

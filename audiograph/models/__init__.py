@@ -26,9 +26,16 @@ __all__ = [
     "MUSIG_KIND",
     "AcousticModel",
     "MusigModel",
+    "as_numpy",
     "load_model",
     "model_class",
 ]
+
+
+def as_numpy(vectors):
+    """A tensor of vectors as a numpy array on the CPU: float64 stays, other floats become float32."""
+    vectors = vectors.detach().cpu()
+    return (vectors if vectors.element_size() >= 4 else vectors.float()).numpy()
 
 
 def load_model(kind: str, path: str | os.PathLike, what: str = "model"):

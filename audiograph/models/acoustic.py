@@ -107,17 +107,26 @@ class AcousticModel(nn.Module):
         standardised = (raw - mean) / scale
         return combine_with_descriptors(encoded, standardised, self.descriptor_weight)
 
-    def encode(self, audio, batch_size: int = 16, progress: bool = False, sample_rate: int | None = None) -> np.ndarray:
+    def encode(
+        self,
+        audio,
+        batch_size: int = 16,
+        progress: bool = False,
+        sample_rate: int | None = None,
+        *,
+        convert_to_tensor: bool = False,
+    ) -> np.ndarray | torch.Tensor:
         """Unit vectors [len(audio), D] of a list of audio files (paths) or mono waveforms (1-D arrays or tensors,
         at `sample_rate`, default the config's, and resampled as decoding does where it differs); of one file
-        or waveform, its vector [D]. A file that cannot be decoded, or a waveform that is not finite, too short
+        or waveform, its vector [D]. A numpy array, as `MusigModel.encode` gives; with `convert_to_tensor`, a
+        tensor on the model's device. A file that cannot be decoded, or a waveform that is not finite, too short
         or silent, raises `DecodeError` naming it."""
         check_options(batch_size=batch_size)
         if sample_rate is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
             raise ValueError(f"sample_rate must be a positive whole number of Hz, not {sample_rate!r}")
         single = isinstance(audio, (str, os.PathLike)) or getattr(audio, "ndim", None) == 1
         if single:
-            return self.encode([audio], batch_size, progress, sample_rate)[0]
+            return self.encode([audio], batch_size, progress, sample_rate, convert_to_tensor=convert_to_tensor)[0]
         shape = getattr(audio, "shape", ())
         if len(shape) == 2 and shape[1] <= 8 < shape[0]:
             raise ValueError(
@@ -133,7 +142,8 @@ class AcousticModel(nn.Module):
                 descriptors = np.stack([d for _, d in part]) if self.uses_descriptors else None
                 out.append(self.encode_chunks([c for c, _ in part], batch_size, descriptors).numpy())
                 bar.update(len(part))
-        return np.concatenate(out) if out else np.zeros((0, self.embedding_dim), np.float32)
+        vectors = np.concatenate(out) if out else np.zeros((0, self.embedding_dim), np.float32)
+        return torch.from_numpy(vectors).to(next(self.parameters()).device) if convert_to_tensor else vectors
 
     def _analyse(self, item, rate: int) -> tuple[list[np.ndarray], np.ndarray | None]:
         """(log-mel chunks, descriptors when the model uses them) of a file or a waveform at `rate`, from one

@@ -12,7 +12,7 @@ from torch import nn
 
 from audiograph.errors import StoreError
 from audiograph.graph.csr import CSRGraph
-from audiograph.models import MUSIG_KIND
+from audiograph.models import MUSIG_KIND, as_numpy
 from audiograph.models.weights import build_and_load, load_checkpoint, read_saved, save_weights
 from audiograph.musig.features import FeatureSpec
 from audiograph.musig.model import MUSIG, edge_index_adjacency, full_adjacency
@@ -20,8 +20,9 @@ from audiograph.musig.model import MUSIG, edge_index_adjacency, full_adjacency
 
 def graph_adjacency(graph: CSRGraph | torch.Tensor | np.ndarray, num_nodes: int) -> torch.Tensor:
     """The [targets, sources] torch.sparse CSR adjacency MUSIG aggregates over, from a `CSRGraph`, a
-    torch.sparse adjacency [N, N] (CSR or COO), or a PyG `edge_index` [2, E] (integers; an undirected graph
-    lists both directions), for `num_nodes` nodes."""
+    torch.sparse adjacency [N, N] (CSR or COO; its values are ignored, as MUSIG takes the plain mean over
+    neighbours), or a PyG `edge_index` [2, E] (integers; an undirected graph lists both directions), for
+    `num_nodes` nodes."""
     if isinstance(graph, CSRGraph):
         if graph.num_nodes != num_nodes:
             raise ValueError(f"the graph has {graph.num_nodes} nodes, and there are {num_nodes} feature rows")
@@ -34,7 +35,9 @@ def graph_adjacency(graph: CSRGraph | torch.Tensor | np.ndarray, num_nodes: int)
             raise ValueError(
                 f"an adjacency of {num_nodes} nodes is [{num_nodes}, {num_nodes}], not {tuple(graph.shape)}"
             )
-        return graph
+        # The mean over neighbours, as for the other forms: values (playlist weights, or 2 where a COO
+        # tensor listed an edge twice) would scale the neighbours' rows.
+        return full_adjacency(graph.crow_indices(), graph.col_indices(), num_nodes)
     if graph.is_floating_point() or graph.dtype == torch.bool:
         raise ValueError(
             f"a dense {tuple(graph.shape)} tensor: pass an adjacency as torch.sparse (`.to_sparse_csr()`), or the"
@@ -84,11 +87,18 @@ class MusigModel(nn.Module):
         return self.aggregator(x, [a.to(x.device) for a in adjacencies])
 
     @torch.no_grad()
-    def encode(self, x: np.ndarray | torch.Tensor, graph: CSRGraph | torch.Tensor | None = None) -> torch.Tensor:
-        """Unit vectors [N, D] of N tracks' feature rows `x` [N, F] (built as `spec` says), on the model's device:
-        one exact pass with every neighbour in `graph` (see `graph_adjacency`), or, without a graph, each track
-        on its own (a new track in no playlist aggregates an empty neighbourhood). `x` may also be a PyG `Data`
-        with `x` and `edge_index`."""
+    def encode(
+        self,
+        x: np.ndarray | torch.Tensor,
+        graph: CSRGraph | torch.Tensor | None = None,
+        *,
+        convert_to_tensor: bool = False,
+    ) -> np.ndarray | torch.Tensor:
+        """Unit vectors [N, D] of N tracks' feature rows `x` [N, F] (built as `spec` says): one exact pass with
+        every neighbour in `graph` (see `graph_adjacency`), or, without a graph, each track on its own (a new
+        track in no playlist aggregates an empty neighbourhood). `x` may also be a PyG `Data` with `x` and
+        `edge_index`. A numpy array, as `AcousticModel.encode` gives; with `convert_to_tensor`, a tensor on
+        the model's device."""
         if graph is None and hasattr(x, "x") and hasattr(x, "edge_index"):  # a torch_geometric.data.Data
             x, graph = x.x, x.edge_index
         weight = next(self.parameters())
@@ -105,9 +115,10 @@ class MusigModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self(x, CSRGraph.from_edges([], [], len(x)) if graph is None else graph)
+            vectors = self(x, CSRGraph.from_edges([], [], len(x)) if graph is None else graph)
         finally:
             self.train(was_training)
+        return vectors if convert_to_tensor else as_numpy(vectors)
 
     def settings(self) -> dict:
         """What rebuilds this model: kind, architecture, feature spec and similarity group."""

@@ -73,7 +73,7 @@ def layer_adjacencies(
 def full_adjacency(rowptr: torch.Tensor, col: torch.Tensor, num_nodes: int) -> torch.Tensor:
     """The whole graph's adjacency as torch.sparse CSR, for exact full-neighbourhood passes."""
     return torch.sparse_csr_tensor(
-        rowptr, col, torch.ones(col.numel()), size=(num_nodes, num_nodes), check_invariants=False
+        rowptr, col, torch.ones(col.numel(), device=col.device), size=(num_nodes, num_nodes), check_invariants=False
     )
 
 

@@ -98,7 +98,7 @@ def _acoustic(store: Store, row: dict, file: AudioFile) -> np.ndarray:
 def _musig(store: Store, row: dict, file: AudioFile) -> np.ndarray:
     """The MUSIG vector of an audio file in no playlist: its own features through the learnt aggregators."""
     model = model_class(MUSIG_KIND).load(store.models.checkpoint_file(row), f"model '{row['id']}'")
-    return model.encode(file_features(store, model.spec, file))[0].numpy()
+    return model.encode(file_features(store, model.spec, file))[0]
 
 
 # model kind -> function(store, model row, the file) -> the file's vector in that model's space

@@ -112,7 +112,7 @@ class MusigMethod(EmbeddingMethod):
                 **self.options,
             )
             model = MusigModel.load(report.checkpoint)
-        return model.encode(data.data.x, data.graph).numpy()
+        return model.encode(data.data.x, data.graph)
 
 
 def build_method(
