@@ -856,6 +856,29 @@ def test_a_data_module_sampling_other_hops_than_the_model_has_layers_is_refused(
         trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
         with pytest.raises(ConfigError, match=rf"samples {len(fanouts)} hops .* a model of 2 layers"):
             trainer.fit(module, datamodule=MusigDataModule(data, fanouts=fanouts, val_fraction=0.2))
+    # As many hops, other fanouts: the module's hyperparameters would record fanouts it never trained with.
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ConfigError, match=r"samples fanouts \[5, 3\] for a model made with fanouts \[5, 5\]"):
+        trainer.fit(module, datamodule=MusigDataModule(data, fanouts=(5, 3), val_fraction=0.2))
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_a_users_trainer_fits_musig_in_any_precision(precision):
+    """Lightning casts the module but not a PyG batch: the float32 features met float64 or bfloat16 weights."""
+    import lightning as L
+
+    from audiograph.training.musig import MusigModule
+    from audiograph.training.musig_data import MusigDataModule
+
+    graph = powerlaw_graph(60, 3, seed=1)
+    data = assemble_musig_data([f"t{i}" for i in range(60)], graph, features(60).numpy(), {}, FeatureSpec([]))
+    module = MusigModule(10, hidden_channels=8, out_channels=4, fanouts=(5, 5))
+    trainer = L.Trainer(
+        max_epochs=1, precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(module, datamodule=MusigDataModule(data, fanouts=(5, 5), val_fraction=0.2))
+    dtype = {"64-true": torch.float64, "bf16-true": torch.bfloat16}[precision]
+    assert trainer.state.finished and next(module.parameters()).dtype == dtype
 
 
 def test_a_report_names_graphsage_and_leaves_out_a_similarity_task_of_weight_0():

@@ -189,6 +189,27 @@ def test_band_statistics_are_the_training_tracks_per_band_moments(store_copy):
     np.testing.assert_allclose(data.band_std.numpy(), frames.std(1), rtol=1e-4)
 
 
+def test_a_users_trainer_gets_the_band_statistics_and_fresh_examples_each_epoch(store_copy):
+    """`AudioEncoderModule` with `GraphAudioData` under a user's own Trainer: the encoder normalised raw dB with
+    zero means (only train_audio copied the statistics), and the examples of the first epoch came back every
+    epoch (only train_audio asked the trainer to reload them)."""
+    import lightning as L
+
+    data = audio_data(store_copy, batch_size=8, val_fraction=0.2, seed=2)
+    module = AudioEncoderModule(audio=data.audio.to_dict())
+    drawn = []
+    draw = data.train_dataloader
+    data.train_dataloader = lambda: drawn.append(1) or draw()
+    trainer = L.Trainer(
+        max_epochs=2, limit_train_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(module, datamodule=data)
+    assert torch.equal(module.model.encoder.band_mean, data.band_mean) and len(drawn) == 2
+    loader = data.val_dataloader()
+    with pytest.raises(ConfigError, match="trains with its data module"):
+        L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False).fit(module, loader, loader)
+
+
 def test_a_run_is_reproduced_by_its_seed_and_thread_count(embedded_db, tmp_path, monkeypatch):
     import shutil
 

@@ -40,7 +40,11 @@ class UniformNeighborSampler(BaseSampler):
     uniformly and without replacement (all of them for fanout -1).
 
     `graph` is a `CSRGraph` or a PyG `Data` (its `edge_index`, either or both directions per
-    undirected edge, goes through `CSRGraph.from_edges`). Only the CSR index arrays are kept,
+    undirected edge, goes through `CSRGraph.from_edges`). A sampled edge's `e_id` is its column of
+    that `Data`'s `edge_index`, so that loaders pick its `edge_attr` or `edge_weight`; built from a
+    `CSRGraph`, it is the edge's position in the graph's CSR arrays, which match a `Data` of
+    `edge_index=graph.to_edge_index()` and `edge_weight=graph.weight`, and not one whose
+    `edge_index` lists the edges in another order. Only the CSR index arrays are kept,
     shared copy-on-write with forked DataLoader workers. Randomness comes from `generator` or,
     by default, torch's global RNG, which DataLoader seeds per worker (reproducible under
     `seed_everything(workers=True)`); a `generator` is copied into each worker as is, so give

@@ -81,7 +81,8 @@ class MusigModel(nn.Module):
         """Vectors of the nodes of `x` [N, F] over `adjacencies`: one torch.sparse CSR adjacency per layer (a
         sampled subgraph's blocks, `layer_adjacencies`), or one graph for every layer (`graph_adjacency`: a
         `CSRGraph`, a torch.sparse adjacency [N, N], or a PyG `edge_index` [2, E])."""
-        x = torch.as_tensor(x)
+        # In the parameters' dtype, as Lightning's "64-true" or "bf16-true" makes them; it casts no PyG batch.
+        x = torch.as_tensor(x).to(next(self.parameters()).dtype)
         if not isinstance(adjacencies, (list, tuple)):
             adjacencies = [graph_adjacency(adjacencies, len(x))] * self.num_layers
         return self.aggregator(x, [a.to(x.device) for a in adjacencies])

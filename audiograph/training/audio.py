@@ -77,6 +77,23 @@ class AudioEncoderModule(L.LightningModule):
     def forward(self, mel_db: torch.Tensor) -> torch.Tensor:
         return self.model.encoder(mel_db)
 
+    def setup(self, stage: str) -> None:
+        """Under a user's own Trainer too: refuse to fit without the data module (validation ranks its tracks),
+        take the collection's per-band statistics from it where the encoder has none yet, and have the
+        trainer reload the training examples every epoch, which the data module draws afresh."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage != "fit":
+            return
+        if not hasattr(datamodule, "neighbour_precision"):
+            raise ConfigError(
+                "AudioEncoderModule trains with its data module: trainer.fit(module, datamodule=GraphAudioData(...))"
+            )
+        encoder = self.model.encoder
+        unset = encoder.input_norm_kind == "collection" and not encoder.band_mean.any() and encoder.band_std.eq(1).all()
+        if unset and getattr(datamodule, "band_mean", None) is not None:
+            encoder.set_input_statistics(datamodule.band_mean, datamodule.band_std)
+        self.trainer.reload_dataloaders_every_n_epochs = 1
+
     def compute_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(loss, accuracy, crops) of one batch: (anchor, positive, negative) crops for the triplet
         loss, (views, positives mask) for the contrastive one."""

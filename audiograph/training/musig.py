@@ -102,12 +102,19 @@ class MusigModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Check that the data module samples one hop per layer (both take fanouts): with fewer hops a batch
-        lacked a layer's adjacency, with more it sampled a hop that no layer reads."""
+        lacked a layer's adjacency, with more it sampled a hop that no layer reads; and the same fanouts, which
+        the module's hyperparameters record."""
         fanouts = getattr(getattr(self.trainer, "datamodule", None), "fanouts", None)
         if fanouts is not None and len(fanouts) != self.hparams.num_layers:
             raise ConfigError(
                 f"the data module samples {len(fanouts)} hops (fanouts {list(fanouts)}) for a model of"
                 f" {self.hparams.num_layers} layers: give both the same fanouts"
+            )
+        if fanouts is not None and list(fanouts) != list(self.hparams.fanouts):
+            # The model's hyperparameters (and its checkpoint) would record fanouts it was not trained with.
+            raise ConfigError(
+                f"the data module samples fanouts {list(fanouts)} for a model made with fanouts"
+                f" {list(self.hparams.fanouts)}: give both the same fanouts"
             )
 
     def _pair_step(self, batch, stage: str) -> torch.Tensor:
