@@ -59,6 +59,26 @@ RANGES = {
 }
 
 
+# Counts, sizes and seeds: whole numbers (2.5 epochs failed deep inside Lightning or a DataLoader).
+WHOLE_NUMBER_OPTIONS = frozenset(RANGES) - {
+    "weight_decay",
+    "weight_power",
+    "margin",
+    "seconds",
+    "lr",
+    "temperature",
+    "crop_seconds",
+    "cold_start_rate",
+    "hard_share",
+    "walk",
+    "diversity",
+    "val_fraction",
+    "seed_fraction",
+    "holdout",
+    "dropout",
+}
+
+
 def range_problem(name: str, value) -> str | None:
     """What is wrong with `value` for option `name` ("must be above 0"), or None when it is allowed."""
     low, high, low_ok, high_ok = RANGES[name]
@@ -79,6 +99,8 @@ def check_options(**values) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{name} must be a number, not {value!r}")
+        if name in WHOLE_NUMBER_OPTIONS and not isinstance(value, numbers.Integral):
+            raise ConfigError(f"{name} must be a whole number, not {value!r}")
         problem = range_problem(name, value)
         if problem:
             raise ConfigError(f"{name} {problem} (got {value!r})")

@@ -70,6 +70,10 @@ def test_weights_match_a_brute_force_count_and_unmatched_are_reported(store_with
     assert graph.num_edges == 2 * len(expected)
     assert store.graph.playlists()[-1]["tracks"] == ["m/t0.mp3"]  # matched entries, in order
 
+    # One source may be given alone, as a Path or a str (a Path failed after every source was read).
+    assert build_graph(store, lists, min_weight=1).summary == build_graph(store, str(lists), min_weight=1).summary
+    assert {(a, b): w for a, b, w in store.graph.edge_rows()} == expected
+
     # A threshold keeps only the edges at or above it; the report says why.
     report = build_graph(store, [lists], min_weight=3)
     stored = {(a, b): w for a, b, w in store.graph.edge_rows()}

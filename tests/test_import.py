@@ -51,6 +51,21 @@ def test_a_second_import_keeps_what_it_does_not_give(tmp_path, csvs):
     assert len(store.models.get(model_id)["config"]["csv"]) == 2
 
 
+@pytest.mark.parametrize(
+    "features",
+    [{"audio": "energy, tempo"}, "audio=energy,tempo", ["audio=energy,tempo"], {"audio": ("energy", "tempo")}],
+)
+def test_feature_groups_are_taken_in_the_command_lines_forms_too(tmp_path, csvs, features):
+    """{"audio": "energy,tempo"} read the string's letters as columns ("missing column(s) 'e', 'n', ..."), and
+    the command line's "audio=energy,tempo" failed with an AttributeError."""
+    store = Store(tmp_path / "s.db")
+    import_tracks(store, csvs[0], features=features)
+    ids, matrix = store.vectors.matrix("audio")
+    np.testing.assert_array_equal(matrix[ids.index("t2")], [2, 102])
+    with pytest.raises(ConfigError, match="feature group 'audio' names no column"):
+        import_tracks(store, csvs[0], features={"audio": " , "})
+
+
 def test_other_columns_replace_the_space_and_say_so(tmp_path, csvs):
     first, more = csvs
     store = Store(tmp_path / "s.db")

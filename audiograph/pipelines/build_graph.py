@@ -85,7 +85,7 @@ class GraphReport:
 @gc_paused()
 def build_graph(
     store: Store,
-    sources: list[str | os.PathLike],
+    sources: list[str | os.PathLike] | str | os.PathLike,
     *,
     min_weight: float | str = "auto",
     add_missing: bool = False,
@@ -104,6 +104,8 @@ def build_graph(
     edges: it would link every pair of its tracks, as many edges as the square of its length.
     """
     check_options(max_playlist_length=max_playlist_length)
+    if isinstance(sources, (str, os.PathLike)):  # one source
+        sources = [sources]
     if not sources:
         raise ConfigError("build-graph needs at least one playlist source")
     playlists, edge_lists, reports = read_sources(sources, **csv_options)

@@ -42,6 +42,24 @@ class ImportReport:
         return asdict(self)
 
 
+def feature_columns(features: dict[str, list[str] | str] | list[str] | str | None) -> dict[str, list[str]]:
+    """Feature groups as {group: [column, ...]}, from that, from {group: "col1,col2"}, or from the command
+    line's "group=col1,col2" (one or a list)."""
+    if not features:
+        return {}
+    if isinstance(features, str):
+        features = [features]
+    if not isinstance(features, dict):
+        return parse_feature_groups(list(features))
+    groups = {}
+    for group, cols in features.items():
+        cols = cols.split(",") if isinstance(cols, str) else list(cols)
+        groups[group] = [c.strip() for c in cols if c.strip()]
+        if not groups[group]:
+            raise ConfigError(f"feature group {group!r} names no column")
+    return groups
+
+
 def parse_feature_groups(specs: list[str]) -> dict[str, list[str]]:
     """["audio=a,b,c", ...] -> {"audio": ["a", "b", "c"]}."""
     groups = {}
@@ -60,7 +78,7 @@ def import_tracks(
     csv_path: str | os.PathLike,
     *,
     id_col: str = "track_id",
-    features: dict[str, list[str]] | None = None,
+    features: dict[str, list[str] | str] | list[str] | str | None = None,
     genre_col: str | None = None,
     popularity_col: str | None = None,
     title_col: str | None = None,
@@ -81,7 +99,7 @@ def import_tracks(
     and the report says which model it replaced and how many tracks only the old one covers.
     """
     path = Path(csv_path)
-    features = features or {}
+    features = feature_columns(features)
     for group in features:
         store.models.check_space(group, IMPORT_KIND)
     columns = _csv_columns(id_col, features, genre_col, popularity_col, title_col, artist_col, playlist_col)
@@ -134,7 +152,9 @@ def check_import_csv(csv_path: str | os.PathLike, **options) -> None:
         raise TypeError(f"check_import_csv() got options import_tracks does not take: {', '.join(unknown)}")
     o.update(options)
     named = [o[k] for k in ("genre_col", "popularity_col", "title_col", "artist_col", "playlist_col")]
-    next(iter(csv_rows(existing_file(csv_path), _csv_columns(o["id_col"], o["features"] or {}, *named))), None)
+    next(
+        iter(csv_rows(existing_file(csv_path), _csv_columns(o["id_col"], feature_columns(o["features"]), *named))), None
+    )
 
 
 def _collect_tracks(
