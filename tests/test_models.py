@@ -4,6 +4,8 @@ import json
 import os
 import pickle
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -226,3 +228,12 @@ def test_a_store_closes_at_the_end_of_a_with_block(tmp_path):
         assert store.tracks.rows() == []
     with pytest.raises(Exception, match="closed"):
         store.execute("SELECT 1")
+
+
+def test_importing_musig_leaves_the_warning_filters_alone():
+    """The notice about beta sparse CSR tensors was silenced for the whole process at import."""
+    code = (
+        "import warnings, torch, lightning, torch_geometric.loader, torchmetrics; before = list(warnings.filters);"
+        " import audiograph.models.musig, audiograph.training.musig; assert warnings.filters == before, 'changed'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

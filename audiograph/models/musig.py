@@ -28,16 +28,16 @@ def graph_adjacency(graph: CSRGraph | torch.Tensor | np.ndarray, num_nodes: int)
             raise ValueError(f"the graph has {graph.num_nodes} nodes, and there are {num_nodes} feature rows")
         return full_adjacency(graph.rowptr, graph.col, graph.num_nodes)
     graph = torch.as_tensor(graph)
-    if graph.layout == torch.sparse_coo:
-        graph = graph.coalesce().to_sparse_csr()
-    if graph.is_sparse_csr:
+    if graph.layout in (torch.sparse_coo, torch.sparse_csr):
         if tuple(graph.shape) != (num_nodes, num_nodes):
             raise ValueError(
                 f"an adjacency of {num_nodes} nodes is [{num_nodes}, {num_nodes}], not {tuple(graph.shape)}"
             )
         # The mean over neighbours, as for the other forms: values (playlist weights, or 2 where a COO
         # tensor listed an edge twice) would scale the neighbours' rows.
-        return full_adjacency(graph.crow_indices(), graph.col_indices(), num_nodes)
+        if graph.layout == torch.sparse_csr:
+            return full_adjacency(graph.crow_indices(), graph.col_indices(), num_nodes)
+        return edge_index_adjacency(graph.coalesce().indices().flip(0), num_nodes)
     if graph.is_floating_point() or graph.dtype == torch.bool:
         raise ValueError(
             f"a dense {tuple(graph.shape)} tensor: pass an adjacency as torch.sparse (`.to_sparse_csr()`), or the"

@@ -11,9 +11,6 @@ from torch import nn
 
 from audiograph.errors import ConfigError
 
-# torch.sparse CSR matmul with reduce="mean" is stable for what MUSIG uses; the notice is noise.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-
 TASKS = ("playlist", "genre", "audio")
 MAX_LAYERS = 16  # deeper than any use, and a bound on what a model folder from elsewhere can make a load build
 # The paper's grid of task weights (c1, c2, c3); (1, 0, 0) is single-task GraphSAGE.
@@ -62,19 +59,24 @@ def layer_adjacencies(
         targets, sources, edges = node_ends[hops - 1], node_ends[hops], edge_ends[hops - 1]
         crow = torch.zeros(targets + 1, dtype=torch.int64)
         crow[1:] = torch.bincount(dst[:edges], minlength=targets).cumsum(0)
-        adjacencies.append(
-            torch.sparse_csr_tensor(
-                crow, src[:edges], torch.ones(edges), size=(targets, sources), check_invariants=False
-            )
-        )
+        adjacencies.append(sparse_csr(crow, src[:edges], (targets, sources)))
     return adjacencies
+
+
+def sparse_csr(crow: torch.Tensor, col: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A 0/1 torch.sparse CSR matrix of `size` with the given structure."""
+    with warnings.catch_warnings():
+        # torch.sparse CSR matmul with reduce="mean" is stable for what MUSIG uses; the notice (given once per
+        # process, at the first CSR tensor) is noise. Ignored here only, not in the user's own code.
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(
+            crow, col, torch.ones(col.numel(), device=col.device), size=size, check_invariants=False
+        )
 
 
 def full_adjacency(rowptr: torch.Tensor, col: torch.Tensor, num_nodes: int) -> torch.Tensor:
     """The whole graph's adjacency as torch.sparse CSR, for exact full-neighbourhood passes."""
-    return torch.sparse_csr_tensor(
-        rowptr, col, torch.ones(col.numel(), device=col.device), size=(num_nodes, num_nodes), check_invariants=False
-    )
+    return sparse_csr(rowptr, col, (num_nodes, num_nodes))
 
 
 def edge_index_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
