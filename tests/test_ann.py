@@ -230,3 +230,23 @@ def test_query_and_similar_use_a_current_index_and_scan_exactly_otherwise(store_
     via_index = json.loads(capsys.readouterr().out)
     assert [h["track_id"] for h in via_index] == [h["track_id"] for h in exact]
     np.testing.assert_allclose([h["score"] for h in via_index], [h["score"] for h in exact], atol=1e-5)
+
+
+def test_an_index_folder_linked_elsewhere_is_neither_written_nor_read(store_copy, tmp_path, capsys):
+    """`<db>.index/<space>` linked to the victim's folder: `index` wrote its files through the link."""
+    pytest.importorskip("faiss")
+    from audiograph.cli import main
+    from audiograph.store.ann import space_cache_folder
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = space_cache_folder(store_copy.path, "descriptors")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to(elsewhere)
+    db = str(store_copy.path)
+    assert main(["index", "descriptors", "--db", db, "--kind", "flat"]) == 1
+    assert "cannot hold the index (a symbolic link" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []
+    track = store_copy.vectors.index("descriptors").ids[0]
+    assert main(["similar", track, "--db", db, "--space", "descriptors", "-k", "2"]) == 0
+    assert list(elsewhere.iterdir()) == []

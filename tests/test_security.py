@@ -1,6 +1,7 @@
 """A store from someone else runs no code: checkpoints load with the weights-only unpickler, and only from the
 store's own `<store>.models/` folder; a refused model is explained in one line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -252,3 +253,95 @@ def test_non_finite_vectors_are_said_not_searched(store_copy):
     fresh = Store(store.path)
     with pytest.raises(StoreError, match=rf"1 'descriptors' vectors of model .* are damaged \(track {ids[1]} is not"):
         fresh.vectors.similar("descriptors", matrix[0], k=3)
+
+
+def _searchable_store(path: Path, n: int = 12) -> tuple[Store, np.ndarray]:
+    from audiograph.store.tracks import TrackRecord
+
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((n, 4)).astype(np.float32)
+    store = Store(path)
+    store.models.register("d1", "descriptors", "descriptors", config={"standardize": True})
+    store.tracks.write(
+        [
+            TrackRecord(id=f"t{i}", collection="c", path=f"/c/{i}.mp3", vectors={"descriptors": ("d1", vectors[i])})
+            for i in range(n)
+        ]
+    )
+    return store, vectors
+
+
+def test_a_cache_folder_linked_elsewhere_deletes_and_writes_nothing_there(tmp_path):
+    """A store handed over with `<db>.index/<space>/exact` linked to the victim's folder: the first search
+    saved its cache there and then cleared every file named like an old cache file (`a-b.c`)."""
+    store, vectors = _searchable_store(tmp_path / "s.db")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "Artist - Song.mp3").write_bytes(b"music")
+    (victim / "matrix-0123456789abcdef.npy").write_bytes(b"not a cache")
+    (tmp_path / "s.db.index" / "descriptors").mkdir(parents=True)
+    (tmp_path / "s.db.index" / "descriptors" / "exact").symlink_to(victim)
+    assert store.vectors.similar("descriptors", vectors[3], k=1)[0]["track_id"] == "t3"
+    assert sorted(p.name for p in victim.iterdir()) == ["Artist - Song.mp3", "matrix-0123456789abcdef.npy"]
+    store.close()
+
+
+def test_a_link_planted_at_a_cache_files_name_is_replaced_not_written_through(tmp_path):
+    from audiograph.store.index import state_token
+
+    store, vectors = _searchable_store(tmp_path / "s.db")
+    state = {"model_id": "d1", "version": store.vectors.version("descriptors"), "standardize": True}
+    exact = tmp_path / "s.db.index" / "descriptors" / "exact"
+    exact.mkdir(parents=True)
+    bashrc = tmp_path / "bashrc"
+    bashrc.write_text("# the victim's shell start-up\n")
+    (exact / f"ids-{state_token(state)}.json").symlink_to(bashrc)
+    assert store.vectors.similar("descriptors", vectors[5], k=1)[0]["track_id"] == "t5"
+    assert bashrc.read_text() == "# the victim's shell start-up\n"
+    assert not (exact / f"ids-{state_token(state)}.json").is_symlink()
+    store.close()
+    reopened = Store(tmp_path / "s.db")  # and the cache it wrote instead is read back
+    assert reopened.vectors.similar("descriptors", vectors[5], k=1)[0]["track_id"] == "t5"
+    reopened.close()
+
+
+@pytest.mark.parametrize("damage", ["state_list", "deep_state", "ids_dicts", "ids_short", "mean_shape", "nan_mean"])
+def test_a_cache_not_as_written_is_rebuilt_from_the_store(tmp_path, damage):
+    """Each of these gave a traceback or wrong hits; a cache is a copy of the store, read again when it is off."""
+    store, vectors = _searchable_store(tmp_path / "s.db")
+    store.vectors.index("descriptors")
+    store.close()
+    exact = tmp_path / "s.db.index" / "descriptors" / "exact"
+    ids_file, mean_file = next(exact.glob("ids-*.json")), next(exact.glob("mean-*.npy"))
+    if damage == "state_list":
+        (exact / "state.json").write_text("[1, 2]")
+    elif damage == "deep_state":
+        (exact / "state.json").write_text("[" * 100_000 + "]" * 100_000)
+    elif damage == "ids_dicts":
+        ids_file.write_text(json.dumps([{"id": i} for i in range(12)]))
+    elif damage == "ids_short":
+        ids_file.write_text(json.dumps([f"t{i}" for i in range(11)]))
+    else:
+        np.save(
+            mean_file,
+            np.zeros(3 if damage == "mean_shape" else 4, np.float32) + (np.nan if damage == "nan_mean" else 0),
+        )
+    reopened = Store(tmp_path / "s.db")
+    hits = reopened.vectors.similar("descriptors", vectors[7], k=1)
+    assert hits[0]["track_id"] == "t7" and np.isfinite(hits[0]["score"])
+    reopened.close()
+
+
+def test_a_store_without_its_version_triggers_searches_its_current_vectors(tmp_path):
+    """Without the triggers, a write no longer changes the space's version, and a cache of the vectors before it
+    was taken as current: new tracks were never found."""
+    store, vectors = _searchable_store(tmp_path / "s.db")
+    store.vectors.index("descriptors")
+    for trigger in ("vectors_inserted", "vectors_updated", "vectors_deleted"):
+        store.execute(f"DROP TRIGGER {trigger}")
+    store.conn.commit()
+    store.vectors.put("descriptors", "d1", {"t3": -vectors[3]})
+    store.close()
+    reopened = Store(tmp_path / "s.db")
+    assert reopened.vectors.similar("descriptors", -vectors[3], k=1)[0]["track_id"] == "t3"
+    reopened.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audiograph.errors import ConfigError
+from audiograph.errors import ConfigError, StoreError
 from audiograph.store import Store
 
 
@@ -24,7 +24,7 @@ def build_index(store: Store, space: str, kind: str = "auto") -> IndexReport:
     """Build the approximate index of the vectors a search in `space` uses (faiss, `audiograph[ann]`),
     calibrated to recall@10 >= 0.95, and save it in `<store>.index/<space>/`. `query` and `similar` use
     it while it is current (same model and row count), and scan exactly otherwise."""
-    from audiograph.store.ann import build_ann_index, space_cache_folder
+    from audiograph.store.ann import build_ann_index, real_cache_folder, space_cache_folder
 
     model_id = store.vectors.search_model(space)[0]
     index = store.vectors.index(space, model_id)
@@ -33,5 +33,11 @@ def build_index(store: Store, space: str, kind: str = "auto") -> IndexReport:
     ann = build_ann_index(index.ids, index.matrix, model_id, kind=kind)
     ann.standardized = index.mean is not None
     ann.space_version = store.vectors.version(space)
-    folder = ann.save(space_cache_folder(store.path, space))
+    folder = real_cache_folder(store.path, space, create=True)
+    if folder is None:
+        raise StoreError(
+            f"{space_cache_folder(store.path, space)}: cannot hold the index (a symbolic link, not a folder, or not"
+            " writable)"
+        )
+    ann.save(folder)
     return IndexReport(space, model_id, len(index.ids), ann.kind, dict(ann.params), str(folder))

@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ import numpy as np
 
 from audiograph.errors import ConfigError, StoreError
 from audiograph.spaces import space_folder_name
-from audiograph.store.index import Hit
+from audiograph.store.index import Hit, is_regular_file, write_cache_file
 
 FLAT_MAX_ROWS = 10_000
 PQ_MAX_ROWS = 10_000_000  # 1M rows: 32 MB of codes scanned a query; at 10M, 320 MB: then only some lists
@@ -105,6 +106,31 @@ def space_cache_folder(db_path: str | os.PathLike, space: str) -> Path:
     """The folder holding `space`'s search caches: `<db>.index/<space>/` beside the store file (a name that is
     not plain, from a store made elsewhere, takes a digest of itself: `space_folder_name`)."""
     return Path(f"{os.fspath(db_path)}.index") / space_folder_name(space)
+
+
+def real_cache_folder(db_path: str | os.PathLike, space: str, *parts: str, create: bool = False) -> Path | None:
+    """`space_cache_folder(db_path, space) / parts`, made with `create`; None where it is missing (and not
+    made), or where a folder on the way from `<db>.index` down is a symbolic link or not a folder. A store
+    handed over from elsewhere could come with such a link, and a cache written through it (or old cache
+    files cleared through it) would overwrite or delete the files it points at."""
+    folder = Path(f"{os.fspath(db_path)}.index")
+    for name in ("", space_folder_name(space), *parts):
+        folder = folder / name if name else folder
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            if not create:
+                return None
+            try:
+                os.mkdir(folder)
+                mode = os.lstat(folder).st_mode
+            except OSError:
+                return None
+        except OSError:
+            return None
+        if not stat.S_ISDIR(mode):  # lstat: a link to a folder is a link, not a folder
+            return None
+    return folder
 
 
 def exact_top_rows(matrix: np.ndarray, queries: np.ndarray, k: int, chunk: int = 200_000) -> np.ndarray:
@@ -196,11 +222,12 @@ class AnnIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / META_FILE).unlink(missing_ok=True)  # the folder reads as absent until the new metadata lands
-        faiss.write_index(self.index, str(folder / INDEX_FILE))
-        self.ids_blob.tofile(folder / IDS_FILE)
-        np.save(folder / OFFSETS_FILE, self.id_offsets, allow_pickle=False)
+        # Each file is written anew and moved into place (`write_cache_file`), never through a link planted there.
+        write_cache_file(folder / INDEX_FILE, lambda f: f.write(faiss.serialize_index(self.index).tobytes()))
+        write_cache_file(folder / IDS_FILE, self.ids_blob.tofile)
+        write_cache_file(folder / OFFSETS_FILE, lambda f: np.save(f, self.id_offsets, allow_pickle=False))
         rows = np.arange(len(self), dtype=np.int64) if self.rows is None else self.rows
-        np.save(folder / ROWS_FILE, rows.astype(np.int64), allow_pickle=False)
+        write_cache_file(folder / ROWS_FILE, lambda f: np.save(f, rows.astype(np.int64), allow_pickle=False))
         meta = {
             "format": FORMAT_VERSION,
             "model_id": self.model_id,
@@ -212,9 +239,8 @@ class AnnIndex:
             "space_version": self.space_version,
             "sizes": {name: (folder / name).stat().st_size for name in DATA_FILES},
         }
-        tmp = folder / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        os.replace(tmp, folder / META_FILE)
+        meta_text = json.dumps(meta, indent=1).encode("utf-8")
+        write_cache_file(folder / META_FILE, lambda f: f.write(meta_text))
         return folder
 
     @classmethod
@@ -232,7 +258,7 @@ class AnnIndex:
         there but unreadable."""
         folder = Path(folder)
         meta_path = folder / META_FILE
-        if not meta_path.is_file():
+        if not is_regular_file(meta_path):
             return None
 
         def corrupt(reason: str) -> AnnIndexError:
@@ -252,8 +278,8 @@ class AnnIndex:
             return None
         for name in DATA_FILES:
             path = folder / name
-            if not path.is_file():
-                raise corrupt(f"{name} is missing")
+            if not is_regular_file(path):
+                raise corrupt(f"{name} is missing, or not a plain file")
             if path.stat().st_size != sizes.get(name):
                 raise corrupt(f"{name} is {path.stat().st_size} bytes, {sizes.get(name)} expected")
         try:

@@ -6,6 +6,8 @@ import functools
 import hashlib
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,43 @@ def blobs_to_matrix(blobs: list[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), np.float32)
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+# The files `VectorIndex.save` writes besides state.json, named by their state's token.
+CACHE_FILE = re.compile(r"(?:matrix|mean|scale)-([0-9a-f]{16})\.npy|ids-([0-9a-f]{16})\.json")
+
+
+def _cache_file_token(name: str) -> str | None:
+    """The token of a file `VectorIndex.save` writes, from its name; None for any other name."""
+    match = CACHE_FILE.fullmatch(name)
+    return (match.group(1) or match.group(2)) if match else None
+
+
+def state_token(state: dict) -> str:
+    """The 16 hex digits that name the cache files of `state`."""
+    return hashlib.blake2b(json.dumps(state, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def is_regular_file(path: Path) -> bool:
+    """Whether `path` is a plain file itself, not a link to one (nor to a device or a pipe)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def write_cache_file(path: Path, write) -> None:
+    """Call `write(file)` on a new file beside `path`, then move it onto `path`: a link planted at `path` is
+    replaced, never written through, and a reader sees the old file or the new one whole."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staged.unlink(missing_ok=True)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 @dataclass
@@ -64,42 +103,66 @@ class VectorIndex:
     @classmethod
     def load(cls, folder: Path, state: dict) -> VectorIndex | None:
         """The index `save` wrote in `folder` for exactly `state` (a dict naming what the vectors are, such as
-        their model and version), memory-mapped; None when there is none for that state or it is unreadable."""
+        their model and version), memory-mapped; None when there is none for that state, or it is unreadable or
+        not what `save` writes (then the caller reads the store again and saves a new one)."""
+        token = state_token(state)
+        files = {name: folder / f"{name}-{token}.npy" for name in ("matrix", "mean", "scale")}
         try:
             saved = json.loads((folder / "state.json").read_text())
-            if saved.get("state") != state:
+            if not isinstance(saved, dict) or saved.get("state") != state or saved.get("token") != token:
                 return None
-            files = {name: folder / f"{name}-{saved['token']}.npy" for name in ("matrix", "mean", "scale")}
+            if not all(
+                is_regular_file(p) for p in (folder / "state.json", folder / f"ids-{token}.json", files["matrix"])
+            ):
+                return None
             index = cls.__new__(cls)
-            index.ids = json.loads((folder / f"ids-{saved['token']}.json").read_text())
+            index.ids = json.loads((folder / f"ids-{token}.json").read_text())
             index.matrix = np.load(files["matrix"], mmap_mode="r", allow_pickle=False)
-            has_mean = files["mean"].exists()
-            index.mean = np.load(files["mean"], allow_pickle=False) if has_mean else None
-            index.scale = np.load(files["scale"], allow_pickle=False) if has_mean else None
-        except (OSError, ValueError, KeyError):
+            index.mean = index.scale = None
+            if is_regular_file(files["mean"]) and is_regular_file(files["scale"]):
+                index.mean = np.load(files["mean"], mmap_mode="r", allow_pickle=False)
+                index.scale = np.load(files["scale"], mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, RecursionError, MemoryError):
             return None
-        layout_ok = index.matrix.flags.f_contiguous and index.matrix.dtype == np.float32
-        if index.matrix.shape[0] != len(index.ids) or not layout_ok:  # a row-major one predates the layout
-            return None
-        return index
+        return index if index._as_saved() else None
+
+    def _as_saved(self) -> bool:
+        """Whether a loaded index has the form `save` writes: one string id per row of a column-major float32
+        matrix, and finite per-column statistics (read into memory) where it has them."""
+        matrix = self.matrix
+        if not (isinstance(matrix, np.ndarray) and matrix.ndim == 2 and matrix.dtype == np.float32):
+            return False
+        if not matrix.flags.f_contiguous:  # a row-major one predates the layout
+            return False
+        if not (isinstance(self.ids, list) and len(self.ids) == len(matrix)):
+            return False
+        if not all(isinstance(track_id, str) for track_id in self.ids):
+            return False
+        if self.mean is not None:
+            if any(s.shape != (matrix.shape[1],) or s.dtype != np.float32 for s in (self.mean, self.scale)):
+                return False
+            self.mean, self.scale = np.array(self.mean), np.array(self.scale)
+            if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all() and (self.scale > 0).all()):
+                return False
+        return True
 
     def save(self, folder: Path, state: dict) -> None:
-        """Write the index to `folder` for `load`, tagged with `state`; the old files go once the new ones are
-        in place, so a concurrent reader sees either index whole. Best effort: a folder that cannot be
-        written (a read-only store) only means the next process reads the store again."""
-        token = hashlib.blake2b(json.dumps(state, sort_keys=True).encode(), digest_size=8).hexdigest()
+        """Write the index to `folder` (a real folder: `real_cache_folder`) for `load`, tagged with `state`; the
+        old files go once the new ones are in place, so a concurrent reader sees either index whole. Best effort:
+        a folder that cannot be written (a read-only store) only means the next process reads the store again."""
+        token = state_token(state)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            np.save(folder / f"matrix-{token}.npy", self.matrix, allow_pickle=False)
+            write_cache_file(folder / f"matrix-{token}.npy", lambda f: np.save(f, self.matrix, allow_pickle=False))
             if self.mean is not None:
-                np.save(folder / f"mean-{token}.npy", self.mean, allow_pickle=False)
-                np.save(folder / f"scale-{token}.npy", self.scale, allow_pickle=False)
-            (folder / f"ids-{token}.json").write_text(json.dumps(self.ids, ensure_ascii=False))
-            staged = folder / f"state.json.{os.getpid()}"
-            staged.write_text(json.dumps({"state": state, "token": token}))
-            os.replace(staged, folder / "state.json")
-            for old in folder.glob("*-*.*"):
-                if token not in old.name:
+                write_cache_file(folder / f"mean-{token}.npy", lambda f: np.save(f, self.mean, allow_pickle=False))
+                write_cache_file(folder / f"scale-{token}.npy", lambda f: np.save(f, self.scale, allow_pickle=False))
+            ids = json.dumps(self.ids, ensure_ascii=False).encode()
+            write_cache_file(folder / f"ids-{token}.json", lambda f: f.write(ids))
+            state_text = json.dumps({"state": state, "token": token}).encode()
+            write_cache_file(folder / "state.json", lambda f: f.write(state_text))
+            for old in folder.iterdir():
+                # Only the names `save` gives, of other states: nothing else in the folder is touched.
+                if _cache_file_token(old.name) not in (None, token):
                     old.unlink(missing_ok=True)
         except OSError:
             pass

@@ -10,7 +10,7 @@ import numpy as np
 
 from audiograph.errors import StoreError
 from audiograph.spaces import REMAKE_COMMANDS, SPACE_KINDS
-from audiograph.store.ann import space_cache_folder
+from audiograph.store.ann import real_cache_folder
 from audiograph.store.connection import Connection, on_disk, utc_now
 from audiograph.store.index import Hit, VectorIndex, blobs_to_matrix, vector_to_blob
 from audiograph.store.models import ModelRegistry
@@ -24,6 +24,7 @@ class Vectors:
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
         self._ann_indexes: dict[tuple[str, str, int], object] = {}  # current approximate indexes, once read
         self._spaces: tuple[list, dict] | None = None  # (space versions, `spaces()`) as last counted
+        self._triggers_checked: bool | None = None
 
     def put_rows(self, rows: list[tuple[str, str, str, str | None, np.ndarray]], now: str) -> None:
         """Write vectors given as (space, track id, model id, content hash, vector), in one statement inside the
@@ -128,6 +129,16 @@ class Vectors:
             f" `audiograph {command}` to make them again"
         )
 
+    def _versions_tracked(self) -> bool:
+        """Whether the triggers that give a space a new `version` at every write of its vectors are in place."""
+        if self._triggers_checked is None:
+            sql = dict(self.store.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+            self._triggers_checked = all(
+                "space_versions" in (sql.get(name) or "")
+                for name in ("vectors_inserted", "vectors_updated", "vectors_deleted")
+            )
+        return self._triggers_checked
+
     def version(self, space: str) -> int:
         """A number that every write to `space`'s vectors replaces with a random one (so no two histories share it)."""
         row = self.store.execute("SELECT version FROM space_versions WHERE space = ?", [space]).fetchone()
@@ -146,13 +157,17 @@ class Vectors:
             config = (self.models.get(model_id) or {}).get("config", {})
             standardize = bool(config.get("standardize"))
             state = {"model_id": model_id, "version": self.version(space), "standardize": standardize}
-            folder = space_cache_folder(self.store.path, space) / "exact"
-            index = VectorIndex.load(folder, state)
+            # Without its version triggers (a store from elsewhere), the version no longer follows the vectors.
+            tracked = self._versions_tracked()
+            folder = real_cache_folder(self.store.path, space, "exact") if tracked else None
+            index = VectorIndex.load(folder, state) if folder else None
             if index is None:
                 self.store.check(["vectors"])  # a damaged table is said, not searched
                 ids, matrix = self.matrix(space, model_id)
                 index = VectorIndex(ids, matrix, standardize=standardize)
-                index.save(folder, state)
+                folder = real_cache_folder(self.store.path, space, "exact", create=True) if tracked else None
+                if folder:
+                    index.save(folder, state)
             self._indexes[key] = index
         return self._indexes[key]
 
@@ -204,8 +219,8 @@ class Vectors:
         key = (space, model_id, n_rows)  # a write here forgets it (`forget_indexes`): no version needed in the key
         if key in self._ann_indexes:
             return self._ann_indexes[key]
-        folder = space_cache_folder(self.store.path, space)
-        if not folder.is_dir():
+        folder = real_cache_folder(self.store.path, space)
+        if folder is None or not self._versions_tracked():
             return None
         standardized = bool((self.models.get(model_id) or {}).get("config", {}).get("standardize"))
         try:
