@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-# C0 and C1 control characters (a newline in a file name, a terminal escape sequence in a tag) as escapes.
-_CONTROL = {**{c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)]}, 9: "\\t", 10: "\\n", 13: "\\r"}
+# Characters that can change what a terminal shows beyond their own place: line and paragraph separators
+# (which editors and some terminals break lines at) and the bidirectional overrides and isolates (which
+# reorder what follows them).
+TERMINAL_UNSAFE = [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+# C0 and C1 control characters (a newline in a file name, a terminal escape sequence in a tag) and those
+# above, as escapes.
+_CONTROL = {
+    **{c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)]},
+    **{c: f"\\u{c:04x}" for c in TERMINAL_UNSAFE},
+    9: "\\t",
+    10: "\\n",
+    13: "\\r",
+}
+# The same, for whole outputs: line breaks and tabs kept.
+_CONTROL_IN_OUTPUT = {c: e for c, e in _CONTROL.items() if c not in (9, 10)}
 
 
 def one_line(text: str, limit: int = 2_000) -> str:
@@ -13,6 +26,12 @@ def one_line(text: str, limit: int = 2_000) -> str:
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text) - limit} more characters)"
     return text.translate(_CONTROL)
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every character `one_line` escapes escaped, except line breaks and tabs: for whole
+    outputs, whose lines are the program's own."""
+    return text.translate(_CONTROL_IN_OUTPUT)
 
 
 def format_table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:

@@ -200,6 +200,26 @@ def test_one_line_escapes_control_characters():
     assert one_line("a\nb\tc.mp3") == "a\\nb\\tc.mp3" and one_line("café.mp3") == "café.mp3"
     assert one_line("\x1b[2Jred\x9b") == "\\x1b[2Jred\\x9b"  # terminal escapes from a tag print as text
     assert one_line("x" * 5000, limit=10) == "xxxxxxxxxx... (4990 more characters)"
+    # Line separators (a forged result row under a title) and bidirectional overrides (text shown reversed).
+    assert one_line("Song\u2028  1  0.999  Fake\u202e") == "Song\\u2028  1  0.999  Fake\\u202e"
+
+
+def test_nothing_a_store_holds_drives_the_terminal_or_forges_a_line(store_copy, capsys):
+    """A title with a line separator printed a forged result row, and a model id with escape sequences (printed
+    raw by export, index, map and embed-audio) retitled the terminal window; --json let C1 controls through."""
+    from audiograph.cli import main
+
+    track = store_copy.tracks.rows()[1]
+    title = "Nice Song\u2028     1    0.999  Trusted Artist\x1b]0;HACKED\x07\u009b2K"
+    store_copy.db.execute("UPDATE tracks SET title = ?, status = ? WHERE id = ?", [title, "ok\x1b[1A", track["id"]])
+    store_copy.db.conn.commit()
+    first = store_copy.tracks.rows()[0]["id"]
+    db = str(store_copy.path)
+    for argv in (["similar", first, "-k", "40"], ["info"], ["similar", first, "-k", "40", "--json"]):
+        assert main([*argv, "--db", db, "--space", "descriptors"] if argv[0] == "similar" else [*argv, "--db", db]) == 0
+        out = capsys.readouterr().out
+        assert not set(out) & {"\x1b", "\x07", "\u009b", "\u2028"}, argv
+    assert json.loads(out)[[h["track_id"] for h in json.loads(out)].index(track["id"])]["title"] == title
 
 
 def test_tables_and_playlists_take_no_orders_from_stored_strings(store_copy, tmp_path):

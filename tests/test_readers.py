@@ -344,3 +344,14 @@ def test_a_column_named_twice_is_warned_of(tmp_path):
     with pytest.warns(UserWarning, match="columns named twice, the last of each is read: track_id"):
         playlists, _ = read_membership_csv(path)
     assert [e.track_id for e in playlists[0].entries] == ["b", "d"]
+
+
+def test_a_line_separator_in_a_title_adds_no_entry(tmp_path):
+    """Lines end at CR and LF only: `splitlines` broke an #EXTINF title at U+2028 into a second entry."""
+    path = tmp_path / "list.m3u8"
+    path.write_text(
+        "#EXTM3U\n#EXTINF:10,A - Song\u2028../../../../etc/passwd\nsong.mp3\r\nother.mp3\r", encoding="utf-8"
+    )
+    playlist, report = read_m3u(path)
+    assert [os.path.basename(e.path) for e in playlist.entries] == ["song.mp3", "other.mp3"]
+    assert playlist.entries[0].title == "Song\u2028../../../../etc/passwd"

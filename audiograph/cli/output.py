@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -9,14 +10,45 @@ import sys
 from pathlib import Path
 
 from audiograph.errors import ConfigError
-from audiograph.tables import counted, one_line
+from audiograph.tables import TERMINAL_UNSAFE, counted, one_line, terminal_safe
 
 QUIET = {"on": False}  # set once per command from --quiet
 
 
 def print_json(result) -> None:
-    """A command's result as indented UTF-8 JSON on stdout (what --json prints)."""
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    """A command's result as indented UTF-8 JSON on stdout (what --json prints); C1 controls, line separators and
+    bidirectional overrides in its strings as \\u escapes (JSON escapes only C0 ones), so that it cannot drive
+    the terminal it is printed on."""
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    print(text.translate(JSON_ESCAPES))
+
+
+JSON_ESCAPES = {c: f"\\u{c:04x}" for c in [*range(127, 160), *TERMINAL_UNSAFE]}
+
+
+class TerminalSafeOutput:
+    """A text stream that escapes, in everything written to it, what `tables.terminal_safe` escapes: whatever a
+    message quotes from a store, a tag or a file name (a model id, a status), no line of it drives the terminal."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(terminal_safe(text))
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def terminal_safe_stdout():
+    """Within this block, stdout is a `TerminalSafeOutput` of itself."""
+    original = sys.stdout
+    sys.stdout = TerminalSafeOutput(original)
+    try:
+        yield
+    finally:
+        sys.stdout = original
 
 
 def say(message: str = "", quiet: bool = False) -> None:

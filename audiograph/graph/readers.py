@@ -99,7 +99,9 @@ def read_m3u(path: str | os.PathLike) -> tuple[Playlist, ReadReport]:
     text, note = _read_m3u_text(path)
     if note:
         report.malformed.append(note)
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at CR, LF or both only: `splitlines` also breaks at U+2028 and other separators that a title
+    # in an #EXTINF line may hold, which made one entry two.
+    for line_number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         line = line.strip()
         if not line:
             continue
