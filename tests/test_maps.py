@@ -173,3 +173,16 @@ def test_unknown_suffix_and_mismatched_lengths_are_config_errors(tmp_path):
         draw_map(points, labels[:-1], names, tmp_path / "map.png")
     with pytest.raises(ConfigError, match="does not exist"):
         draw_map(points, labels, names, tmp_path / "missing" / "map.png")
+
+
+def test_dollar_signs_in_tags_are_text_not_math(tmp_path):
+    """A tag with a `$` was laid out as math text: "$\\frac{" failed the whole map. Every text of the figure
+    shows its string as written."""
+    points, cluster = clustered(n=60, clusters=3)
+    labels = ["$\\frac{", "$x^2$ Band", "$$"] * 20
+    names = [f"{label} song $a_{{{i}" for i, label in enumerate(labels)]
+    draw_map(points[:, :2], labels, names, tmp_path / "map.png", title="$\\sqrt{", legend_title="$")
+    fig = build_figure(points[:, :2], labels, names, title="$\\sqrt{", legend_title="$")
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_parse_math")) if t.get_text()]
+    assert {t.get_text() for t in texts} >= {"$\\sqrt{", "$", "$\\frac{ (20)", "$$ (20)"}
+    assert not any(t.get_parse_math() for t in texts)

@@ -171,7 +171,17 @@ def build_figure(
     legend_title: str = "",
     figsize: tuple[float, float] = (11.0, 8.0),
 ):
-    """The map as a matplotlib Figure (see `draw_map`); the legend sits right of the axes, outside them."""
+    """The map as a matplotlib Figure (see `draw_map`); the legend sits right of the axes, outside them. Names,
+    labels and titles are shown as written: a `$` in a tag starts no math text."""
+    import matplotlib
+
+    # Math text is read when a Text is made: a tag like "$\\frac{" failed the whole map, and nested math
+    # can take a long time to lay out.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _build_figure(points, labels, names, title, n_labelled, max_colours, legend_title, figsize)
+
+
+def _build_figure(points, labels, names, title, n_labelled, max_colours, legend_title, figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
