@@ -345,3 +345,74 @@ def test_a_store_without_its_version_triggers_searches_its_current_vectors(tmp_p
     reopened = Store(tmp_path / "s.db")
     assert reopened.vectors.similar("descriptors", -vectors[3], k=1)[0]["track_id"] == "t3"
     reopened.close()
+
+
+def _edited_musig_folder(tmp_path, edit):
+    from audiograph.models.musig import MusigModel
+    from audiograph.musig.features import FeatureSpec
+
+    spec = FeatureSpec(
+        ["audio", "genre", "popularity"],
+        spaces={"audio": "descriptors"},
+        models={"audio": "descriptors-v1"},
+        center={"audio": [0.0] * 4, "genre": [0.5, 0.5], "popularity": [1.0, 2.0]},
+        scale={"audio": [1.0] * 4, "genre": [0.5, 0.5], "popularity": [1.0, 1.0]},
+        genres=["jazz", "rock"],
+    )
+    folder = MusigModel(spec, 8, 4, similarity_group="audio").save(tmp_path / "musig")
+    config = edit(json.loads((folder / "config.json").read_text()))
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _features(edit):
+    return lambda c: {**c, "features": edit(c["features"])}
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: {**c, "dropout": "0.5"},
+        lambda c: {**c, "dropout": True},
+        lambda c: {**c, "skip": "no"},
+        lambda c: {**c, "hidden_channels": 8.5},
+        lambda c: {**c, "similarity_group": ["audio"]},
+        _features(lambda f: [1, 2]),
+        _features(lambda f: {**f, "evil": 1}),
+        _features(lambda f: {**f, "groups": ["audio", "audio", "genre", "popularity"]}),
+        _features(lambda f: {**f, "groups": ["audio", "lyrics", "popularity"]}),
+        _features(lambda f: {**f, "center": {**f["center"], "audio": "abcd"}}),
+        _features(lambda f: {**f, "center": {**f["center"], "audio": [0, 0, 0, float("nan")]}}),
+        _features(lambda f: {**f, "scale": {**f["scale"], "audio": [1, 1, 1, 0]}}),
+        _features(lambda f: {**f, "scale": {**f["scale"], "genre": [1.0]}}),
+        _features(lambda f: {**f, "genres": ["jazz", 7]}),
+        _features(lambda f: {**f, "spaces": {"audio": 3}}),
+        _features(lambda f: {**f, "popularity_model": {"x": 1}}),
+        _features(lambda f: {**f, "minimum": {"audio": [0] * 4}, "maximum": "x"}),
+    ],
+)
+def test_a_musig_folder_whose_settings_do_not_fit_is_refused_in_one_line(tmp_path, edit):
+    """A MUSIG model's settings and feature spec from elsewhere: text for a number, a statistic that is not a
+    finite number or not as long as its features, a zero scale, an unknown group or key. Each was built (and
+    failed later, when features were scaled with it, or never: a string scale) or failed with a traceback;
+    each is a `StoreError` naming the folder."""
+    from audiograph.models.musig import MusigModel
+
+    assert MusigModel.load(_edited_musig_folder(tmp_path / "good", lambda c: c)).spec.genres == ["jazz", "rock"]
+    folder = _edited_musig_folder(tmp_path, edit)
+    with pytest.raises(StoreError) as error:
+        MusigModel.load(folder)
+    assert str(folder) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_musig_model_of_features_built_elsewhere_builds_none_for_new_tracks():
+    """A spec without statistics (an evaluation's, whose features were standardised before training) loads, and
+    is refused in one line where features of new tracks would be built with it (a KeyError before)."""
+    from audiograph.errors import ConfigError
+    from audiograph.musig.features import FeatureSpec
+    from audiograph.pipelines.encoders import file_features
+
+    spec = FeatureSpec.from_dict({"groups": ["audio", "popularity"]})
+    assert not spec.fitted and FeatureSpec.from_dict(FeatureSpec([]).to_dict()).fitted
+    with pytest.raises(ConfigError, match="trained on features built elsewhere"):
+        file_features(None, spec, None)

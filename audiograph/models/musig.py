@@ -3,6 +3,7 @@ features (and, where a track has them, its playlist neighbours) into MUSIG vecto
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -10,11 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiograph.errors import StoreError
+from audiograph.errors import ConfigError, StoreError
 from audiograph.graph.csr import CSRGraph
 from audiograph.models import MUSIG_KIND, as_numpy
 from audiograph.models.weights import build_and_load, load_checkpoint, read_saved, save_weights
-from audiograph.musig.features import FeatureSpec
+from audiograph.musig.features import SIMILARITY_GROUPS, FeatureSpec
 from audiograph.musig.model import MUSIG, edge_index_adjacency, full_adjacency
 
 
@@ -47,6 +48,28 @@ def graph_adjacency(graph: CSRGraph | torch.Tensor | np.ndarray, num_nodes: int)
 
 
 ARCHITECTURE = ("in_channels", "hidden_channels", "out_channels", "num_layers", "dropout", "skip")
+
+
+def _check_architecture(architecture: dict, spec: FeatureSpec, similarity_group) -> None:
+    """Saved settings from elsewhere: sizes are whole numbers, dropout a rate, skip a flag, the input as wide
+    as the spec's features and the similarity group a content group (`ConfigError` otherwise)."""
+    for name in ("in_channels", "hidden_channels", "out_channels", "num_layers"):
+        value = architecture.get(name, 1)
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
+    dropout = architecture.get("dropout", 0.0)
+    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ConfigError(f"dropout must be a rate in [0, 1), not {dropout!r}")
+    if not isinstance(architecture["skip"], bool):
+        raise ConfigError(f"skip must be true or false, not {architecture['skip']!r}")
+    if spec.groups and spec.fitted and architecture.get("in_channels", spec.num_features) != spec.num_features:
+        raise ConfigError(
+            f"in_channels is {architecture['in_channels']}, and the features are {spec.num_features} wide"
+        )
+    if similarity_group is not None and similarity_group not in SIMILARITY_GROUPS:
+        raise ConfigError(
+            f"the similarity group must be one of {', '.join(SIMILARITY_GROUPS)}, not {similarity_group!r}"
+        )
 
 
 class MusigModel(nn.Module):
@@ -140,6 +163,7 @@ class MusigModel(nn.Module):
         architecture = {k: settings[k] for k in ARCHITECTURE if k in settings}
         architecture.setdefault("skip", False)  # models saved before the skip path had none
         spec = FeatureSpec.from_dict(settings["features"]) if settings.get("features") else FeatureSpec([])
+        _check_architecture(architecture, spec, settings.get("similarity_group"))
         return cls(spec, similarity_group=settings.get("similarity_group"), **architecture)
 
     @classmethod

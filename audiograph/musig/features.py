@@ -25,7 +25,9 @@ its cold-start case on them, because a new track arrives that way.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -57,6 +59,11 @@ class FeatureSpec:
         return {g: len(self.center[g]) for g in self.groups}
 
     @property
+    def fitted(self) -> bool:
+        """Whether the spec holds its groups' statistics, and so can build features of new tracks."""
+        return bool(self.center or self.scale or not self.groups)
+
+    @property
     def num_features(self) -> int:
         return sum(self.dims.values())
 
@@ -82,12 +89,51 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSpec:
+        """Rebuild from `to_dict()` output (as saved with a model). Settings from elsewhere are checked in full
+        (`ConfigError`): each group's statistics finite and as long as its features, scales positive, names
+        strings, no unknown key."""
+        if not isinstance(d, dict):
+            raise ConfigError("the feature spec is not a mapping")
         d = dict(d)
         if "minimum" in d:  # a model trained before z-scoring: min-max is a centre and a scale too
-            low, high = d.pop("minimum"), d.pop("maximum")
+            low, high = d.pop("minimum"), d.pop("maximum", None)
+            _check_statistics("minimum", low, d.get("groups"))
+            _check_statistics("maximum", high, d.get("groups"))
             d["center"] = low
             d["scale"] = {g: [h - lo if h > lo else 1.0 for lo, h in zip(low[g], high[g])] for g in low}
-        return cls(**d)
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown feature spec key(s): {', '.join(sorted(unknown))}")
+        spec = cls(**d)
+        spec._check()
+        return spec
+
+    def _check(self) -> None:
+        groups = self.groups
+        if not _is_list_of(groups, str) or len(set(groups)) != len(groups) or set(groups) - set(FEATURE_GROUPS):
+            raise ConfigError(f"feature groups must be distinct names from {', '.join(FEATURE_GROUPS)}")
+        for name in ("spaces", "models"):  # of the vector groups read from a store (none for features built elsewhere)
+            names = getattr(self, name)
+            if not isinstance(names, dict) or not all(g in groups and isinstance(v, str) for g, v in names.items()):
+                raise ConfigError(f"the feature spec's {name} must map its vector groups to names")
+        if not _is_list_of(self.genres, str) or len(set(self.genres)) != len(self.genres):
+            raise ConfigError("the feature spec's genres must be distinct strings")
+        if self.popularity_model is not None and not isinstance(self.popularity_model, str):
+            raise ConfigError("the feature spec's popularity model must be a model id")
+        if not self.fitted:  # features standardised elsewhere (an evaluation's): nothing more to check
+            return
+        _check_statistics("center", self.center, groups)
+        _check_statistics("scale", self.scale, groups)
+        for group in groups:
+            size = len(self.center[group])
+            fits = {  # popularity: two counts, and the imported columns if any
+                "genre": size == len(self.genres),
+                "popularity": size > 2 if self.popularity_model else size == 2,
+            }.get(group, size > 0)
+            if size != len(self.scale[group]) or not fits:
+                raise ConfigError(f"the feature spec's statistics of '{group}' do not fit its features")
+            if min(self.scale[group], default=1.0) <= 0:
+                raise ConfigError(f"the feature spec's scales of '{group}' must be positive")
 
     def standardize(self, group: str, values: np.ndarray) -> np.ndarray:
         """Raw values of a group, centred and scaled with the recorded statistics."""
@@ -114,6 +160,21 @@ class FeatureSpec:
     def assemble(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """Concatenate scaled group blocks in the spec's order."""
         return np.concatenate([parts[g] for g in self.groups], axis=1).astype(np.float32)
+
+
+def _is_list_of(value, kind) -> bool:
+    return isinstance(value, list) and all(isinstance(v, kind) for v in value)
+
+
+def _check_statistics(name: str, statistics, groups) -> None:
+    """`statistics` is group -> a list of finite numbers, for each of `groups`."""
+    groups = groups if isinstance(groups, list) else []
+    if not isinstance(statistics, dict) or not all(
+        _is_list_of(statistics.get(g), numbers.Real)
+        and not any(isinstance(v, bool) or not math.isfinite(v) for v in statistics[g])
+        for g in groups
+    ):
+        raise ConfigError(f"the feature spec's {name} must be finite numbers for each group")
 
 
 def content_presence(present: dict[str, np.ndarray]) -> np.ndarray | None:

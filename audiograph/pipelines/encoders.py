@@ -129,12 +129,16 @@ def file_genre(store: Store, file: AudioFile) -> str | None:
 
 def file_features(store: Store, spec: FeatureSpec, file: AudioFile) -> np.ndarray:
     """A new audio file's feature row [1, F], built the way the model's training features were."""
+    if not spec.fitted:
+        raise ConfigError("this MUSIG model was trained on features built elsewhere, which it cannot build itself")
     imported = spec.imported_groups()
     if imported:
         raise ConfigError(f"this MUSIG model uses imported '{imported[0]}' features, which an audio file lacks")
     parts = {}
     for group in spec.groups:
         if group in ("acoustic", "audio"):
+            if group not in spec.spaces or group not in spec.models:
+                raise ConfigError(f"this MUSIG model's '{group}' features name no space and model of a store")
             space, model = spec.spaces[group], spec.models[group]
             embed = _acoustic if space == "acoustic" else _descriptors
             parts[group] = spec.standardize(group, embed(store, store.models.get(model), file)[None, :])

@@ -77,6 +77,8 @@ def build_features(
     A node without a group's vectors gets zeros, the group's mean.
     """
     fitting = spec is None
+    if spec is not None and not spec.fitted:
+        raise ConfigError("this MUSIG model was trained on features built elsewhere, which it cannot build itself")
     spec = spec or FeatureSpec(groups=list(groups))
     genres = genres if genres is not None else genre_labels(store)[0]
     parts, present = {}, {}
