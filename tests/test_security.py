@@ -416,3 +416,31 @@ def test_a_musig_model_of_features_built_elsewhere_builds_none_for_new_tracks():
     assert not spec.fitted and FeatureSpec.from_dict(FeatureSpec([]).to_dict()).fitted
     with pytest.raises(ConfigError, match="trained on features built elsewhere"):
         file_features(None, spec, None)
+
+
+def _recompressed(path):
+    """The torch archive at `path` rewritten with deflated members."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in members:
+            archive.writestr(info.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+
+
+def test_compressed_weights_are_refused_before_they_are_inflated(tmp_path):
+    """torch reads deflated members too: a weights.pt of a few hundred kilobytes inflated to 400 MB of zeros (a
+    crafted one, to many gigabytes) before any shape was compared. torch writes members stored; others are
+    refused in one line, read or not."""
+    from audiograph.models.musig import MusigModel
+    from audiograph.musig.features import FeatureSpec
+
+    folder = MusigModel(FeatureSpec([]), 8, 4, in_channels=6).save(tmp_path / "musig")
+    weights = torch.load(folder / "weights.pt", weights_only=True)
+    torch.save({**weights, "huge": torch.zeros(100_000_000)}, folder / "weights.pt")
+    _recompressed(folder / "weights.pt")
+    assert (folder / "weights.pt").stat().st_size < 1_000_000
+    with pytest.raises(StoreError, match="holds compressed members") as error:
+        MusigModel.load(folder)
+    assert str(folder / "weights.pt") in str(error.value) and "\n" not in str(error.value)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,9 +44,11 @@ def weights_only_loading(path: str | os.PathLike, what: str = "model", checkpoin
     """Within this block, `torch.load(..., weights_only=True)` (directly or through Lightning's
     `load_from_checkpoint(..., weights_only=True)`) accepts our checkpoints' types (with `checkpoint`; a saved
     model's `weights.pt` holds tensors only, and its loading needs no Lightning import), and a file that holds
-    anything else raises a one-line `StoreError` naming `path` instead of running it."""
+    anything else raises a one-line `StoreError` naming `path` instead of running it (as does an archive that
+    `check_archive` refuses)."""
     import torch
 
+    check_archive(path, what)
     try:
         with torch.serialization.safe_globals(_allowed_globals() if checkpoint else []):
             yield
@@ -59,6 +62,23 @@ def weights_only_loading(path: str | os.PathLike, what: str = "model", checkpoin
         ) from None
     except (EOFError, RuntimeError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise StoreError(f"{what}: checkpoint {path} is unreadable ({first_line(e)})") from None
+
+
+def check_archive(path: str | os.PathLike, what: str = "model") -> None:
+    """Refuse, in one line, a torch zip archive whose members are compressed or claim more bytes than the file
+    holds: torch writes them stored, and a compressed one (a few kilobytes that inflate to gigabytes) would be
+    read in full before any shape is compared."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # torch's legacy format, or not an archive at all: torch.load says which
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        raise StoreError(f"{what}: checkpoint {path} is unreadable ({first_line(e)})") from None
+    if any(m.compress_type != zipfile.ZIP_STORED for m in members):
+        raise StoreError(f"{what} refused: checkpoint {path} holds compressed members, which torch never writes")
+    if sum(m.file_size for m in members) > os.path.getsize(path):
+        raise StoreError(f"{what} refused: checkpoint {path} claims more bytes than it holds")
 
 
 def load_checkpoint(path: str | os.PathLike, what: str = "model") -> dict:
