@@ -125,6 +125,37 @@ def test_a_store_from_a_newer_audiograph_is_refused_unchanged(tmp_path):
         Store(tmp_path / "s.db")
 
 
+def test_every_store_the_migrations_leave_opens_and_nothing_else_runs(tmp_path, monkeypatch):
+    """A store holds only the views and triggers some step of the migrations makes (checked against stores
+    migrated step by step). A view in a table's place (which forged the rows every command read, or looped
+    without end), an added trigger, or a version trigger rewritten is refused in one line, and nothing in the
+    file changes."""
+    for step in range(1, len(migrations_module.MIGRATIONS) + 1):
+        monkeypatch.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:step])
+        conn = sqlite3.connect(":memory:")
+        migrations_module.migrate(conn)
+        assert migrations_module.foreign_statements(conn) == [], step
+        monkeypatch.undo()
+    Store(tmp_path / "good.db").close()
+    forged = [
+        "ALTER TABLE tracks RENAME TO hidden;"
+        " CREATE VIEW tracks AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT * FROM hidden",
+        "CREATE TRIGGER spy AFTER INSERT ON models BEGIN DELETE FROM vectors; END",
+        "DROP TRIGGER vectors_deleted; CREATE TRIGGER vectors_deleted AFTER DELETE ON vectors BEGIN DELETE FROM"
+        " tracks; END",
+    ]
+    for n, sql in enumerate(forged):
+        path = tmp_path / f"forged{n}.db"
+        path.write_bytes((tmp_path / "good.db").read_bytes())
+        with sqlite3.connect(path) as conn:
+            conn.executescript(sql)
+        before = path.read_bytes()
+        with pytest.raises(StoreError, match="holds SQL that audiograph does not write") as error:
+            Store(path)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+        assert path.read_bytes() == before
+
+
 def test_damaged_graph_and_registry_values_are_named_not_raised(tmp_path):
     """Values someone edited in the file: each is a one-line `StoreError` naming the store and the value."""
     store = Store(tmp_path / "s.db")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiograph.errors import StoreError, first_line
-from audiograph.store.migrations import migrate, unknown_migrations
+from audiograph.store.migrations import foreign_statements, migrate, unknown_migrations
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -157,12 +157,21 @@ class Connection:
                 self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS)
             # As sqlite-utils sets it: a row that INSERT OR REPLACE deletes fires the delete triggers.
             self.conn.execute("PRAGMA recursive_triggers = on")
+            # Functions with side effects run only from audiograph's own statements, never from a store's schema.
+            self.conn.execute("PRAGMA trusted_schema = off")
             tables = [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             if tables and "_migrations" not in tables:  # another program's database: never add tables to it
                 self.conn.close()
                 raise StoreError(
                     f"{self.path}: an SQLite database, but not an audiograph store (its tables:"
                     f" {', '.join(sorted(tables)[:5])}); pass another --db"
+                )
+            foreign = foreign_statements(self.conn)
+            if foreign:
+                self.conn.close()
+                raise StoreError(
+                    f"{self.path}: holds SQL that audiograph does not write ({', '.join(foreign[:3])}), which would"
+                    " run inside its own statements; not opened"
                 )
             newer = unknown_migrations(self.conn)
             if newer:

@@ -63,6 +63,15 @@ def unknown_migrations(conn: sqlite3.Connection) -> list[str]:
     return sorted(name for (name,) in conn.execute("SELECT name FROM _migrations") if name not in known)
 
 
+def foreign_statements(conn: sqlite3.Connection) -> list[str]:
+    """The views and triggers in the store behind `conn` that no step of the migrations makes as they are, by
+    name (sorted). A store holds only its own: SQL that another placed there would run inside audiograph's
+    statements (a view where a table belongs, a trigger that loops without end)."""
+    found = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger')").fetchall()
+    made = {("trigger", name, sql) for f in VERSION_TRIGGERS for name, sql in _version_triggers(*f).items()}
+    return sorted(f"{kind} {name}" for kind, name, sql in found if (kind, name, sql) not in made)
+
+
 def _applied(conn: sqlite3.Connection, name: str) -> bool:
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
     if not exists:
@@ -176,7 +185,7 @@ def m005_space_versions(db: sqlite_utils.Database) -> None:
     # which tells a cached copy of a space's matrix whether it is still current.
     db.execute("CREATE TABLE space_versions (space TEXT PRIMARY KEY, version INTEGER NOT NULL)")
     db.execute("INSERT INTO space_versions (space, version) SELECT DISTINCT space, 1 FROM vectors")
-    _create_version_triggers(db, first="1", following="version + 1")
+    _create_version_triggers(db, *VERSION_TRIGGERS[0])
 
 
 @migration
@@ -230,7 +239,7 @@ def m009_space_versions_unique_to_each_history(db: sqlite_utils.Database) -> Non
     for trigger in ("vectors_inserted", "vectors_updated", "vectors_deleted"):
         db.execute(f"DROP TRIGGER {trigger}")
     db.execute("UPDATE space_versions SET version = random()")
-    _create_version_triggers(db, first="random()", following="random()")
+    _create_version_triggers(db, *VERSION_TRIGGERS[1])
 
 
 @migration
@@ -246,16 +255,26 @@ def m010_csv_row_genres_are_track_labels(db: sqlite_utils.Database) -> None:
         db.execute("DELETE FROM genre_votes WHERE source = ?", [source])
 
 
-def _create_version_triggers(db: sqlite_utils.Database, first: str, following: str) -> None:
-    """Triggers that set a space's version to `first` at its first vector and to `following` (SQL) at every
-    later insert, update or delete of its vectors."""
+# The version triggers' two forms: m005's counter, then m009's random draw. These are the only views and
+# triggers the migrations make; a migration that adds one adds it to what `foreign_statements` accepts.
+VERSION_TRIGGERS = (("1", "version + 1"), ("random()", "random()"))
+
+
+def _version_triggers(first: str, following: str) -> dict[str, str]:
+    """name -> CREATE statement of the triggers that set a space's version to `first` at its first vector and
+    to `following` (SQL) at every later insert, update or delete of its vectors."""
     bump = (
         f"INSERT INTO space_versions (space, version) VALUES ({{row}}.space, {first})"
         f" ON CONFLICT (space) DO UPDATE SET version = {following};"
     )
-    db.execute(f"CREATE TRIGGER vectors_inserted AFTER INSERT ON vectors BEGIN {bump.format(row='NEW')} END")
-    db.execute(
-        "CREATE TRIGGER vectors_updated AFTER UPDATE ON vectors"
-        f" BEGIN {bump.format(row='NEW')} {bump.format(row='OLD')} END"
-    )
-    db.execute(f"CREATE TRIGGER vectors_deleted AFTER DELETE ON vectors BEGIN {bump.format(row='OLD')} END")
+    return {
+        "vectors_inserted": f"CREATE TRIGGER vectors_inserted AFTER INSERT ON vectors BEGIN {bump.format(row='NEW')} END",
+        "vectors_updated": "CREATE TRIGGER vectors_updated AFTER UPDATE ON vectors"
+        f" BEGIN {bump.format(row='NEW')} {bump.format(row='OLD')} END",
+        "vectors_deleted": f"CREATE TRIGGER vectors_deleted AFTER DELETE ON vectors BEGIN {bump.format(row='OLD')} END",
+    }
+
+
+def _create_version_triggers(db: sqlite_utils.Database, first: str, following: str) -> None:
+    for statement in _version_triggers(first, following).values():
+        db.execute(statement)
