@@ -250,3 +250,25 @@ def test_an_index_folder_linked_elsewhere_is_neither_written_nor_read(store_copy
     track = store_copy.vectors.index("descriptors").ids[0]
     assert main(["similar", track, "--db", db, "--space", "descriptors", "-k", "2"]) == 0
     assert list(elsewhere.iterdir()) == []
+
+
+def test_an_index_claiming_more_than_its_file_holds_is_refused_before_allocating(tmp_path, catalogue, build):
+    """A flat index whose vector of codes claims 256 MB in a 1.5 MB file: faiss allocated it and then failed to
+    read (a crafted claim of many gigabytes exhausted memory). Each array faiss reads is bounded by the file's
+    size; the limit faiss had is restored."""
+    import faiss
+
+    from audiograph.store.ann import AnnIndex, AnnIndexError
+
+    ids, _ = catalogue
+    folder = build("flat").save(tmp_path / "ann")
+    data = bytearray((folder / "index.faiss").read_bytes())
+    assert data[:4] == b"IxFI"  # fourcc, d, ntotal, two dummies, is_trained, metric: then the codes' length
+    codes_length = 4 + 4 + 8 + 8 + 8 + 1 + 4
+    assert int.from_bytes(data[codes_length : codes_length + 8], "little") == len(ids) * 48  # float32 values
+    data[codes_length : codes_length + 8] = (1 << 26).to_bytes(8, "little")
+    (folder / "index.faiss").write_bytes(data)
+    limit = faiss.get_deserialization_vector_byte_limit()
+    with pytest.raises(AnnIndexError, match="an array in it claims more bytes than the file holds"):
+        AnnIndex.load(folder, "model-a", len(ids))
+    assert faiss.get_deserialization_vector_byte_limit() == limit

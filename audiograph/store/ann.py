@@ -34,6 +34,7 @@ import json
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,26 @@ def faiss_threads(count: int):
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+_FAISS_LIMIT_LOCK = threading.Lock()
+
+
+def read_bounded_index(faiss, path: Path):
+    """`faiss.read_index(path)`, each array it reads bounded by the file's own size (where faiss can bound
+    them): a file of a few kilobytes that claims a vector of many gigabytes is refused before anything is
+    allocated, instead of exhausting memory. faiss's limit is process-wide, so it is set and restored under
+    a lock."""
+    if not hasattr(faiss, "set_deserialization_vector_byte_limit"):  # an older faiss, without the limit
+        return faiss.read_index(str(path))
+    with _FAISS_LIMIT_LOCK:
+        previous = faiss.get_deserialization_vector_byte_limit()
+        # faiss compares an array's length with a quarter of the limit, per element size.
+        faiss.set_deserialization_vector_byte_limit(4 * path.stat().st_size + (1 << 20))
+        try:
+            return faiss.read_index(str(path))
+        finally:
+            faiss.set_deserialization_vector_byte_limit(previous)
 
 
 def faiss_reason(error: Exception) -> str:
@@ -298,10 +319,11 @@ class AnnIndex:
             or np.any(np.diff(offsets) < 0)
         ):
             raise corrupt(f"{OFFSETS_FILE} does not describe {n_rows} ids in {IDS_FILE}")
-        faiss = import_faiss()
         try:
-            index = faiss.read_index(str(folder / INDEX_FILE))
+            index = read_bounded_index(import_faiss(), folder / INDEX_FILE)
         except (RuntimeError, MemoryError) as error:
+            if "deserialization_vector_byte_limit" in str(error):
+                raise corrupt(f"{INDEX_FILE}: an array in it claims more bytes than the file holds") from None
             raise corrupt(f"{INDEX_FILE}: {faiss_reason(error)}") from None
         if index.ntotal != n_rows or index.d != dim:
             raise corrupt(f"{INDEX_FILE} holds {index.ntotal} rows of {index.d} dimensions, {n_rows} of {dim} expected")
