@@ -10,6 +10,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from audiograph.errors import ConfigError
 from audiograph.pipelines.build_graph import build_graph, export_graphml, load_graph
 from audiograph.runtime import gc_paused
 from audiograph.store import Store, TrackRecord
@@ -301,6 +302,21 @@ def test_repeated_edge_list_rows_add_up_and_are_counted(store_with_tracks, tmp_p
         ("m/t0.mp3", "m/t1.mp3"): 5,
         ("m/t0.mp3", "m/t2.mp3"): 2,
     }
+
+
+def test_weights_that_add_up_beyond_float32_are_refused_and_the_graph_kept(store_with_tracks, tmp_path):
+    """Two rows of 3e38 each became an infinite edge weight, stored and later averaged into NaN features."""
+    store, _ = store_with_tracks
+    build_graph(store, [_edges(tmp_path / "first.csv", "m/t0.mp3,m/t1.mp3,2\n")], min_weight=1)
+    huge = _edges(tmp_path / "huge.csv", "m/t0.mp3,m/t1.mp3,3e38\nm/t1.mp3,m/t0.mp3,3e38\n")
+    with pytest.raises(ConfigError, match="weights add up beyond what float32 holds"):
+        build_graph(store, [huge], min_weight=1)
+    assert list(store.graph.edge_rows()) == [("m/t0.mp3", "m/t1.mp3", 2)]
+
+
+def _edges(path, rows: str):
+    path.write_text("src,dst,weight\n" + rows)
+    return path
 
 
 def test_a_csv_of_file_paths_matches_the_stored_files_and_adds_none(store_with_tracks, tmp_path):

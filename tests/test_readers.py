@@ -225,6 +225,7 @@ t2,t3,abc
 t3,t4,-2
 t4,t5,
 t5,t1,0.5
+t1,t3,1e39
 """
 
 
@@ -235,10 +236,11 @@ def test_edge_list_csv_reports_bad_rows(tmp_path):
     np.testing.assert_array_equal(edges.weight, np.array([3.0, 0.5], np.float32))
     assert report.edges == 2
     assert report.malformed == [
-        f"{path}:3: weight 'abc' is not a positive number",
+        f"{path}:3: weight 'abc' is not a positive number (up to 3.4e+38)",
         f"{path}:4: empty a",
-        f"{path}:5: weight '-2' is not a positive number",
-        f"{path}:6: weight '' is not a positive number",
+        f"{path}:5: weight '-2' is not a positive number (up to 3.4e+38)",
+        f"{path}:6: weight '' is not a positive number (up to 3.4e+38)",
+        f"{path}:8: weight '1e39' is not a positive number (up to 3.4e+38)",  # infinite in float32
     ]
 
 

@@ -216,6 +216,13 @@ def test_tracks_vectors_and_mels_round_trip(tmp_path):
     np.testing.assert_array_equal(cached[1], chunks[1])
     assert store.mels.states() == {"c/001.mp3": ("h1", "fe1")}
     assert store.mels.chunks(frontend="other") == {}
+    # A damaged row (an infinity in its float16 data) is named, not handed to training.
+    data = bytearray(store.db.execute("SELECT data FROM mels").fetchone()[0])
+    data[6:8] = np.array([np.inf], "<f2").tobytes()
+    store.db.execute("UPDATE mels SET data = ?", [bytes(data)])
+    with pytest.raises(StoreError, match="the cached spectrogram of c/001.mp3 is damaged .*not finite"):
+        store.mels.chunks()
+    store.db.execute("UPDATE mels SET data = ?", [np.concatenate(chunks, axis=1).astype("<f2").tobytes()])
 
     # Rewriting is an upsert: one row per (space, track), never duplicates.
     store.tracks.write([_record(1, {"acoustic": ("m1", vec * 2)})])

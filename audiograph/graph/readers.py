@@ -11,7 +11,6 @@ import codecs
 import csv
 import functools
 import json
-import math
 import os
 import re
 import warnings
@@ -27,6 +26,7 @@ from audiograph.errors import ConfigError
 PLAYLIST_EXTENSIONS = (".m3u", ".m3u8")
 # What a directory given to `read_sources` is searched for.
 DIRECTORY_EXTENSIONS = (*PLAYLIST_EXTENSIONS, ".json", ".csv")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 EDGE_LIST_OPTIONS = ("src_col", "dst_col", "weight_col")
 
 # A URI scheme of two or more letters ("http:", "spotify:"), so "C:\Music" stays a path.
@@ -296,7 +296,9 @@ def read_edge_list_csv(
         text = _cell(row, weight_col) if has_weight else "1"
         value = _positive_float(text)
         if value is None:
-            report.malformed.append(f"{path}:{line_number}: weight {text or ''!r} is not a positive number")
+            report.malformed.append(
+                f"{path}:{line_number}: weight {text or ''!r} is not a positive number (up to {FLOAT32_MAX:.3g})"
+            )
             continue
         src.append(a)
         dst.append(b)
@@ -310,7 +312,7 @@ def _positive_float(text: str | None) -> float | None:
         value = float(text)
     except (TypeError, ValueError):
         return None
-    return value if 0 < value < math.inf else None
+    return value if 0 < value <= FLOAT32_MAX else None  # weights are float32: a larger one became infinite
 
 
 @contextmanager

@@ -188,6 +188,8 @@ def _add_edge_lists(
             rows, cols, w = map(np.asarray, zip(*pairs, strict=True))
             extra = sp.coo_matrix((w.astype(np.float32), (rows, cols)), shape=weights.shape).tocsr()
             weights = weights + extra + extra.T
+    if not np.isfinite(weights.data).all():
+        raise ConfigError("the edge lists' weights add up beyond what float32 holds; scale them down")
     return weights
 
 

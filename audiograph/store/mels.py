@@ -50,6 +50,8 @@ class MelCache:
                 bounds = np.cumsum([0, *json.loads(lengths)])
                 if bounds[-1] != flat.shape[1] or (np.diff(bounds) <= 0).any():
                     raise ValueError("its chunk lengths do not add up to its frames")
+                if not np.isfinite(flat).all():  # a log-mel is always finite: training would stop deep inside
+                    raise ValueError("it holds values that are not finite")
                 out[track_id] = [flat[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         return out
 
