@@ -157,6 +157,29 @@ def test_mpd_json_playlists_and_malformed_objects(tmp_path):
     assert where == ["playlists[0].tracks[1]", "playlists[0].tracks[3]", "playlists[1]"]
 
 
+def test_mpd_fields_of_another_type_are_unknown_not_stored(tmp_path):
+    """A track_name that is a list reached the store, which refused it naming itself rather than the file; a
+    NaN duration and a playlist name that is an object were kept as well. Each is unknown, as a missing one is,
+    and a pid that is neither a number nor a string is a bad playlist."""
+    slice_ = {
+        "playlists": [
+            {
+                "pid": 1,
+                "name": {"x": 1},
+                "tracks": [{"track_uri": "u:1", "track_name": ["A"], "artist_name": 5, "duration_ms": float("nan")}],
+            },
+            {"pid": [2], "tracks": []},
+            {"pid": True, "tracks": []},
+        ]
+    }
+    path = tmp_path / "mpd.json"
+    path.write_text(json.dumps(slice_), encoding="utf-8")
+    playlists, report = read_mpd_json(path)
+    assert [(p.id, p.name) for p in playlists] == [("mpd:1", "mpd:1")]
+    assert playlists[0].entries == [PlaylistEntry(track_id="u:1")]
+    assert [m.split(": ")[1] for m in report.malformed] == ["playlists[1]", "playlists[2]"]
+
+
 @pytest.mark.parametrize("text", ["{not json", json.dumps({"info": {}})])
 def test_invalid_mpd_json_raises_naming_the_file(tmp_path, text):
     path = write(tmp_path / "broken.json", text)

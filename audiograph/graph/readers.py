@@ -11,6 +11,7 @@ import codecs
 import csv
 import functools
 import json
+import math
 import os
 import re
 import warnings
@@ -217,7 +218,8 @@ def read_mpd_json(path: str | os.PathLike) -> tuple[list[Playlist], ReadReport]:
     playlists = []
     for k, item in enumerate(document["playlists"]):
         where = f"{path}: playlists[{k}]"
-        if not isinstance(item, dict) or "pid" not in item or not isinstance(item.get("tracks"), list):
+        pid = item.get("pid") if isinstance(item, dict) else None
+        if not isinstance(pid, (int, str)) or isinstance(pid, bool) or not isinstance(item.get("tracks"), list):
             report.malformed.append(f"{where}: not a playlist object with 'pid' and 'tracks'")
             continue
         entries = []
@@ -227,8 +229,8 @@ def read_mpd_json(path: str | os.PathLike) -> tuple[list[Playlist], ReadReport]:
                 report.malformed.append(f"{where}.tracks[{j}]: not a track object with a 'track_uri'")
             else:
                 entries.append(entry)
-        playlist_id = f"mpd:{item['pid']}"
-        playlists.append(Playlist(playlist_id, str(item.get("name") or playlist_id), path, entries))
+        playlist_id = f"mpd:{pid}"
+        playlists.append(Playlist(playlist_id, _text(item.get("name")) or playlist_id, path, entries))
         report.entries += len(entries)
     report.playlists = len(playlists)
     return playlists, report
@@ -239,12 +241,17 @@ def _mpd_entry(track) -> PlaylistEntry | None:
     if not isinstance(track, dict) or not isinstance(track.get("track_uri"), str) or not track["track_uri"]:
         return None
     duration_ms = track.get("duration_ms")
-    return PlaylistEntry(
+    known = isinstance(duration_ms, (int, float)) and not isinstance(duration_ms, bool) and 0 < duration_ms < math.inf
+    return PlaylistEntry(  # a name or duration of another type (a list, NaN) is unknown, as a missing one is
         track_id=track["track_uri"],
-        title=track.get("track_name") or None,
-        artist=track.get("artist_name") or None,
-        duration=duration_ms / 1000 if isinstance(duration_ms, (int, float)) else None,
+        title=_text(track.get("track_name")),
+        artist=_text(track.get("artist_name")),
+        duration=duration_ms / 1000 if known else None,
     )
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def read_membership_csv(
