@@ -594,3 +594,21 @@ def test_the_migrations_of_old_model_rows_leave_odd_rows_usable(tmp_path):
     for model_id in ("win", "abs"):
         assert store.models.checkpoint_file(store.models.get(model_id)) == folder.resolve(), model_id
     assert store.models.get("none")["config"] == store.models.get("empty")["config"] == {"standardize": True}
+
+
+def test_a_store_pickles_as_its_path_and_the_copy_opens_its_own_connection(tmp_path):
+    """A Store handed to a DataLoader worker or another process failed to pickle (its SQLite connection)."""
+    import multiprocessing
+    import pickle
+
+    store = Store(tmp_path / "s.db")
+    store.tracks.write([_record(1)])
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.conn is not store.conn and copy.tracks.get("c/001.mp3")["title"] == "Song 1"
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_title_in_another_process, (store,)) == "Song 1"
+    assert store.tracks.get("c/001.mp3")["title"] == "Song 1"
+
+
+def _title_in_another_process(store: Store) -> str:
+    return store.tracks.get("c/001.mp3")["title"]

@@ -79,3 +79,11 @@ class Store(Connection):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def __getstate__(self) -> dict:
+        """A store pickles as its path (for DataLoader workers and other processes, which cannot share an SQLite
+        connection): the copy opens a connection of its own."""
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], must_exist=True)
