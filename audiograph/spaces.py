@@ -14,6 +14,8 @@ MUSIG_KIND = "musig"
 DESCRIPTORS_KIND = "descriptors"  # fixed descriptors of the audio, no weights
 IMPORT_KIND = "import"  # vectors imported from a CSV, no weights
 
+MODEL_KINDS = (ACOUSTIC_KIND, MUSIG_KIND, DESCRIPTORS_KIND, IMPORT_KIND)
+
 # The kind of model each of audiograph's own spaces holds: no other kind may fill it.
 SPACE_KINDS = {
     DESCRIPTORS_SPACE: DESCRIPTORS_KIND,

@@ -244,7 +244,12 @@ def test_models_registry_and_search_model(tmp_path):
     raw = store.db.execute("SELECT checkpoint FROM models").fetchone()[0]
     assert raw == "enc1/last.ckpt"  # kept relative to the models folder
     store.models.register("enc2", "audio-encoder", "acoustic")
-    assert store.models.latest("audio-encoder")["id"] == "enc2"
+    assert store.models.latest("audio-encoder")["id"] == "enc2" and store.models.latest("musig") is None
+    # A space's name for its kind found nothing, silently.
+    with pytest.raises(ConfigError, match="unknown model kind 'acoustic' .* holds models of kind 'audio-encoder'"):
+        store.models.latest("acoustic")
+    with pytest.raises(ConfigError, match="unknown model kind 'encoder'"):
+        store.models.rows(kind="encoder")
 
     v = np.ones(4, np.float32)
     store.tracks.write([_record(i, {"acoustic": ("enc1", v)}) for i in range(3)])

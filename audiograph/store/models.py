@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from audiograph.errors import ConfigError, StoreError, resolved_path
-from audiograph.spaces import MAX_SPACE_NAME, SPACE_KINDS, is_plain_space_name
+from audiograph.spaces import MAX_SPACE_NAME, MODEL_KINDS, SPACE_KINDS, is_plain_space_name
 from audiograph.store.connection import Connection, path_text, utc_now
 
 try:
@@ -135,7 +135,8 @@ class ModelRegistry:
         return row
 
     def latest(self, kind: str) -> dict | None:
-        """The newest model of `kind`, or None."""
+        """The newest model of `kind` (one of `MODEL_KINDS`: audio-encoder, musig, descriptors, import), or None."""
+        _check_kind(kind)
         rows = list(
             self.store.query("SELECT * FROM models WHERE kind = ? ORDER BY created DESC, rowid DESC LIMIT 1", [kind])
         )
@@ -143,6 +144,8 @@ class ModelRegistry:
 
     def rows(self, kind: str | None = None, space: str | None = None) -> list[dict]:
         """Every registered model (of `kind`, in `space`), oldest first."""
+        if kind is not None:
+            _check_kind(kind)
         where = [(c, v) for c, v in (("kind", kind), ("space", space)) if v is not None]
         sql = "SELECT * FROM models" + (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "")
         return [self._parsed(r) for r in self.store.query(sql + " ORDER BY created, rowid", [v for _, v in where])]
@@ -238,3 +241,10 @@ class ModelRegistry:
             with contextlib.suppress(OSError):
                 os.unlink(marker)
             os.close(fd)
+
+
+def _check_kind(kind: str) -> None:
+    """A `ConfigError` for a kind no model has (a space's name given for its kind, say), which found nothing."""
+    if kind not in MODEL_KINDS:
+        hint = f"; the '{kind}' space holds models of kind '{SPACE_KINDS[kind]}'" if kind in SPACE_KINDS else ""
+        raise ConfigError(f"unknown model kind {kind!r} (kinds: {', '.join(MODEL_KINDS)}){hint}")
