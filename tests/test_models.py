@@ -237,3 +237,15 @@ def test_importing_musig_leaves_the_warning_filters_alone():
         " import audiograph.models.musig, audiograph.training.musig; assert warnings.filters == before, 'changed'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_musig_model_without_input_features_is_refused():
+    """MusigModel(FeatureSpec([])) built a model of 0 inputs whose vectors ignored every track (the same vector
+    for all of them)."""
+    from audiograph.errors import ConfigError
+    from audiograph.models.musig import MusigModel
+    from audiograph.musig.features import FeatureSpec
+
+    with pytest.raises(ConfigError, match="give a FeatureSpec with groups, or in_channels"):
+        MusigModel(FeatureSpec([]))
+    assert MusigModel(FeatureSpec([]), in_channels=3).architecture["in_channels"] == 3

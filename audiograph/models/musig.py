@@ -92,6 +92,8 @@ class MusigModel(nn.Module):
         super().__init__()
         self.spec, self.similarity_group = spec, similarity_group
         in_channels = in_channels or spec.num_features
+        if in_channels < 1:
+            raise ConfigError("a MUSIG model reads node features: give a FeatureSpec with groups, or in_channels")
         values = (in_channels, hidden_channels, out_channels, num_layers, dropout, skip)
         self.architecture = dict(zip(ARCHITECTURE, values))
         self.aggregator = MUSIG(in_channels, hidden_channels, out_channels, num_layers, dropout, skip=skip)
