@@ -100,7 +100,9 @@ class Vectors:
         return model_id, sum(n for m, n in counts.items() if m != model_id)
 
     def matrix(self, space: str, model_id: str | None = None) -> tuple[list[str], np.ndarray]:
-        """(track ids, [N, d] float32 matrix) of one model's vectors in `space`, ordered by id."""
+        """(track ids, [N, d] float32 matrix) of one model's vectors in `space`, ordered by id: the stored
+        vectors, raw. Searches compare them as `index` holds them (z-scored per dimension in the descriptor and
+        imported spaces, unit length), which `index(space).matrix` gives."""
         model_id = model_id or self.search_model(space)[0]
         rows = self.store.execute(
             "SELECT track_id, vector FROM vectors WHERE space = ? AND model_id = ? ORDER BY track_id",
