@@ -343,6 +343,27 @@ def test_a_new_process_reads_the_index_from_its_cache_until_the_space_changes(tm
     assert len(list((tmp_path / "s.db.index" / "descriptors" / "exact").glob("matrix-*.npy"))) == 1
 
 
+def test_what_killed_cache_writers_left_is_removed_by_the_next_write(tmp_path):
+    """A search or `index` killed while writing a cache file left `.NAME.PID.tmp` (an N x D matrix) for good:
+    every kill added one. The next cache write removes those of processes that are gone, not a live one's."""
+    import subprocess
+    import sys
+
+    store = Store(tmp_path / "s.db")
+    store.models.register("d1", "descriptors", "descriptors")
+    store.tracks.write([_record(i, {"descriptors": ("d1", np.full(4, i + 1.0, np.float32))}) for i in range(5)])
+    store.vectors.index("descriptors")
+    folder = tmp_path / "s.db.index" / "descriptors" / "exact"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, live = folder / f".matrix-old.npy.{dead.stdout.strip()}.tmp", folder / f".ids-x.json.{os.getpid()}.tmp"
+    stale.write_bytes(b"half a matrix")
+    live.write_bytes(b"being written")
+    store.vectors.put("descriptors", "d1", {"c/000.mp3": np.ones(4, np.float32)})
+    store.close()
+    Store(tmp_path / "s.db").vectors.index("descriptors")
+    assert not stale.exists() and live.exists()
+
+
 def test_a_row_major_cache_from_before_the_column_major_layout_is_rebuilt(tmp_path):
     path = tmp_path / "s.db"
     vectors = np.random.default_rng(4).standard_normal((12, 5)).astype(np.float32)

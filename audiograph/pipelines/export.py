@@ -12,6 +12,7 @@ import numpy as np
 
 from audiograph.errors import ConfigError, StoreError
 from audiograph.store import Store
+from audiograph.store.index import remove_abandoned
 
 EXPORT_FORMATS = ("npy", "csv", "parquet")
 FORMAT_OF_SUFFIX = {".npz": "npy", ".csv": "csv", ".parquet": "parquet"}
@@ -73,7 +74,7 @@ def export_space(
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed over it when complete: a killed export leaves the old file whole.
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    _remove_stale_partials(out)
+    remove_abandoned(out.parent, f".{glob.escape(out.name)}.*.partial")  # what killed exports to `out` left
     try:
         if format == "npy":
             with open(partial, "wb") as f:  # an open file, so that np.savez keeps the name as given
@@ -110,26 +111,6 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def _inert_in_spreadsheets(text: str) -> str:
     """`text`, with a ' before it when a spreadsheet opening the CSV would read it as a formula."""
     return f"'{text}" if text.startswith(FORMULA_STARTS) else text
-
-
-def _remove_stale_partials(out: Path) -> None:
-    """Remove the unfinished files that killed exports to `out` left beside it (their process is gone)."""
-    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
-        pid = stale.name[len(out.name) + 2 : -len(".partial")]
-        if pid.isdigit() and not _process_exists(int(pid)):
-            stale.unlink(missing_ok=True)
-
-
-def _process_exists(pid: int) -> bool:
-    if os.name == "nt":  # os.kill there ends the process: keep the file
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):  # another user's process, or a platform without signal 0
-        return True
-    return True
 
 
 def _import_pyarrow():
