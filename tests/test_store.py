@@ -523,6 +523,28 @@ def test_abandoned_run_folders_are_removed_and_live_or_registered_ones_kept(tmp_
     assert not live.exists()
 
 
+def test_a_run_that_registers_while_its_folder_is_looked_at_keeps_it(tmp_path, monkeypatch):
+    """Another process's training registered its model and released its marker between this process's reading
+    of the registry and its taking the marker's lock: the registered model's folder was removed."""
+    import fcntl
+
+    from audiograph.store import models as models_module
+
+    store, other = Store(tmp_path / "s.db"), Store(tmp_path / "s.db")
+    run_id = other.models.new_id("musig")
+    (other.models_dir / run_id / "model").mkdir(parents=True)
+    real_flock = fcntl.flock
+
+    def flock_after_the_other_run_registers(fd, operation):
+        if run_id in other.models._run_locks:
+            other.models.register(run_id, "musig", "musig", checkpoint=other.models_dir / run_id / "model")
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(models_module.fcntl, "flock", flock_after_the_other_run_registers)
+    store.models.new_id("musig")
+    assert (store.models_dir / run_id / "model").is_dir() and store.models.get(run_id)
+
+
 def test_replacing_the_graph_returns_what_it_replaced(tmp_path):
     store = Store(tmp_path / "s.db")
     store.tracks.write([_record(i) for i in range(3)])

@@ -235,6 +235,11 @@ class ModelRegistry:
             except OSError:  # a run in progress in another process
                 os.close(fd)
                 continue
+            # The run may have registered its model and released this marker between the reads above and the
+            # lock: an unlinked marker, or a model registered since, keeps its folder.
+            if os.fstat(fd).st_nlink == 0 or model_id not in registered and self.get(model_id):
+                os.close(fd)
+                continue
             run = folder / model_id
             if model_id not in registered and run.is_dir() and not run.is_symlink():
                 shutil.rmtree(run, ignore_errors=True)
