@@ -314,6 +314,21 @@ def test_weights_that_add_up_beyond_float32_are_refused_and_the_graph_kept(store
     assert list(store.graph.edge_rows()) == [("m/t0.mp3", "m/t1.mp3", 2)]
 
 
+def test_tracks_added_for_a_graph_that_is_refused_are_not_kept(store_with_tracks, tmp_path):
+    """--add-missing wrote its new tracks before the graph, in a transaction of their own: a graph refused
+    afterwards (or a run killed in between) left them in the store, where they became graph nodes."""
+    store, _ = store_with_tracks
+    build_graph(store, [_edges(tmp_path / "first.csv", "m/t0.mp3,m/t1.mp3,2\n")], min_weight=1)
+    before = len(store.tracks.rows(status=None))
+    lists = tmp_path / "lists.csv"
+    lists.write_text("playlist_id,track_id\np1,new:a\np1,new:b\np1,m/t2.mp3\n")
+    with pytest.raises(ConfigError, match="the new graph has no edges"):
+        build_graph(store, [lists], min_weight=1000, add_missing=True)
+    assert len(store.tracks.rows(status=None)) == before and store.tracks.get("new:a") is None
+    report = build_graph(store, [lists], min_weight=1, add_missing=True)
+    assert report.added_tracks == 2 and store.tracks.get("new:a") is not None
+
+
 def _edges(path, rows: str):
     path.write_text("src,dst,weight\n" + rows)
     return path

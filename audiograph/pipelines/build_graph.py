@@ -99,7 +99,8 @@ def build_graph(
     An edge's weight is the number of distinct playlists holding both tracks, plus the weights of
     edge-list rows between them; edges below `min_weight` are dropped ("auto": chosen from the data,
     see `choose_min_weight`). Entries that match no stored track are counted and reported; with
-    `add_missing`, id-based entries (MPD, CSV, edge lists) become tracks without audio instead. A playlist of
+    `add_missing`, id-based entries (MPD, CSV, edge lists) become tracks without audio instead, stored in one
+    transaction with the graph (so other writers wait while the graph is built). A playlist of
     more than `max_playlist_length` matched tracks (a whole library as one list) is stored but makes no
     edges: it would link every pair of its tracks, as many edges as the square of its length.
     """
@@ -124,9 +125,18 @@ def build_graph(
         duplicates_dropped=sum(r.duplicates_dropped for r in reports),
         edge_list_edges=sum(len(e.src) for e in edge_lists),
     )
-    if add_missing:
+    if not add_missing:
+        return _build_and_store(store, sources, playlists, edge_lists, report, min_weight, max_playlist_length, False)
+    # The added tracks and the graph are stored together: a killed run, or a graph refused below, adds no track.
+    with store.transaction():
         report.added_tracks = _add_missing_tracks(store, playlists, edge_lists)
+        return _build_and_store(store, sources, playlists, edge_lists, report, min_weight, max_playlist_length, True)
 
+
+def _build_and_store(
+    store, sources, playlists, edge_lists, report, min_weight, max_playlist_length, add_missing
+) -> GraphReport:
+    """Match the playlists to the stored tracks, build the graph and store it with them, filling `report`."""
     node_ids = store.tracks.node_ids()
     position = {t: i for i, t in enumerate(node_ids)}
     stored_playlists, unmatched = match_playlists(store, playlists, node_ids)
