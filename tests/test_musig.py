@@ -445,14 +445,14 @@ def test_auto_task_weights_keep_the_best_preset_and_uncertainty_weighting_learns
     store = Store(db)
     report = train_musig(store, task_weights="auto", task_weighting="uncertainty", **SMOKE)
     assert report.task_weights in TASK_WEIGHT_PRESETS.values()
-    # Every preset was trained; the registered one validated best among them.
-    runs = sorted(p.name for p in store.models_dir.iterdir() if (p / "metrics.csv").exists())
-    assert len(runs) == len(TASK_WEIGHT_PRESETS)
-    best = {}
-    for run in runs:
-        rows = [r for r in csv.DictReader(open(store.models_dir / run / "metrics.csv")) if r.get("val_auc")]
-        best[run] = max(float(r["val_auc"]) for r in rows)
-    assert report.metrics["val_auc"] == pytest.approx(max(best.values()))
+    # Every preset was trained, and the registered one validated best among them (as its own log says). Only
+    # its run folder is kept, and no run is left marked.
+    grid = {k.removeprefix("val_auc_grid_"): v for k, v in report.metrics.items() if k.startswith("val_auc_grid_")}
+    assert set(grid) == set(TASK_WEIGHT_PRESETS) and report.metrics["val_auc"] == max(grid.values())
+    runs = [p.name for p in store.models_dir.iterdir() if p.is_dir()]
+    assert runs == [report.model_id] and not list(store.models_dir.glob(".*.lock"))
+    rows = [r for r in csv.DictReader(open(store.models_dir / report.model_id / "metrics.csv")) if r.get("val_auc")]
+    assert report.metrics["val_auc"] == pytest.approx(max(float(r["val_auc"]) for r in rows))
     best_run = Path(report.checkpoint).parent / "checkpoints"  # the Lightning checkpoint holds the task weights
     (best_file,) = [p for p in best_run.glob("*.ckpt") if p.name != "last.ckpt"]
     checkpoint = load_checkpoint(best_file)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import csv
 import inspect
+import shutil
 import sys
 import time
 import warnings
@@ -215,6 +216,12 @@ def fit_and_register(
                 store.vectors.put(space, best.model_id, computed)
         note_saved(f"model {best.model_id}{vectors_said} written")
     store.models.release_run(best.model_id)
+    # The grid's other runs are neither registered nor kept: their folders go before their markers, so that a
+    # run killed in between leaves a marked folder, which the next training removes as abandoned.
+    for run in runs:
+        if run is not best:
+            shutil.rmtree(run.saved.parent, ignore_errors=True)
+            store.models.release_run(run.model_id)
     return best
 
 

@@ -246,14 +246,19 @@ def _seed_nodes(batch) -> int:
 def _added_metrics(monitor: str, baseline: float, fit: FitResult, runs: list[FitResult]) -> dict:
     """Metrics recorded with the model: its training throughput, the z-scored input features' `monitor` metric
     (`val_hr_features` or `val_auc_features`: the bar it must clear), and single-task GraphSAGE's hit rate when
-    the grid search (`--task-weights auto`) trained it anyway."""
+    the grid search (`--task-weights auto`) trained it anyway, and each of the grid's runs' `monitor` metric
+    (`val_hr_grid_multi`, ...)."""
     added = {"train_seeds_per_second": fit.per_second}
     if monitor in fit.metrics:
         added[f"{monitor}_features"] = baseline
     graphsage = TASK_WEIGHT_PRESETS["graphsage"]
+    presets = {weights: name for name, weights in TASK_WEIGHT_PRESETS.items()}
     for run in runs:
-        if run is not fit and tuple(run.module.hparams["task_weights"]) == graphsage and "val_hr" in run.metrics:
+        weights = tuple(run.module.hparams["task_weights"])
+        if run is not fit and weights == graphsage and "val_hr" in run.metrics:
             added["val_hr_graphsage"] = run.metrics["val_hr"]
+        if len(runs) > 1 and monitor in run.metrics:  # what the grid search saw: its other runs are not kept
+            added[f"{monitor}_grid_{presets.get(weights, ','.join(map(str, weights)))}"] = run.metrics[monitor]
     return added
 
 
