@@ -779,7 +779,8 @@ def test_the_grid_records_graphsage_beside_the_kept_model():
 
     multi, graphsage, heavy = run((1.0, 1.0, 1.0), 0.80), run((1.0, 0.0, 0.0), 0.78), run((0.4, 0.2, 0.4), 0.70)
     added = _added_metrics("val_hr", 0.75, multi, [multi, graphsage, heavy])
-    assert added == {"train_seeds_per_second": 100.0, "val_hr_features": 0.75, "val_hr_graphsage": 0.78}
+    grid = {"val_hr_grid_multi": 0.80, "val_hr_grid_graphsage": 0.78, "val_hr_grid_content-heavy": 0.70}
+    assert added == {"train_seeds_per_second": 100.0, "val_hr_features": 0.75, "val_hr_graphsage": 0.78, **grid}
     # A single candidate, or GraphSAGE kept itself: no GraphSAGE figure beside it.
     assert "val_hr_graphsage" not in _added_metrics("val_hr", 0.75, multi, [multi])
     assert "val_hr_graphsage" not in _added_metrics("val_hr", 0.75, graphsage, [multi, graphsage])
