@@ -104,6 +104,9 @@ def test_saved_models_load_equal_and_record_their_settings(tmp_path):
     x = torch.randn(2, 48, 40)
     torch.testing.assert_close(loaded(x), acoustic(x))
     assert loaded.config == acoustic.config and torch.equal(loaded.encoder.band_mean, torch.arange(48.0))
+    # Both model classes rebuild their shape from their settings alone.
+    shapes = {k: v.shape for k, v in acoustic.state_dict().items()}
+    assert {k: v.shape for k, v in AcousticModel.from_settings(acoustic.settings()).state_dict().items()} == shapes
 
     spec = FeatureSpec(["audio"], center={"audio": [0.0] * 5}, scale={"audio": [1.0] * 5})
     musig = MusigModel(spec, hidden_channels=16, out_channels=8).eval()

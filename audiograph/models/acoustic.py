@@ -171,6 +171,12 @@ class AcousticModel(nn.Module):
         return save_weights(self, Path(folder), self.settings())
 
     @classmethod
+    def from_settings(cls, settings: dict) -> AcousticModel:
+        """An untrained model shaped as `settings()` say (the descriptors' statistics come with the weights)."""
+        audio = AudioConfig.from_dict(settings["audio"])
+        return cls(audio, settings["encoder"], settings.get("descriptor_weight", 0.0))
+
+    @classmethod
     def load(cls, path: str | os.PathLike, what: str = "model") -> AcousticModel:
         """A model saved by `save` (a folder), or a training checkpoint of an `AudioEncoderModule` (a file);
         weights are read weights-only, so loading never runs code. A training checkpoint holds the encoder
@@ -180,8 +186,7 @@ class AcousticModel(nn.Module):
             settings, state = read_saved(path, what, kind=cls.kind)
 
             def build():
-                audio = AudioConfig.from_dict(settings["audio"])
-                return cls(audio, settings["encoder"], settings.get("descriptor_weight", 0.0))
+                return cls.from_settings(settings)
 
         else:
             checkpoint = load_checkpoint(path, what)
