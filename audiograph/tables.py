@@ -34,6 +34,11 @@ def terminal_safe(text: str) -> str:
     return text.translate(_CONTROL_IN_OUTPUT)
 
 
+def shortened(text: str, width: int) -> str:
+    """`text`, cut to `width` characters with "…" as its last where it is longer."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def format_table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
     """Columns padded to their widest cell (control characters escaped); column indices in `right` are
     right-aligned."""

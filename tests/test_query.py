@@ -156,3 +156,21 @@ def test_a_stored_file_whose_bytes_changed_is_queried_as_what_it_holds_now(store
     assert now.query_track == b_id
     a_id = store_copy.tracks.by_path(a)["id"]
     assert [h["track_id"] for h in now.hits] == [h["track_id"] for h in of_b.hits if h["track_id"] != a_id][:5]
+
+
+def test_a_table_of_hits_fits_100_columns_whatever_the_tags():
+    """Long tags made rows of 150 to 240 characters; without --wide each row is cut to 100 (the label last,
+    ending in '…'), and --wide keeps every cell whole."""
+    from audiograph.pipelines.query import format_hits
+
+    artist, title = "Orchestra of the Age of Enlightenment " * 2, "Symphony No. 9 in D minor, Op. 125: IV. " * 3
+    hits = [
+        {"rank": 1, "score": 0.98765, "artist": artist, "title": title, "genre": "classical " * 5, "path": "/a.mp3"},
+        {"rank": 10, "score": 0.5, "artist": "A", "title": "Short", "genre": "pop", "path": "/b.mp3"},
+    ]
+    for extra in ((), ("genre",)):
+        lines = format_hits(hits, extra=extra).splitlines()
+        assert max(len(line) for line in lines) <= 100 and "…" in lines[1], extra
+        assert "A – Short" in lines[2]
+    wide = format_hits(hits, extra=("genre",), wide=True)
+    assert f"{artist} – {title.rstrip()}" in wide and "/a.mp3" in wide

@@ -15,7 +15,11 @@ from audiograph.options import check_options
 from audiograph.pipelines.encoders import AudioFile, file_vector
 from audiograph.spaces import ACOUSTIC_KIND, MUSIG_KIND, REMAKE_COMMANDS
 from audiograph.store import Store
-from audiograph.tables import format_table
+from audiograph.tables import format_table, one_line, shortened
+
+TABLE_WIDTH = 100  # a table of hits without --wide fits this many columns
+EXTRA_WIDTH = 20  # an extra column (genre) is cut to this width
+MIN_LABEL_WIDTH = 30
 
 # Preferred search space when none is named: the richest one the store has.
 SPACE_PREFERENCE = ("musig", "acoustic", "descriptors")
@@ -270,4 +274,14 @@ def format_hits(hits: list[dict], extra: tuple[str, ...] = (), wide: bool = Fals
         headers.append("path")
         for row, h in zip(rows, hits):
             row.append(h.get("path") or h["track_id"])
+    else:  # long tags are cut short, the label last, so that a row fits TABLE_WIDTH columns
+        rows = [
+            [*row[:2], one_line(row[2]), *(shortened(one_line(c or ""), EXTRA_WIDTH) for c in row[3:])] for row in rows
+        ]
+        # tabulate pads a column to its header's width plus 2 at least, and joins columns with 2 spaces
+        others = [
+            max([len(headers[i]) + 2, *(len(str(row[i])) for row in rows)]) for i in range(len(headers)) if i != 2
+        ]
+        room = max(MIN_LABEL_WIDTH, TABLE_WIDTH - sum(others) - 2 * len(others))
+        rows = [[*row[:2], shortened(row[2], room), *row[3:]] for row in rows]
     return format_table(headers, rows, right={0, 1})
