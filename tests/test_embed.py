@@ -399,7 +399,8 @@ def _killed_by_b(job):
 
 
 def test_a_file_that_kills_its_worker_fails_alone_and_the_others_go_on():
-    from audiograph.pipelines.embed_audio import WORKER_ENDED, _outcomes
+    from audiograph.pipelines.embed_audio import _outcomes
+    from audiograph.pipelines.embed_work import WORKER_ENDED
 
     jobs = list("abcdefghij")
     outcomes = list(_outcomes(jobs, _killed_by_b, 2, lambda job, reason: f"failed {job}: {reason}"))
@@ -409,9 +410,9 @@ def test_a_file_that_kills_its_worker_fails_alone_and_the_others_go_on():
 def test_a_file_too_large_for_memory_fails_with_its_reason_and_the_batch_goes_on(
     synth_collection, tmp_path, monkeypatch
 ):
-    import audiograph.pipelines.embed_audio as embed_module
+    import audiograph.pipelines.embed_work as embed_work
 
-    analyse = embed_module.analyse
+    analyse = embed_work.analyse
     victim = sorted((synth_collection / "audio").rglob("*.wav"))[0]
 
     def analyse_or_run_out(path, *args, **kwargs):
@@ -419,17 +420,17 @@ def test_a_file_too_large_for_memory_fails_with_its_reason_and_the_batch_goes_on
             raise MemoryError
         return analyse(path, *args, **kwargs)
 
-    monkeypatch.setattr(embed_module, "analyse", analyse_or_run_out)
+    monkeypatch.setattr(embed_work, "analyse", analyse_or_run_out)
     store = Store(tmp_path / "s.db")
-    summary = embed_module.embed_audio(synth_collection / "audio", store, num_workers=0, quiet=True)
+    summary = embed_audio(synth_collection / "audio", store, num_workers=0, quiet=True)
     failed = {f["path"]: f["error"] for f in summary.failed}
-    assert failed[str(victim)] == embed_module.OUT_OF_MEMORY
+    assert failed[str(victim)] == embed_work.OUT_OF_MEMORY
     assert summary.embedded == len(store.tracks.rows()) > 0
     # A re-run reports it from the store, as any unchanged bad file, without analysing it again.
     analysed = []
-    monkeypatch.setattr(embed_module, "analyse", lambda path, *a, **k: analysed.append(path) or analyse(path, *a, **k))
-    again = embed_module.embed_audio(synth_collection / "audio", store, num_workers=0, quiet=True)
-    assert {f["path"]: f["error"] for f in again.failed}[str(victim)] == embed_module.OUT_OF_MEMORY
+    monkeypatch.setattr(embed_work, "analyse", lambda path, *a, **k: analysed.append(path) or analyse(path, *a, **k))
+    again = embed_audio(synth_collection / "audio", store, num_workers=0, quiet=True)
+    assert {f["path"]: f["error"] for f in again.failed}[str(victim)] == embed_work.OUT_OF_MEMORY
     assert analysed == [] and again.embedded == 0
 
 
@@ -446,7 +447,8 @@ def _killed_late_by_b(job):
 def test_a_worker_that_dies_while_the_reader_is_busy_fails_its_file_alone():
     """The reader (this process encoding and writing a batch) comes back to a pool already broken: the job it
     then hands out goes with the suspects instead of ending the run."""
-    from audiograph.pipelines.embed_audio import WORKER_ENDED, _outcomes
+    from audiograph.pipelines.embed_audio import _outcomes
+    from audiograph.pipelines.embed_work import WORKER_ENDED
 
     jobs = list("abcdefghij")
     for _ in range(3):  # which finished job the reader takes first after the break is up to a set's order
@@ -461,7 +463,7 @@ def test_a_worker_that_dies_while_the_reader_is_busy_fails_its_file_alone():
 def test_what_a_run_says_it_stored_counts_its_own_writes_only(tmp_path):
     """Failures the plan only repeats from the store (and unreadable folders) are in the summary, not in the
     files the run wrote."""
-    from audiograph.pipelines.embed_audio import BatchWriter, EmbedSummary, _Job, _Outcome
+    from audiograph.pipelines.embed_work import BatchWriter, EmbedSummary, FileJob, FileOutcome
     from audiograph.runtime import WORK_SAVED
     from audiograph.store import TrackRecord
 
@@ -470,15 +472,15 @@ def test_what_a_run_says_it_stored_counts_its_own_writes_only(tmp_path):
     no_bar = type("NoBar", (), {"update": lambda self, n: None})()
     writer = BatchWriter(Store(tmp_path / "s.db"), summary, no_bar, None)
     record = TrackRecord("c/new.mp3", "c", "/music/new.mp3", status="failed", error="empty file (0 bytes)")
-    writer.write([_Outcome(_Job.__new__(_Job), record)])
+    writer.write([FileOutcome(FileJob.__new__(FileJob), record)])
     assert WORK_SAVED["what"] == "1 file of this run was stored (a re-run goes on from there)"
 
 
 def test_a_file_that_kills_its_worker_is_stored_failed_with_its_size_and_time(synth_collection, tmp_path, monkeypatch):
     """So that a re-run reports it from the store rather than lose another worker to it."""
-    import audiograph.pipelines.embed_audio as embed_module
+    import audiograph.pipelines.embed_work as embed_work
 
-    analyse = embed_module.analyse
+    analyse = embed_work.analyse
     victim = sorted((synth_collection / "audio").rglob("*.wav"))[0]
 
     def analyse_or_die(path, *args, **kwargs):  # run in the forked workers, which inherit this patch
@@ -486,9 +488,9 @@ def test_a_file_that_kills_its_worker_is_stored_failed_with_its_size_and_time(sy
             os.kill(os.getpid(), signal.SIGKILL)
         return analyse(path, *args, **kwargs)
 
-    monkeypatch.setattr(embed_module, "analyse", analyse_or_die)
+    monkeypatch.setattr(embed_work, "analyse", analyse_or_die)
     store = Store(tmp_path / "s.db")
-    summary = embed_module.embed_audio(synth_collection / "audio", store, num_workers=2, quiet=True)
-    assert {f["path"]: f["error"] for f in summary.failed}[str(victim)] == embed_module.WORKER_ENDED
+    summary = embed_audio(synth_collection / "audio", store, num_workers=2, quiet=True)
+    assert {f["path"]: f["error"] for f in summary.failed}[str(victim)] == embed_work.WORKER_ENDED
     row = store.tracks.by_path(victim)
     assert (row["status"], row["size"], row["mtime_ns"]) == ("failed", victim.stat().st_size, victim.stat().st_mtime_ns)

@@ -513,7 +513,7 @@ def test_a_playlist_of_tracks_without_files_is_refused_not_written_empty(tmp_pat
 
 
 def test_embed_audio_names_the_musig_vectors_a_changed_or_new_file_lacks(store_copy):
-    from audiograph.pipelines.embed_audio import outdated_spaces
+    from audiograph.pipelines.embed_work import outdated_spaces
     from audiograph.store import TrackRecord
 
     train_musig(store_copy, max_epochs=1, batches_per_epoch=2, hidden_channels=16, quiet=True)

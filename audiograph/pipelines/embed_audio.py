@@ -4,78 +4,51 @@ batch in one transaction.
 A run first compares each file's size and mtime with the store, and the stored vectors with the models the
 registry names: an unchanged collection costs a scan and a few queries, and imports neither torch nor the
 encoder. The encoder (and torch) is loaded only when a file needs an acoustic vector, and Lightning only for
-a run across several devices or nodes (`embed_distributed`), which shares this module's per-file work and
-its one writer.
+a run across several devices or nodes (`embed_distributed`). Both share the per-file work and the one writer
+of `embed_work`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG
 
-from audiograph.audio.analysis import analyse, preload
+from audiograph.audio.analysis import preload
 from audiograph.audio.config import AudioConfig
-from audiograph.audio.decode import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, DecodeError, content_hash
+from audiograph.audio.decode import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS
 from audiograph.audio.descriptor_names import DESCRIPTOR_NAMES
 from audiograph.errors import ConfigError
-from audiograph.models import DESCRIPTORS_KIND, MUSIG_KIND
+from audiograph.models import DESCRIPTORS_KIND
 from audiograph.models.weights import read_settings
 from audiograph.options import check_options
+from audiograph.pipelines.embed_work import (
+    MISSING_EXAMPLES,
+    WORKER_ENDED,
+    BatchWriter,
+    EmbedPlan,
+    EmbedSummary,
+    FileJob,
+    FileOutcome,
+    count_written,
+    encode_acoustic,
+    os_reason,
+    outdated_spaces,
+    report_failure,
+)
 from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
-from audiograph.runtime import analysis_worker, note_saved, one_thread, progress_bar, signals_held
+from audiograph.runtime import analysis_worker, one_thread, progress_bar
 from audiograph.store import ACOUSTIC_SPACE, DESCRIPTORS_SPACE, Store, TrackRecord, on_disk, path_text
-from audiograph.tables import counted
 
 # Accelerators the one-process path drives itself; any other goes through Lightning.
 LOCAL_ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 # Files handed to each worker process ahead of the one it is analysing.
 JOBS_AHEAD_PER_WORKER = 4
-
-
-MISSING_EXAMPLES = 5
-
-
-@dataclass
-class EmbedSummary:
-    """What one `embed_audio` run did."""
-
-    embedded: int = 0
-    skipped: int = 0
-    failed: list[dict] = field(default_factory=list)
-    duplicates: list[dict] = field(default_factory=list)
-    ignored: int = 0
-    missing: int = 0
-    missing_examples: list[str] = field(default_factory=list)  # the first few of them, by track id
-    elsewhere: dict[str, int] = field(default_factory=dict)  # collection -> files left to it, stored there
-    pruned: int = 0  # tracks no longer on disk removed (`prune`); `missing_examples` names the first few
-    pruned_in_graph: int = 0  # of those, how many the stored graph still lists
-    outdated: dict[str, int] = field(default_factory=dict)  # space -> tracks whose vector there is missing or old
-    acoustic_model: str | None = None
-
-    def to_json(self) -> dict:
-        return {
-            "embedded": self.embedded,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "duplicates": self.duplicates,
-            "ignored": self.ignored,
-            "missing": self.missing,
-            "missing_examples": self.missing_examples,
-            "elsewhere": self.elsewhere,
-            "pruned": self.pruned,
-            "pruned_in_graph": self.pruned_in_graph,
-            "outdated": self.outdated,
-            "acoustic_model": self.acoustic_model,
-        }
 
 
 def scan(root: Path) -> tuple[list[Path], int, list[dict]]:
@@ -89,7 +62,7 @@ def scan(root: Path) -> tuple[list[Path], int, list[dict]]:
     audio, other, unreadable = [], 0, []
 
     def skipped(error: OSError) -> None:
-        unreadable.append({"path": path_text(error.filename or root), "error": f"folder skipped: {_os_reason(error)}"})
+        unreadable.append({"path": path_text(error.filename or root), "error": f"folder skipped: {os_reason(error)}"})
 
     for folder, dirs, files in os.walk(root, onerror=skipped):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -103,195 +76,6 @@ def scan(root: Path) -> tuple[list[Path], int, list[dict]]:
             else:
                 other += 1
     return audio, other, unreadable
-
-
-def _os_reason(error: OSError, path: Path | None = None) -> str:
-    """Why a file or folder could not be read, in words (a broken or looping link named as such)."""
-    if path is not None and path.is_symlink():
-        if error.errno == errno.ELOOP:
-            return "symbolic link loop"
-        if error.errno == errno.ENOENT:
-            return f"broken symbolic link (to {path_text(os.readlink(path))}, which does not exist)"
-    return error.strerror or str(error)
-
-
-@dataclass
-class _Job:
-    track_id: str
-    path: Path
-    stored_hash: str | None
-    complete: dict[str, bool]  # target -> already stored for stored_hash
-
-
-@dataclass
-class _Outcome:
-    job: _Job
-    record: TrackRecord | None = None  # None: content unchanged, only the file's stat moved
-    size: int = 0
-    mtime_ns: int = 0
-    wants_acoustic: bool = False
-    gone: bool = False  # removed since the scan: neither a failure nor unchanged
-
-
-@dataclass
-class EmbedPlan:
-    """What a run does: the files that need work, and the models and settings they are embedded with."""
-
-    root: Path
-    collection: str
-    audio: AudioConfig
-    descriptors_model: str
-    acoustic_model: str | None
-    jobs: list[_Job]
-    files: int  # audio files under root
-    acoustic_descriptors: bool = False  # the acoustic model joins the descriptors into its vectors
-
-    def work(self) -> Callable[[_Job], _Outcome]:
-        """The per-file work of this plan, as a picklable callable for worker processes."""
-        return functools.partial(
-            analyse_job,
-            audio=self.audio,
-            collection=self.collection,
-            descriptors_model=self.descriptors_model,
-            acoustic_descriptors=self.acoustic_descriptors,
-        )
-
-    def failed(self, job: _Job, reason: str) -> _Outcome:
-        """The outcome of a file whose analysis ended without a result (`_failed`)."""
-        return _failed(job, TrackRecord(job.track_id, self.collection, path_text(job.path)), reason)
-
-    def needs_encoder(self) -> bool:
-        """Whether some planned file lacks its acoustic vector (files that only moved may still turn out to)."""
-        return self.acoustic_model is not None and any(not job.complete["acoustic"] for job in self.jobs)
-
-
-def analyse_job(
-    job: _Job, *, audio: AudioConfig, collection: str, descriptors_model: str, acoustic_descriptors: bool = False
-) -> _Outcome:
-    """One file's work: read it once, hash the bytes, and decode and analyse them only if something is missing.
-    A file that cannot be read or decoded becomes a failed record with its reason. With `acoustic_descriptors`
-    (an acoustic model that joins them) a file that needs its acoustic vector also gets its descriptors."""
-    record = TrackRecord(id=job.track_id, collection=collection, path=path_text(job.path))
-    try:
-        return _analysed(job, record, audio, descriptors_model, acoustic_descriptors)
-    except MemoryError:  # the file's bytes, samples or spectrogram: another file's analysis goes on
-        return _failed(job, record, OUT_OF_MEMORY)
-
-
-def _failed(job: _Job, record: TrackRecord, reason: str) -> _Outcome:
-    """`record` as a failure with `reason` and the file's size and time, so that a re-run reports it from the
-    store rather than analysing it again (memory that ran out once would run out again)."""
-    record.status, record.error, record.mel_chunks, record.vectors = "failed", reason, None, {}
-    try:
-        stat = job.path.stat()
-        record.size, record.mtime_ns = stat.st_size, stat.st_mtime_ns
-    except OSError:
-        pass
-    return _Outcome(job, record, record.size or 0, record.mtime_ns or 0)
-
-
-# The reason given for a file whose analysis ran out of memory, or whose worker process was killed (the
-# kernel's out-of-memory killer, most often).
-OUT_OF_MEMORY = "too large to analyse in the memory available"
-WORKER_ENDED = "the process analysing it ended without a result (out of memory, most likely)"
-
-
-def _analysed(
-    job: _Job, record: TrackRecord, audio: AudioConfig, descriptors_model: str, acoustic_descriptors: bool
-) -> _Outcome:
-    try:
-        stat = job.path.stat()
-        if not S_ISREG(stat.st_mode):  # reading a named pipe would wait for a writer forever
-            return _failed(job, record, "not a regular file (a pipe, socket or device)")
-        data = job.path.read_bytes()
-    except OSError as e:
-        if not os.path.lexists(job.path):  # deleted or moved away since the scan, as if it had not been listed
-            return _Outcome(job, gone=True)
-        record.status, record.error = "failed", _os_reason(e, job.path)
-        return _Outcome(job, record)
-    outcome = _Outcome(job, record, stat.st_size, stat.st_mtime_ns)
-    record.size, record.mtime_ns, record.content_hash = stat.st_size, stat.st_mtime_ns, content_hash(data)
-    same = record.content_hash == job.stored_hash
-    if same and all(job.complete.values()):
-        outcome.record = None
-        return outcome
-    wants_acoustic = not (same and job.complete["acoustic"])
-    need_descriptors = not (same and job.complete["descriptors"]) or (acoustic_descriptors and wants_acoustic)
-    try:
-        analysis = analyse(job.path, audio, data=data, descriptors=need_descriptors)
-    except DecodeError as e:
-        record.status, record.error = "failed", e.reason
-        return outcome
-    a = analysis.audio
-    record.duration, record.sample_rate, record.channels, record.format = (
-        a.duration,
-        a.source_rate,
-        a.channels,
-        a.format,
-    )
-    record.tags = a.tags
-    record.mel_chunks, record.frontend = analysis.mel_chunks, audio.signature()
-    if analysis.descriptors is not None:
-        record.vectors[DESCRIPTORS_SPACE] = (descriptors_model, analysis.descriptors)
-    outcome.wants_acoustic = wants_acoustic
-    return outcome
-
-
-def encode_acoustic(model, model_id: str | None, outcomes: list[_Outcome]) -> None:
-    """Add the acoustic vector to each analysed record of `outcomes` that wants one (`model` on its device)."""
-    todo = [o for o in outcomes if o.wants_acoustic and o.record is not None and o.record.status == "ok"]
-    if model is None or not todo:
-        return
-    descriptors = None
-    if model.uses_descriptors:
-        descriptors = [o.record.vectors[DESCRIPTORS_SPACE][1] for o in todo]
-    vectors = model.encode_chunks([o.record.mel_chunks for o in todo], descriptors=descriptors)
-    for o, v in zip(todo, vectors):
-        o.record.vectors[ACOUSTIC_SPACE] = (model_id, v.numpy())
-
-
-class BatchWriter:
-    """The one writer of a run: commits each batch of outcomes in one transaction, so that a killed run
-    loses at most the batch in flight, and counts and reports what it wrote."""
-
-    def __init__(self, store: Store, summary: EmbedSummary, bar, on_failure: Callable[[str, str], None] | None):
-        self.store, self.summary, self.bar, self.on_failure = store, summary, bar, on_failure
-        self.written = 0  # records this run has committed (the summary also counts failures it only repeats)
-
-    def write(self, outcomes: list[_Outcome]) -> None:
-        """Commit one batch: analysed and failed files as records, files that only moved as new stats."""
-        records = [o.record for o in outcomes if o.record is not None]
-        unchanged = [(o.job.track_id, o.size, o.mtime_ns) for o in outcomes if o.record is None and not o.gone]
-        with signals_held():
-            self.store.tracks.write(records)
-            self.written += len(records)
-            were = "was" if self.written == 1 else "were"
-            note_saved(f"{counted(self.written, 'file')} of this run {were} stored (a re-run goes on from there)")
-        if unchanged:
-            self.store.tracks.touch(unchanged)
-        self.summary.skipped += len(unchanged)
-        for o in outcomes:  # a stored file removed since the scan keeps its row, as any file gone from disk does
-            if o.gone and o.job.stored_hash is not None:
-                self.summary.missing += 1
-                if len(self.summary.missing_examples) < MISSING_EXAMPLES:
-                    self.summary.missing_examples.append(o.job.track_id)
-        _count(records, self.summary, self.on_failure)
-        self.bar.update(len(outcomes))
-
-
-def _count(records: list[TrackRecord], summary: EmbedSummary, on_failure) -> None:
-    """Add written records to the summary, reporting each failure."""
-    for r in records:
-        if r.status == "ok":
-            summary.embedded += 1
-        else:
-            _fail(summary, on_failure, r.path, r.error)
-
-
-def _fail(summary: EmbedSummary, on_failure, path: str, reason: str) -> None:
-    summary.failed.append({"path": path, "error": reason})
-    if on_failure:
-        on_failure(path, reason)
 
 
 def embed_audio(
@@ -378,26 +162,6 @@ def on_disk_duplicates(groups: list[dict]) -> list[dict]:
     return [g for g in groups if len(g["paths"]) > 1]
 
 
-def outdated_spaces(store: Store, collection: str) -> dict[str, int]:
-    """space -> how many of the collection's tracks lack a vector there, or have one made from other bytes than
-    their file's now (a file changed since), for each space that a MUSIG model fills: embed-audio does not
-    make those vectors, `embed-musig` does."""
-    outdated = {}
-    for space in store.vectors.spaces():
-        model_id = store.vectors.search_model(space)[0]
-        if (store.models.get(model_id) or {}).get("kind") != MUSIG_KIND:
-            continue
-        (count,) = store.execute(
-            """SELECT count(*) FROM tracks t LEFT JOIN vectors v
-               ON v.track_id = t.id AND v.space = ? AND v.model_id = ?
-               WHERE t.collection = ? AND t.status = 'ok' AND (v.track_id IS NULL OR v.content_hash IS NOT t.content_hash)""",
-            [space, model_id, collection],
-        ).fetchone()
-        if count:
-            outdated[space] = count
-    return outdated
-
-
 def _distributed(accelerator: str, devices, strategy: str, num_nodes: int) -> bool:
     """Whether a run needs Lightning: several devices or nodes, a strategy, or an accelerator other than CPU/CUDA."""
     return num_nodes != 1 or str(devices) != "1" or strategy != "auto" or accelerator not in LOCAL_ACCELERATORS
@@ -438,8 +202,11 @@ def _torch_device(accelerator: str) -> str:
 
 
 def _outcomes(
-    jobs: list[_Job], work: Callable[[_Job], _Outcome], workers: int, failed: Callable[[_Job, str], _Outcome]
-) -> Iterator[_Outcome]:
+    jobs: list[FileJob],
+    work: Callable[[FileJob], FileOutcome],
+    workers: int,
+    failed: Callable[[FileJob, str], FileOutcome],
+) -> Iterator[FileOutcome]:
     """`work(job)` of every job, in `workers` processes (0: here), as they finish. Only a few jobs per worker
     are handed out ahead, so that memory stays flat however many files there are.
 
@@ -463,13 +230,13 @@ def _outcomes(
                 yield failed(job, WORKER_ENDED)
 
 
-def _pooled(todo: Iterator[_Job], work, workers: int, suspects: list[_Job]) -> Iterator[_Outcome]:
+def _pooled(todo: Iterator[FileJob], work, workers: int, suspects: list[FileJob]) -> Iterator[FileOutcome]:
     """Outcomes of `todo`'s jobs from one pool of `workers` processes, until the jobs run out or a worker dies;
     then the jobs the pool held go to `suspects`, and the rest stay in `todo`."""
     pool = ProcessPoolExecutor(workers, initializer=analysis_worker)
     pending = {}
 
-    def submit(job: _Job) -> None:
+    def submit(job: FileJob) -> None:
         try:
             pending[pool.submit(work, job)] = job
         except BrokenProcessPool:  # a worker died since the last result was read
@@ -547,7 +314,7 @@ def plan_embedding(
     descriptors_model = _register_descriptors(store, audio)
     summary.ignored, summary.acoustic_model = ignored, model_id
     for problem in unreadable:
-        _fail(summary, on_failure, problem["path"], problem["error"])
+        report_failure(summary, on_failure, problem["path"], problem["error"])
     targets = {"descriptors": descriptors_model, "acoustic": model_id, "signature": audio.signature()}
     jobs, missing = _plan_jobs(
         store, root, collection, audio_files, targets, {"acoustic": dim}, summary, on_failure, rehash
@@ -596,7 +363,7 @@ def _register_descriptors(store: Store, audio: AudioConfig) -> str:
 
 def _plan_jobs(
     store, root, collection, audio_files, targets, dims, summary, on_failure, rehash=False
-) -> tuple[list[_Job], list[str]]:
+) -> tuple[list[FileJob], list[str]]:
     """The files that need work: new or changed, or missing a target (descriptors, mels, acoustic vector),
     and the ids of the collection's stored tracks that are no longer on disk. Unchanged complete files count
     as skipped; files that cannot be read are stored as failed."""
@@ -615,7 +382,7 @@ def _plan_jobs(
             continue
         tid = f"{collection}/{path_text(path.relative_to(root).as_posix())}"
         if tid in named:  # two names that are not UTF-8 and differ only where they are not
-            _fail(
+            report_failure(
                 summary, on_failure, path_text(path), f"its stored name {tid} is also that of {named[tid]}; rename one"
             )
             continue
@@ -633,7 +400,7 @@ def _plan_jobs(
             if not os.path.lexists(path):  # removed since the scan: as if it had not been listed
                 del named[tid]
                 continue
-            reason = _os_reason(e, path)
+            reason = os_reason(e, path)
             unstatable.append(TrackRecord(tid, collection, path_text(path), status="failed", error=reason))
             continue
         unchanged_stat = not rehash and state.get("size") == stat.st_size and state.get("mtime_ns") == stat.st_mtime_ns
@@ -643,12 +410,12 @@ def _plan_jobs(
         if state.get("status") == "failed" and unchanged_stat:
             # It was read and would not decode; unchanged, it still would not: said again, not decoded again.
             # (Files that could not be read at all have no stored size, and are tried again.)
-            _fail(summary, on_failure, path_text(path), state["error"])
+            report_failure(summary, on_failure, path_text(path), state["error"])
             continue
-        jobs.append(_Job(tid, path, h, complete))
+        jobs.append(FileJob(tid, path, h, complete))
     if unstatable:
         store.tracks.write(unstatable)
-        _count(unstatable, summary, on_failure)
+        count_written(unstatable, summary, on_failure)
     missing = sorted(tid for tid in states if tid not in named)
     summary.missing, summary.missing_examples = len(missing), missing[:MISSING_EXAMPLES]
     return jobs, missing

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from audiograph.audio.analysis import preload
-from audiograph.pipelines.embed_audio import BatchWriter, EmbedPlan, EmbedSummary, encode_acoustic, outdated_spaces
+from audiograph.pipelines.embed_work import BatchWriter, EmbedPlan, EmbedSummary, encode_acoustic, outdated_spaces
 from audiograph.pipelines.encoders import resolve_acoustic_model
 from audiograph.runtime import analysis_worker, inference_trainer, progress_bar
 from audiograph.store import Store
