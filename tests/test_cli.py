@@ -204,22 +204,56 @@ def test_one_line_escapes_control_characters():
     assert one_line("Song\u2028  1  0.999  Fake\u202e") == "Song\\u2028  1  0.999  Fake\\u202e"
 
 
-def test_nothing_a_store_holds_drives_the_terminal_or_forges_a_line(store_copy, capsys):
+def test_nothing_a_store_holds_drives_the_terminal_or_forges_a_line(store_copy, tmp_path, capsys):
     """A title with a line separator printed a forged result row, and a model id with escape sequences (printed
-    raw by export, index, map and embed-audio) retitled the terminal window; --json let C1 controls through."""
+    raw by export, as by index, map and embed-audio, through the same `say`) retitled the terminal window;
+    --json let C1 controls through."""
     from audiograph.cli import main
 
     track = store_copy.tracks.rows()[1]
     title = "Nice Song\u2028     1    0.999  Trusted Artist\x1b]0;HACKED\x07\u009b2K"
     store_copy.db.execute("UPDATE tracks SET title = ?, status = ? WHERE id = ?", [title, "ok\x1b[1A", track["id"]])
     store_copy.db.conn.commit()
+    model = store_copy.vectors.search_model("descriptors")[0]
+    forged_model = "descriptors-v1\x1b]0;HACKED\x07\u202e"
+    store_copy.db.execute("UPDATE models SET id = ? WHERE id = ?", [forged_model, model])
+    store_copy.db.execute("UPDATE vectors SET model_id = ? WHERE model_id = ?", [forged_model, model])
+    store_copy.db.conn.commit()
     first = store_copy.tracks.rows()[0]["id"]
-    db = str(store_copy.path)
-    for argv in (["similar", first, "-k", "40"], ["info"], ["similar", first, "-k", "40", "--json"]):
-        assert main([*argv, "--db", db, "--space", "descriptors"] if argv[0] == "similar" else [*argv, "--db", db]) == 0
+    db, out_file = str(store_copy.path), str(tmp_path / "d.npz")
+    runs = (
+        ["similar", first, "-k", "40", "--space", "descriptors"],
+        ["info"],
+        ["export", "descriptors", "--out", out_file],
+        ["similar", first, "-k", "40", "--space", "descriptors", "--json"],
+    )
+    for argv in runs:
+        assert main([*argv, "--db", db]) == 0
         out = capsys.readouterr().out
-        assert not set(out) & {"\x1b", "\x07", "\u009b", "\u2028"}, argv
+        assert not set(out) & {"\x1b", "\x07", "\u009b", "\u2028", "\u202e"}, argv
+        assert "HACKED" in out or argv[0] == "similar", argv  # the model id is shown, escaped
     assert json.loads(out)[[h["track_id"] for h in json.loads(out)].index(track["id"])]["title"] == title
+
+
+def test_a_progress_bar_on_stdout_is_written_as_it_is(store_copy, monkeypatch, capsys):
+    """Escaping every write to stdout (the first form of the escaping above) turned the carriage returns of
+    Lightning's progress bar, which tqdm writes to stdout, into text: on a terminal the bar never redrew. A
+    command's own stdout is the process's, and only what it prints of a store is escaped."""
+    import sys
+
+    from audiograph import cli
+
+    help_text, add_arguments, _ = cli.COMMANDS["info"]
+
+    def bar_then_result(args):
+        sys.stdout.write("\rEpoch 0:  50%|#####     |\rEpoch 0: 100%|##########|\n")
+        cli.output.show("model x\x1b]0;HACKED\x07")
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "info", (help_text, add_arguments, bar_then_result))
+    assert cli.main(["info", "--db", str(store_copy.path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("\rEpoch 0:  50%|#####     |\rEpoch 0: 100%") and "\x1b" not in out and "HACKED" in out
 
 
 def test_tables_and_playlists_take_no_orders_from_stored_strings(store_copy, tmp_path):

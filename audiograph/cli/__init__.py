@@ -49,7 +49,7 @@ from audiograph.cli.commands import (
     cmd_train_audio,
     cmd_train_musig,
 )
-from audiograph.cli.output import QUIET, one_line, terminal_safe_stdout
+from audiograph.cli.output import QUIET, one_line
 from audiograph.errors import AudiographError
 from audiograph.runtime import (
     INTERRUPT_RECEIVED,
@@ -164,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # said with the command's usage, which lists its options, rather than the top level's
         parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     QUIET["on"] = args.quiet
-    # The warning display is restored when an in-process caller gets control back, and so is stdout.
-    with warnings.catch_warnings(), terminal_safe_stdout():
+    with warnings.catch_warnings():  # restores the warning display when an in-process caller gets control back
         if not args.debug:
             warnings.showwarning = _say_warning
         return _run(args, command_line)

@@ -16,6 +16,7 @@ from audiograph.cli.output import (
     print_json,
     report_failure,
     say,
+    show,
     write_m3u,
 )
 from audiograph.errors import ConfigError
@@ -138,15 +139,18 @@ def cmd_radio(args) -> int:
     if args.json:
         print_json(hits_json(result.tracks))
     else:
-        print(
+        show(
             one_line(
                 f"radio from {result.seed} in space '{result.space}' (model {result.model_id}); score: cosine to"
                 " the seed"
             )
         )
-        print(format_hits(result.tracks, extra=("genre",), wide=args.wide))
+        show(format_hits(result.tracks, extra=("genre",), wide=args.wide))
     for note in result.notes:  # as query's notes: after the table, or beside the JSON on stderr
-        print(f"note: {note}", file=sys.stderr if args.json else sys.stdout)
+        if args.json:
+            print(f"note: {one_line(note)}", file=sys.stderr)
+        else:
+            show(f"note: {note}")
     written = write_m3u(args.m3u, result.tracks, store) if args.m3u else None  # after the results, as in query
     if written and not args.json:
         say(written)
@@ -309,7 +313,7 @@ def cmd_train_audio(args) -> int:
         return 0
     say(report.guard_line())
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {one_line(warning)}", file=sys.stderr)
     m = report.metrics
     say(
         f"trained {report.model_id} for {counted(report.epochs, 'epoch')} and kept epoch {int(m.get('epoch', 0)) + 1},"
@@ -344,7 +348,7 @@ def cmd_import_tracks(args) -> int:
     for group, model in report.extended.items():
         say(f"  feature group '{group}': added to the existing space of model {model} (same columns)", args.quiet)
     for line in report.replaced:
-        print(f"note: {line}", file=sys.stderr)
+        print(f"note: {one_line(line)}", file=sys.stderr)
     for line in report.skipped[:10]:
         say(f"  skipped: {line}", args.quiet)
     if len(report.skipped) > 10:
@@ -404,7 +408,7 @@ def cmd_train_musig(args) -> int:
             f" {report.seeds_per_second:.0f} seeds/s"
         )
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {one_line(warning)}", file=sys.stderr)
     say(f"checkpoint {report.checkpoint}")
     searched = ""
     if report.space == "musig" and report.imported_groups:
@@ -469,14 +473,14 @@ def cmd_evaluate(args) -> int:
         print_json(evaluation.to_json())
         return 0
     info = evaluation.info  # the results, which --quiet keeps: it silences only the progress lines
-    print(
+    show(
         f"\n{counted(info['eval_playlists'], 'evaluation playlist')} (at least {info['min_length']} tracks, first"
         f" {info['seed_fraction']:.0%} as seeds) and {counted(info['train_playlists'], 'training playlist')};"
         f" {seeds_note(evaluation)}"
     )
-    print(format_results(evaluation))
+    show(format_results(evaluation))
     for note in evaluation.notes:
-        print(f"note: {note}")
+        show(f"note: {note}")
     return 0
 
 
@@ -488,28 +492,28 @@ def cmd_info(args) -> int:
         print_json(info)
         return 0
     counts, graph, spaces, serving, models = (info[k] for k in ("tracks", "graph", "spaces", "serving", "models"))
-    print(f"store {info['store']}")
-    print("tracks: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"))
+    show(f"store {info['store']}")
+    show("tracks: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"))
     if graph:
         sources = ", ".join(graph["sources"]) or "nothing"
-        print(
+        show(
             one_line(
                 f"graph: {counted(graph['playlists'], 'playlist')}, {counted(graph['edges'], 'edge')}, built {graph['built']}"
                 f" from {sources}"
             )
         )
     else:
-        print("graph: none (run `audiograph build-graph`)")
+        show("graph: none (run `audiograph build-graph`)")
     rows = [
         [space, sum(by_model.values()), serving[space], sum(n for m, n in by_model.items() if m != serving[space])]
         for space, by_model in spaces.items()
     ]
-    print(format_table(["space", "vectors", "searched model", "older vectors"], rows, right={1, 3}))
+    show(format_table(["space", "vectors", "searched model", "older vectors"], rows, right={1, 3}))
     shown = [m for m in models if m["vectors"] or m["kind"] not in ("import", "descriptors")]
     rows = [[m["id"], m["kind"], m["space"], m["vectors"], "yes" if m["serves"] else "", m["created"]] for m in shown]
-    print(format_table(["model", "kind", "space", "vectors", "searched", "created"], rows, right={3}))
+    show(format_table(["model", "kind", "space", "vectors", "searched", "created"], rows, right={3}))
     if len(shown) < len(models):
-        print(f"({len(models) - len(shown)} import or descriptor models without vectors not shown; --json lists all)")
+        show(f"({len(models) - len(shown)} import or descriptor models without vectors not shown; --json lists all)")
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -26,35 +25,19 @@ def print_json(result) -> None:
 JSON_ESCAPES = {c: f"\\u{c:04x}" for c in [*range(127, 160), *TERMINAL_UNSAFE]}
 
 
-class TerminalSafeOutput:
-    """A text stream that escapes, in everything written to it, what `tables.terminal_safe` escapes: whatever a
-    message quotes from a store, a tag or a file name (a model id, a status), no line of it drives the terminal."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        return self.stream.write(terminal_safe(text))
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
-@contextlib.contextmanager
-def terminal_safe_stdout():
-    """Within this block, stdout is a `TerminalSafeOutput` of itself."""
-    original = sys.stdout
-    sys.stdout = TerminalSafeOutput(original)
-    try:
-        yield
-    finally:
-        sys.stdout = original
+def show(text: str = "") -> None:
+    """Print part of a command's result on stdout, with whatever it quotes from a store (a title, a model id, a
+    status) escaped as `tables.terminal_safe` does, its own line breaks kept: nothing stored drives the
+    terminal. Every line a command prints on stdout goes through here or `print_json`."""
+    print(terminal_safe(text))
 
 
 def say(message: str = "", quiet: bool = False) -> None:
-    """Print a line of chatter, unless `quiet` or the command runs with --quiet."""
+    """Print a line of chatter, unless `quiet` or the command runs with --quiet. What it quotes from a store (a
+    model id, a status) is escaped as `tables.terminal_safe` does, its line breaks kept."""
     if not (quiet or QUIET["on"]):
-        print(message, flush=True)
+        show(message)
+        sys.stdout.flush()
 
 
 def report_failure(path: str, reason: str) -> None:
@@ -119,15 +102,15 @@ def print_hits(result, wide: bool = False) -> None:
     """A search's results as a table (`wide`: with each path), and what the search left out."""
     from audiograph.pipelines.query import format_hits
 
-    print(
+    show(
         one_line(
             f"space '{result.space}' (model {result.model_id})"
             + (f"; query is stored track {result.query_track}" if result.query_track else "")
         )
     )
-    print(format_hits(result.hits, wide=wide))
+    show(format_hits(result.hits, wide=wide))
     for note in result.notes:
-        print(f"note: {note}")
+        show(f"note: {note}")
 
 
 def check_m3u(out: str) -> None:
