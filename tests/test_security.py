@@ -332,6 +332,32 @@ def test_a_cache_not_as_written_is_rebuilt_from_the_store(tmp_path, damage):
     reopened.close()
 
 
+@pytest.mark.parametrize("damage", ["scale_missing", "scale_linked"])
+def test_a_standardised_cache_without_its_statistics_is_rebuilt_not_searched_raw(tmp_path, damage):
+    """A cache of a z-scored space whose scale file was gone (or a link) was read as a raw one: a descriptor
+    space searched without its z-scores ranks by its largest column alone."""
+    from audiograph.store.tracks import TrackRecord
+
+    vectors = np.random.default_rng(8).standard_normal((30, 4)).astype(np.float32) * [1000, 1, 1, 1]
+    store = Store(tmp_path / "s.db")
+    store.models.register("d1", "descriptors", "descriptors", config={"standardize": True})
+    records = [
+        TrackRecord(f"t{i}", "c", f"/c/{i}.mp3", vectors={"descriptors": ("d1", v)}) for i, v in enumerate(vectors)
+    ]
+    store.tracks.write(records)
+    expected = [h["track_id"] for h in store.vectors.similar("descriptors", vectors[3], k=29)]
+    store.close()
+    scale_file = next((tmp_path / "s.db.index" / "descriptors" / "exact").glob("scale-*.npy"))
+    scale_file.unlink()
+    if damage == "scale_linked":
+        elsewhere = tmp_path / "elsewhere.npy"
+        np.save(elsewhere, np.ones(4, np.float32))
+        scale_file.symlink_to(elsewhere)
+    reopened = Store(tmp_path / "s.db")
+    assert [h["track_id"] for h in reopened.vectors.similar("descriptors", vectors[3], k=29)] == expected
+    reopened.close()
+
+
 def test_a_store_without_its_version_triggers_searches_its_current_vectors(tmp_path):
     """Without the triggers, a write no longer changes the space's version, and a cache of the vectors before it
     was taken as current: new tracks were never found."""

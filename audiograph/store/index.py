@@ -142,7 +142,9 @@ class VectorIndex:
             index.ids = json.loads((folder / f"ids-{token}.json").read_text())
             index.matrix = np.load(files["matrix"], mmap_mode="r", allow_pickle=False)
             index.mean = index.scale = None
-            if is_regular_file(files["mean"]) and is_regular_file(files["scale"]):
+            if state.get("standardize") and len(index.ids):  # then `save` wrote both statistics
+                if not (is_regular_file(files["mean"]) and is_regular_file(files["scale"])):
+                    return None  # searched raw, a standardised space would give other neighbours
                 index.mean = np.load(files["mean"], mmap_mode="r", allow_pickle=False)
                 index.scale = np.load(files["scale"], mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, RecursionError, MemoryError):
