@@ -119,6 +119,8 @@ def test_must_exist_and_corrupt_files(tmp_path):
 def test_a_store_from_a_newer_audiograph_is_refused_unchanged(tmp_path):
     store = Store(tmp_path / "s.db")
     store.db.execute("INSERT INTO _migrations (name, applied) VALUES ('m099_future', '2030-01-01')")
+    # Its new steps may add triggers: the store is newer, not tampered with.
+    store.db.execute("CREATE TRIGGER tracks_counted AFTER INSERT ON tracks BEGIN SELECT 1; END")
     store.db.conn.commit()
     store.db.conn.close()
     with pytest.raises(StoreError, match="made by a newer audiograph .* m099_future"):
@@ -136,7 +138,16 @@ def test_every_store_the_migrations_leave_opens_and_nothing_else_runs(tmp_path, 
         migrations_module.migrate(conn)
         assert migrations_module.foreign_statements(conn) == [], step
         monkeypatch.undo()
-    Store(tmp_path / "good.db").close()
+    fresh = Store(tmp_path / "good.db")
+    tables = {name for (name,) in fresh.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == migrations_module.STORE_TABLES
+    fresh.close()
+    # A user's own view, of another name, is never read: the store opens.
+    mine = tmp_path / "mine.db"
+    mine.write_bytes((tmp_path / "good.db").read_bytes())
+    with sqlite3.connect(mine) as conn:
+        conn.execute("CREATE VIEW my_failed AS SELECT id FROM tracks WHERE status = 'failed'")
+    Store(mine).close()
     forged = [
         "ALTER TABLE tracks RENAME TO hidden;"
         " CREATE VIEW tracks AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT * FROM hidden",

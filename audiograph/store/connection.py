@@ -166,19 +166,20 @@ class Connection:
                     f"{self.path}: an SQLite database, but not an audiograph store (its tables:"
                     f" {', '.join(sorted(tables)[:5])}); pass another --db"
                 )
-            foreign = foreign_statements(self.conn)
-            if foreign:
-                self.conn.close()
-                raise StoreError(
-                    f"{self.path}: holds SQL that audiograph does not write ({', '.join(foreign[:3])}), which would"
-                    " run inside its own statements; not opened"
-                )
             newer = unknown_migrations(self.conn)
             if newer:
                 self.conn.close()
                 raise StoreError(
                     f"{self.path}: made by a newer audiograph (its schema has steps this version does not know:"
                     f" {', '.join(newer[:3])}); upgrade audiograph to use it"
+                )
+            # After the newer-version check: a newer audiograph's migrations may add triggers of their own.
+            foreign = foreign_statements(self.conn)
+            if foreign:
+                self.conn.close()
+                raise StoreError(
+                    f"{self.path}: holds SQL that audiograph does not write ({', '.join(foreign[:3])}), which would"
+                    " run inside its own statements; not opened (if you added it yourself, drop it with sqlite3)"
                 )
             if not self.immutable:
                 _use_wal(self.conn)
