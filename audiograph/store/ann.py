@@ -96,6 +96,15 @@ def faiss_threads(count: int):
         faiss.omp_set_num_threads(before)
 
 
+def write_index(faiss, index, file) -> None:
+    """Stream `index` into the open binary `file`, as `faiss.write_index` writes a path: serialised whole first,
+    a large index would need its size again in memory."""
+    if hasattr(faiss, "PyCallbackIOWriter"):
+        faiss.write_index(index, faiss.PyCallbackIOWriter(file.write))
+    else:  # an older faiss
+        file.write(faiss.serialize_index(index).tobytes())
+
+
 _FAISS_LIMIT_LOCK = threading.Lock()
 
 
@@ -244,7 +253,7 @@ class AnnIndex:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / META_FILE).unlink(missing_ok=True)  # the folder reads as absent until the new metadata lands
         # Each file is written anew and moved into place (`write_cache_file`), never through a link planted there.
-        write_cache_file(folder / INDEX_FILE, lambda f: f.write(faiss.serialize_index(self.index).tobytes()))
+        write_cache_file(folder / INDEX_FILE, lambda f: write_index(faiss, self.index, f))
         write_cache_file(folder / IDS_FILE, self.ids_blob.tofile)
         write_cache_file(folder / OFFSETS_FILE, lambda f: np.save(f, self.id_offsets, allow_pickle=False))
         rows = np.arange(len(self), dtype=np.int64) if self.rows is None else self.rows
