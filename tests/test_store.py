@@ -671,3 +671,10 @@ def test_a_store_pickles_as_its_path_and_the_copy_opens_its_own_connection(tmp_p
 
 def _title_in_another_process(store: Store) -> str:
     return store.tracks.get("c/001.mp3")["title"]
+
+
+def test_the_float16_finiteness_check_agrees_with_numpy_on_every_value():
+    from audiograph.store.mels import finite_float16
+
+    every = np.arange(65536, dtype=np.uint16).view("<f2")
+    assert [finite_float16(every[i : i + 1]) for i in range(65536)] == np.isfinite(every).tolist()
