@@ -470,3 +470,27 @@ def test_compressed_weights_are_refused_before_they_are_inflated(tmp_path):
     with pytest.raises(StoreError, match="holds compressed members") as error:
         MusigModel.load(folder)
     assert str(folder / "weights.pt") in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_musig_model_of_the_min_max_era_loads_with_its_genres_unscaled(tmp_path):
+    """Saved before z-scoring, a spec held min-max statistics and none for the one-hot genres, which were not
+    scaled: the full check refused such a model of the project's own, and before it the genres had no
+    statistics, so building a new track's features failed."""
+    from audiograph.models.musig import MusigModel
+    from audiograph.musig.features import FeatureSpec
+
+    legacy = {
+        "groups": ["audio", "genre", "popularity"],
+        "spaces": {"audio": "descriptors"},
+        "models": {"audio": "d1"},
+        "minimum": {"audio": [0.0] * 4, "popularity": [0.0, 0.0]},
+        "maximum": {"audio": [2.0] * 4, "popularity": [3.0, 4.0]},
+        "genres": ["jazz", "rock"],
+        "popularity_model": None,
+    }
+    spec = FeatureSpec.from_dict(legacy)
+    assert spec.center["genre"] == [0.0, 0.0] and spec.scale["genre"] == [1.0, 1.0]
+    assert spec.scale["popularity"] == [3.0, 4.0] and spec.num_features == 8
+    np.testing.assert_array_equal(spec.standardize("genre", spec.one_hot(["rock"])), [[0.0, 1.0]])
+    model = MusigModel.from_settings({"in_channels": 8, "hidden_channels": 8, "out_channels": 4, "features": legacy})
+    assert model.architecture["in_channels"] == 8

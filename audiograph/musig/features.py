@@ -97,6 +97,10 @@ class FeatureSpec:
         d = dict(d)
         if "minimum" in d:  # a model trained before z-scoring: min-max is a centre and a scale too
             low, high = d.pop("minimum"), d.pop("maximum", None)
+            if isinstance(low, dict) and isinstance(high, dict) and "genre" not in low:
+                # The one-hot genres were not scaled then: a centre of 0 and a scale of 1.
+                n = len(d.get("genres") or [])
+                low, high = {**low, "genre": [0.0] * n}, {**high, "genre": [1.0] * n}
             _check_statistics("minimum", low, d.get("groups"))
             _check_statistics("maximum", high, d.get("groups"))
             d["center"] = low
