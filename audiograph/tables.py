@@ -34,9 +34,25 @@ def terminal_safe(text: str) -> str:
     return text.translate(_CONTROL_IN_OUTPUT)
 
 
+def display_width(text: str) -> int:
+    """How many terminal columns `text` takes: two for a wide character (CJK, most emoji), none for a combining
+    one (tabulate pads with the same measure, wcwidth's)."""
+    from wcwidth import wcwidth
+
+    return sum(max(wcwidth(c), 0) for c in text)
+
+
 def shortened(text: str, width: int) -> str:
-    """`text`, cut to `width` characters with "…" as its last where it is longer."""
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """`text`, cut to `width` terminal columns with "…" as its last where it is wider."""
+    if display_width(text) <= width:
+        return text
+    kept, used = [], 1  # the ellipsis
+    for c in text:
+        used += display_width(c)
+        if used > width:
+            break
+        kept.append(c)
+    return "".join(kept) + "…"
 
 
 def format_table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:

@@ -161,6 +161,8 @@ def test_a_stored_file_whose_bytes_changed_is_queried_as_what_it_holds_now(store
 def test_a_table_of_hits_fits_100_columns_whatever_the_tags():
     """Long tags made rows of 150 to 240 characters; without --wide each row is cut to 100 (the label last,
     ending in '…'), and --wide keeps every cell whole."""
+    from wcwidth import wcswidth
+
     from audiograph.pipelines.query import format_hits
 
     artist, title = "Orchestra of the Age of Enlightenment " * 2, "Symphony No. 9 in D minor, Op. 125: IV. " * 3
@@ -168,9 +170,12 @@ def test_a_table_of_hits_fits_100_columns_whatever_the_tags():
         {"rank": 1, "score": 0.98765, "artist": artist, "title": title, "genre": "classical " * 5, "path": "/a.mp3"},
         {"rank": 10, "score": 0.5, "artist": "A", "title": "Short", "genre": "pop", "path": "/b.mp3"},
     ]
+    wide_chars = {"rank": 2, "score": 0.7, "artist": "坂本龍一 " * 6, "title": "戦場のメリークリスマス 🎹" * 3}
+    hits.append({**wide_chars, "genre": "アンビエント" * 4, "path": "/c.mp3"})
     for extra in ((), ("genre",)):
         lines = format_hits(hits, extra=extra).splitlines()
-        assert max(len(line) for line in lines) <= 100 and "…" in lines[1], extra
+        # Columns as a terminal shows them: a CJK character or an emoji takes two (wcwidth, as tabulate pads).
+        assert max(wcswidth(line) for line in lines) <= 100 and "…" in lines[1] and "…" in lines[3], extra
         assert "A – Short" in lines[2]
     wide = format_hits(hits, extra=("genre",), wide=True)
     assert f"{artist} – {title.rstrip()}" in wide and "/a.mp3" in wide

@@ -15,7 +15,7 @@ from audiograph.options import check_options
 from audiograph.pipelines.encoders import AudioFile, file_vector
 from audiograph.spaces import ACOUSTIC_KIND, MUSIG_KIND, REMAKE_COMMANDS
 from audiograph.store import Store
-from audiograph.tables import format_table, one_line, shortened
+from audiograph.tables import display_width, format_table, one_line, shortened
 
 TABLE_WIDTH = 100  # a table of hits without --wide fits this many columns
 EXTRA_WIDTH = 20  # an extra column (genre) is cut to this width
@@ -280,7 +280,9 @@ def format_hits(hits: list[dict], extra: tuple[str, ...] = (), wide: bool = Fals
         ]
         # tabulate pads a column to its header's width plus 2 at least, and joins columns with 2 spaces
         others = [
-            max([len(headers[i]) + 2, *(len(str(row[i])) for row in rows)]) for i in range(len(headers)) if i != 2
+            max([len(headers[i]) + 2, *(display_width(str(row[i])) for row in rows)])
+            for i in range(len(headers))
+            if i != 2
         ]
         room = max(MIN_LABEL_WIDTH, TABLE_WIDTH - sum(others) - 2 * len(others))
         rows = [[*row[:2], shortened(row[2], room), *row[3:]] for row in rows]
