@@ -2,6 +2,7 @@
 and tools/bench_query.py --json."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -250,6 +251,23 @@ def test_an_index_folder_linked_elsewhere_is_neither_written_nor_read(store_copy
     track = store_copy.vectors.index("descriptors").ids[0]
     assert main(["similar", track, "--db", db, "--space", "descriptors", "-k", "2"]) == 0
     assert list(elsewhere.iterdir()) == []
+    # Nor read: a current index planted behind the link, its rows shuffled, would give other neighbours.
+    folder.unlink()
+    assert main(["index", "descriptors", "--db", db, "--kind", "flat"]) == 0
+    exact = [h["track_id"] for h in json.loads(_similar_json(main, track, db, capsys))]
+    rows = np.load(folder / "rows.npy")
+    np.save(folder / "rows.npy", np.roll(rows, 1))
+    for name in os.listdir(folder):
+        os.replace(folder / name, elsewhere / name)
+    folder.rmdir()
+    folder.symlink_to(elsewhere)
+    assert [h["track_id"] for h in json.loads(_similar_json(main, track, db, capsys))] == exact
+
+
+def _similar_json(main, track, db, capsys) -> str:
+    capsys.readouterr()
+    assert main(["similar", track, "--db", db, "--space", "descriptors", "-k", "5", "--json"]) == 0
+    return capsys.readouterr().out
 
 
 def test_an_index_claiming_more_than_its_file_holds_is_refused_before_allocating(tmp_path, catalogue, build):

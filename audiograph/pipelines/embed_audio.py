@@ -39,7 +39,7 @@ from audiograph.pipelines.embed_work import (
     encode_acoustic,
     os_reason,
     outdated_spaces,
-    report_failure,
+    record_failure,
 )
 from audiograph.pipelines.encoders import acoustic_model_row, descriptors_model_id, resolve_acoustic_model
 from audiograph.runtime import analysis_worker, one_thread, progress_bar
@@ -314,7 +314,7 @@ def plan_embedding(
     descriptors_model = _register_descriptors(store, audio)
     summary.ignored, summary.acoustic_model = ignored, model_id
     for problem in unreadable:
-        report_failure(summary, on_failure, problem["path"], problem["error"])
+        record_failure(summary, on_failure, problem["path"], problem["error"])
     targets = {"descriptors": descriptors_model, "acoustic": model_id, "signature": audio.signature()}
     jobs, missing = _plan_jobs(
         store, root, collection, audio_files, targets, {"acoustic": dim}, summary, on_failure, rehash
@@ -382,7 +382,7 @@ def _plan_jobs(
             continue
         tid = f"{collection}/{path_text(path.relative_to(root).as_posix())}"
         if tid in named:  # two names that are not UTF-8 and differ only where they are not
-            report_failure(
+            record_failure(
                 summary, on_failure, path_text(path), f"its stored name {tid} is also that of {named[tid]}; rename one"
             )
             continue
@@ -410,7 +410,7 @@ def _plan_jobs(
         if state.get("status") == "failed" and unchanged_stat:
             # It was read and would not decode; unchanged, it still would not: said again, not decoded again.
             # (Files that could not be read at all have no stored size, and are tried again.)
-            report_failure(summary, on_failure, path_text(path), state["error"])
+            record_failure(summary, on_failure, path_text(path), state["error"])
             continue
         jobs.append(FileJob(tid, path, h, complete))
     if unstatable:

@@ -241,10 +241,10 @@ def count_written(records: list[TrackRecord], summary: EmbedSummary, on_failure)
         if r.status == "ok":
             summary.embedded += 1
         else:
-            report_failure(summary, on_failure, r.path, r.error)
+            record_failure(summary, on_failure, r.path, r.error)
 
 
-def report_failure(summary: EmbedSummary, on_failure, path: str, reason: str) -> None:
+def record_failure(summary: EmbedSummary, on_failure, path: str, reason: str) -> None:
     """Add a failed file to the summary and pass it to `on_failure`."""
     summary.failed.append({"path": path, "error": reason})
     if on_failure:
