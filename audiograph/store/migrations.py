@@ -274,6 +274,13 @@ def m010_csv_row_genres_are_track_labels(db: sqlite_utils.Database) -> None:
 VERSION_TRIGGERS = (("1", "version + 1"), ("random()", "random()"))
 
 
+def versions_tracked(conn: sqlite3.Connection) -> bool:
+    """Whether the store's version triggers are the latest migration's, as written: then every write to a
+    space's vectors gives the space a new version, and a cached copy of them can tell it is stale."""
+    found = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+    return all(found.get(name) == sql for name, sql in _version_triggers(*VERSION_TRIGGERS[-1]).items())
+
+
 def _version_triggers(first: str, following: str) -> dict[str, str]:
     """name -> CREATE statement of the triggers that set a space's version to `first` at its first vector and
     to `following` (SQL) at every later insert, update or delete of its vectors."""

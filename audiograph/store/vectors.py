@@ -13,6 +13,7 @@ from audiograph.spaces import REMAKE_COMMANDS, SPACE_KINDS
 from audiograph.store.ann import real_cache_folder
 from audiograph.store.connection import Connection, on_disk, utc_now
 from audiograph.store.index import Hit, VectorIndex, blobs_to_matrix, vector_to_blob
+from audiograph.store.migrations import versions_tracked
 from audiograph.store.models import ModelRegistry
 
 
@@ -134,11 +135,7 @@ class Vectors:
     def _versions_tracked(self) -> bool:
         """Whether the triggers that give a space a new `version` at every write of its vectors are in place."""
         if self._triggers_checked is None:
-            sql = dict(self.store.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
-            self._triggers_checked = all(
-                "space_versions" in (sql.get(name) or "")
-                for name in ("vectors_inserted", "vectors_updated", "vectors_deleted")
-            )
+            self._triggers_checked = versions_tracked(self.store.conn)
         return self._triggers_checked
 
     def version(self, space: str) -> int:
