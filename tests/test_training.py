@@ -255,6 +255,14 @@ def test_short_training_run_registers_embeds_and_guards(store_copy, loss, capsys
     } <= set(model["metrics"])
     run_dir = store.models_dir / report.model_id
     assert (run_dir / "hparams.yaml").exists() and (run_dir / "metrics.csv").exists()
+    # The saved encoder standardises its input with the collection's per-band statistics.
+    from audiograph.models import AcousticModel
+
+    encoder = AcousticModel.load(store.models.checkpoint_file(model)).encoder
+    data = audio_data(store, batch_size=8, crop_seconds=3.0, val_fraction=0.2, seed=3)
+    data.setup()
+    torch.testing.assert_close(encoder.band_mean, data.band_mean)
+    torch.testing.assert_close(encoder.band_std, data.band_std)
     # Every track with cached audio now has an acoustic vector from this model.
     ids, vectors = store.vectors.matrix("acoustic")
     assert set(ids) == set(store.mels.chunks()) and store.vectors.search_model("acoustic") == (report.model_id, 0)

@@ -205,9 +205,8 @@ def train_audio(
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = audio_data(store, **data_options)
     datamodule.setup()
+    # Its setup takes the collection's band statistics from the data module, and reloads examples every epoch.
     module = AudioEncoderModule(audio=datamodule.audio.to_dict(), **module_options)
-    if module.model.encoder.input_norm_kind == "collection":
-        module.model.encoder.set_input_statistics(datamodule.band_mean, datamodule.band_std)
     config = {**datamodule.hparams, "max_epochs": max_epochs, "patience": patience, **_split_sizes(datamodule)}
     guard = {}
 
@@ -240,7 +239,6 @@ def train_audio(
         num_nodes=num_nodes,
         quiet=quiet,
         log_every_n_steps=10,
-        reload_dataloaders_every_n_epochs=1,
         num_sanity_val_steps=0,
     )
     if not fit.writer:
