@@ -355,7 +355,7 @@ def test_a_new_process_reads_the_index_from_its_cache_until_the_space_changes(tm
 
 
 def test_what_killed_cache_writers_left_is_removed_by_the_next_write(tmp_path):
-    """A search or `index` killed while writing a cache file left `.NAME.PID.tmp` (an N x D matrix) for good:
+    """A search or `index` killed while writing a cache file left `.NAME.PID.partial` (an N x D matrix) for good:
     every kill added one. The next cache write removes those of processes that are gone, not a live one's."""
     import subprocess
     import sys
@@ -366,7 +366,10 @@ def test_what_killed_cache_writers_left_is_removed_by_the_next_write(tmp_path):
     store.vectors.index("descriptors")
     folder = tmp_path / "s.db.index" / "descriptors" / "exact"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale, live = folder / f".matrix-old.npy.{dead.stdout.strip()}.tmp", folder / f".ids-x.json.{os.getpid()}.tmp"
+    stale, live = (
+        folder / f".matrix-old.npy.{dead.stdout.strip()}.partial",
+        folder / f".ids-x.json.{os.getpid()}.partial",
+    )
     stale.write_bytes(b"half a matrix")
     live.write_bytes(b"being written")
     store.vectors.put("descriptors", "d1", {"c/000.mp3": np.ones(4, np.float32)})

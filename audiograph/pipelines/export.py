@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from audiograph.errors import ConfigError, StoreError
+from audiograph.staging import write_whole
 from audiograph.store import Store
-from audiograph.store.index import remove_abandoned
 
 EXPORT_FORMATS = ("npy", "csv", "parquet")
 FORMAT_OF_SUFFIX = {".npz": "npy", ".csv": "csv", ".parquet": "parquet"}
@@ -73,37 +72,33 @@ def export_space(
     rows = {t["id"]: t for t in store.tracks.rows(status=None)}
     metadata = {c: [rows.get(t, {}).get(c) or "" for t in ids] for c in METADATA_COLUMNS}
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed over it when complete: a killed export leaves the old file whole.
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    remove_abandoned(out.parent, f".{glob.escape(out.name)}.*.partial")  # what killed exports to `out` left
-    try:
-        if format == "npy":
-            with open(partial, "wb") as f:  # an open file, so that np.savez keeps the name as given
-                np.savez(
-                    f,
-                    ids=np.array(ids, dtype=str),
-                    vectors=vectors.astype(np.float32),
-                    model_id=np.array(model_id),
-                    space=np.array(space),
-                    **{c: np.array(v, dtype=str) for c, v in metadata.items()},
-                )
-        elif format == "csv":
-            with open(partial, "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
-                writer.writerow(
-                    ["track_id", "model_id", *METADATA_COLUMNS, *(f"v{i}" for i in range(vectors.shape[1]))]
-                )
-                for i, track_id in enumerate(ids):
-                    # str of a numpy float32 is its shortest text that reads back to the same float32
-                    tags = [_inert_in_spreadsheets(metadata[c][i]) for c in TAG_COLUMNS]
-                    described = [track_id, model_id, *tags, metadata["path"][i]]
-                    writer.writerow([*described, *map(str, vectors[i])])
-        else:
-            _write_parquet(pyarrow, partial, ids, model_id, metadata, vectors)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    # Written beside the target and moved onto it when complete: a killed export leaves the old file whole.
+    if format == "npy":
+        write_whole(
+            out,
+            lambda f: np.savez(  # an open file, so that np.savez keeps the name as given
+                f,
+                ids=np.array(ids, dtype=str),
+                vectors=vectors.astype(np.float32),
+                model_id=np.array(model_id),
+                space=np.array(space),
+                **{c: np.array(v, dtype=str) for c, v in metadata.items()},
+            ),
+        )
+    elif format == "csv":
+        write_whole(out, lambda f: _write_csv(f, ids, model_id, metadata, vectors), text=True)
+    else:
+        write_whole(out, lambda f: _write_parquet(pyarrow, f, ids, model_id, metadata, vectors))
     return ExportReport(space, model_id, format, str(out), len(ids), int(vectors.shape[1]) if len(ids) else 0)
+
+
+def _write_csv(f, ids: list[str], model_id: str, metadata: dict, vectors: np.ndarray) -> None:
+    writer = csv.writer(f)
+    writer.writerow(["track_id", "model_id", *METADATA_COLUMNS, *(f"v{i}" for i in range(vectors.shape[1]))])
+    for i, track_id in enumerate(ids):
+        tags = [_inert_in_spreadsheets(metadata[c][i]) for c in TAG_COLUMNS]
+        # str of a numpy float32 is its shortest text that reads back to the same float32
+        writer.writerow([track_id, model_id, *tags, metadata["path"][i], *map(str, vectors[i])])
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -123,7 +118,7 @@ def _import_pyarrow():
     return pyarrow
 
 
-def _write_parquet(pa, out: Path, ids: list[str], model_id: str, metadata: dict, vectors: np.ndarray) -> None:
+def _write_parquet(pa, out, ids: list[str], model_id: str, metadata: dict, vectors: np.ndarray) -> None:
     dim = vectors.shape[1] if len(ids) else 0
     flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1), type=pa.float32())
     table = pa.table(

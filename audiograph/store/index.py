@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audiograph.staging import write_whole
+
 
 def vector_to_blob(vector: np.ndarray) -> bytes:
     """Little-endian float32 bytes, the store's vector format."""
@@ -50,40 +52,9 @@ def is_regular_file(path: Path) -> bool:
 
 
 def write_cache_file(path: Path, write) -> None:
-    """Call `write(file)` on a new file beside `path`, then move it onto `path`: a link planted at `path` is
-    replaced, never written through, and a reader sees the old file or the new one whole."""
-    remove_abandoned(path.parent, ".*.tmp")  # what writers killed before their rename left
-    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staged.unlink(missing_ok=True)
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-        os.replace(staged, path)
-    finally:
-        staged.unlink(missing_ok=True)
-
-
-def remove_abandoned(folder: Path, pattern: str) -> None:
-    """Remove the files in `folder` matching `pattern` and named `.NAME.PID.SUFFIX` (a file being written by
-    process PID) whose process is gone: a killed writer never reached its own clean-up."""
-    for stale in folder.glob(pattern):
-        pid = stale.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not process_exists(int(pid)):
-            stale.unlink(missing_ok=True)
-
-
-def process_exists(pid: int) -> bool:
-    """Whether process `pid` is running (True where that cannot be told)."""
-    if os.name == "nt":  # os.kill there ends the process
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):  # another user's process, or a platform without signal 0
-        return True
-    return True
+    """`staging.write_whole` for a search cache: its folder holds the cache's files only, so the partial
+    files of every killed writer there are removed."""
+    write_whole(path, write, leftovers=".*.partial")
 
 
 @dataclass
