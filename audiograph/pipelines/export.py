@@ -45,8 +45,9 @@ def export_space(
     parquet (needs pyarrow): the same columns as csv, with the vector as one fixed-size list column
     `vector`. In csv, a title, artist or genre that a spreadsheet would run as a formula (one starting with =,
     +, -, @, a tab or a carriage return) starts with an added ' as OWASP advises; the ids, model id and path
-    are kept exact, as the keys a user joins on, and npz and parquet hold every string as it is. Vectors are the stored ones, not standardised or normalised. Without `format`, the file's
-    extension says which (.npz, .csv, .parquet); a format that contradicts the extension is refused.
+    are kept exact, as the keys a user joins on, and npz and parquet hold every string as it is. Vectors are
+    the stored ones, not standardised or normalised. Without `format`, the file's extension says which (.npz,
+    .csv, .parquet); a format that contradicts the extension is refused.
     """
     if format is not None and format not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format '{format}' (choose from {', '.join(EXPORT_FORMATS)})")
