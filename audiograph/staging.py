@@ -20,7 +20,7 @@ def write_whole(path: Path, write: Callable[[IO], None], *, text: bool = False, 
     remove_abandoned(path.parent, leftovers or f".{glob.escape(path.name)}.*.partial")
     staged = path.with_name(f".{path.name}.{os.getpid()}.partial")
     staged.unlink(missing_ok=True)
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)  # less umask
     try:
         with os.fdopen(fd, "wb") as binary:
             if text:

@@ -35,24 +35,33 @@ def terminal_safe(text: str) -> str:
 
 
 def display_width(text: str) -> int:
-    """How many terminal columns `text` takes: two for a wide character (CJK, most emoji), none for a combining
-    one (tabulate pads with the same measure, wcwidth's)."""
-    from wcwidth import wcwidth
+    """How many terminal columns `text` takes, as tabulate pads it (wcwidth's `wcswidth`): two for a wide
+    character (CJK, most emoji, an emoji made wide by its variation selector), none for a combining one."""
+    from wcwidth import wcswidth
 
-    return sum(max(wcwidth(c), 0) for c in text)
+    width = wcswidth(text)
+    return width if width >= 0 else len(text)  # a control character, which one_line escapes before this
 
 
 def shortened(text: str, width: int) -> str:
     """`text`, cut to `width` terminal columns with "…" as its last where it is wider."""
     if display_width(text) <= width:
         return text
-    kept, used = [], 1  # the ellipsis
-    for c in text:
-        used += display_width(c)
-        if used > width:
-            break
-        kept.append(c)
-    return "".join(kept) + "…"
+    low, high = 0, len(text)  # the longest prefix that fits beside the ellipsis, by bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        if display_width(text[:middle]) + 1 <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"
+
+
+def show(text: str = "", flush: bool = False) -> None:
+    """Print part of a command's output on stdout, with whatever it quotes from a store or a file (a title, a
+    model id, a path) escaped as `terminal_safe` does, its own line breaks kept: nothing stored drives the
+    terminal. Every line a command prints on stdout goes through here (or, as JSON, `cli.output.print_json`)."""
+    print(terminal_safe(text), flush=flush)
 
 
 def format_table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:

@@ -256,6 +256,29 @@ def test_a_progress_bar_on_stdout_is_written_as_it_is(store_copy, monkeypatch, c
     assert out.startswith("\rEpoch 0:  50%|#####     |\rEpoch 0: 100%") and "\x1b" not in out and "HACKED" in out
 
 
+def test_every_line_a_command_prints_on_stdout_goes_through_show():
+    """A bare print to stdout in a command (the demo's, once the stdout wrapper went) printed stored names and
+    paths unescaped. Every print in the command line's modules and the demo names its file (stderr, whose
+    lines go through one_line), except `show` and `print_json` themselves."""
+    import ast
+    from pathlib import Path
+
+    import audiograph
+
+    root = Path(audiograph.__file__).parent
+    bare = []
+    for path in [*sorted((root / "cli").glob("*.py")), root / "pipelines" / "demo.py", root / "tables.py"]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
+            if function.name in ("show", "print_json"):
+                continue
+            for call in ast.walk(function):
+                if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "print":
+                    if not any(k.arg == "file" for k in call.keywords):
+                        bare.append(f"{path.name}:{call.lineno}")
+    assert bare == []
+
+
 def test_tables_and_playlists_take_no_orders_from_stored_strings(store_copy, tmp_path):
     """A title with a terminal escape prints escaped; a file name with a line break cannot add an entry to an
     M3U playlist (it is left out and said); a duration that is not a number is written as unknown."""

@@ -172,10 +172,13 @@ def test_a_table_of_hits_fits_100_columns_whatever_the_tags():
     ]
     wide_chars = {"rank": 2, "score": 0.7, "artist": "坂本龍一 " * 6, "title": "戦場のメリークリスマス 🎹" * 3}
     hits.append({**wide_chars, "genre": "アンビエント" * 4, "path": "/c.mp3"})
+    # An emoji made wide by its variation selector: two columns for the pair, one for each character alone.
+    hits.append({"rank": 3, "score": 0.6, "artist": "❤️" * 40, "title": "☀️" * 40, "genre": "✔️" * 20, "path": "/d"})
     for extra in ((), ("genre",)):
         lines = format_hits(hits, extra=extra).splitlines()
         # Columns as a terminal shows them: a CJK character or an emoji takes two (wcwidth, as tabulate pads).
         assert max(wcswidth(line) for line in lines) <= 100 and "…" in lines[1] and "…" in lines[3], extra
+        assert "…" in lines[4]
         assert "A – Short" in lines[2]
     wide = format_hits(hits, extra=("genre",), wide=True)
     assert f"{artist} – {title.rstrip()}" in wide and "/a.mp3" in wide

@@ -305,7 +305,9 @@ def test_a_link_planted_at_a_cache_files_name_is_replaced_not_written_through(tm
     reopened.close()
 
 
-@pytest.mark.parametrize("damage", ["state_list", "deep_state", "ids_dicts", "ids_short", "mean_shape", "nan_mean"])
+@pytest.mark.parametrize(
+    "damage", ["state_list", "deep_state", "ids_dicts", "ids_short", "ids_null", "mean_shape", "nan_mean"]
+)
 def test_a_cache_not_as_written_is_rebuilt_from_the_store(tmp_path, damage):
     """Each of these gave a traceback or wrong hits; a cache is a copy of the store, read again when it is off."""
     store, vectors = _searchable_store(tmp_path / "s.db")
@@ -321,6 +323,8 @@ def test_a_cache_not_as_written_is_rebuilt_from_the_store(tmp_path, damage):
         ids_file.write_text(json.dumps([{"id": i} for i in range(12)]))
     elif damage == "ids_short":
         ids_file.write_text(json.dumps([f"t{i}" for i in range(11)]))
+    elif damage == "ids_null":
+        ids_file.write_text("null")
     else:
         np.save(
             mean_file,
@@ -494,3 +498,10 @@ def test_a_musig_model_of_the_min_max_era_loads_with_its_genres_unscaled(tmp_pat
     np.testing.assert_array_equal(spec.standardize("genre", spec.one_hot(["rock"])), [[0.0, 1.0]])
     model = MusigModel.from_settings({"in_channels": 8, "hidden_channels": 8, "out_channels": 4, "features": legacy})
     assert model.architecture["in_channels"] == 8
+    # Damaged ones are refused in one line, not with a traceback; a statistic of no group is left out.
+    from audiograph.errors import ConfigError
+
+    for damaged in ({**legacy, "genres": 3}, {**legacy, "groups": "audio"}, {**legacy, "maximum": {"audio": [1.0]}}):
+        with pytest.raises(ConfigError):
+            FeatureSpec.from_dict(damaged)
+    assert "x" not in FeatureSpec.from_dict({**legacy, "minimum": {**legacy["minimum"], "x": [1.0]}}).center

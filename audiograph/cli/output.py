@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from audiograph.errors import ConfigError
-from audiograph.tables import TERMINAL_UNSAFE, counted, one_line, terminal_safe
+from audiograph.tables import TERMINAL_UNSAFE, counted, one_line, show
 
 QUIET = {"on": False}  # set once per command from --quiet
 
@@ -25,19 +25,11 @@ def print_json(result) -> None:
 JSON_ESCAPES = {c: f"\\u{c:04x}" for c in [*range(127, 160), *TERMINAL_UNSAFE]}
 
 
-def show(text: str = "") -> None:
-    """Print part of a command's result on stdout, with whatever it quotes from a store (a title, a model id, a
-    status) escaped as `tables.terminal_safe` does, its own line breaks kept: nothing stored drives the
-    terminal. Every line a command prints on stdout goes through here or `print_json`."""
-    print(terminal_safe(text))
-
-
 def say(message: str = "", quiet: bool = False) -> None:
     """Print a line of chatter, unless `quiet` or the command runs with --quiet. What it quotes from a store (a
     model id, a status) is escaped as `tables.terminal_safe` does, its line breaks kept."""
     if not (quiet or QUIET["on"]):
-        show(message)
-        sys.stdout.flush()
+        show(message, flush=True)
 
 
 def report_failure(path: str, reason: str) -> None:

@@ -95,16 +95,19 @@ class FeatureSpec:
         if not isinstance(d, dict):
             raise ConfigError("the feature spec is not a mapping")
         d = dict(d)
+        if not _is_list_of(d.get("groups"), str):
+            raise ConfigError(f"feature groups must be distinct names from {', '.join(FEATURE_GROUPS)}")
         if "minimum" in d:  # a model trained before z-scoring: min-max is a centre and a scale too
             low, high = d.pop("minimum"), d.pop("maximum", None)
-            if isinstance(low, dict) and isinstance(high, dict) and "genre" not in low:
-                # The one-hot genres were not scaled then: a centre of 0 and a scale of 1.
-                n = len(d.get("genres") or [])
-                low, high = {**low, "genre": [0.0] * n}, {**high, "genre": [1.0] * n}
-            _check_statistics("minimum", low, d.get("groups"))
-            _check_statistics("maximum", high, d.get("groups"))
-            d["center"] = low
-            d["scale"] = {g: [h - lo if h > lo else 1.0 for lo, h in zip(low[g], high[g])] for g in low}
+            groups, genres = d["groups"], d.get("genres")
+            if isinstance(low, dict) and isinstance(high, dict) and "genre" in groups:
+                if "genre" not in low and isinstance(genres, list):
+                    # The one-hot genres were not scaled then: a centre of 0 and a scale of 1.
+                    low, high = {**low, "genre": [0.0] * len(genres)}, {**high, "genre": [1.0] * len(genres)}
+            _check_statistics("minimum", low, groups)
+            _check_statistics("maximum", high, groups)
+            d["center"] = {g: low[g] for g in groups}
+            d["scale"] = {g: [h - lo if h > lo else 1.0 for lo, h in zip(low[g], high[g])] for g in groups}
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown feature spec key(s): {', '.join(sorted(unknown))}")

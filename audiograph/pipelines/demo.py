@@ -18,7 +18,7 @@ from audiograph.pipelines.train_audio import train_audio
 from audiograph.pipelines.train_musig import train_musig
 from audiograph.store import Store
 from audiograph.synth import synthesize
-from audiograph.tables import counted
+from audiograph.tables import counted, one_line, show
 
 DEMO_AUDIO_EPOCHS = 5
 DEMO_MUSIG_EPOCHS = 10
@@ -43,10 +43,10 @@ class _Steps:
 
     @contextlib.contextmanager
     def __call__(self, title: str):
-        print(f"\n== {title}", flush=True)
+        show(f"\n== {title}", flush=True)
         start = time.perf_counter()
         yield
-        print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
+        show(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
 
     def total(self) -> float:
         return time.perf_counter() - self.started
@@ -60,7 +60,7 @@ def run_demo(out: str | Path = "audiograph-demo", quiet: bool = False) -> None:
     with step("1. synthesize a music collection with the faults real collections have"):
         collection = synthesize(out / "collection", with_faults=True, progress=not quiet)
         train_dir, holdout_dir = split_playlist_files(out / "collection" / "playlists", min_length=DEMO_MIN_LENGTH)
-        print(
+        show(
             f"{collection.tracks} tracks, {collection.playlists} playlists, {len(collection.faults)} faulty files"
             f" in {out / 'collection'}; {sum(1 for _ in holdout_dir.iterdir())} playlists held out for"
             " evaluation"
@@ -77,7 +77,7 @@ def run_demo(out: str | Path = "audiograph-demo", quiet: bool = False) -> None:
     _queries(store, out, step)
     with step("8. evaluate: playlist completion on the held-out playlists (the paper's Table 2, 3 seeds)"):
         _evaluate(store, holdout_dir)
-    print(f"\ndone ({step.total():.0f} s)")
+    show(f"\ndone ({step.total():.0f} s)")
 
 
 def _embed(store: Store, collection: Path, quiet: bool) -> None:
@@ -86,11 +86,11 @@ def _embed(store: Store, collection: Path, quiet: bool) -> None:
         store,
         collection="demo",
         quiet=quiet,
-        on_failure=lambda path, reason: print(f"failed: {path}: {reason}", file=sys.stderr),
+        on_failure=lambda path, reason: print(f"failed: {one_line(path)}: {one_line(reason)}", file=sys.stderr),
     )
-    print(f"embedded {summary.embedded}, skipped {summary.skipped} unchanged, failed {len(summary.failed)}")
+    show(f"embedded {summary.embedded}, skipped {summary.skipped} unchanged, failed {len(summary.failed)}")
     for dup in summary.duplicates:
-        print(f"same audio content: {' = '.join(Path(p).name for p in dup['paths'])}")
+        show(f"same audio content: {' = '.join(Path(p).name for p in dup['paths'])}")
     _explain_faults(collection, summary)
 
 
@@ -101,7 +101,7 @@ def _explain_faults(collection: Path, summary) -> None:
         faults = list(csv.DictReader(f))
     failed = {Path(x["path"]).name: x["error"] for x in summary.failed}
     duplicated = {Path(p).name for dup in summary.duplicates for p in dup["paths"]}
-    print(f"the {len(faults)} planted faults:")
+    show(f"the {len(faults)} planted faults:")
     for fault in faults:
         name = Path(fault["path"]).name
         if name in failed:
@@ -114,32 +114,32 @@ def _explain_faults(collection: Path, summary) -> None:
             outcome = "ignored: not an audio file by its name"
         else:
             outcome = "stored (decodable)"
-        print(f"  {fault['kind']:<13} {name}: {outcome}")
+        show(f"  {fault['kind']:<13} {name}: {outcome}")
 
 
 def _build_graph(store: Store, train_dir: Path) -> None:
     graph = build_graph(store, [train_dir])
     g = graph.summary
-    print(
+    show(
         f"{counted(graph.matched, 'playlist entry', 'playlist entries')} matched, {graph.unmatched} unmatched,"
         f" {counted(graph.urls_skipped, 'URL')} skipped"
     )
-    print(f"{graph.min_weight_reason}")
-    print(f"{g['nodes']} tracks, {g['edges']} edges, {g['components']} components, {g['isolated_nodes']} isolated")
+    show(f"{graph.min_weight_reason}")
+    show(f"{g['nodes']} tracks, {g['edges']} edges, {g['components']} components, {g['isolated_nodes']} isolated")
 
 
 def _train_audio(store: Store, quiet: bool) -> None:
     report = train_audio(store, max_epochs=DEMO_AUDIO_EPOCHS, quiet=quiet)
-    print(f"{report.model_id}: {report.guard_line()}")
+    show(f"{report.model_id}: {report.guard_line()}")
     for warning in report.warnings:
-        print(f"warning: {warning}")
-    print(f"re-embedded {report.embedded} tracks into the acoustic space from the log-mel cache")
+        show(f"warning: {warning}")
+    show(f"re-embedded {report.embedded} tracks into the acoustic space from the log-mel cache")
 
 
 def _train_musig(store: Store, quiet: bool) -> None:
     musig = train_musig(store, max_epochs=DEMO_MUSIG_EPOCHS, quiet=quiet)
     m = musig.metrics
-    print(
+    show(
         f"{musig.model_id} on {', '.join(musig.features)} (similarity task on {musig.similarity_group}), best"
         f" epoch {int(m.get('epoch', 0)) + 1}: completing held-out playlists, hit rate"
         f" {m.get('val_hr', float('nan')):.3f} against {m.get('val_hr_features', float('nan')):.3f} for its"
@@ -159,7 +159,7 @@ def _queries(store: Store, out: Path, step: _Steps) -> None:
         newcomer = synthesize(out / "newcomer", tracks=1, genres=1, playlists=1, seed=12345, progress=False)
         with open(newcomer.out_dir / "tracks.csv", newline="", encoding="utf-8") as f:
             new_track = next(csv.DictReader(f))
-        print(f"new track: {new_track['genre']} – {new_track['title']}")
+        show(f"new track: {new_track['genre']} – {new_track['title']}")
         _show(query_file(store, newcomer.out_dir / "audio" / new_track["path"], k=8))
 
 
@@ -173,15 +173,15 @@ def _evaluate(store: Store, holdout_dir: Path) -> None:
         musig_options={"max_epochs": DEMO_MUSIG_EPOCHS},
     )
     info = evaluation.info
-    print(
+    show(
         f"{info['eval_playlists']} held-out playlists (first half as seeds), {info['train_playlists']} training"
         " playlists"
     )
-    print(format_results(evaluation))
+    show(format_results(evaluation))
 
 
 def _show(result) -> None:
-    print(f"space '{result.space}' (model {result.model_id})")
-    print(format_hits(result.hits, extra=("genre",)))
+    show(f"space '{result.space}' (model {result.model_id})")
+    show(format_hits(result.hits, extra=("genre",)))
     for note in result.notes:
-        print(f"note: {note}")
+        show(f"note: {note}")

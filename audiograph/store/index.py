@@ -113,7 +113,7 @@ class VectorIndex:
             index.ids = json.loads((folder / f"ids-{token}.json").read_text())
             index.matrix = np.load(files["matrix"], mmap_mode="r", allow_pickle=False)
             index.mean = index.scale = None
-            if state.get("standardize") and len(index.ids):  # then `save` wrote both statistics
+            if state.get("standardize") and isinstance(index.ids, list) and index.ids:  # `save` wrote both
                 if not (is_regular_file(files["mean"]) and is_regular_file(files["scale"])):
                     return None  # searched raw, a standardised space would give other neighbours
                 index.mean = np.load(files["mean"], mmap_mode="r", allow_pickle=False)
