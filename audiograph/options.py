@@ -9,73 +9,46 @@ from audiograph.errors import ConfigError
 # A radio's tracks are chosen one by one over a pool of 20 candidates each: 1,000 (days of music) is seconds.
 MAX_RADIO_LENGTH = 1000
 
-# Allowed values of numeric options, by destination: (lowest, highest, whether each end is allowed);
-# None: no bound. The command line checks them where it parses its options (a bad value is one line of usage
-# error), and the pipelines check the same names when called from Python (`check_options`).
-RANGES = {
-    **dict.fromkeys(
-        (
-            "tracks",
-            "genres",
-            "playlists",
-            "batch_size",
-            "num_nodes",
-            "k",
-            "max_epochs",
-            "views",
-            "per_anchor",
-            "d_pos",
-            "d_neg",
-            "d_max",
-            "hidden_channels",
-            "out_channels",
-            "num_layers",
-            "repeats",
-            "max_playlists",
-        ),
-        (1, None, True, True),
-    ),
-    **dict.fromkeys(
-        (
-            "seed",
-            "patience",
-            "workers",
-            "num_workers",
-            "batches_per_epoch",
-            "weight_decay",
-            "weight_power",
-            "margin",
-        ),
-        (0, None, True, True),
-    ),
-    **dict.fromkeys(("seconds", "lr", "temperature", "crop_seconds"), (0, None, False, True)),
-    **dict.fromkeys(("cold_start_rate", "hard_share", "walk", "diversity"), (0, 1, True, True)),
-    **dict.fromkeys(("val_fraction", "seed_fraction", "holdout"), (0, 1, False, False)),
-    "dropout": (0, 1, True, False),
+# Counts, sizes and seeds: whole numbers (2.5 epochs failed deep inside Lightning or a DataLoader).
+COUNTS = (
+    "tracks",
+    "genres",
+    "playlists",
+    "batch_size",
+    "num_nodes",
+    "k",
+    "max_epochs",
+    "views",
+    "per_anchor",
+    "d_pos",
+    "d_neg",
+    "d_max",
+    "hidden_channels",
+    "out_channels",
+    "num_layers",
+    "repeats",
+    "max_playlists",
+)
+COUNTS_FROM_ZERO = ("seed", "patience", "workers", "num_workers", "batches_per_epoch")
+BOUNDED_COUNTS = {
     "length": (1, MAX_RADIO_LENGTH, True, True),
     "min_length": (2, None, True, True),
     "max_playlist_length": (2, None, True, True),
     "max_points": (3, None, True, True),
 }
+WHOLE_NUMBER_OPTIONS = frozenset((*COUNTS, *COUNTS_FROM_ZERO, *BOUNDED_COUNTS))
 
-
-# Counts, sizes and seeds: whole numbers (2.5 epochs failed deep inside Lightning or a DataLoader).
-WHOLE_NUMBER_OPTIONS = frozenset(RANGES) - {
-    "weight_decay",
-    "weight_power",
-    "margin",
-    "seconds",
-    "lr",
-    "temperature",
-    "crop_seconds",
-    "cold_start_rate",
-    "hard_share",
-    "walk",
-    "diversity",
-    "val_fraction",
-    "seed_fraction",
-    "holdout",
-    "dropout",
+# Allowed values of numeric options, by destination: (lowest, highest, whether each end is allowed);
+# None: no bound. The command line checks them where it parses its options (a bad value is one line of usage
+# error), and the pipelines check the same names when called from Python (`check_options`).
+RANGES = {
+    **dict.fromkeys(COUNTS, (1, None, True, True)),
+    **dict.fromkeys((*COUNTS_FROM_ZERO, "weight_decay", "weight_power", "margin"), (0, None, True, True)),
+    **dict.fromkeys(("seconds", "lr", "temperature", "crop_seconds"), (0, None, False, True)),
+    **dict.fromkeys(("cold_start_rate", "hard_share", "walk", "diversity"), (0, 1, True, True)),
+    **dict.fromkeys(("val_fraction", "seed_fraction", "holdout"), (0, 1, False, False)),
+    "dropout": (0, 1, True, False),
+    **BOUNDED_COUNTS,
 }
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from audiograph.errors import ConfigError
 from audiograph.runtime import free_cores
+from audiograph.tables import shortened
 
 MIN_POINTS = 5
 OTHER = "other"  # labels beyond the `max_colours` most frequent ones
@@ -25,6 +26,7 @@ UNKNOWN = "unknown"  # points without a label
 GREYS = {OTHER: "#a6a6a6", UNKNOWN: "#d4d4d4"}
 MATPLOTLIB_FORMATS = {".png", ".svg", ".pdf"}
 DPI = 120
+LABEL_WIDTH = 42  # characters of a point's label on the map
 
 
 def _has_module(name: str) -> bool:
@@ -157,10 +159,6 @@ def _prepare(points, labels, names, max_colours):
     return points, capped, groups, colours, legend
 
 
-def _short(name: str, limit: int = 42) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
-
-
 def build_figure(
     points: np.ndarray,
     labels: Sequence[str | None],
@@ -214,7 +212,9 @@ def _build_figure(points, labels, names, title, n_labelled, max_colours, legend_
     order = [texts.index(f"{label} ({counts[label]})") for label in legend]
     fig.legend(
         [handles[i] for i in order],
-        [f"{_short(label, 32)} ({counts[label]})" for label in legend],  # a long playlist name must not squeeze the map
+        [
+            f"{shortened(label, 32)} ({counts[label]})" for label in legend
+        ],  # a long playlist name must not squeeze the map
         loc="outside right upper",
         title=legend_title or None,
         markerscale=max(1.0, 6 / np.sqrt(size)),
@@ -237,7 +237,7 @@ def _annotate(ax, points, capped, groups, names, colours, size, span, middle, n_
         # horizontally, so that it never leaves the axes.
         up = point[1] >= middle[1]
         annotation = ax.annotate(
-            _short(names[index]),
+            shortened(names[index], LABEL_WIDTH),
             tuple(point),
             xytext=(point[0], point[1] + (0.05 if up else -0.05) * span[1]),
             ha="left" if point[0] < middle[0] else "right",
@@ -314,7 +314,7 @@ def _html_map(points, capped, groups, colours, legend, names, *, title, legend_t
         left = x[index] < width / 2  # labels run towards the middle, so that they stay on the map
         layers.append(
             f'<text x="{x[index] + (radius + 2 if left else -radius - 2):.1f}" y="{y[index] + 4:.1f}" '
-            f'text-anchor="{"start" if left else "end"}">{html.escape(_short(names[index]))}</text>'
+            f'text-anchor="{"start" if left else "end"}">{html.escape(shortened(names[index], LABEL_WIDTH))}</text>'
         )
     legend_items = "".join(
         f'<li><span style="background:{colours[label]}"></span>{html.escape(label)} ({counts[label]})</li>'
